@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <string.h>
+
+#include <glib.h>
+
+#include "shared/validate.h"
+
+static bool is_alpha_(char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_digit(char c) {
+        return c >= '0' && c <= '9';
+}
+
+bool env_key_is_valid(const char *key) {
+        if (!key || !is_alpha_(key[0]))
+                return false;
+        size_t n = 1;
+        for (const char *p = key + 1; *p; p++, n++)
+                if (!is_alpha_(*p) && !is_digit(*p))
+                        return false;
+        return n <= ENV_KEY_MAX;
+}
+
+bool env_value_is_valid(const char *value) {
+        if (!value)
+                return false;
+        size_t n = strlen(value);
+        return n <= ENV_VALUE_MAX && g_utf8_validate(value, (gssize) n, NULL);
+}
+
+static bool host_char_ok(char c) {
+        return is_alpha_(c) || is_digit(c) || c == '-' || c == '.' || c == '[' || c == ']' || c == ':';
+}
+
+bool url_is_valid(const char *url) {
+        if (!url)
+                return false;
+        for (const char *p = url; *p; p++)
+                if ((unsigned char) *p <= 0x20 || (unsigned char) *p == 0x7f)
+                        return false;
+        if (strlen(url) > 2048)
+                return false;
+
+        if (g_str_has_prefix(url, "unix:"))
+                return url[5] == '/' && url[6] != '\0';
+
+        const char *rest;
+        if (g_str_has_prefix(url, "http://"))
+                rest = url + 7;
+        else if (g_str_has_prefix(url, "https://"))
+                rest = url + 8;
+        else
+                return false;
+
+        size_t hostlen = strcspn(rest, "/?#");
+        if (hostlen == 0)
+                return false;
+        for (size_t i = 0; i < hostlen; i++)
+                if (!host_char_ok(rest[i]))
+                        return false; /* rejects userinfo ('@') among others */
+        return true;
+}
+
+bool vm_name_is_valid(const char *name) {
+        if (!name || !name[0] || strlen(name) > 63)
+                return false;
+        for (const char *p = name; *p; p++)
+                if (!is_alpha_(*p) && !is_digit(*p) && !strchr("-. @~!$^()", *p))
+                        return false;
+        return true;
+}

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Limits the dstack guest applies when it decrypts the env (dstack.md §3). */
+#define ENV_MAX_ENTRIES 1024
+#define ENV_MAX_TOTAL_BYTES (1024 * 1024)
+#define ENV_KEY_MAX 255
+#define ENV_VALUE_MAX (128 * 1024)
+
+/* ^[A-Za-z_][A-Za-z0-9_]*$, at most ENV_KEY_MAX bytes. */
+bool env_key_is_valid(const char *key);
+
+/* At most ENV_VALUE_MAX bytes of valid UTF-8 without NUL. */
+bool env_value_is_valid(const char *value);
+
+/* http://host[:port][/path], https://..., or unix:/absolute/path. No
+ * whitespace, no control characters, no userinfo. */
+bool url_is_valid(const char *url);
+
+/* A dstack VM name: 1..63 ASCII alphanumerics and "-_. @~!$^()". */
+bool vm_name_is_valid(const char *name);
