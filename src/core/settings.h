@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include "shared/config-file.h"
+
+/* The settings store: the config file on disk and the last good copy of it in
+ * memory. A file that does not parse is never overwritten: it is reported in
+ * `error`, the last good copy (or the defaults) stays in force, and commits are
+ * refused until the file is fixed and reloaded. */
+typedef struct SettingsStore {
+        char *path;
+        LauncherConfig *config;
+        char *error;                   /* why the file on disk is not in force; NULL when it is */
+        char *vmm_url_override;        /* $VMM_URL, as the Rust launcher honoured it */
+} SettingsStore;
+
+int settings_store_new(const char *path, SettingsStore **ret);
+void settings_store_free(SettingsStore *s);
+
+/* (Re)reads the file. On a bad file returns -EINVAL with s->error set and the
+ * previous config untouched. A missing file means defaults. */
+int settings_store_load(SettingsStore *s);
+
+/* Writes c atomically (0600) and, on success, makes it the config in force
+ * (taking ownership of c). On failure c is freed, nothing changes, and
+ * *ret_error says why. */
+int settings_store_commit(SettingsStore *s, LauncherConfig *c, char **ret_error);
+
+/* What the launcher uses to reach the VMM: $VMM_URL if set, else the setting. */
+const char *settings_store_vmm_url(const SettingsStore *s);

@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <inttypes.h>
+
+#include "daemon/manager.h"
+#include "shared/bus-errors.h"
+#include "shared/log.h"
+#include "shared/validate.h"
+
+#define ACTION_CONFIGURE "org.platform.launcher1.configure"
+#define ACTION_READ_SECRETS "org.platform.launcher1.read-secrets"
+
+/* An invalid key can be a mistyped secret: show only a short, escaped prefix. */
+static char *key_for_message(const char *key) {
+        g_autofree char *prefix = g_strndup(key, 64);
+        g_autofree char *esc = g_strescape(prefix, NULL);
+        return g_strdup_printf("'%s'%s", esc, strlen(key) > 64 ? "..." : "");
+}
+
+static int error_invalid_key(sd_bus_error *error, const char *key) {
+        g_autofree char *k = key_for_message(key);
+        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                 "Invalid env key %s: must match ^[A-Za-z_][A-Za-z0-9_]*$ and be at most %d bytes.", k,
+                                 ENV_KEY_MAX);
+}
+
+static char **missing_env(Manager *m) {
+        GPtrArray *a = g_ptr_array_new();
+        for (char **k = m->required_env; k && *k; k++)
+                if (!launcher_config_env_get(m->settings->config, *k))
+                        g_ptr_array_add(a, g_strdup(*k));
+        g_ptr_array_add(a, NULL);
+        return (char **) g_ptr_array_free(a, FALSE);
+}
+
+static int property_get_setting(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const SettingInfo *info = setting_info_by_property(property);
+        if (!info)
+                return -ENOENT;
+        if (info->type == SETTING_USEC)
+                return sd_bus_message_append(reply, "t", *setting_usec_ptr(m->settings->config, info));
+        return sd_bus_message_append(reply, "s", *setting_string_ptr(m->settings->config, info));
+}
+
+static int property_get_vmm_url(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", settings_store_vmm_url(m->settings));
+}
+
+static int property_get_env_keys(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autofree const char **keys = launcher_config_env_keys(m->settings->config);
+        return sd_bus_message_append_strv(reply, (char **) keys);
+}
+
+static int property_get_required_env(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append_strv(reply, m->required_env);
+}
+
+static int property_get_missing_env(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_auto(GStrv) missing = missing_env(m);
+        return sd_bus_message_append_strv(reply, missing);
+}
+
+static int property_get_config_path(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                    sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", m->settings->path);
+}
+
+static int property_get_config_error(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", strempty(m->settings->error));
+}
+
+static bool strv_equal(char **a, char **b) {
+        return g_strv_equal((const char *const *) a, (const char *const *) b);
+}
+
+void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_changed) {
+        const LauncherConfig *new = m->settings->config;
+        g_autoptr(GPtrArray) names = g_ptr_array_new();
+        size_t n;
+        const SettingInfo *all = setting_info_all(&n);
+
+        for (size_t i = 0; i < n; i++) {
+                const SettingInfo *s = &all[i];
+                if (!s->property || g_str_has_prefix(s->property, "Updater"))
+                        continue; /* Updater settings are not Config properties */
+                bool differ = s->type == SETTING_STRING
+                                      ? !streq(*setting_string_ptr((LauncherConfig *) old, s),
+                                               *setting_string_ptr((LauncherConfig *) new, s))
+                                      : *setting_usec_ptr((LauncherConfig *) old, s) !=
+                                                *setting_usec_ptr((LauncherConfig *) new, s);
+                if (differ && !(streq(s->property, "VmmUrl") && m->settings->vmm_url_override))
+                        g_ptr_array_add(names, (char *) s->property);
+        }
+
+        g_autofree const char **old_keys = launcher_config_env_keys(old);
+        g_autofree const char **new_keys = launcher_config_env_keys(new);
+        if (!strv_equal((char **) old_keys, (char **) new_keys)) {
+                g_ptr_array_add(names, (char *) "EnvKeys");
+                g_ptr_array_add(names, (char *) "MissingEnv");
+        }
+        if (error_changed)
+                g_ptr_array_add(names, (char *) "ConfigError");
+        if (names->len == 0)
+                return;
+        g_ptr_array_add(names, NULL);
+
+        int r = sd_bus_emit_properties_changed_strv(m->bus, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE,
+                                                    (char **) names->pdata);
+        if (r < 0)
+                log_warning_errno(r, "Cannot emit PropertiesChanged: %m");
+}
+
+/* Writes c (taking it), emits what changed, maps failures to bus errors. */
+static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
+        g_autoptr(LauncherConfig) old = launcher_config_copy(m->settings->config);
+        g_autofree char *why = NULL;
+
+        int r = settings_store_commit(m->settings, c, &why);
+        if (r == -EBADMSG)
+                return sd_bus_error_set(error, LAUNCHER_ERROR_INVALID_CONFIG, why);
+        if (r < 0)
+                return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
+
+        bus_config_emit_changes(m, old, false);
+        return 0;
+}
+
+static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *key, *value;
+
+        int r = sd_bus_message_read(msg, "ss", &key, &value);
+        if (r < 0)
+                return r;
+        if (!env_key_is_valid(key))
+                return error_invalid_key(error, key);
+        if (!env_value_is_valid(value))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Value of '%s' exceeds %d bytes.", key,
+                                         ENV_VALUE_MAX);
+
+        const char *details[] = { "env_key", key, NULL };
+        r = polkit_check(msg, ACTION_CONFIGURE, details, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        /* Compared only after authorization, or the reply would tell an
+         * unprivileged caller whether it guessed a secret. */
+        if (streq_ptr(launcher_config_env_get(m->settings->config, key), value))
+                return sd_bus_reply_method_return(msg, NULL);
+
+        LauncherConfig *c = launcher_config_copy(m->settings->config);
+        launcher_config_env_set(c, key, value);
+        g_autofree char *why = launcher_config_env_check(c);
+        if (why) {
+                launcher_config_free(c);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Cannot set '%s': env would have %s.", key, why);
+        }
+
+        r = commit(m, c, error);
+        if (r < 0)
+                return r;
+        log_info("Env value '%s' set.", key);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_remove_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *key;
+
+        int r = sd_bus_message_read(msg, "s", &key);
+        if (r < 0)
+                return r;
+        if (!env_key_is_valid(key))
+                return error_invalid_key(error, key);
+
+        const char *details[] = { "env_key", key, NULL };
+        r = polkit_check(msg, ACTION_CONFIGURE, details, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        if (!launcher_config_env_get(m->settings->config, key))
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "No env value '%s' is set.", key);
+
+        LauncherConfig *c = launcher_config_copy(m->settings->config);
+        launcher_config_env_remove(c, key);
+        r = commit(m, c, error);
+        if (r < 0)
+                return r;
+        log_info("Env value '%s' removed.", key);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_get_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *key;
+
+        int r = sd_bus_message_read(msg, "s", &key);
+        if (r < 0)
+                return r;
+        if (!env_key_is_valid(key))
+                return error_invalid_key(error, key);
+
+        const char *details[] = { "env_key", key, NULL };
+        r = polkit_check(msg, ACTION_READ_SECRETS, details, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        const char *value = launcher_config_env_get(m->settings->config, key);
+        if (!value)
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "No env value '%s' is set.", key);
+
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        /* sd-bus wipes a sensitive message's memory when it is freed. */
+        r = sd_bus_message_sensitive(reply);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", value);
+        if (r < 0)
+                return r;
+        log_info("Env value '%s' read by %s.", key, strempty(sd_bus_message_get_sender(msg)));
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+/* Reads one {sv} entry of SetSettings into c; returns 0 at the end of the array. */
+static int read_setting(sd_bus_message *msg, LauncherConfig *c, GHashTable *seen, sd_bus_error *error) {
+        const char *name, *contents;
+        int r = sd_bus_message_enter_container(msg, 'e', "sv");
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+
+        const SettingInfo *info = setting_info_by_property(name);
+        if (!info) {
+                g_autofree char *k = key_for_message(name);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown setting %s.", k);
+        }
+        if (!g_hash_table_add(seen, (char *) info->property))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' given twice.", name);
+
+        const char *want = info->type == SETTING_USEC ? "t" : "s";
+        r = sd_bus_message_peek_type(msg, NULL, &contents);
+        if (r < 0)
+                return r;
+        if (!streq(contents, want))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' must be of type '%s', got '%s'.",
+                                         name, want, contents);
+
+        const char *why;
+        if (info->type == SETTING_USEC) {
+                uint64_t v;
+                r = sd_bus_message_read(msg, "v", "t", &v);
+                if (r < 0)
+                        return r;
+                why = setting_check_usec(info, v);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Setting '%s' %s: must be between %" PRIu64 " and %" PRIu64 " µs.", name,
+                                                 why, info->min_usec, info->max_usec);
+                *setting_usec_ptr(c, info) = v;
+        } else {
+                const char *v;
+                r = sd_bus_message_read(msg, "v", "s", &v);
+                if (r < 0)
+                        return r;
+                why = setting_check_string(info, v);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' %s.", name, why);
+                char **p = setting_string_ptr(c, info);
+                g_free(*p);
+                *p = g_strdup(v);
+        }
+
+        r = sd_bus_message_exit_container(msg);
+        return r < 0 ? r : 1;
+}
+
+static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        g_autoptr(LauncherConfig) c = launcher_config_copy(m->settings->config);
+        g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+
+        int r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = read_setting(msg, c, seen, error)) > 0)
+                ;
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+
+        if (launcher_config_equal_settings(c, m->settings->config))
+                return sd_bus_reply_method_return(msg, NULL);
+
+        r = polkit_check(msg, ACTION_CONFIGURE, NULL, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        r = commit(m, TAKE_PTR(c), error);
+        if (r < 0)
+                return r;
+        log_info("Settings changed by %s.", strempty(sd_bus_message_get_sender(msg)));
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+int manager_reload_config(Manager *m, char **ret_error) {
+        g_autoptr(LauncherConfig) old = launcher_config_copy(m->settings->config);
+        g_autofree char *old_error = g_strdup(m->settings->error);
+
+        int r = settings_store_load(m->settings);
+        bus_config_emit_changes(m, old, !streq_ptr(old_error, m->settings->error));
+        if (r < 0 && ret_error)
+                *ret_error = g_strdup(m->settings->error);
+        return r;
+}
+
+static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+
+        int r = polkit_check(msg, ACTION_CONFIGURE, NULL, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        g_autofree char *why = NULL;
+        r = manager_reload_config(m, &why);
+        if (r < 0)
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_INVALID_CONFIG,
+                                         "Config file is invalid and was not loaded: %s", why);
+        log_info("Configuration reloaded.");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static const sd_bus_vtable config_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_PROPERTY("ApiUrl", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("VmmUrl", "s", property_get_vmm_url, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("GuestVmmUrl", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PollIntervalUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("StopTimeoutUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("UpdateStrategy", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("EnvKeys", "as", property_get_env_keys, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("RequiredEnv", "as", property_get_required_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MissingEnv", "as", property_get_missing_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ConfigPath", "s", property_get_config_path, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("ConfigError", "s", property_get_config_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("SetEnv", SD_BUS_ARGS("s", key, "s", value), SD_BUS_NO_RESULT, method_set_env,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("RemoveEnv", SD_BUS_ARGS("s", key), SD_BUS_NO_RESULT, method_remove_env,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetEnv", SD_BUS_ARGS("s", key), SD_BUS_RESULT("s", value), method_get_env,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetSettings", SD_BUS_ARGS("a{sv}", settings), SD_BUS_NO_RESULT, method_set_settings,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_config_register(Manager *m) {
+        return sd_bus_add_object_vtable(m->bus, NULL, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE, config_vtable, m);
+}

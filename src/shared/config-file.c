@@ -1,0 +1,392 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "shared/config-file.h"
+#include "shared/macro.h"
+#include "shared/validate.h"
+
+#define SEC 1000000ULL
+
+static const char *check_url(const char *v) {
+        return url_is_valid(v) ? NULL : "must be an http://, https:// or unix:/ URL without credentials";
+}
+
+static const char *check_http_url(const char *v) {
+        return url_is_valid(v) && !g_str_has_prefix(v, "unix:") ? NULL : "must be an http:// or https:// URL without credentials";
+}
+
+static const char *check_strategy(const char *v) {
+        return streq(v, "recreate") || streq(v, "in-place") ? NULL : "must be \"recreate\" or \"in-place\"";
+}
+
+static const char *check_repository(const char *v) {
+        if (isempty(v))
+                return NULL; /* updater disabled */
+        if (v[0] != '/' || strlen(v) > 4096 || strstr(v, "/../") || g_str_has_suffix(v, "/.."))
+                return "must be an absolute path without \"..\" (or empty to disable the updater)";
+        return NULL;
+}
+
+/* git check-ref-format, reduced to what a remote or branch name needs to be safe as an argv word. */
+static const char *check_ref_name(const char *v) {
+        if (isempty(v) || strlen(v) > 255 || v[0] == '-' || v[0] == '.' || v[0] == '/' || strstr(v, "..") ||
+            strstr(v, "//") || g_str_has_suffix(v, "/") || g_str_has_suffix(v, ".lock"))
+                return "must be a valid git name (letters, digits, \"-_./\", not starting with \"-\" or \".\")";
+        for (const char *p = v; *p; p++)
+                if (!g_ascii_isalnum(*p) && !strchr("-_./", *p))
+                        return "must be a valid git name (letters, digits, \"-_./\", not starting with \"-\" or \".\")";
+        return NULL;
+}
+
+#define STR(prop, key, field, def, check)                                                    \
+        { .property = prop, .file_key = key, .type = SETTING_STRING,                         \
+          .offset = offsetof(LauncherConfig, field), .default_string = def, .check_string = check }
+#define USEC(prop, key, field, def, min, max)                                                \
+        { .property = prop, .file_key = key, .type = SETTING_USEC,                           \
+          .offset = offsetof(LauncherConfig, field), .default_usec = def, .min_usec = min, .max_usec = max }
+
+static const SettingInfo settings[] = {
+        STR("ApiUrl", "api_url", api_url, "https://api.platform.network/config/compose/validator_vm", check_url),
+        STR("VmmUrl", "vmm_url", vmm_url, "http://localhost:10300", check_url),
+        STR("GuestVmmUrl", "dstack_vmm_url", guest_vmm_url, "http://10.0.2.2:10300/", check_http_url),
+        USEC("PollIntervalUSec", "poll_interval_usec", poll_interval_usec, 5 * SEC, 1 * SEC, 24 * 3600 * SEC),
+        USEC("StopTimeoutUSec", "stop_timeout_usec", stop_timeout_usec, 60 * SEC, 1 * SEC, 3600 * SEC),
+        STR("UpdateStrategy", "update_strategy", update_strategy, "recreate", check_strategy),
+        STR("UpdaterRepository", "updater_repository", updater_repository, "", check_repository),
+        STR("UpdaterRemote", "updater_remote", updater_remote, "origin", check_ref_name),
+        STR("UpdaterBranch", "updater_branch", updater_branch, "release", check_ref_name),
+        USEC("UpdaterIntervalUSec", "updater_interval_usec", updater_interval_usec, 300 * SEC, 60 * SEC,
+             7 * 24 * 3600 * SEC),
+};
+
+const SettingInfo *setting_info_all(size_t *ret_n) {
+        *ret_n = ELEMENTSOF(settings);
+        return settings;
+}
+
+const SettingInfo *setting_info_by_property(const char *property) {
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (streq(settings[i].property, property))
+                        return &settings[i];
+        return NULL;
+}
+
+const char *setting_check_string(const SettingInfo *info, const char *value) {
+        if (strlen(value) > 4096)
+                return "is too long";
+        return info->check_string ? info->check_string(value) : NULL;
+}
+
+const char *setting_check_usec(const SettingInfo *info, uint64_t value) {
+        if (value < info->min_usec || value > info->max_usec)
+                return "is out of range";
+        return NULL;
+}
+
+char **setting_string_ptr(LauncherConfig *c, const SettingInfo *info) {
+        return (char **) ((uint8_t *) c + info->offset);
+}
+
+uint64_t *setting_usec_ptr(LauncherConfig *c, const SettingInfo *info) {
+        return (uint64_t *) ((uint8_t *) c + info->offset);
+}
+
+static int key_compare(gconstpointer a, gconstpointer b, gpointer unused) {
+        return strcmp(a, b);
+}
+
+static void value_free(gpointer v) {
+        erase_and_free(v);
+}
+
+static GTree *env_tree_new(void) {
+        return g_tree_new_full(key_compare, NULL, g_free, value_free);
+}
+
+LauncherConfig *launcher_config_new_default(void) {
+        LauncherConfig *c = g_new0(LauncherConfig, 1);
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                if (settings[i].type == SETTING_STRING)
+                        *setting_string_ptr(c, &settings[i]) = g_strdup(settings[i].default_string);
+                else
+                        *setting_usec_ptr(c, &settings[i]) = settings[i].default_usec;
+        }
+        c->env = env_tree_new();
+        c->file = json_object_new();
+        return c;
+}
+
+static gboolean copy_env(gpointer k, gpointer v, gpointer data) {
+        g_tree_insert(data, g_strdup(k), g_strdup(v));
+        return FALSE;
+}
+
+LauncherConfig *launcher_config_copy(const LauncherConfig *src) {
+        LauncherConfig *c = g_new0(LauncherConfig, 1);
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                if (settings[i].type == SETTING_STRING)
+                        *setting_string_ptr(c, &settings[i]) =
+                                g_strdup(*setting_string_ptr((LauncherConfig *) src, &settings[i]));
+                else
+                        *setting_usec_ptr(c, &settings[i]) = *setting_usec_ptr((LauncherConfig *) src, &settings[i]);
+        }
+        c->env = env_tree_new();
+        g_tree_foreach(src->env, copy_env, c->env);
+        c->file = json_object_ref(src->file);
+        return c;
+}
+
+void launcher_config_free(LauncherConfig *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (settings[i].type == SETTING_STRING)
+                        g_free(*setting_string_ptr(c, &settings[i]));
+        if (c->env)
+                g_tree_destroy(c->env);
+        if (c->file)
+                json_object_unref(c->file);
+        g_free(c);
+}
+
+static int fail(char **ret_error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static int fail(char **ret_error, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        *ret_error = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int parse_setting(LauncherConfig *c, const SettingInfo *info, JsonNode *node, char **ret_error) {
+        /* null means "not set", as serde writes an Option that is None. */
+        if (JSON_NODE_HOLDS_NULL(node))
+                return 0;
+
+        if (info->type == SETTING_STRING) {
+                if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING)
+                        return fail(ret_error, "%s: must be a string", info->file_key);
+                const char *v = json_node_get_string(node);
+                const char *why = setting_check_string(info, v);
+                if (why)
+                        return fail(ret_error, "%s: %s", info->file_key, why);
+                char **p = setting_string_ptr(c, info);
+                g_free(*p);
+                *p = g_strdup(v);
+                return 0;
+        }
+
+        if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64 ||
+            json_node_get_int(node) < 0)
+                return fail(ret_error, "%s: must be a non-negative integer (microseconds)", info->file_key);
+        uint64_t v = (uint64_t) json_node_get_int(node);
+        const char *why = setting_check_usec(info, v);
+        if (why)
+                return fail(ret_error, "%s: %s (%" PRIu64 "..%" PRIu64 ")", info->file_key, why, info->min_usec,
+                            info->max_usec);
+        *setting_usec_ptr(c, info) = v;
+        return 0;
+}
+
+static int parse_env(LauncherConfig *c, JsonNode *node, char **ret_error) {
+        if (JSON_NODE_HOLDS_NULL(node))
+                return 0;
+        if (!JSON_NODE_HOLDS_OBJECT(node))
+                return fail(ret_error, "env: must be an object of strings");
+
+        JsonObjectIter it;
+        const char *key;
+        JsonNode *v;
+        json_object_iter_init(&it, json_node_get_object(node));
+        while (json_object_iter_next(&it, &key, &v)) {
+                if (!env_key_is_valid(key))
+                        return fail(ret_error, "env: invalid key name (must match ^[A-Za-z_][A-Za-z0-9_]*$, at most %d bytes)",
+                                    ENV_KEY_MAX);
+                if (!JSON_NODE_HOLDS_VALUE(v) || json_node_get_value_type(v) != G_TYPE_STRING)
+                        return fail(ret_error, "env.%s: must be a string", key);
+                if (!env_value_is_valid(json_node_get_string(v)))
+                        return fail(ret_error, "env.%s: value exceeds %d bytes", key, ENV_VALUE_MAX);
+                g_tree_insert(c->env, g_strdup(key), g_strdup(json_node_get_string(v)));
+        }
+
+        char *why = launcher_config_env_check(c);
+        if (why) {
+                *ret_error = g_strdup_printf("env: %s", why);
+                g_free(why);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, char **ret_error) {
+        g_autoptr(LauncherConfig) c = launcher_config_new_default();
+
+        if (len > CONFIG_FILE_MAX)
+                return fail(ret_error, "file exceeds %u bytes", CONFIG_FILE_MAX);
+
+        /* A file of only white space is an empty configuration, not a broken one. */
+        size_t i = 0;
+        while (i < len && g_ascii_isspace(data[i]))
+                i++;
+        if (i == len) {
+                *ret = TAKE_PTR(c);
+                return 0;
+        }
+
+        if (memchr(data, '\0', len))
+                return fail(ret_error, "file contains a NUL byte");
+
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_autoptr(GError) error = NULL;
+        if (!json_parser_load_from_data(parser, data, (gssize) len, &error))
+                return fail(ret_error, "not valid JSON: %s", error->message);
+
+        JsonNode *root = json_parser_get_root(parser);
+        if (!root || !JSON_NODE_HOLDS_OBJECT(root))
+                return fail(ret_error, "top level must be a JSON object");
+        JsonObject *obj = json_node_get_object(root);
+
+        for (size_t k = 0; k < ELEMENTSOF(settings); k++) {
+                JsonNode *n = json_object_get_member(obj, settings[k].file_key);
+                if (n && parse_setting(c, &settings[k], n, ret_error) < 0)
+                        return -EINVAL;
+        }
+
+        JsonNode *env = json_object_get_member(obj, "env");
+        if (env && parse_env(c, env, ret_error) < 0)
+                return -EINVAL;
+
+        json_object_unref(c->file);
+        c->file = json_object_ref(obj);
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+static const SettingInfo *setting_by_file_key(const char *key) {
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (streq(settings[i].file_key, key))
+                        return &settings[i];
+        return NULL;
+}
+
+static bool setting_is_default(const LauncherConfig *c, const SettingInfo *info) {
+        if (info->type == SETTING_STRING)
+                return streq(*setting_string_ptr((LauncherConfig *) c, info), info->default_string);
+        return *setting_usec_ptr((LauncherConfig *) c, info) == info->default_usec;
+}
+
+static JsonNode *setting_to_node(const LauncherConfig *c, const SettingInfo *info) {
+        JsonNode *n = json_node_alloc();
+        if (info->type == SETTING_STRING)
+                return json_node_init_string(n, *setting_string_ptr((LauncherConfig *) c, info));
+        return json_node_init_int(n, (gint64) *setting_usec_ptr((LauncherConfig *) c, info));
+}
+
+static gboolean add_env_member(gpointer k, gpointer v, gpointer data) {
+        json_object_set_string_member(data, k, v);
+        return FALSE;
+}
+
+static JsonNode *env_to_node(const LauncherConfig *c) {
+        JsonObject *o = json_object_new();
+        g_tree_foreach(c->env, add_env_member, o);
+        JsonNode *n = json_node_init_object(json_node_alloc(), o);
+        json_object_unref(o);
+        return n;
+}
+
+char *launcher_config_serialize(const LauncherConfig *c) {
+        g_autoptr(JsonObject) out = json_object_new();
+        bool have_env = false;
+
+        /* The original file's members first, in their order. */
+        g_autoptr(GList) members = json_object_get_members(c->file);
+        for (GList *l = members; l; l = l->next) {
+                const char *key = l->data;
+                const SettingInfo *info = setting_by_file_key(key);
+                if (info)
+                        json_object_set_member(out, key, setting_to_node(c, info));
+                else if (streq(key, "env")) {
+                        json_object_set_member(out, key, env_to_node(c));
+                        have_env = true;
+                } else
+                        json_object_set_member(out, key, json_node_copy(json_object_get_member(c->file, key)));
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (!json_object_has_member(out, settings[i].file_key) && !setting_is_default(c, &settings[i]))
+                        json_object_set_member(out, settings[i].file_key, setting_to_node(c, &settings[i]));
+        if (!have_env)
+                json_object_set_member(out, "env", env_to_node(c));
+
+        g_autoptr(JsonNode) root = json_node_init_object(json_node_alloc(), out);
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        json_generator_set_pretty(gen, TRUE);
+        json_generator_set_indent(gen, 2);
+        json_generator_set_root(gen, root);
+        char *text = json_generator_to_data(gen, NULL);
+        char *withnl = g_strconcat(text, "\n", NULL);
+        erase_and_free(text);
+        return withnl;
+}
+
+static gboolean collect_key(gpointer k, gpointer v, gpointer data) {
+        g_ptr_array_add(data, k);
+        return FALSE;
+}
+
+const char **launcher_config_env_keys(const LauncherConfig *c) {
+        GPtrArray *a = g_ptr_array_new();
+        g_tree_foreach(c->env, collect_key, a);
+        g_ptr_array_add(a, NULL);
+        return (const char **) g_ptr_array_free(a, FALSE);
+}
+
+const char *launcher_config_env_get(const LauncherConfig *c, const char *key) {
+        return g_tree_lookup(c->env, key);
+}
+
+void launcher_config_env_set(LauncherConfig *c, const char *key, const char *value) {
+        g_tree_replace(c->env, g_strdup(key), g_strdup(value));
+}
+
+bool launcher_config_env_remove(LauncherConfig *c, const char *key) {
+        return g_tree_remove(c->env, key);
+}
+
+size_t launcher_config_env_count(const LauncherConfig *c) {
+        return (size_t) g_tree_nnodes(c->env);
+}
+
+static gboolean add_len(gpointer k, gpointer v, gpointer data) {
+        *(size_t *) data += strlen(k) + strlen(v);
+        return FALSE;
+}
+
+size_t launcher_config_env_total_bytes(const LauncherConfig *c) {
+        size_t n = 0;
+        g_tree_foreach(c->env, add_len, &n);
+        return n;
+}
+
+char *launcher_config_env_check(const LauncherConfig *c) {
+        if (launcher_config_env_count(c) > ENV_MAX_ENTRIES)
+                return g_strdup_printf("more than %d entries", ENV_MAX_ENTRIES);
+        if (launcher_config_env_total_bytes(c) > ENV_MAX_TOTAL_BYTES)
+                return g_strdup_printf("keys and values exceed %d bytes in total", ENV_MAX_TOTAL_BYTES);
+        return NULL;
+}
+
+bool launcher_config_equal_settings(const LauncherConfig *a, const LauncherConfig *b) {
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+                const SettingInfo *s = &settings[i];
+                if (s->type == SETTING_STRING
+                            ? !streq(*setting_string_ptr((LauncherConfig *) a, s), *setting_string_ptr((LauncherConfig *) b, s))
+                            : *setting_usec_ptr((LauncherConfig *) a, s) != *setting_usec_ptr((LauncherConfig *) b, s))
+                        return false;
+        }
+        return true;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+/* The launcher's settings and env, as held in /etc/platform-validator/config.json.
+ * The Rust launcher's keys ("dstack_vmm_url", "env") are read as it wrote them;
+ * new keys sit beside them; keys we do not know are carried through unchanged.
+ * Pure: bytes in, bytes out. */
+
+#define CONFIG_FILE_MAX (4u * 1024u * 1024u)
+
+typedef enum UpdateStrategy {
+        UPDATE_STRATEGY_RECREATE,
+        UPDATE_STRATEGY_IN_PLACE,
+} UpdateStrategy;
+
+typedef struct LauncherConfig {
+        char *api_url;
+        char *vmm_url;
+        char *guest_vmm_url;
+        uint64_t poll_interval_usec;
+        uint64_t stop_timeout_usec;
+        char *update_strategy;
+        char *updater_repository;
+        char *updater_remote;
+        char *updater_branch;
+        uint64_t updater_interval_usec;
+
+        GTree *env;         /* key → value, both owned; byte-wise sorted */
+        JsonObject *file;   /* the root object as read, for the keys we do not know */
+} LauncherConfig;
+
+typedef enum SettingType {
+        SETTING_STRING,
+        SETTING_USEC,
+} SettingType;
+
+/* One setting: its bus property name, its key in the file, where it lives. */
+typedef struct SettingInfo {
+        const char *property;
+        const char *file_key;
+        SettingType type;
+        size_t offset;
+        const char *default_string;
+        uint64_t default_usec;
+        /* Returns NULL when valid, else a static explanation ("must be ..."). */
+        const char *(*check_string)(const char *value);
+        uint64_t min_usec, max_usec;
+} SettingInfo;
+
+const SettingInfo *setting_info_all(size_t *ret_n);
+const SettingInfo *setting_info_by_property(const char *property);
+
+/* Checks a value for a setting; NULL when valid, else why not (static text). */
+const char *setting_check_string(const SettingInfo *info, const char *value);
+const char *setting_check_usec(const SettingInfo *info, uint64_t value);
+
+char **setting_string_ptr(LauncherConfig *c, const SettingInfo *info);
+uint64_t *setting_usec_ptr(LauncherConfig *c, const SettingInfo *info);
+
+LauncherConfig *launcher_config_new_default(void);
+LauncherConfig *launcher_config_copy(const LauncherConfig *c);
+void launcher_config_free(LauncherConfig *c);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(LauncherConfig, launcher_config_free)
+
+/* Parses a file's bytes. On failure returns -EINVAL and a message naming the
+ * field (or line:column) in *ret_error. Nothing in the message is a value. */
+int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, char **ret_error);
+
+/* Serialises for the file: the original file's keys in their order with known
+ * ones replaced, then new keys. Settings at their default and absent from the
+ * original are left out so a later default change applies. */
+char *launcher_config_serialize(const LauncherConfig *c);
+
+/* Env helpers. Keys come back sorted byte-wise, NULL-terminated, owned by c. */
+const char **launcher_config_env_keys(const LauncherConfig *c);
+const char *launcher_config_env_get(const LauncherConfig *c, const char *key);
+void launcher_config_env_set(LauncherConfig *c, const char *key, const char *value);
+bool launcher_config_env_remove(LauncherConfig *c, const char *key);
+size_t launcher_config_env_count(const LauncherConfig *c);
+/* Sum of key and value bytes, as the guest counts them against its 1 MiB limit. */
+size_t launcher_config_env_total_bytes(const LauncherConfig *c);
+
+/* Checks the env of a config against the guest's limits. NULL when fine, else
+ * a message naming the key (caller frees). */
+char *launcher_config_env_check(const LauncherConfig *c);
+
+bool launcher_config_equal_settings(const LauncherConfig *a, const LauncherConfig *b);
