@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""platformctl as an operator meets it: a thin client of the bus API."""
+import json
+import os
+import subprocess
+
+import pytest
+
+import harness as H
+from launcher import RUST_CONFIG, SECRET, CONFIGURE, assert_no_secret_logged
+
+PLATFORMCTL = os.path.join(H.BUILD_DIR, 'src', 'ctl', 'platformctl')
+
+
+@pytest.fixture
+def daemon_config():
+    return RUST_CONFIG
+
+
+def ctl(bus, *args, user=None, stdin=None):
+    if stdin is None:
+        return H.run_tool(bus, [PLATFORMCTL] + list(args), user=user)
+    return subprocess.run(H.as_user_argv(user, [PLATFORMCTL] + list(args)), env=bus.env(), input=stdin,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_status(daemon, bus):
+    p = ctl(bus)
+    assert p.returncode == 0, p.stderr
+    assert 'Guest VMM URL: http://10.0.2.2:16850/' in p.stdout
+    assert 'Env keys: HOTKEY_PASSPHRASE VALIDATOR_BASE_URL' in p.stdout
+    assert SECRET not in p.stdout
+
+
+def test_status_shows_config_problem_first(bus, polkit, harness, daemon_binary):
+    harness.daemon(config='{"env": ')
+    p = ctl(bus, 'status')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0].strip().startswith('Problem: config file not in force')
+
+
+def test_json(daemon, bus):
+    p = ctl(bus, '--json', 'config', 'show')
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)['Config']
+    assert doc['EnvKeys'] == ['HOTKEY_PASSPHRASE', 'VALIDATOR_BASE_URL']
+    assert doc['PollIntervalUSec'] == 5000000
+    p = ctl(bus, '--json', 'config', 'list-env')
+    assert json.loads(p.stdout) == ['HOTKEY_PASSPHRASE', 'VALIDATOR_BASE_URL']
+
+
+def test_set_env_from_stdin_and_get(daemon, bus):
+    p = ctl(bus, 'config', 'set-env', 'FROM_STDIN', stdin=SECRET + 'piped value\n')
+    assert p.returncode == 0, p.stderr
+    p = ctl(bus, 'config', 'get-env', 'FROM_STDIN')
+    assert p.returncode == 0 and p.stdout == SECRET + 'piped value\n', p
+    p = ctl(bus, 'config', 'set-env', 'DASH', '-', stdin=SECRET + 'dash')
+    assert p.returncode == 0, p.stderr
+    assert daemon.call('GetEnv', 's', ['DASH']).result == (SECRET + 'dash',)
+    assert_no_secret_logged(daemon)
+
+
+def test_set_env_argument_remove_list(daemon, bus):
+    assert ctl(bus, 'config', 'set-env', 'ARG_KEY', 'value').returncode == 0
+    assert 'ARG_KEY' in ctl(bus, 'config', 'list-env').stdout.split()
+    assert ctl(bus, 'config', 'remove-env', 'ARG_KEY').returncode == 0
+    assert 'ARG_KEY' not in daemon.get('EnvKeys')
+
+
+def test_set_vmm_url_keeps_rust_meaning(daemon, bus):
+    p = ctl(bus, 'config', 'set-vmm-url', 'http://10.0.2.2:9999/')
+    assert p.returncode == 0, p.stderr
+    assert daemon.get('GuestVmmUrl') == 'http://10.0.2.2:9999/'
+    assert daemon.read_config()['dstack_vmm_url'] == 'http://10.0.2.2:9999/'
+
+
+def test_set_times_and_strings(daemon, bus):
+    assert ctl(bus, 'config', 'set', 'PollIntervalUSec', '30s').returncode == 0
+    assert daemon.get('PollIntervalUSec') == 30000000
+    assert ctl(bus, 'config', 'set', 'StopTimeoutUSec', '2min').returncode == 0
+    assert daemon.get('StopTimeoutUSec') == 120000000
+    assert ctl(bus, 'config', 'set', 'UpdateStrategy', 'in-place').returncode == 0
+    assert daemon.get('UpdateStrategy') == 'in-place'
+
+
+def test_reload(daemon, bus):
+    doc = daemon.read_config()
+    doc['env']['RELOADED'] = 'x'
+    daemon.write_config(doc)
+    assert ctl(bus, 'config', 'reload').returncode == 0
+    assert 'RELOADED' in daemon.get('EnvKeys')
+
+
+EXIT_CODES = [
+    (('config', 'get-env', 'NOPE'), 66, "No env value 'NOPE' is set."),
+    (('config', 'set', 'Bogus', 'x'), 65, "Unknown setting 'Bogus'."),
+    (('config', 'set', 'PollIntervalUSec', 'soon'), 64, 'Invalid time'),
+    (('config', 'set-env', 'BAD-KEY', 'v'), 65, 'Invalid env key'),
+    (('frobnicate',), 64, "Unknown command 'frobnicate'"),
+    (('config', 'get-env'), 64, 'Usage: platformctl config get-env KEY'),
+]
+
+
+@pytest.mark.parametrize('args,code,message', EXIT_CODES, ids=[' '.join(e[0]) for e in EXIT_CODES])
+def test_errors_one_line_and_exit_code(daemon, bus, args, code, message):
+    p = ctl(bus, *args)
+    assert p.returncode == code, (p.returncode, p.stderr)
+    assert message in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_nobody_denied_then_allowed(daemon, bus, polkit):
+    p = ctl(bus, '--no-ask-password', 'config', 'set-env', 'NB', 'v', user='nobody')
+    assert p.returncode == 77, (p.returncode, p.stderr)
+    assert 'not authorized' in p.stderr or 'Interactive authentication required' in p.stderr
+    assert 'NB' not in daemon.get('EnvKeys')
+    # Reading is open to everyone.
+    assert ctl(bus, 'status', user='nobody').returncode == 0
+    polkit.allow(CONFIGURE, user='nobody')
+    p = ctl(bus, 'config', 'set-env', 'NB', 'v', user='nobody')
+    assert p.returncode == 0, p.stderr
+    assert 'NB' in daemon.get('EnvKeys')
+
+
+def test_daemon_not_running(bus):
+    p = ctl(bus, 'status')
+    assert p.returncode == 69, (p.returncode, p.stderr)
