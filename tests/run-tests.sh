@@ -14,6 +14,7 @@
 #   --wipe              start from an empty build directory
 #   --no-deps           do not install packages (default: install missing ones when root)
 #   --no-build          do not configure/build
+#   --no-test           stop after installing and building (tests/demo.sh uses this)
 #   -- ARGS             passed to `meson test`
 # Environment: CC (compiler for a fresh build dir).
 #
@@ -25,6 +26,7 @@ src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 builddir=build
 deps=1
 build=1
+run=1
 wipe=0
 jobs=$(nproc 2>/dev/null || echo 2)
 setup_args=()
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
                 --wipe) wipe=1 ;;
                 --no-deps) deps=0 ;;
                 --no-build) build=0 ;;
+                --no-test) run=0 ;;
                 --) shift; test_args=("$@"); break ;;
                 -h|--help) sed -n '3,25p' "$0"; exit 0 ;;
                 *) echo "run-tests.sh: unknown option $1" >&2; exit 2 ;;
@@ -77,6 +80,8 @@ if [ "$build" = 1 ]; then
         fi
         meson compile -C "$builddir"
 fi
+
+[ "$run" = 1 ] || exit 0
 
 rc=0
 rm -f "$builddir/meson-logs/testlog.json"
