@@ -233,11 +233,14 @@ def _send_raw(h, data):
 
 def send_reply(h, reply, head_only=False):
     h.send_response(reply.status)
-    h.send_header("Content-Type", reply.content_type)
-    h.send_header("Content-Length", str(len(reply.body)))
+    if reply.status not in (204, 304):
+        h.send_header("Content-Type", reply.content_type)
+        h.send_header("Content-Length", str(len(reply.body)))
     for k, v in reply.headers:
         h.send_header(k, v)
     h.end_headers()
+    if reply.status in (204, 304) or h.command == "HEAD":
+        return 0
     if not head_only and reply.body:
         _send_raw(h, reply.body)
     return len(reply.body)
