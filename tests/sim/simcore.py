@@ -18,6 +18,7 @@ import urllib.parse
 
 FAULT_KINDS = ("error", "http500", "hang", "hold", "drop", "slow", "oversize",
                "malformed")
+DRAIN_MAX = 64 * 1024 * 1024  # oversized request bodies read and discarded
 BLOCK_MAX = 3600.0          # an unreleased hang/hold gives up after this long
 
 
@@ -382,20 +383,27 @@ def read_body(h, limit):
                 n = int(line.split(b";")[0].strip(), 16)
             except ValueError:
                 h.close_connection = True
-                return None, json_reply({"error": "bad chunked encoding"}, 400, True)
+                return b"", json_reply({"error": "bad chunked encoding"}, 400, True)
             if n == 0:
                 while h.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass
                 return bytes(out), None
             if len(out) + n > limit:
                 h.close_connection = True
-                return None, json_reply({"error": "request body too large"}, 400, True)
+                return b"", json_reply({"error": "request body too large"}, 400, True)
             out += h.rfile.read(n)
             h.rfile.readline(8)
     n = int(h.headers.get("Content-Length") or 0)
     if n > limit:
+        # drain (bounded) so the client reads our reply instead of a reset
         h.close_connection = True
-        return None, json_reply({"error": "request body too large"}, 400, True)
+        left = n if n <= DRAIN_MAX else 0
+        while left > 0:
+            got = h.rfile.read(min(left, 1 << 20))
+            if not got:
+                break
+            left -= len(got)
+        return b"", json_reply({"error": "request body too large"}, 400, True)
     return (h.rfile.read(n) if n else b""), None
 
 
