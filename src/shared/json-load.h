@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stddef.h>
+
+#include <json-glib/json-glib.h>
+
+#define JSON_LOAD_MAX_DEPTH 16
+
+/* Parses untrusted bytes (need not be NUL-terminated) whose root must be an
+ * object. Refuses, before json-glib sees them, documents larger than max,
+ * with NUL bytes, with "\u0000" (json-glib would cut the string there) or
+ * nested deeper than JSON_LOAD_MAX_DEPTH (json-glib recurses unbounded).
+ * Returns 0 with the parser that owns *ret_obj, -ENOMEM, or -EINVAL with
+ * *ret_error (malloc'd) "<what>: <reason>". */
+int json_load_object(const char *data, size_t len, size_t max, const char *what,
+                     JsonParser **ret_parser, JsonObject **ret_obj, char **ret_error);
