@@ -660,3 +660,42 @@ def test_fault_control_errors(vmm):
     assert vmm.request("GET", "/_sim/nothing")[0] == 404
     f = vmm.fault("StartVm", "error", call=3, times=2)
     assert vmm.control("faults")["faults"][0]["id"] == f["id"]
+
+
+def test_keccak256():
+    import kmscrypto
+    assert kmscrypto.keccak256(b"").hex() == \
+        "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert kmscrypto.keccak256(b"abc").hex() == \
+        "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+    for n in (0, 1, 135, 136, 137, 300, 1000):        # the permutation, multi-block
+        data = bytes(range(256)) * 4
+        assert kmscrypto._sponge256(data[:n], 0x06) == hashlib.sha3_256(data[:n]).digest()
+
+
+def test_kms_pubkey_signatures(vmm):
+    import kmscrypto
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    cfg = vmm.config()
+    signer = bytes.fromhex(cfg["kms_signer_public_key"])
+    assert signer == kmscrypto.public_key(kmscrypto.private_from_seed(simlib.DEFAULT_KMS_SEED))
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    pub, app = bytes.fromhex(r["public_key"]), bytes.fromhex(APP_ID)
+    verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), signer)
+    for sig_hex, ts in ((r["signature"], None), (r["signature_v1"], r["timestamp"])):
+        sig = bytes.fromhex(sig_hex)
+        assert len(sig) == 65 and sig[64] in (0, 1)
+        digest = kmscrypto.pubkey_message(app, pub, ts)
+        # r||s checked by OpenSSL, independent of the simulator's own EC code
+        der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                         int.from_bytes(sig[32:64], "big"))
+        verifier.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        assert kmscrypto.recover(digest, sig) == signer
+    # a different app id's message does not recover to the signer
+    wrong = kmscrypto.pubkey_message(b"\xee" * 20, pub)
+    assert kmscrypto.recover(wrong, bytes.fromhex(r["signature"])) != signer
+    vmm.config(kms_bad_signature=True)
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    digest = kmscrypto.pubkey_message(app, bytes.fromhex(r["public_key"]))
+    assert kmscrypto.recover(digest, bytes.fromhex(r["signature"])) != signer

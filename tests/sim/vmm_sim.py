@@ -18,6 +18,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kmscrypto  # noqa: E402
 import simcore  # noqa: E402
 from simcore import Reply, json_reply  # noqa: E402
 
@@ -269,6 +270,8 @@ class VmmSim:
         self.token = args.token
         self.kms = not args.no_kms
         self.seed = args.kms_seed
+        self.signer = kmscrypto.private_from_seed(self.seed)
+        self.kms_bad_signature = False
         self.shutdown_seconds = args.shutdown_seconds
         self.remove_seconds = args.remove_seconds
         self.heartbeat_seconds = args.log_heartbeat_seconds
@@ -531,10 +534,14 @@ class VmmSim:
             raise RpcError("Invalid app_id: expected 20 bytes")
         priv = kms_private_key(self.seed, req["app_id"])
         pub = x25519_public(priv)
+        app_id = bytes.fromhex(req["app_id"])
         ts = int(time.time())
-        sig = hashlib.sha512(b"sim-sig" + pub).digest() + hashlib.sha256(pub).digest()
-        sig = sig[:64] + b"\x00"
-        sig1 = hashlib.sha512(b"sim-sig-v1" + ts.to_bytes(8, "big") + pub).digest()[:64] + b"\x01"
+        sig = kmscrypto.sign_recoverable(self.signer, kmscrypto.pubkey_message(app_id, pub))
+        sig1 = kmscrypto.sign_recoverable(self.signer, kmscrypto.pubkey_message(app_id, pub, ts))
+        if self.kms_bad_signature:          # signed by a key nobody trusts
+            other = kmscrypto.private_from_seed(self.seed + ":untrusted")
+            sig = kmscrypto.sign_recoverable(other, kmscrypto.pubkey_message(app_id, pub))
+            sig1 = kmscrypto.sign_recoverable(other, kmscrypto.pubkey_message(app_id, pub, ts))
         return {"public_key": pub.hex(), "signature": sig.hex(), "timestamp": ts,
                 "signature_v1": sig1.hex()}
 
@@ -746,6 +753,8 @@ class VmmSim:
                     self.token = body["token"] or None
                 if "kms" in body:
                     self.kms = bool(body["kms"])
+                if "kms_bad_signature" in body:
+                    self.kms_bad_signature = bool(body["kms_bad_signature"])
                 if "resources" in body:
                     self.resources.update(body["resources"])
                 if "images" in body:
@@ -765,7 +774,10 @@ class VmmSim:
         return {"version": self.version, "rev": self.rev,
                 "shutdown_seconds": self.shutdown_seconds,
                 "remove_seconds": self.remove_seconds, "token": self.token,
-                "kms": self.kms, "kms_seed": self.seed, "resources": self.resources,
+                "kms": self.kms, "kms_seed": self.seed,
+                "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
+                "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
+                "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
                 "images": self.images, "port_mapping_enabled": self.port_mapping}
 
     def sim_vm(self, vm):
