@@ -699,3 +699,18 @@ def test_kms_pubkey_signatures(vmm):
     r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
     digest = kmscrypto.pubkey_message(app, bytes.fromhex(r["public_key"]))
     assert kmscrypto.recover(digest, bytes.fromhex(r["signature"])) != signer
+
+
+def test_auto_restart(tmp_path):
+    with simlib.start_vmm(tmp_path, auto_restart_seconds=0.1) as sim:
+        vm_id = create(sim)
+        sim.set_vm(vm_id, status="exited")          # crash
+        sim.wait_status(vm_id, "running", 5)
+        assert sim.vm(vm_id)["boot_count"] == 2
+        sim.call("StopVm", {"id": vm_id})           # clears started: stays down
+        sim.config(auto_restart_seconds=0)
+        assert sim.status_of(vm_id) == "stopped"
+        sim.call("StartVm", {"id": vm_id})
+        sim.config(auto_restart_seconds=-1)
+        sim.set_vm(vm_id, status="exited")
+        assert sim.status_of(vm_id) == "exited"

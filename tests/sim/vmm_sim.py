@@ -251,6 +251,7 @@ class VM:
         self.boot_progress = ""
         self.started_at = None
         self.exited_at = None
+        self.exited_mono = None     # for auto-restart
         self.until = None           # monotonic deadline of stopping/removing
         self.shutdown_seconds = None  # per-VM override (None = global)
         self.remove_seconds = None
@@ -275,6 +276,7 @@ class VmmSim:
         self.shutdown_seconds = args.shutdown_seconds
         self.remove_seconds = args.remove_seconds
         self.heartbeat_seconds = args.log_heartbeat_seconds
+        self.auto_restart = args.auto_restart_seconds
         self.port_mapping = not args.no_port_mapping
         self.images = [dict(i) for i in DEFAULT_IMAGES]
         if args.image:
@@ -292,6 +294,9 @@ class VmmSim:
         now = time.monotonic()
         for vid in list(self.order):
             vm = self.vms[vid]
+            if (self.auto_restart >= 0 and vm.status == "exited" and vm.started
+                    and vm.exited_mono is not None and now >= vm.exited_mono + self.auto_restart):
+                self.boot(vm)
             if vm.until is not None and now >= vm.until:
                 vm.until = None
                 if vm.status == "stopping":
@@ -349,6 +354,7 @@ class VmmSim:
             vm.boot_error = err
             vm.boot_progress = "failed"
             vm.exited_at = time.time()
+            vm.exited_mono = time.monotonic()
             vm.env = None
             vm.env_dropped = []
         else:
@@ -730,6 +736,7 @@ class VmmSim:
                     vm.until = body.get("seconds") and time.monotonic() + float(body["seconds"])
                     if st == "exited":
                         vm.started = True
+                        vm.exited_mono = time.monotonic()
                 if "boot_error" in body:
                     vm.boot_error = body["boot_error"]
                 if "shutdown_seconds" in body:
@@ -761,6 +768,8 @@ class VmmSim:
                     self.images = body["images"]
                 if "port_mapping_enabled" in body:
                     self.port_mapping = bool(body["port_mapping_enabled"])
+                if "auto_restart_seconds" in body:
+                    self.auto_restart = float(body["auto_restart_seconds"])
                 return json_reply(self.sim_config())
             if path == "/_sim/kms-key" and h.command == "GET":
                 a = q.get("app_id", "").lower()
@@ -778,7 +787,8 @@ class VmmSim:
                 "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
                 "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
                 "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
-                "images": self.images, "port_mapping_enabled": self.port_mapping}
+                "images": self.images, "port_mapping_enabled": self.port_mapping,
+                "auto_restart_seconds": self.auto_restart}
 
     def sim_vm(self, vm):
         d = self.info(vm)
@@ -809,6 +819,9 @@ def main(argv=None):
     p.add_argument("--remove-seconds", type=float, default=0.5,
                    help="time an async RemoveVm (>=0.5.7) stays 'removing'")
     p.add_argument("--log-heartbeat-seconds", type=float, default=60.0)
+    p.add_argument("--auto-restart-seconds", type=float, default=-1.0,
+                   help="[cvm.auto_restart]: restart an exited VM whose started flag "
+                   "is set after this delay (negative: disabled)")
     p.add_argument("--image", action="append", help="image name (repeatable)")
     p.add_argument("--max-cvm", type=int, default=16)
     p.add_argument("--max-vcpu", type=int, default=64)
