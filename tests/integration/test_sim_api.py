@@ -16,7 +16,7 @@ SRC = os.environ.get("PLATFORM_SOURCE_DIR",
 sys.path.insert(0, os.path.join(SRC, "tests", "sim"))
 
 import simlib  # noqa: E402
-from simlib import api  # noqa: E402,F401  (fixture)
+from simlib import api, api_process  # noqa: E402,F401  (fixtures)
 
 DOC = "/config/compose/validator_vm"
 

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import uuid
 
@@ -266,6 +265,14 @@ class VM:
 class VmmSim:
     def __init__(self, args):
         self.core = simcore.SimCore(args.verbose)
+        self.core.sim = self
+        self.lock = self.core.lock
+        self.args = args
+        self.reset()
+
+    def reset(self):
+        """Back to the state given by the command line: no VMs, CLI settings."""
+        args = self.args
         self.version = args.version
         self.rev = args.rev
         self.token = args.token
@@ -287,7 +294,6 @@ class VmmSim:
                           "max_allocable_memory_in_mb": args.max_memory}
         self.vms = {}
         self.order = []
-        self.lock = self.core.lock
 
     # ---- state ticking ----------------------------------------------------
     def tick(self):
@@ -605,8 +611,8 @@ class VmmSim:
             body_obj = raw.decode("utf-8", "replace")
         rec, fault = self.core.record_call(key, h, body_obj, len(raw))
         if err:
-            h._sim_status = err.status
-            return self.core.finish(rec, err.status, simcore.send_reply(h, err))
+            self.core.finish(rec, err.status, len(err.body))
+            return simcore.send_reply(h, err)
         if key == "logs":
             return simcore.serve_with_fault(self.core, h, rec, fault,
                                             lambda: self.logs(h, q, rec))
