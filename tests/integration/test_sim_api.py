@@ -187,3 +187,15 @@ def test_hang_and_release(api):
     api.fault(DOC, "hang", seconds=0.2)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
         api.get_doc()
+
+
+def test_hold(api):
+    api.fault(DOC, "hold")
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", api.get_doc(timeout=20)), daemon=True)
+    t.start()
+    api.wait_calls(DOC, state="blocked", timeout=5)
+    api.set_doc(b'{"changed":true}')              # the held request sees the new doc
+    api.release()
+    t.join(10)
+    assert box["r"][0] == 200 and box["r"][2] == b'{"changed":true}'

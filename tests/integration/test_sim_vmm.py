@@ -735,3 +735,27 @@ def test_no_kms_flag(tmp_path):
     with simlib.start_vmm(tmp_path, no_kms=True) as sim:
         with pytest.raises(PrpcError, match="KMS is not configured"):
             sim.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+
+
+def test_hold_client_gives_up_call_still_happens(vmm):
+    # a client killed (here: timed out) mid-step; the VMM finishes the call anyway
+    vmm.fault("CreateVm", "hold")
+    with pytest.raises(TimeoutError):
+        vmm.prpc("CreateVm", config(), timeout=0.3)
+    vmm.wait_calls("CreateVm", state="blocked", timeout=5)
+    assert vmm.vms() == []
+    vmm.release("CreateVm")
+    vmm.wait_calls("CreateVm", state="done", timeout=5)
+    assert len(vmm.vms()) == 1 and vmm.calls("CreateVm")[0]["status"] == 200
+
+
+def test_after_faults_take_effect(vmm):
+    vmm.fault("StopVm", "error", after=True, message="lost")
+    vm_id = create(vmm)
+    with pytest.raises(PrpcError, match="lost"):
+        vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+    vmm.fault("StartVm", "hang", after=True, seconds=0.1)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        vmm.call("StartVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "running"
