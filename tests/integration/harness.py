@@ -890,7 +890,9 @@ class Hostnamed:
     def ensure_running(self):
         """hostnamed exits after ~30 s idle; start it again if it did."""
         if self.proc is None or self.proc.poll() is not None or self.bus.name_owner(self.NAME) is None:
-            if self.proc is not None and self.proc.poll() is None:
+            if self.proc is not None:
+                if self.proc.poll() is None:   # exiting: wait for it
+                    self.proc.wait(DEFAULT_TIMEOUT)
                 self.bus.wait_for_name(self.NAME, gone=True)
             self.start()
         return self
