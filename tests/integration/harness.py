@@ -44,6 +44,18 @@ POLKITD = '/usr/lib/polkit-1/polkitd'
 HOSTNAMED = '/lib/systemd/systemd-hostnamed'
 
 DEFAULT_TIMEOUT = 10.0
+
+# Tests never reach beyond this machine: a daemon left on its default ApiUrl
+# (https://api.platform.network/...) must not even resolve that name. libcurl
+# honours these variables, so every request that is not to loopback goes to a
+# proxy address where nothing listens, and fails at once.
+NO_EGRESS_ENV = {
+    'http_proxy': 'http://127.0.0.1:9',
+    'https_proxy': 'http://127.0.0.1:9',
+    'HTTPS_PROXY': 'http://127.0.0.1:9',
+    'no_proxy': '127.0.0.1,localhost,::1',
+    'NO_PROXY': '127.0.0.1,localhost,::1',
+}
 # setpriv, not runuser (runuser costs ~2 s through PAM).
 USERS = {
     'nobody': ['--reuid=nobody', '--regid=nogroup', '--clear-groups'],
@@ -794,6 +806,7 @@ class Daemon:
         if not os.path.exists(self.config_path):
             self.write_config({})
         env = self.bus.env()
+        env.update(NO_EGRESS_ENV)
         env.update(self.extra_env)
         self.exit_status = None
         self.proc = self.procs.spawn(self.name, self.argv(), env=env, stdout=subprocess.DEVNULL,
