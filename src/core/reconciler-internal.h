@@ -82,6 +82,7 @@ struct Reconciler {
 
         sd_event_source *poll_timer;
         Job *job;
+        GArray *queued_updates;         /* Waiter: Update calls to run right after the running tick */
         bool rerun;
 
         uint64_t fail_backoff_usec;

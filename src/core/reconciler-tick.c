@@ -177,47 +177,15 @@ static void decide(Job *j) {
 
 /* ---- record ---- */
 
-/* After a change, look once more so that Plan() and the next decision start
- * from what the VMM now reports, not from before the change. */
-static void on_final_status(VmmCall *call, const VmmResult *res, void *userdata) {
-        Job *j = userdata;
-        Reconciler *r = j->r;
-        j->vmm_call = NULL;
-        if (res->error >= 0) {
-                VmmStatusReply *st = (VmmStatusReply *) res->status;
-                vmm_status_reply_done(&r->observed);
-                r->observed = *st;
-                memset(st, 0, sizeof *st);
-        }
-        job_finish(j, RECONCILER_OK, NULL);
-}
-
-static void finish_observed(Job *j) {
-        if (vmm_status(j->r->vmm, NULL, j->r->vm->name, on_final_status, j, &j->vmm_call) < 0)
-                job_finish(j, RECONCILER_OK, NULL);
-}
-
-static void record_deployed(Job *j, const char *id, const char *app_id) {
+static void announce_deployed(Job *j) {
         Reconciler *r = j->r;
         VmDeployState *st = r->state;
         const DesiredVm *d = j->desired;
-        g_autofree char *old = g_strdup(isempty(j->old_compose_hash) ? st->compose_hash : j->old_compose_hash);
-
-        g_free(st->vm_id), st->vm_id = g_strdup(id);
-        g_free(st->compose_hash), st->compose_hash = g_strdup(d->compose_hash);
-        g_free(st->app_id), st->app_id = g_strdup(app_id);
-        g_free(st->env_fingerprint), st->env_fingerprint = g_strdup(d->env_fingerprint);
-        g_free(st->resources), st->resources = g_strdup(d->resources);
-        st->last_update_usec = now_usec(CLOCK_REALTIME);
-        st->update_count++;
-        st->operator_stopped = false;
-        vm_intent_free(st->intent), st->intent = NULL;
-        (void) reconciler_save_state(r);
-
         Vm *vm = r->vm;
-        vm_set_str(r, &vm->id, id, VM_FIELD_ID);
+
+        vm_set_str(r, &vm->id, st->vm_id, VM_FIELD_ID);
         vm_set_str(r, &vm->compose_hash, d->compose_hash, VM_FIELD_COMPOSE_HASH);
-        vm_set_str(r, &vm->app_id, app_id, VM_FIELD_APP_ID);
+        vm_set_str(r, &vm->app_id, st->app_id, VM_FIELD_APP_ID);
         vm_set_str(r, &vm->vmm_status, "running", VM_FIELD_VMM_STATUS);
         vm_set_str(r, &vm->image, d->config.image, VM_FIELD_IMAGE);
         vm_set_u32(r, &vm->vcpu, d->config.vcpu, VM_FIELD_VCPU);
@@ -229,10 +197,49 @@ static void record_deployed(Job *j, const char *id, const char *app_id) {
         vm_set_state(r, VM_STATE_RUNNING, "");
         r->fail_backoff_usec = 0;
 
-        log_info("VM %s now runs compose %s (id %s).", vm->name, d->compose_hash, id);
+        log_info("VM %s now runs compose %s (id %s).", vm->name, d->compose_hash, st->vm_id);
         if (r->ev.vm_updated)
-                r->ev.vm_updated(r, vm, old, d->compose_hash, id, r->ev.userdata);
-        finish_observed(j);
+                r->ev.vm_updated(r, vm, strempty(j->old_compose_hash), d->compose_hash, st->vm_id, r->ev.userdata);
+        job_finish(j, RECONCILER_OK, NULL);
+}
+
+/* After a change, look once more before announcing it, so that Plan() and
+ * the next decision start from what the VMM now reports. */
+static void on_final_status(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        Reconciler *r = j->r;
+        j->vmm_call = NULL;
+        if (res->error >= 0) {
+                VmmStatusReply *st = (VmmStatusReply *) res->status;
+                vmm_status_reply_done(&r->observed);
+                r->observed = *st;
+                memset(st, 0, sizeof *st);
+        }
+        announce_deployed(j);
+}
+
+static void record_deployed(Job *j, const char *id, const char *app_id) {
+        Reconciler *r = j->r;
+        VmDeployState *st = r->state;
+        const DesiredVm *d = j->desired;
+
+        if (isempty(j->old_compose_hash)) {
+                g_free(j->old_compose_hash);
+                j->old_compose_hash = g_strdup(st->compose_hash);
+        }
+        g_free(st->vm_id), st->vm_id = g_strdup(id);
+        g_free(st->compose_hash), st->compose_hash = g_strdup(d->compose_hash);
+        g_free(st->app_id), st->app_id = g_strdup(app_id);
+        g_free(st->env_fingerprint), st->env_fingerprint = g_strdup(d->env_fingerprint);
+        g_free(st->resources), st->resources = g_strdup(d->resources);
+        st->last_update_usec = now_usec(CLOCK_REALTIME);
+        st->update_count++;
+        st->operator_stopped = false;
+        vm_intent_free(st->intent), st->intent = NULL;
+        (void) reconciler_save_state(r);
+
+        if (vmm_status(r->vmm, NULL, r->vm->name, on_final_status, j, &j->vmm_call) < 0)
+                announce_deployed(j);
 }
 
 /* ---- dispatch ---- */

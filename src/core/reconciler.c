@@ -199,6 +199,13 @@ void job_finish(Job *j, ReconcilerError error, const char *message) {
                 w->done(r, error, message, w->userdata);
         }
 
+        if (r->queued_updates->len > 0) {
+                Job *next = job_new(r, JOB_UPDATE, false, NULL, NULL);
+                g_array_append_vals(next->waiters, r->queued_updates->data, r->queued_updates->len);
+                g_array_set_size(r->queued_updates, 0);
+                r->rerun = false;
+                return job_fetch(next);
+        }
         uint64_t delay = r->recheck_usec ? MIN(r->recheck_usec, next_delay(r)) : next_delay(r);
         schedule_tick(r, r->rerun ? 0 : delay);
         r->rerun = false;
@@ -259,6 +266,7 @@ int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_d
         r->state_dir = g_strdup(state_dir);
         r->ev = *events;
         r->required_env = g_new0(char *, 1);
+        r->queued_updates = g_array_new(FALSE, FALSE, sizeof(Waiter));
 
         int q = http_context_new(event, &r->http);
         if (q >= 0)
@@ -290,8 +298,11 @@ void reconciler_free(Reconciler *r) {
         if (r->job) {
                 Job *j = r->job;
                 g_array_set_size(j->waiters, 0); /* the bus is going away: nobody to answer */
+                g_array_set_size(r->queued_updates, 0);
                 job_finish(j, RECONCILER_ERROR_FAILED, "shutting down");
         }
+        g_array_set_size(r->queued_updates, 0);
+        g_array_unref(r->queued_updates);
         sd_event_source_disable_unref(r->poll_timer);
         platform_api_free(r->api);
         vmm_client_free(r->vmm);
@@ -371,12 +382,15 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
 static int busy_or_join(Reconciler *r, bool force, reconciler_done_cb done, void *userdata) {
         if (!r->job)
                 return 0;
-        /* An Update without force asks for what an automatic check does anyway: join it. */
-        if (r->job->kind == JOB_TICK && !force && done) {
+        if (r->job->kind != JOB_TICK || force || !done)
+                return -EBUSY;
+        /* An Update without force asks for what an automatic check does: join
+         * it while it is still fetching, else run right after it. */
+        if (r->job->api_call)
                 g_array_append_val(r->job->waiters, ((Waiter) { done, userdata }));
-                return 1;
-        }
-        return -EBUSY;
+        else
+                g_array_append_val(r->queued_updates, ((Waiter) { done, userdata }));
+        return 1;
 }
 
 int reconciler_update(Reconciler *r, Vm *vm, bool force, reconciler_done_cb done, void *userdata) {
