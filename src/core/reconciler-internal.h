@@ -50,6 +50,7 @@ struct Job {
         char *seq_id;
         uint64_t seq_deadline;      /* CLOCK_MONOTONIC */
         bool seq_hard_stop_sent;
+        uint64_t seq_poll_usec;     /* grows from 20 ms to 250 ms */
         job_step_fn seq_next;
         char **dup_ids;
         size_t dup_idx;

@@ -8,8 +8,10 @@
 #include "shared/log.h"
 #include "shared/macro.h"
 
-/* How often a wait asks the VMM. Short: a step's end is noticed within this. */
-#define STEP_POLL_USEC (200 * USEC_PER_MSEC)
+/* How often a wait asks the VMM: soon at first (most steps end quickly and
+ * every millisecond here is downtime of the validator), then less often. */
+#define STEP_POLL_MIN_USEC (20 * USEC_PER_MSEC)
+#define STEP_POLL_MAX_USEC (250 * USEC_PER_MSEC)
 #define HARD_STOP_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define REMOVE_TIMEOUT_USEC (120 * USEC_PER_SEC)
 #define BOOT_TIMEOUT_USEC (600 * USEC_PER_SEC)
@@ -32,6 +34,7 @@ static void seq_begin(Job *j, const char *id, uint64_t timeout, job_step_fn next
         j->seq_id = copy;
         j->seq_deadline = now_usec(CLOCK_MONOTONIC) + timeout;
         j->seq_hard_stop_sent = false;
+        j->seq_poll_usec = STEP_POLL_MIN_USEC;
         j->seq_next = next;
 }
 
@@ -41,11 +44,12 @@ static void seq_end(Job *j, ReconcilerError error, const char *message) {
         next(j, error, message);
 }
 
-/* Arms the job's timer to call fn after at most STEP_POLL_USEC, and exactly at
- * the deadline if that comes first: a timeout is acted on when due, not later. */
+/* Arms the job's timer to call fn after the current poll interval, and exactly
+ * at the deadline if that comes first: a timeout is acted on when due, not later. */
 static void seq_poll_later(Job *j, sd_event_time_handler_t fn) {
         uint64_t now = now_usec(CLOCK_MONOTONIC);
-        uint64_t when = MIN(now + STEP_POLL_USEC, MAX(j->seq_deadline, now));
+        uint64_t when = MIN(now + j->seq_poll_usec, MAX(j->seq_deadline, now));
+        j->seq_poll_usec = MIN(2 * j->seq_poll_usec, STEP_POLL_MAX_USEC);
         j->timer = sd_event_source_disable_unref(j->timer);
         int r = sd_event_add_time(j->r->event, &j->timer, CLOCK_MONOTONIC, when, 1000, fn, j);
         if (r < 0)
@@ -87,6 +91,7 @@ static void on_wait_stopped_info(VmmCall *call, const VmmResult *res, void *user
                  * VM is stopped hard too, so the VMM will not restart it. */
                 log_info("VM %s did not stop within the stop timeout, stopping it hard.", j->seq_id);
                 j->seq_hard_stop_sent = true;
+                j->seq_poll_usec = STEP_POLL_MIN_USEC;
                 j->seq_deadline = now_usec(CLOCK_MONOTONIC) + HARD_STOP_TIMEOUT_USEC;
                 int r = vmm_stop_vm(j->r->vmm, j->seq_id, on_hard_stopped, j, &j->vmm_call);
                 if (r < 0)
