@@ -193,18 +193,24 @@ static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* The head of the one-key methods: read the key, check it, ask polkit with
+ * the key as detail. > 0: authorized; 0: pending (return 1); < 0: error. */
+static int read_key_authorized(sd_bus_message *msg, Manager *m, const char *action, const char **ret_key,
+                               sd_bus_error *error) {
+        int r = sd_bus_message_read(msg, "s", ret_key);
+        if (r < 0)
+                return r;
+        if (!env_key_is_valid(*ret_key))
+                return error_invalid_key(error, *ret_key);
+        const char *details[] = { "env_key", *ret_key, NULL };
+        return polkit_check(msg, action, details, m->polkit, error);
+}
+
 static int method_remove_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *key;
 
-        int r = sd_bus_message_read(msg, "s", &key);
-        if (r < 0)
-                return r;
-        if (!env_key_is_valid(key))
-                return error_invalid_key(error, key);
-
-        const char *details[] = { "env_key", key, NULL };
-        r = polkit_check(msg, ACTION_CONFIGURE, details, m->polkit, error);
+        int r = read_key_authorized(msg, m, ACTION_CONFIGURE, &key, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -224,14 +230,7 @@ static int method_get_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         Manager *m = userdata;
         const char *key;
 
-        int r = sd_bus_message_read(msg, "s", &key);
-        if (r < 0)
-                return r;
-        if (!env_key_is_valid(key))
-                return error_invalid_key(error, key);
-
-        const char *details[] = { "env_key", key, NULL };
-        r = polkit_check(msg, ACTION_READ_SECRETS, details, m->polkit, error);
+        int r = read_key_authorized(msg, m, ACTION_READ_SECRETS, &key, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
