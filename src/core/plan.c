@@ -169,6 +169,16 @@ static void decide_existing(const PlanInput *in, Plan *p, GPtrArray *changes) {
 int plan_compute(const PlanInput *in, Plan *ret) {
         Plan p = {};
         g_autoptr(GPtrArray) changes = g_ptr_array_new_with_free_func(g_free);
+        const char *name = in->desired ? in->desired->name : in->name;
+
+        /* Whatever is decided, the VM that runs is observed: a blocked spec
+         * must not blank what Id, ComposeHash and friends say about it. */
+        if (name)
+                choose(in, name, &p);
+        if (p.keep) {
+                p.keep_compose_hash = vm_compose_hash(p.keep);
+                p.keep_env_fingerprint = known_fingerprint(p.keep, p.keep_compose_hash, in->state);
+        }
 
         if (!in->desired) {
                 p.action = PLAN_BLOCKED;
@@ -181,17 +191,13 @@ int plan_compute(const PlanInput *in, Plan *ret) {
                 p.reason = g_strdup_printf("missing env: %s", m);
                 goto finish;
         }
-
-        choose(in, in->desired->name, &p);
         if (!p.keep) {
-                p.action = any_removing(in, in->desired->name) ? PLAN_WAIT : PLAN_CREATE;
+                p.action = any_removing(in, name) ? PLAN_WAIT : PLAN_CREATE;
                 p.reason = g_strdup(p.action == PLAN_WAIT ? "an old VM is being removed" : "no VM yet");
                 if (p.action == PLAN_CREATE)
-                        add_change(changes, "vm", "", in->desired->name);
+                        add_change(changes, "vm", "", name);
                 goto finish;
         }
-        p.keep_compose_hash = vm_compose_hash(p.keep);
-        p.keep_env_fingerprint = known_fingerprint(p.keep, p.keep_compose_hash, in->state);
         decide_existing(in, &p, changes);
 
 finish:

@@ -37,6 +37,7 @@ typedef struct Plan {
 typedef struct PlanInput {
         const DesiredVm *desired;   /* NULL: no usable spec (blocked_reason says why) */
         const char *blocked_reason;
+        const char *name;           /* the VM's name, used when there is no desired VM */
         const VmInfo *vms;          /* what the VMM reports for the name (may hold others) */
         size_t n_vms;
         const VmDeployState *state;

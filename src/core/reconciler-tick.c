@@ -145,6 +145,7 @@ static void decide(Job *j) {
         PlanInput in = {
                 .desired = j->desired,
                 .blocked_reason = j->blocked_reason,
+                .name = r->vm->name,
                 .vms = r->observed.vms,
                 .n_vms = r->observed.n_vms,
                 .state = r->state,

@@ -361,6 +361,7 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
         PlanInput in = {
                 .desired = d,
                 .blocked_reason = why,
+                .name = vm->name,
                 .vms = r->observed.vms,
                 .n_vms = r->observed.n_vms,
                 .state = r->state,
@@ -445,6 +446,10 @@ static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb d
 
         switch (kind) {
         case JOB_STOP:
+                if (streq(vm->vmm_status, "stopped")) {
+                        op_done(j, RECONCILER_OK, NULL);
+                        break;
+                }
                 vm_set_state(r, VM_STATE_STOPPING, "stopping the VM");
                 steps_graceful_stop(j, j->old_id, op_done);
                 break;

@@ -181,11 +181,14 @@ int main(void) {
         DesiredVm *d4 = desired("[\"HOTKEY_PASSPHRASE\",\"EXTRA_KEY\"]", "dstack-0.5.2", "s3");
         p = plan(d4, vm, 1, st, false);
         assert(p.action == PLAN_BLOCKED && streq(p.reason, "missing env: EXTRA_KEY"));
+        assert(p.keep == &vm[0] && streq(p.keep_compose_hash, d->compose_hash)); /* still observed */
         plan_done(&p);
 
         /* No usable spec. */
-        PlanInput in = { .blocked_reason = "invalid spec from the Platform API: x" };
+        PlanInput in = { .blocked_reason = "invalid spec from the Platform API: x", .name = "validator_vm",
+                         .vms = vm, .n_vms = 1, .state = st };
         assert(plan_compute(&in, &p) == 0 && p.action == PLAN_BLOCKED && strstr(p.reason, "invalid spec"));
+        assert(p.keep == &vm[0]);
         plan_done(&p);
 
         /* DSTACK_VMM_URL is provided from GuestVmmUrl. */
