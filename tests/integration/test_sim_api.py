@@ -16,7 +16,7 @@ SRC = os.environ.get("PLATFORM_SOURCE_DIR",
 sys.path.insert(0, os.path.join(SRC, "tests", "sim"))
 
 import simlib  # noqa: E402
-from simlib import api  # noqa: E402,F401  (fixture)
+from simlib import api, api_process  # noqa: E402,F401  (fixtures)
 
 DOC = "/config/compose/validator_vm"
 
@@ -187,3 +187,15 @@ def test_hang_and_release(api):
     api.fault(DOC, "hang", seconds=0.2)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
         api.get_doc()
+
+
+def test_hold(api):
+    api.fault(DOC, "hold")
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", api.get_doc(timeout=20)), daemon=True)
+    t.start()
+    api.wait_calls(DOC, state="blocked", timeout=5)
+    api.set_doc(b'{"changed":true}')              # the held request sees the new doc
+    api.release()
+    t.join(10)
+    assert box["r"][0] == 200 and box["r"][2] == b'{"changed":true}'

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "sim"))
 
 import simlib  # noqa: E402
 import vmm_sim  # noqa: E402
-from simlib import PrpcError, vmm  # noqa: E402,F401  (vmm is a fixture)
+from simlib import PrpcError, vmm, vmm_process  # noqa: E402,F401  (fixtures)
 
 VECTORS = os.path.join(SRC, "..", "shared", "vectors", "env-encrypt.txt")
 COMPOSE = simlib.app_compose()
@@ -121,6 +121,10 @@ def test_empty_body_means_defaults_and_get(vmm):
 
 def test_auth(tmp_path):
     with simlib.start_vmm(tmp_path, token="s3cret") as sim:
+        assert sim.call("Version")["version"]
+        sim.config(token="")
+        assert sim.call("Version", token="")["version"]
+        sim.config(token="s3cret")
         st, _ = sim.prpc("Version", token="")
         assert st == 401
         st, _ = sim.prpc("Version", token="wrong")
@@ -247,19 +251,19 @@ def test_meta_images_version(tmp_path):
 
 # ---- lifecycle --------------------------------------------------------------------
 
-def test_shutdown_is_graceful_and_async(tmp_path):
-    with simlib.start_vmm(tmp_path, shutdown_seconds=0.4) as sim:
-        vm_id = create(sim)
-        t0 = time.monotonic()
-        assert sim.call("ShutdownVm", {"id": vm_id}) is None
-        assert time.monotonic() - t0 < 0.3           # returns before the VM is down
-        info = sim.call("GetInfo", {"id": vm_id})["info"]
-        assert info["status"] == "stopping" and info["shutdown_progress"]
-        sim.wait_status(vm_id, "stopped", 5)
-        assert time.monotonic() - t0 >= 0.4
-        assert sim.call("GetInfo", {"id": vm_id})["info"]["exited_at"]
-        with pytest.raises(PrpcError, match="not running"):
-            sim.call("ShutdownVm", {"id": vm_id})
+def test_shutdown_is_graceful_and_async(vmm):
+    vmm.config(shutdown_seconds=0.4)
+    vm_id = create(vmm)
+    t0 = time.monotonic()
+    assert vmm.call("ShutdownVm", {"id": vm_id}) is None
+    assert time.monotonic() - t0 < 0.3           # returns before the VM is down
+    info = vmm.call("GetInfo", {"id": vm_id})["info"]
+    assert info["status"] == "stopping" and info["shutdown_progress"]
+    vmm.wait_status(vm_id, "stopped", 5)
+    assert time.monotonic() - t0 >= 0.4
+    assert vmm.call("GetInfo", {"id": vm_id})["info"]["exited_at"]
+    with pytest.raises(PrpcError, match="not running"):
+        vmm.call("ShutdownVm", {"id": vm_id})
 
 
 def test_shutdown_per_vm_and_forever_then_stop(vmm):
@@ -290,36 +294,36 @@ def test_stop_is_immediate(vmm):
     assert vmm.status_of(vm_id) == "running" and vmm.vm(vm_id)["boot_count"] == 2
 
 
-def test_remove_sync_up_to_056(tmp_path):
-    with simlib.start_vmm(tmp_path, version="0.5.6") as sim:
-        vm_id = create(sim)
-        with pytest.raises(PrpcError, match="VM is running, stop it first"):
-            sim.call("RemoveVm", {"id": vm_id})
-        sim.call("StopVm", {"id": vm_id})
-        assert sim.call("RemoveVm", {"id": vm_id}) is None
-        assert sim.call("GetInfo", {"id": vm_id})["found"] is False
-        # exited VMs are not running either
-        vm2 = create(sim, name="two")
-        sim.set_vm(vm2, status="exited")
-        sim.call("RemoveVm", {"id": vm2})
-        assert sim.vms() == []
+def test_remove_sync_up_to_056(vmm):
+    vmm.config(version="0.5.6")
+    vm_id = create(vmm)
+    with pytest.raises(PrpcError, match="VM is running, stop it first"):
+        vmm.call("RemoveVm", {"id": vm_id})
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.call("RemoveVm", {"id": vm_id}) is None
+    assert vmm.call("GetInfo", {"id": vm_id})["found"] is False
+    # exited VMs are not running either
+    vm2 = create(vmm, name="two")
+    vmm.set_vm(vm2, status="exited")
+    vmm.call("RemoveVm", {"id": vm2})
+    assert vmm.vms() == []
 
 
-def test_remove_async_from_057(tmp_path):
-    with simlib.start_vmm(tmp_path, version="0.5.7", remove_seconds=0.3) as sim:
-        vm_id = create(sim)
-        t0 = time.monotonic()
-        assert sim.call("RemoveVm", {"id": vm_id}) is None     # running VM accepted
-        assert sim.status_of(vm_id) == "removing"
-        sim.call("RemoveVm", {"id": vm_id})                    # again: fine
-        sim.wait_status(vm_id, None, 5)
-        assert time.monotonic() - t0 >= 0.3
-        with pytest.raises(PrpcError, match="VM not found"):
-            sim.call("RemoveVm", {"id": vm_id})
-        vm2 = create(sim, name="two")
-        sim.set_vm(vm2, remove_seconds=0)
-        sim.call("RemoveVm", {"id": vm2})
-        assert sim.status_of(vm2) is None
+def test_remove_async_from_057(vmm):
+    vmm.config(version="0.5.7", remove_seconds=0.3)
+    vm_id = create(vmm)
+    t0 = time.monotonic()
+    assert vmm.call("RemoveVm", {"id": vm_id}) is None     # running VM accepted
+    assert vmm.status_of(vm_id) == "removing"
+    vmm.call("RemoveVm", {"id": vm_id})                    # again: fine
+    vmm.wait_status(vm_id, None, 5)
+    assert time.monotonic() - t0 >= 0.3
+    with pytest.raises(PrpcError, match="VM not found"):
+        vmm.call("RemoveVm", {"id": vm_id})
+    vm2 = create(vmm, name="two")
+    vmm.set_vm(vm2, remove_seconds=0)
+    vmm.call("RemoveVm", {"id": vm2})
+    assert vmm.status_of(vm2) is None
 
 
 def test_version_switch_changes_semantics(vmm):
@@ -333,18 +337,18 @@ def test_version_switch_changes_semantics(vmm):
     assert vmm.status_of(vm_id) == "removing"
 
 
-def test_update_vm_vs_upgrade_app(tmp_path):
-    with simlib.start_vmm(tmp_path, version="0.5.5") as sim:
-        vm_id = create(sim)
-        st, res = sim.prpc("UpdateVm", {"id": vm_id})
-        assert (st, res) == (400, {"error": "Service not found: UpdateVm"})
-        new_compose = simlib.app_compose(docker_compose="services: {}\n")
-        r = sim.call("UpgradeApp", {"id": vm_id, "compose_file": new_compose})
-        assert r == {"id": APP_ID}
-        sim.config(version="0.5.6")
-        r = sim.call("UpdateVm", {"id": vm_id, "compose_file": COMPOSE})
-        assert r == {"id": APP_ID}
-        assert sim.call("UpgradeApp", {"id": vm_id}) == {"id": APP_ID}
+def test_update_vm_vs_upgrade_app(vmm):
+    vmm.config(version="0.5.5")
+    vm_id = create(vmm)
+    st, res = vmm.prpc("UpdateVm", {"id": vm_id})
+    assert (st, res) == (400, {"error": "Service not found: UpdateVm"})
+    new_compose = simlib.app_compose(docker_compose="services: {}\n")
+    r = vmm.call("UpgradeApp", {"id": vm_id, "compose_file": new_compose})
+    assert r == {"id": APP_ID}
+    vmm.config(version="0.5.6")
+    r = vmm.call("UpdateVm", {"id": vm_id, "compose_file": COMPOSE})
+    assert r == {"id": APP_ID}
+    assert vmm.call("UpgradeApp", {"id": vm_id}) == {"id": APP_ID}
 
 
 def test_update_takes_effect_on_next_start(vmm):
@@ -411,13 +415,13 @@ def test_kms_key_is_predictable(tmp_path):
             sim.call("GetAppEnvEncryptPubKey", {"app_id": "xyz"})
 
 
-def test_no_kms(tmp_path):
-    with simlib.start_vmm(tmp_path, no_kms=True) as sim:
-        with pytest.raises(PrpcError, match="KMS is not configured"):
-            sim.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
-        assert sim.call("GetMeta")["kms"]["url"] == ""
-        vm_id = create(sim, encrypted_env="00" * 80)
-        assert sim.status_of(vm_id) == "exited"
+def test_no_kms(vmm):
+    vmm.config(kms=False)
+    with pytest.raises(PrpcError, match="KMS is not configured"):
+        vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert vmm.call("GetMeta")["kms"]["url"] == ""
+    vm_id = create(vmm, encrypted_env="00" * 80)
+    assert vmm.status_of(vm_id) == "exited"
 
 
 def random_env(rng, n):
@@ -660,3 +664,98 @@ def test_fault_control_errors(vmm):
     assert vmm.request("GET", "/_sim/nothing")[0] == 404
     f = vmm.fault("StartVm", "error", call=3, times=2)
     assert vmm.control("faults")["faults"][0]["id"] == f["id"]
+
+
+def test_keccak256():
+    import kmscrypto
+    assert kmscrypto.keccak256(b"").hex() == \
+        "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert kmscrypto.keccak256(b"abc").hex() == \
+        "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"
+    for n in (0, 1, 135, 136, 137, 300, 1000):        # the permutation, multi-block
+        data = bytes(range(256)) * 4
+        assert kmscrypto._sponge256(data[:n], 0x06) == hashlib.sha3_256(data[:n]).digest()
+
+
+def test_kms_pubkey_signatures(vmm):
+    import kmscrypto
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    cfg = vmm.config()
+    signer = bytes.fromhex(cfg["kms_signer_public_key"])
+    assert signer == kmscrypto.public_key(kmscrypto.private_from_seed(simlib.DEFAULT_KMS_SEED))
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    pub, app = bytes.fromhex(r["public_key"]), bytes.fromhex(APP_ID)
+    verifier = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256K1(), signer)
+    for sig_hex, ts in ((r["signature"], None), (r["signature_v1"], r["timestamp"])):
+        sig = bytes.fromhex(sig_hex)
+        assert len(sig) == 65 and sig[64] in (0, 1)
+        digest = kmscrypto.pubkey_message(app, pub, ts)
+        # r||s checked by OpenSSL, independent of the simulator's own EC code
+        der = utils.encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                         int.from_bytes(sig[32:64], "big"))
+        verifier.verify(der, digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        assert kmscrypto.recover(digest, sig) == signer
+    # a different app id's message does not recover to the signer
+    wrong = kmscrypto.pubkey_message(b"\xee" * 20, pub)
+    assert kmscrypto.recover(wrong, bytes.fromhex(r["signature"])) != signer
+    vmm.config(kms_bad_signature=True)
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    digest = kmscrypto.pubkey_message(app, bytes.fromhex(r["public_key"]))
+    assert kmscrypto.recover(digest, bytes.fromhex(r["signature"])) != signer
+
+
+def test_auto_restart(vmm):
+    vmm.config(auto_restart_seconds=0.1)
+    vm_id = create(vmm)
+    vmm.set_vm(vm_id, status="exited")          # crash
+    vmm.wait_status(vm_id, "running", 5)
+    assert vmm.vm(vm_id)["boot_count"] == 2
+    vmm.call("StopVm", {"id": vm_id})           # clears started: stays down
+    vmm.config(auto_restart_seconds=0)
+    assert vmm.status_of(vm_id) == "stopped"
+    vmm.call("StartVm", {"id": vm_id})
+    vmm.config(auto_restart_seconds=-1)
+    vmm.set_vm(vm_id, status="exited")
+    assert vmm.status_of(vm_id) == "exited"
+
+
+def test_reset(vmm):
+    create(vmm)
+    vmm.config(version="0.5.5", kms=False, shutdown_seconds=9)
+    vmm.fault("Version", "error", times=0)
+    vmm.reset()
+    assert vmm.vms() == [] and vmm.calls() == [] and vmm.control("faults")["faults"] == []
+    c = vmm.config()
+    assert (c["version"], c["kms"], c["shutdown_seconds"]) == ("0.5.7", True, 0.2)
+    assert vmm.call("Version")["version"] == "0.5.7"
+
+
+def test_no_kms_flag(tmp_path):
+    with simlib.start_vmm(tmp_path, no_kms=True) as sim:
+        with pytest.raises(PrpcError, match="KMS is not configured"):
+            sim.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+
+
+def test_hold_client_gives_up_call_still_happens(vmm):
+    # a client killed (here: timed out) mid-step; the VMM finishes the call anyway
+    vmm.fault("CreateVm", "hold")
+    with pytest.raises(TimeoutError):
+        vmm.prpc("CreateVm", config(), timeout=0.3)
+    vmm.wait_calls("CreateVm", state="blocked", timeout=5)
+    assert vmm.vms() == []
+    vmm.release("CreateVm")
+    vmm.wait_calls("CreateVm", state="done", timeout=5)
+    assert len(vmm.vms()) == 1 and vmm.calls("CreateVm")[0]["status"] == 200
+
+
+def test_after_faults_take_effect(vmm):
+    vmm.fault("StopVm", "error", after=True, message="lost")
+    vm_id = create(vmm)
+    with pytest.raises(PrpcError, match="lost"):
+        vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+    vmm.fault("StartVm", "hang", after=True, seconds=0.1)
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        vmm.call("StartVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "running"

@@ -64,14 +64,21 @@ def etag_list_matches(header, etag):
 class ApiSim:
     def __init__(self, args):
         self.core = simcore.SimCore(args.verbose)
+        self.core.sim = self
         self.lock = self.core.lock
+        self.args = args
+        self.reset()
+
+    def reset(self):
+        """Back to the state given by the command line."""
+        args = self.args
         if args.doc:
             with open(args.doc, "rb") as f:
                 doc = f.read()
         else:
             doc = example_bytes()
         self.set_doc(doc, None, True, True, None)
-        self.active = json.dumps({"active_jobs": 0}).encode()
+        self.active = (args.active or json.dumps({"active_jobs": 0})).encode()
         self.active_status = 200
         self.compose_status = 200
 
@@ -93,7 +100,8 @@ class ApiSim:
             return simcore.send_reply(h, self.control(h, path, fq, raw))
         rec, fault = self.core.record_call(path, h, raw.decode("utf-8", "replace") or None, len(raw))
         if err:
-            return self.core.finish(rec, err.status, simcore.send_reply(h, err))
+            self.core.finish(rec, err.status, len(err.body))
+            return simcore.send_reply(h, err)
         simcore.serve_with_fault(self.core, h, rec, fault, lambda: self.serve(h, path, rec))
 
     def serve(self, h, path, rec):
@@ -195,8 +203,6 @@ def main(argv=None):
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     sim = ApiSim(args)
-    if args.active:
-        sim.active = args.active.encode()
     simcore.run(sim, args.listen, args.ready_file, args.ready_fd)
 
 

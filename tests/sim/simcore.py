@@ -93,6 +93,7 @@ class SimCore:
         self.verbose = verbose
         self.t0 = time.monotonic()
         self.closing = False
+        self.sim = None             # the simulator, for /_sim/reset
 
     # ---- call log -------------------------------------------------------
     def record_call(self, key, h, body_obj, raw_len):
@@ -216,6 +217,15 @@ class SimCore:
                      "kind": b.kind} for b in self.blocked]})
         if path == "/_sim/wait" and h.command == "POST":
             return json_reply(self.wait(body or {}))
+        if path == "/_sim/reset" and h.command == "POST":
+            with self.lock:
+                self.calls = []
+                self.counts = {}
+                self.faults = []
+            self.release({})
+            with self.lock:
+                self.sim.reset()
+            return json_reply({"ok": True})
         if path == "/_sim/ping":
             return json_reply({"ok": True, "pid": os.getpid()})
         return None
@@ -255,38 +265,47 @@ def drop_connection(h):
         pass
 
 
+def fault_reply(fault):
+    """The canned reply of the simple kinds, None for the others."""
+    if fault.kind == "error":
+        return json_reply({"error": fault.message}, 400, pretty=True)
+    if fault.kind == "http500":
+        return Reply(fault.status, fault.message + "\n", "text/plain")
+    if fault.kind == "malformed":
+        return Reply(200, b'{"vms": [{"id": "trunc', "application/json")
+    return None
+
+
 def serve_with_fault(core, h, rec, fault, execute):
     """Runs execute() -> Reply under the fault (or none) and sends the result."""
     try:
         if fault is not None and fault.kind == "hold":
             core.block(rec, "hold", fault.seconds)
             fault = None
-        if fault is not None and fault.kind != "slow" and not fault.after:
-            nbytes = apply_fault(core, h, rec, fault, None)
-            return core.finish(rec, h._sim_status, nbytes)
-        reply = execute()
-        if reply is None:           # the handler streamed its own reply
-            return core.finish(rec, h._sim_status, 0)
+        reply = None
+        if fault is None or fault.kind == "slow" or fault.after:
+            reply = execute()
+            if reply is None:           # the handler streamed its own reply
+                return core.finish(rec, h._sim_status, 0)
+        if fault is not None and fault_reply(fault) is not None:
+            reply, fault = fault_reply(fault), None
         if fault is not None:
             nbytes = apply_fault(core, h, rec, fault, reply)
+            core.finish(rec, h._sim_status, nbytes)
         else:
-            h._sim_status = reply.status
-            nbytes = send_reply(h, reply)
-        core.finish(rec, h._sim_status, nbytes)
+            # log first: a client may act on the reply before we return
+            bodylen = 0 if reply.status in (204, 304) or h.command == "HEAD" else len(reply.body)
+            core.finish(rec, reply.status, bodylen)
+            send_reply(h, reply)
     except Exception:
-        core.finish(rec, None, 0)
+        if rec["state"] != "done":
+            core.finish(rec, None, 0)
         raise
 
 
 def apply_fault(core, h, rec, fault, reply):
     k = fault.kind
     h._sim_status = None
-    if k == "error":
-        h._sim_status = 400
-        return send_reply(h, json_reply({"error": fault.message}, 400, pretty=True))
-    if k == "http500":
-        h._sim_status = fault.status
-        return send_reply(h, Reply(fault.status, fault.message + "\n", "text/plain"))
     if k == "drop":
         drop_connection(h)
         return 0
@@ -294,9 +313,6 @@ def apply_fault(core, h, rec, fault, reply):
         core.block(rec, "hang", fault.seconds)
         drop_connection(h)
         return 0
-    if k == "malformed":
-        h._sim_status = 200
-        return send_reply(h, Reply(200, b'{"vms": [{"id": "trunc', "application/json"))
     if k == "oversize":
         h._sim_status = 200
         h.send_response(200)

@@ -136,6 +136,11 @@ class Sim:
     def reset_calls(self):
         return self.control("reset-calls", {})
 
+    def reset(self):
+        """Everything back to the command line's state: no VMs, no faults,
+        empty log, blocked calls released. Lets a module share one process."""
+        return self.control("reset", {})
+
     def fault(self, method, kind, **kw):
         """kind: error http500 hang hold drop slow oversize malformed.
         kw: call=N (Nth call of method, default next), times=K (0 = forever),
@@ -403,21 +408,35 @@ def app_compose(allowed_envs=("DSTACK_VMM_URL", "HOTKEY_PASSPHRASE", "VALIDATOR_
 try:
     import pytest
 
-    @pytest.fixture
-    def vmm(tmp_path):
-        sim = start_vmm(tmp_path, shutdown_seconds=0.2, remove_seconds=0.2)
+    # One simulator process per test module, reset before each test. A test file
+    # imports both names: `from simlib import vmm, vmm_process`.
+    @pytest.fixture(scope="module")
+    def vmm_process(tmp_path_factory):
+        sim = start_vmm(tmp_path_factory.mktemp("vmm"), shutdown_seconds=0.2,
+                        remove_seconds=0.2)
         try:
             yield sim
         finally:
             sim.stop()
 
     @pytest.fixture
-    def api(tmp_path):
-        sim = start_api(tmp_path)
+    def vmm(vmm_process):
+        vmm_process.reset()
+        vmm_process.token = None
+        return vmm_process
+
+    @pytest.fixture(scope="module")
+    def api_process(tmp_path_factory):
+        sim = start_api(tmp_path_factory.mktemp("api"))
         try:
             yield sim
         finally:
             sim.stop()
+
+    @pytest.fixture
+    def api(api_process):
+        api_process.reset()
+        return api_process
 except ImportError:     # pragma: no cover - simlib is usable without pytest
     pass
 

@@ -13,11 +13,11 @@ import json
 import os
 import re
 import sys
-import threading
 import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import kmscrypto  # noqa: E402
 import simcore  # noqa: E402
 from simcore import Reply, json_reply  # noqa: E402
 
@@ -250,6 +250,7 @@ class VM:
         self.boot_progress = ""
         self.started_at = None
         self.exited_at = None
+        self.exited_mono = None     # for auto-restart
         self.until = None           # monotonic deadline of stopping/removing
         self.shutdown_seconds = None  # per-VM override (None = global)
         self.remove_seconds = None
@@ -264,14 +265,25 @@ class VM:
 class VmmSim:
     def __init__(self, args):
         self.core = simcore.SimCore(args.verbose)
+        self.core.sim = self
+        self.lock = self.core.lock
+        self.args = args
+        self.reset()
+
+    def reset(self):
+        """Back to the state given by the command line: no VMs, CLI settings."""
+        args = self.args
         self.version = args.version
         self.rev = args.rev
         self.token = args.token
         self.kms = not args.no_kms
         self.seed = args.kms_seed
+        self.signer = kmscrypto.private_from_seed(self.seed)
+        self.kms_bad_signature = False
         self.shutdown_seconds = args.shutdown_seconds
         self.remove_seconds = args.remove_seconds
         self.heartbeat_seconds = args.log_heartbeat_seconds
+        self.auto_restart = args.auto_restart_seconds
         self.port_mapping = not args.no_port_mapping
         self.images = [dict(i) for i in DEFAULT_IMAGES]
         if args.image:
@@ -282,13 +294,15 @@ class VmmSim:
                           "max_allocable_memory_in_mb": args.max_memory}
         self.vms = {}
         self.order = []
-        self.lock = self.core.lock
 
     # ---- state ticking ----------------------------------------------------
     def tick(self):
         now = time.monotonic()
         for vid in list(self.order):
             vm = self.vms[vid]
+            if (self.auto_restart >= 0 and vm.status == "exited" and vm.started
+                    and vm.exited_mono is not None and now >= vm.exited_mono + self.auto_restart):
+                self.boot(vm)
             if vm.until is not None and now >= vm.until:
                 vm.until = None
                 if vm.status == "stopping":
@@ -346,6 +360,7 @@ class VmmSim:
             vm.boot_error = err
             vm.boot_progress = "failed"
             vm.exited_at = time.time()
+            vm.exited_mono = time.monotonic()
             vm.env = None
             vm.env_dropped = []
         else:
@@ -531,10 +546,14 @@ class VmmSim:
             raise RpcError("Invalid app_id: expected 20 bytes")
         priv = kms_private_key(self.seed, req["app_id"])
         pub = x25519_public(priv)
+        app_id = bytes.fromhex(req["app_id"])
         ts = int(time.time())
-        sig = hashlib.sha512(b"sim-sig" + pub).digest() + hashlib.sha256(pub).digest()
-        sig = sig[:64] + b"\x00"
-        sig1 = hashlib.sha512(b"sim-sig-v1" + ts.to_bytes(8, "big") + pub).digest()[:64] + b"\x01"
+        sig = kmscrypto.sign_recoverable(self.signer, kmscrypto.pubkey_message(app_id, pub))
+        sig1 = kmscrypto.sign_recoverable(self.signer, kmscrypto.pubkey_message(app_id, pub, ts))
+        if self.kms_bad_signature:          # signed by a key nobody trusts
+            other = kmscrypto.private_from_seed(self.seed + ":untrusted")
+            sig = kmscrypto.sign_recoverable(other, kmscrypto.pubkey_message(app_id, pub))
+            sig1 = kmscrypto.sign_recoverable(other, kmscrypto.pubkey_message(app_id, pub, ts))
         return {"public_key": pub.hex(), "signature": sig.hex(), "timestamp": ts,
                 "signature_v1": sig1.hex()}
 
@@ -592,8 +611,8 @@ class VmmSim:
             body_obj = raw.decode("utf-8", "replace")
         rec, fault = self.core.record_call(key, h, body_obj, len(raw))
         if err:
-            h._sim_status = err.status
-            return self.core.finish(rec, err.status, simcore.send_reply(h, err))
+            self.core.finish(rec, err.status, len(err.body))
+            return simcore.send_reply(h, err)
         if key == "logs":
             return simcore.serve_with_fault(self.core, h, rec, fault,
                                             lambda: self.logs(h, q, rec))
@@ -723,6 +742,7 @@ class VmmSim:
                     vm.until = body.get("seconds") and time.monotonic() + float(body["seconds"])
                     if st == "exited":
                         vm.started = True
+                        vm.exited_mono = time.monotonic()
                 if "boot_error" in body:
                     vm.boot_error = body["boot_error"]
                 if "shutdown_seconds" in body:
@@ -746,12 +766,16 @@ class VmmSim:
                     self.token = body["token"] or None
                 if "kms" in body:
                     self.kms = bool(body["kms"])
+                if "kms_bad_signature" in body:
+                    self.kms_bad_signature = bool(body["kms_bad_signature"])
                 if "resources" in body:
                     self.resources.update(body["resources"])
                 if "images" in body:
                     self.images = body["images"]
                 if "port_mapping_enabled" in body:
                     self.port_mapping = bool(body["port_mapping_enabled"])
+                if "auto_restart_seconds" in body:
+                    self.auto_restart = float(body["auto_restart_seconds"])
                 return json_reply(self.sim_config())
             if path == "/_sim/kms-key" and h.command == "GET":
                 a = q.get("app_id", "").lower()
@@ -765,8 +789,12 @@ class VmmSim:
         return {"version": self.version, "rev": self.rev,
                 "shutdown_seconds": self.shutdown_seconds,
                 "remove_seconds": self.remove_seconds, "token": self.token,
-                "kms": self.kms, "kms_seed": self.seed, "resources": self.resources,
-                "images": self.images, "port_mapping_enabled": self.port_mapping}
+                "kms": self.kms, "kms_seed": self.seed,
+                "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
+                "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
+                "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
+                "images": self.images, "port_mapping_enabled": self.port_mapping,
+                "auto_restart_seconds": self.auto_restart}
 
     def sim_vm(self, vm):
         d = self.info(vm)
@@ -797,6 +825,9 @@ def main(argv=None):
     p.add_argument("--remove-seconds", type=float, default=0.5,
                    help="time an async RemoveVm (>=0.5.7) stays 'removing'")
     p.add_argument("--log-heartbeat-seconds", type=float, default=60.0)
+    p.add_argument("--auto-restart-seconds", type=float, default=-1.0,
+                   help="[cvm.auto_restart]: restart an exited VM whose started flag "
+                   "is set after this delay (negative: disabled)")
     p.add_argument("--image", action="append", help="image name (repeatable)")
     p.add_argument("--max-cvm", type=int, default=16)
     p.add_argument("--max-vcpu", type=int, default=64)
