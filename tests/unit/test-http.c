@@ -154,6 +154,8 @@ static void test_failures(Env *env) {
         assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         bad = (HttpRequest) { .endpoint = env->tcp, .path = "/ok\r\n" };
         assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
+        bad = (HttpRequest) { .endpoint = env->tcp, .path = "/echo", .method = HTTP_POST, .body_len = 5 };
+        assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         assert(http_context_n_calls(env->http) == 0);
         result_clear(&r);
         printf("failures: ok\n");
