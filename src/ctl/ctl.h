@@ -103,3 +103,4 @@ int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const cha
 int verb_status(sd_bus *bus, int argc, char **argv);
 int verb_config(sd_bus *bus, int argc, char **argv);
 int verb_vm(sd_bus *bus, int argc, char **argv);
+int verb_monitor(sd_bus *bus, int argc, char **argv);

@@ -17,7 +17,8 @@ static void help(void) {
                "Query or change the Platform Network validator launcher.\n\n"
                "Commands:\n"
                "  status                      Show the VM and the settings, problems first\n"
-               "\n"
+               "  monitor                     Print the launcher's signals and state changes\n"
+               "                              as they happen, one line each, until Ctrl-C\n\n"
                "VM commands (NAME: needed only when the launcher manages several VMs):\n"
                "  vm status [NAME]            Show the VM's state and properties\n"
                "  vm plan [NAME]              Show what 'vm update' would do\n"
@@ -41,15 +42,15 @@ static void help(void) {
                "                              UpdaterRepository, UpdaterRemote, UpdaterBranch,\n"
                "                              UpdaterIntervalUSec); times take us, ms, s, min, h\n"
                "  config reload               Re-read the config file\n\n"
-               "Options (also accepted after status and vm commands):\n"
+               "Options (also accepted after status, monitor and vm commands):\n"
                "  -h --help                   Show this help\n"
                "     --version                Show the version\n"
-               "     --json                   Print JSON\n"
+               "     --json                   Print JSON (monitor: one object per line)\n"
                "     --no-pager               Accepted for compatibility; no pager is used\n"
                "     --no-ask-password        Do not ask for authentication\n"
                "  -H --host=[USER@]HOST       Operate on a remote host (over SSH)\n"
                "     --no-block               Send VM operations without waiting for them\n"
-               "  -q --quiet                  Print less (no progress)\n\n"
+               "  -q --quiet                  Print less (no progress, no monitor banner)\n\n"
                "VM operations wait until done (showing the VM's state on stderr when it\n"
                "is a terminal); the operation goes on in the launcher if interrupted.\n\n"
                "Exit status: 0 success, 1 failure, 64 usage, 65 invalid argument,\n"
@@ -174,6 +175,7 @@ static const struct {
         { "status", verb_status },
         { "config", verb_config },
         { "vm", verb_vm },
+        { "monitor", verb_monitor },
 };
 
 int main(int argc, char *argv[]) {
