@@ -227,11 +227,11 @@ class Fake(dbus.service.Object):
 def main():
     dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
     conn = dbus.SystemBus()
-    Fake(conn)
+    fake = Fake(conn)
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    name = dbus.service.BusName(NAME, conn, do_not_queue=True)  # noqa: F841 (released when collected)
+    fake.bus_name = dbus.service.BusName(NAME, conn, do_not_queue=True)  # released when collected
     loop.run()
     return 0
 

@@ -8,16 +8,14 @@ reconciler. test_platformctl_live.py runs the commands against the real daemon.
 """
 import json
 import os
-import pty
-import select
 import subprocess
 import time
 
 import pytest
 
 import harness as H
+from ctl_helpers import PLATFORMCTL, Monitor, ctl, fields, one_line_error, run_on_pty
 
-PLATFORMCTL = os.path.join(H.BUILD_DIR, 'src', 'ctl', 'platformctl')
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fake_launcher.py')
 FAKE_IFACE = 'org.platform.Launcher1.Fake'
 VM_IFACE = 'org.platform.Launcher1.Vm'
@@ -74,26 +72,6 @@ def fake(bus, harness):
 def vm(fake):
     fake.add_vm(**RUNNING)
     return fake
-
-
-def ctl(bus, *args, timeout=30):
-    return H.run_tool(bus, [PLATFORMCTL] + list(args), timeout=timeout)
-
-
-def one_line_error(p, code, text):
-    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
-    assert text in p.stderr, p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
-
-
-def fields(stdout):
-    """'   Label: value' lines as a dict."""
-    out = {}
-    for line in stdout.splitlines():
-        k, sep, v = line.partition(': ')
-        if sep:
-            out.setdefault(k.strip(), v)
-    return out
 
 
 # --- finding the VM -------------------------------------------------------
@@ -273,36 +251,6 @@ def test_operation_errors_one_line(vm, bus, name, message, code):
     one_line_error(p, code, 'Failed to update validator_vm: ' + message)
 
 
-def run_on_pty(bus, *args, timeout=20):
-    """platformctl with stderr on a terminal (stdout a pipe): what the operator sees."""
-    master, slave = pty.openpty()
-    p = subprocess.Popen([PLATFORMCTL] + list(args), env=bus.env(), stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=slave, text=True)
-    os.close(slave)
-    out = b''
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        p.wait(max(0.1, deadline - time.monotonic()))
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(master)
-    return p.returncode, p.stdout.read(), out.decode().replace('\r\n', '\n')
-
-
 def test_progress_on_a_terminal(vm, bus):
     vm.script('Update', [
         {'props': {'State': 'updating', 'StateReason': 'creating the new VM'}},
@@ -393,40 +341,6 @@ def test_usage_errors(vm, bus, args, message):
 
 
 # --- monitor --------------------------------------------------------------
-
-class Monitor:
-    """platformctl monitor as a subprocess; lines read with a bounded wait."""
-
-    def __init__(self, harness, bus, *args):
-        self.p = harness.spawn('platformctl-monitor', [PLATFORMCTL, 'monitor'] + list(args), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-        os.set_blocking(self.p.stdout.fileno(), False)
-        banner = self._readline(self.p.stderr, 10)
-        assert banner.startswith('Monitoring org.platform.Launcher1'), banner
-        self.buf = b''
-
-    @staticmethod
-    def _readline(f, timeout):
-        r, _, _ = select.select([f], [], [], timeout)
-        return f.readline().decode() if r else ''
-
-    def line(self, timeout=10):
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.p.stdout], [], [], left)[0]:
-                raise AssertionError('no line from platformctl monitor within %ss (have %r)' % (timeout, self.buf))
-            chunk = self.p.stdout.read()
-            if not chunk:
-                raise AssertionError('platformctl monitor exited: %r' % self.buf)
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b'\n')
-        return line.decode()
-
-    def stop(self, sig=15):
-        self.p.send_signal(sig)
-        return self.p.wait(10)
-
 
 def test_monitor_vm_signals_json(vm, bus, harness):
     m = Monitor(harness, bus, '--json')
