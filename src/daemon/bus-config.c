@@ -135,7 +135,24 @@ static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
                 return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
 
         bus_config_emit_changes(m, old, false);
+        manager_config_changed(m);
         return 0;
+}
+
+void manager_config_changed(Manager *m) {
+        if (m->reconciler)
+                reconciler_settings_changed(m->reconciler);
+}
+
+void manager_set_required_env(Manager *m, char **required) {
+        if (g_strv_equal((const char *const *) m->required_env, (const char *const *) required))
+                return;
+        g_strfreev(m->required_env);
+        m->required_env = g_strdupv(required);
+        int r = sd_bus_emit_properties_changed(m->bus, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE, "RequiredEnv",
+                                               "MissingEnv", NULL);
+        if (r < 0)
+                log_warning_errno(r, "Cannot emit PropertiesChanged: %m");
 }
 
 static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -176,18 +193,24 @@ static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* The head of the one-key methods: read the key, check it, ask polkit with
+ * the key as detail. > 0: authorized; 0: pending (return 1); < 0: error. */
+static int read_key_authorized(sd_bus_message *msg, Manager *m, const char *action, const char **ret_key,
+                               sd_bus_error *error) {
+        int r = sd_bus_message_read(msg, "s", ret_key);
+        if (r < 0)
+                return r;
+        if (!env_key_is_valid(*ret_key))
+                return error_invalid_key(error, *ret_key);
+        const char *details[] = { "env_key", *ret_key, NULL };
+        return polkit_check(msg, action, details, m->polkit, error);
+}
+
 static int method_remove_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *key;
 
-        int r = sd_bus_message_read(msg, "s", &key);
-        if (r < 0)
-                return r;
-        if (!env_key_is_valid(key))
-                return error_invalid_key(error, key);
-
-        const char *details[] = { "env_key", key, NULL };
-        r = polkit_check(msg, ACTION_CONFIGURE, details, m->polkit, error);
+        int r = read_key_authorized(msg, m, ACTION_CONFIGURE, &key, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -207,14 +230,7 @@ static int method_get_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         Manager *m = userdata;
         const char *key;
 
-        int r = sd_bus_message_read(msg, "s", &key);
-        if (r < 0)
-                return r;
-        if (!env_key_is_valid(key))
-                return error_invalid_key(error, key);
-
-        const char *details[] = { "env_key", key, NULL };
-        r = polkit_check(msg, ACTION_READ_SECRETS, details, m->polkit, error);
+        int r = read_key_authorized(msg, m, ACTION_READ_SECRETS, &key, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
 
@@ -327,6 +343,8 @@ int manager_reload_config(Manager *m, char **ret_error) {
 
         int r = settings_store_load(m->settings);
         bus_config_emit_changes(m, old, !streq_ptr(old_error, m->settings->error));
+        if (r >= 0)
+                manager_config_changed(m);
         if (r < 0 && ret_error)
                 *ret_error = g_strdup(m->settings->error);
         return r;
