@@ -14,13 +14,7 @@
 #include "ctl/ctl.h"
 #include "shared/macro.h"
 
-typedef struct ConfigInfo {
-        char *api_url, *vmm_url, *guest_vmm_url, *update_strategy, *config_path, *config_error;
-        uint64_t poll_interval_usec, stop_timeout_usec;
-        char **env_keys, **required_env, **missing_env;
-} ConfigInfo;
-
-static void config_info_clear(ConfigInfo *i) {
+void config_info_clear(ConfigInfo *i) {
         g_free(i->api_url);
         g_free(i->vmm_url);
         g_free(i->guest_vmm_url);
@@ -31,8 +25,6 @@ static void config_info_clear(ConfigInfo *i) {
         g_strfreev(i->required_env);
         g_strfreev(i->missing_env);
 }
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(ConfigInfo, config_info_clear)
 
 static int read_one(sd_bus_message *reply, const char *name, ConfigInfo *i) {
         static const struct { const char *name; size_t off; char type; } map[] = {
@@ -71,7 +63,7 @@ static int read_one(sd_bus_message *reply, const char *name, ConfigInfo *i) {
         return sd_bus_message_skip(reply, "v");
 }
 
-static int config_info_get(sd_bus *bus, ConfigInfo *i) {
+int config_info_get(sd_bus *bus, ConfigInfo *i) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
 
@@ -116,9 +108,7 @@ static void add_strv(JsonBuilder *b, const char *name, char **v) {
         json_builder_end_array(b);
 }
 
-static void print_json(const ConfigInfo *i) {
-        g_autoptr(JsonBuilder) b = json_builder_new();
-        json_builder_begin_object(b);
+void config_info_add_json(JsonBuilder *b, const ConfigInfo *i) {
         json_builder_set_member_name(b, "Config");
         json_builder_begin_object(b);
         struct { const char *k, *v; } strs[] = {
@@ -138,17 +128,28 @@ static void print_json(const ConfigInfo *i) {
         add_strv(b, "RequiredEnv", i->required_env);
         add_strv(b, "MissingEnv", i->missing_env);
         json_builder_end_object(b);
-        json_builder_end_object(b);
-
-        g_autoptr(JsonGenerator) gen = json_generator_new();
-        g_autoptr(JsonNode) root = json_builder_get_root(b);
-        json_generator_set_root(gen, root);
-        json_generator_set_pretty(gen, TRUE);
-        g_autofree char *text = json_generator_to_data(gen, NULL);
-        printf("%s\n", text);
 }
 
-static void print_config(const ConfigInfo *i) {
+static void print_json(const ConfigInfo *i) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        config_info_add_json(b, i);
+        json_builder_end_object(b);
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        ctl_json_print(root, true);
+}
+
+/* missing_env: false when the VM's own problem line already names it. */
+void config_info_print_problems(const ConfigInfo *i, bool missing_env) {
+        if (!isempty(i->config_error))
+                printf("         Problem: config file not in force: %s\n", i->config_error);
+        if (missing_env && i->missing_env && i->missing_env[0]) {
+                g_autofree char *m = g_strjoinv(" ", i->missing_env);
+                printf("         Problem: missing env: %s (platformctl config set-env KEY)\n", m);
+        }
+}
+
+void config_info_print(const ConfigInfo *i) {
         g_autofree char *poll = format_usec(i->poll_interval_usec), *stop = format_usec(i->stop_timeout_usec);
         g_autofree char *keys = join_or_none(i->env_keys), *req = join_or_none(i->required_env);
         printf("         API URL: %s\n", i->api_url);
@@ -160,27 +161,6 @@ static void print_config(const ConfigInfo *i) {
         printf("        Env keys: %s\n", keys);
         printf("    Required env: %s\n", req);
         printf("     Config file: %s\n", i->config_path);
-}
-
-int verb_status(sd_bus *bus, int argc, char **argv) {
-        g_auto(ConfigInfo) i = {};
-        int r = config_info_get(bus, &i);
-        if (r < 0)
-                return -r;
-        if (arg.json) {
-                print_json(&i);
-                return 0;
-        }
-
-        /* Problems first: they are why an operator runs this. */
-        if (!isempty(i.config_error))
-                printf("         Problem: config file not in force: %s\n", i.config_error);
-        if (i.missing_env && i.missing_env[0]) {
-                g_autofree char *m = g_strjoinv(" ", i.missing_env);
-                printf("         Problem: missing env: %s (platformctl config set-env KEY)\n", m);
-        }
-        print_config(&i);
-        return 0;
 }
 
 static int call(sd_bus *bus, const char *what, const char *method, sd_bus_message **ret_reply, const char *types, ...) {
@@ -292,7 +272,7 @@ static int config_show(sd_bus *bus) {
         if (arg.json)
                 print_json(&i);
         else
-                print_config(&i);
+                config_info_print(&i);
         return 0;
 }
 

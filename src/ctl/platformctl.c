@@ -16,7 +16,20 @@ static void help(void) {
         printf("platformctl [OPTIONS...] COMMAND ...\n\n"
                "Query or change the Platform Network validator launcher.\n\n"
                "Commands:\n"
-               "  status                      Show the launcher's state, problems first\n"
+               "  status                      Show the VM and the settings, problems first\n"
+               "  monitor                     Print the launcher's signals and state changes\n"
+               "                              as they happen, one line each, until Ctrl-C\n\n"
+               "VM commands (NAME: needed only when the launcher manages several VMs):\n"
+               "  vm status [NAME]            Show the VM's state and properties\n"
+               "  vm plan [NAME]              Show what 'vm update' would do\n"
+               "  vm update [--force] [NAME]  Fetch the spec now and apply it if it differs\n"
+               "                              (--force: replace the VM even if equal)\n"
+               "  vm start [NAME]             Start the VM\n"
+               "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
+               "  vm restart [NAME]           Restart the VM\n"
+               "  vm logs [-n N] [--channel serial|stdout|stderr] [NAME]\n"
+               "                              Print the last N (default 100) log lines\n\n"
+               "Config commands:\n"
                "  config show                 Show all settings\n"
                "  config list-env             List the names of the env values set\n"
                "  config set-env KEY [VALUE|-] Set an env value (no VALUE or '-': read from\n"
@@ -29,17 +42,21 @@ static void help(void) {
                "                              UpdaterRepository, UpdaterRemote, UpdaterBranch,\n"
                "                              UpdaterIntervalUSec); times take us, ms, s, min, h\n"
                "  config reload               Re-read the config file\n\n"
-               "Options:\n"
+               "Options (also accepted after status, monitor and vm commands):\n"
                "  -h --help                   Show this help\n"
                "     --version                Show the version\n"
-               "     --json                   Print JSON\n"
+               "     --json                   Print JSON (monitor: one object per line)\n"
                "     --no-pager               Accepted for compatibility; no pager is used\n"
                "     --no-ask-password        Do not ask for authentication\n"
                "  -H --host=[USER@]HOST       Operate on a remote host (over SSH)\n"
-               "     --no-block               Do not wait for long operations\n"
-               "  -q --quiet                  Print less\n\n"
+               "     --no-block               Send VM operations without waiting for them\n"
+               "  -q --quiet                  Print less (no progress, no monitor banner)\n\n"
+               "VM operations wait until done (showing the VM's state on stderr when it\n"
+               "is a terminal); the operation goes on in the launcher if interrupted.\n\n"
                "Exit status: 0 success, 1 failure, 64 usage, 65 invalid argument,\n"
-               "66 not found, 69 launcher unreachable, 75 busy or deferred, 77 access denied.\n");
+               "66 not found (env value, VM), 69 launcher, VMM or API unreachable,\n"
+               "75 busy or deferred, 77 access denied, 78 blocked (missing env, invalid\n"
+               "spec, VM stopped by the operator).\n");
 }
 
 int ctl_bus_error(const char *what, const sd_bus_error *error, int r) {
@@ -55,6 +72,8 @@ int ctl_bus_error(const char *what, const sd_bus_error *error, int r) {
                 return EX_NOINPUT;
         if (sd_bus_error_has_names(error, LAUNCHER_ERROR_BUSY, LAUNCHER_ERROR_DEFERRED))
                 return EX_TEMPFAIL;
+        if (sd_bus_error_has_name(error, LAUNCHER_ERROR_BLOCKED))
+                return EX_CONFIG;
         if (sd_bus_error_has_names(error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER,
                                    SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_DISCONNECTED, LAUNCHER_ERROR_VMM_UNAVAILABLE,
                                    LAUNCHER_ERROR_API_UNAVAILABLE))
@@ -74,17 +93,59 @@ int ctl_connect(sd_bus **ret) {
         return 0;
 }
 
+bool ctl_common_option(int c) {
+        switch (c) {
+        case ARG_JSON:
+                arg.json = true;
+                return true;
+        case ARG_NO_PAGER:
+                return true;
+        case ARG_NO_ASK_PASSWORD:
+                arg.ask_password = false;
+                return true;
+        case ARG_NO_BLOCK:
+                arg.no_block = true;
+                return true;
+        case 'q':
+                arg.quiet = true;
+                return true;
+        }
+        return false;
+}
+
+/* For getopt run with opterr = 0 and a leading ':' in its optstring. */
+int ctl_option_error(int c, char **argv) {
+        const char *opt = argv[optind - 1];
+        if (c == ':')
+                fprintf(stderr, "Option '%s' needs an argument. See platformctl --help.\n", opt);
+        else if (optopt > 0 && optopt < 0x100)
+                fprintf(stderr, "Unknown option '-%c'. See platformctl --help.\n", optopt);
+        else
+                fprintf(stderr, "Unknown option '%s'. See platformctl --help.\n", opt);
+        return EX_USAGE;
+}
+
+int ctl_parse_common_options(int argc, char **argv, int max_args, const char *usage) {
+        static const struct option options[] = { CTL_COMMON_OPTIONS, {} };
+        int c;
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":q", options, NULL)) >= 0)
+                if (!ctl_common_option(c))
+                        return ctl_option_error(c, argv);
+        if (argc - optind > max_args) {
+                fprintf(stderr, "Usage: platformctl %s\n", usage);
+                return EX_USAGE;
+        }
+        return 0;
+}
+
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_NO_PAGER, ARG_NO_ASK_PASSWORD, ARG_NO_BLOCK };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
-                { "json", no_argument, NULL, ARG_JSON },
-                { "no-pager", no_argument, NULL, ARG_NO_PAGER },
-                { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },
                 { "host", required_argument, NULL, 'H' },
-                { "no-block", no_argument, NULL, ARG_NO_BLOCK },
-                { "quiet", no_argument, NULL, 'q' },
+                CTL_COMMON_OPTIONS,
                 {}
         };
         int c;
@@ -97,28 +158,25 @@ static int parse_argv(int argc, char *argv[]) {
                 case ARG_VERSION:
                         printf("platformctl %s\n", PACKAGE_VERSION);
                         return 0;
-                case ARG_JSON:
-                        arg.json = true;
-                        break;
-                case ARG_NO_PAGER:
-                        break;
-                case ARG_NO_ASK_PASSWORD:
-                        arg.ask_password = false;
-                        break;
                 case 'H':
                         arg.host = optarg;
                         break;
-                case ARG_NO_BLOCK:
-                        arg.no_block = true;
-                        break;
-                case 'q':
-                        arg.quiet = true;
-                        break;
                 default:
-                        return -EX_USAGE;
+                        if (!ctl_common_option(c))
+                                return -EX_USAGE;
                 }
         return 1;
 }
+
+static const struct {
+        const char *name;
+        int (*run)(sd_bus *bus, int argc, char **argv);
+} verbs[] = {
+        { "status", verb_status },
+        { "config", verb_config },
+        { "vm", verb_vm },
+        { "monitor", verb_monitor },
+};
 
 int main(int argc, char *argv[]) {
         int r = parse_argv(argc, argv);
@@ -127,18 +185,23 @@ int main(int argc, char *argv[]) {
 
         (void) launcher_bus_errors_register();
 
-        const char *verb = optind < argc ? argv[optind] : "status";
-        if (!streq(verb, "status") && !streq(verb, "config")) {
-                fprintf(stderr, "Unknown command '%s'. See platformctl --help.\n", verb);
-                return EX_USAGE;
+        char *status_argv[] = { (char *) "status", NULL };
+        if (optind >= argc) {
+                argc = 1;
+                argv = status_argv;
+                optind = 0;
         }
-
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        r = ctl_connect(&bus);
-        if (r < 0)
-                return -r;
-
-        int n = optind < argc ? argc - optind - 1 : 0;
-        char **rest = argv + optind + (optind < argc ? 1 : 0);
-        return streq(verb, "status") ? verb_status(bus, n, rest) : verb_config(bus, n, rest);
+        for (size_t k = 0; k < ELEMENTSOF(verbs); k++) {
+                if (!streq(verbs[k].name, argv[optind]))
+                        continue;
+                _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+                r = ctl_connect(&bus);
+                if (r < 0)
+                        return -r;
+                if (verbs[k].run == verb_config)
+                        return verb_config(bus, argc - optind - 1, argv + optind + 1);
+                return verbs[k].run(bus, argc - optind, argv + optind);
+        }
+        fprintf(stderr, "Unknown command '%s'. See platformctl --help.\n", argv[optind]);
+        return EX_USAGE;
 }

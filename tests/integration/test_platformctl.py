@@ -2,7 +2,9 @@
 """platformctl as an operator meets it: a thin client of the bus API."""
 import json
 import os
+import select
 import subprocess
+import time
 
 import pytest
 
@@ -36,7 +38,17 @@ def test_status_shows_config_problem_first(bus, polkit, harness, daemon_binary):
     harness.daemon(config='{"env": ')
     p = ctl(bus, 'status')
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[0].strip().startswith('Problem: config file not in force')
+    # Problems (the VM's, if it has any, then the config's) come before anything else.
+    lines = [line.strip() for line in p.stdout.splitlines()]
+    problems = lines[:next(i for i, line in enumerate(lines) if not line.startswith('Problem: '))]
+    assert any(line.startswith('Problem: config file not in force') for line in problems), lines
+
+
+def test_status_json_lists_vms_and_config(daemon, bus):
+    doc = json.loads(ctl(bus, 'status', '--json').stdout)
+    assert isinstance(doc['Vms'], list)
+    assert all(v['Name'] for v in doc['Vms'])
+    assert doc['Config']['EnvKeys'] == ['HOTKEY_PASSPHRASE', 'VALIDATOR_BASE_URL']
 
 
 def test_json(daemon, bus):
@@ -98,6 +110,11 @@ EXIT_CODES = [
     (('config', 'set-env', 'BAD-KEY', 'v'), 65, 'Invalid env key'),
     (('frobnicate',), 64, "Unknown command 'frobnicate'"),
     (('config', 'get-env'), 64, 'Usage: platformctl config get-env KEY'),
+    (('vm', 'status', 'no_such_vm'), 66, "No VM named 'no_such_vm' is managed by the launcher."),
+    (('vm', 'logs', '-n', '0'), 64, "Invalid number of lines '0'"),
+    (('vm', 'update', '--bogus'), 64, "Unknown option '--bogus'."),
+    (('vm', 'frobnicate'), 64, "Unknown vm command 'frobnicate'."),
+    (('monitor', 'extra'), 64, 'Usage: platformctl monitor'),
 ]
 
 
@@ -125,3 +142,51 @@ def test_nobody_denied_then_allowed(daemon, bus, polkit):
 def test_daemon_not_running(bus):
     p = ctl(bus, 'status')
     assert p.returncode == 69, (p.returncode, p.stderr)
+
+
+def test_daemon_not_running_vm_and_monitor(bus):
+    p = ctl(bus, 'vm', 'status')
+    assert p.returncode == 69, (p.returncode, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def read_line(f, timeout):
+    """One line from a pipe, or '' after timeout seconds."""
+    if not select.select([f], [], [], timeout)[0]:
+        return ''
+    return f.readline()
+
+
+def test_monitor_prints_config_changes(daemon, bus, harness):
+    m = harness.spawn('platformctl-monitor', [PLATFORMCTL, 'monitor', '--json'], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    # The banner goes out once the matches are in place.
+    assert read_line(m.stderr, 10).startswith('Monitoring org.platform.Launcher1'), m
+    r = daemon.call('SetSettings', 'a{sv}', [{'PollIntervalUSec': ['t', 7000000]}])
+    assert r.ok, r
+    line = read_line(m.stdout, 10)
+    assert line, 'no line from platformctl monitor within 10 s'
+    doc = json.loads(line)
+    assert doc['Object'] == 'config'
+    assert (doc['Path'], doc['Interface'], doc['Member']) == (
+        '/org/platform/Launcher1', 'org.freedesktop.DBus.Properties', 'PropertiesChanged')
+    assert doc['Args']['interface_name'] == 'org.platform.Launcher1.Config'
+    assert doc['Args']['changed_properties'] == {'PollIntervalUSec': 7000000}
+    assert abs(doc['Timestamp'] / 1e6 - time.time()) < 60
+    m.terminate()
+    assert m.wait(10) == 0
+    assert m.stdout.read() == ''
+
+
+def test_monitor_human_secret_free(daemon, bus, harness):
+    m = harness.spawn('platformctl-monitor', [PLATFORMCTL, 'monitor'], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    assert read_line(m.stderr, 10).startswith('Monitoring'), m
+    assert ctl(bus, 'config', 'set-env', 'NEW_SECRET', stdin=SECRET + 'never shown').returncode == 0
+    line = read_line(m.stdout, 10)
+    body = line.split(' ', 2)[2]   # after the date and the time
+    assert body.startswith('config:'), line
+    assert ' EnvKeys=["HOTKEY_PASSPHRASE","NEW_SECRET","VALIDATOR_BASE_URL"]' in body, line
+    assert SECRET not in line
+    m.send_signal(2)
+    assert m.wait(10) == 0

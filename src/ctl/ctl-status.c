@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl/ctl.h"
+#include "shared/macro.h"
+
+static void print_json(const VmInfo *vms, const ConfigInfo *c) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "Vms");
+        json_builder_begin_array(b);
+        for (const VmInfo *v = vms; v->path; v++)
+                json_builder_add_value(b, json_node_init_object(json_node_alloc(), v->props));
+        json_builder_end_array(b);
+        config_info_add_json(b, c);
+        json_builder_end_object(b);
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        ctl_json_print(root, true);
+}
+
+static bool vm_names_missing_env(const VmInfo *vms) {
+        for (const VmInfo *v = vms; v->path; v++)
+                if (strstr(ctl_json_str(v->props, "StateReason"), "missing env"))
+                        return true;
+        return false;
+}
+
+int verb_status(sd_bus *bus, int argc, char **argv) {
+        int r = ctl_parse_common_options(argc, argv, 0, "status");
+        if (r)
+                return r;
+        g_auto(ConfigInfo) c = {};
+        g_autoptr(VmInfo) vms = NULL;
+        r = config_info_get(bus, &c);
+        if (r >= 0)
+                r = vm_info_list(bus, &vms);
+        if (r < 0)
+                return -r;
+        if (arg.json) {
+                print_json(vms, &c);
+                return 0;
+        }
+
+        /* Problems first: they are why an operator runs this. */
+        for (const VmInfo *v = vms; v->path; v++)
+                vm_info_print_problems(v);
+        config_info_print_problems(&c, !vm_names_missing_env(vms));
+
+        if (!vms[0].path)
+                printf("%16s: (none yet)\n\n", "VM");
+        for (const VmInfo *v = vms; v->path; v++) {
+                vm_info_print_summary(v);
+                printf("\n");
+        }
+        config_info_print(&c);
+        return 0;
+}

@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl/ctl.h"
+#include "shared/macro.h"
+
+void vm_info_list_free(VmInfo *list) {
+        for (VmInfo *v = list; v && v->path; v++) {
+                g_free(v->path);
+                g_free(v->name);
+                json_object_unref(v->props);
+        }
+        g_free(list);
+}
+
+static gint vm_info_compare(gconstpointer a, gconstpointer b) {
+        return strcmp(((const VmInfo *) a)->name, ((const VmInfo *) b)->name);
+}
+
+static char *vm_name_of(const char *path, JsonObject *props) {
+        const char *name = ctl_json_str(props, "Name");
+        if (!isempty(name))
+                return g_strdup(name);
+        char *label = NULL;
+        if (sd_bus_path_decode(path, LAUNCHER_VM_PATH_PREFIX, &label) > 0) {
+                g_autofree char *copy = g_strdup(label);
+                free(label);
+                return TAKE_PTR(copy);
+        }
+        return g_strdup(path);
+}
+
+/* One GetManagedObjects instead of a GetAll per VM: the paths are the
+ * daemon's business (escaped labels), so they are never built here. */
+int vm_info_list(sd_bus *bus, VmInfo **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(JsonNode) root = NULL;
+
+        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH, "org.freedesktop.DBus.ObjectManager",
+                                   "GetManagedObjects", &error, &reply, NULL);
+        if (r < 0)
+                return -ctl_bus_error("Failed to list the launcher's VMs", &error, r);
+        r = ctl_json_read(reply, &root);
+        if (r < 0 || !JSON_NODE_HOLDS_OBJECT(root)) {
+                fprintf(stderr, "Failed to parse the launcher's list of VMs: %s\n", strerror(r < 0 ? -r : EBADMSG));
+                return -EXIT_FAILURE;
+        }
+
+        GArray *a = g_array_new(TRUE, TRUE, sizeof(VmInfo));
+        JsonObjectIter it;
+        const char *path;
+        JsonNode *ifaces;
+        json_object_iter_init(&it, json_node_get_object(root));
+        while (json_object_iter_next(&it, &path, &ifaces)) {
+                JsonNode *props = JSON_NODE_HOLDS_OBJECT(ifaces)
+                        ? json_object_get_member(json_node_get_object(ifaces), LAUNCHER_VM_INTERFACE) : NULL;
+                if (!props || !JSON_NODE_HOLDS_OBJECT(props))
+                        continue;
+                VmInfo v = {
+                        .path = g_strdup(path),
+                        .props = json_object_ref(json_node_get_object(props)),
+                };
+                v.name = vm_name_of(path, v.props);
+                g_array_append_val(a, v);
+        }
+        g_array_sort(a, vm_info_compare);
+        *ret = (VmInfo *) (void *) g_array_free(a, FALSE);
+        return 0;
+}
+
+static char *format_relative(uint64_t now, uint64_t t) {
+        bool past = now >= t;
+        uint64_t d = (past ? now - t : t - now) / USEC_PER_SEC;
+        g_autofree char *span = NULL;
+        if (d < 60)
+                span = g_strdup_printf("%us", (unsigned) d);
+        else if (d < 3600)
+                span = g_strdup_printf("%umin", (unsigned) (d / 60));
+        else if (d < 86400)
+                span = g_strdup_printf("%uh %umin", (unsigned) (d / 3600), (unsigned) (d % 3600 / 60));
+        else
+                span = g_strdup_printf("%" PRIu64 "d %uh", d / 86400, (unsigned) (d % 86400 / 3600));
+        return past ? g_strdup_printf("%s ago", span) : g_strdup_printf("in %s", span);
+}
+
+/* "Mon 2025-06-02 10:00:00 CEST; 3min ago", or "never" for 0. */
+static char *format_timestamp(uint64_t usec) {
+        if (usec == 0)
+                return g_strdup("never");
+        time_t sec = (time_t) (usec / USEC_PER_SEC);
+        struct tm tm;
+        char buf[64];
+        if (!localtime_r(&sec, &tm) || strftime(buf, sizeof buf, "%a %Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                return g_strdup_printf("@%" PRIu64, usec);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t now = (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+        g_autofree char *rel = format_relative(now, usec);
+        return g_strdup_printf("%s; %s", buf, rel);
+}
+
+static const char *or_none(const char *s) {
+        return isempty(s) ? "(none)" : s;
+}
+
+static void print_field(const char *label, const char *value) {
+        printf("%16s: %s\n", label, value);
+}
+
+static void print_state(JsonObject *p) {
+        const char *state = ctl_json_str(p, "State"), *reason = ctl_json_str(p, "StateReason");
+        g_autofree char *s = isempty(reason) ? g_strdup(or_none(state)) : g_strdup_printf("%s (%s)", state, reason);
+        print_field("State", s);
+}
+
+static void print_timestamps(JsonObject *p) {
+        g_autofree char *check = format_timestamp(ctl_json_uint(p, "LastCheckTimestamp"));
+        g_autofree char *update = format_timestamp(ctl_json_uint(p, "LastUpdateTimestamp"));
+        print_field("Last check", check);
+        print_field("Last update", update);
+}
+
+static char *format_image(JsonObject *p) {
+        const char *image = ctl_json_str(p, "Image"), *version = ctl_json_str(p, "ImageVersion");
+        if (isempty(version) || streq(image, version))
+                return g_strdup(or_none(image));
+        return g_strdup_printf("%s (%s)", or_none(image), version);
+}
+
+void vm_info_print_problems(const VmInfo *vm) {
+        const char *state = ctl_json_str(vm->props, "State");
+        const char *reason = ctl_json_str(vm->props, "StateReason");
+        const char *last_error = ctl_json_str(vm->props, "LastError");
+        if (streq(state, "blocked") || streq(state, "failed"))
+                printf("         Problem: VM %s %s: %s\n", vm->name, state, or_none(reason));
+        if (!isempty(last_error))
+                printf("         Problem: last error: %s\n", last_error);
+}
+
+/* The part of "platformctl status" about one VM. */
+void vm_info_print_summary(const VmInfo *vm) {
+        JsonObject *p = vm->props;
+        const char *hash = ctl_json_str(p, "ComposeHash"), *target = ctl_json_str(p, "TargetComposeHash");
+        g_autofree char *image = format_image(p);
+        g_autofree char *hashes = isempty(target) || streq(hash, target)
+                ? g_strdup(or_none(hash)) : g_strdup_printf("%s (target %s)", or_none(hash), target);
+
+        print_field("VM", vm->name);
+        print_state(p);
+        print_field("Id", or_none(ctl_json_str(p, "Id")));
+        print_field("Compose hash", hashes);
+        print_field("Image", image);
+        print_timestamps(p);
+}
+
+static void vm_info_print(const VmInfo *vm) {
+        JsonObject *p = vm->props;
+        g_autofree char *image = format_image(p);
+        g_autofree char *res = g_strdup_printf("%" PRIu64 " vCPU, %" PRIu64 " MiB memory, %" PRIu64 " GiB disk",
+                                               ctl_json_uint(p, "Vcpu"), ctl_json_uint(p, "MemoryMiB"),
+                                               ctl_json_uint(p, "DiskGiB"));
+        g_autofree char *counts = g_strdup_printf("%" PRIu64 " updates, %" PRIu64 " restarts",
+                                                  ctl_json_uint(p, "UpdateCount"), ctl_json_uint(p, "RestartCount"));
+
+        vm_info_print_problems(vm);
+        print_field("Name", vm->name);
+        print_state(p);
+        print_field("VMM status", or_none(ctl_json_str(p, "VmmStatus")));
+        print_field("Id", or_none(ctl_json_str(p, "Id")));
+        print_field("App id", or_none(ctl_json_str(p, "AppId")));
+        print_field("Compose hash", or_none(ctl_json_str(p, "ComposeHash")));
+        print_field("Target hash", or_none(ctl_json_str(p, "TargetComposeHash")));
+        print_field("Image", image);
+        print_field("Resources", res);
+        print_timestamps(p);
+        print_field("Count", counts);
+        print_field("Last error", or_none(ctl_json_str(p, "LastError")));
+        print_field("Object", vm->path);
+}
+
+typedef struct VmArgs {
+        const char *name;
+        bool force;
+        unsigned lines;
+        const char *channel;
+} VmArgs;
+
+static int vm_pick(const VmInfo *list, const char *name, const VmInfo **ret) {
+        size_t n = 0;
+        for (const VmInfo *v = list; v->path; v++, n++)
+                if (name && streq(v->name, name)) {
+                        *ret = v;
+                        return 0;
+                }
+        if (name) {
+                fprintf(stderr, "No VM named '%s' is managed by the launcher.\n", name);
+                return EX_NOINPUT;
+        }
+        if (n == 0) {
+                fprintf(stderr, "The launcher manages no VM.\n");
+                return EX_NOINPUT;
+        }
+        if (n > 1) {
+                fprintf(stderr, "The launcher manages %zu VMs: name one (see platformctl status).\n", n);
+                return EX_USAGE;
+        }
+        *ret = list;
+        return 0;
+}
+
+static int vm_status(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        if (arg.json) {
+                g_autoptr(JsonNode) n = json_node_init_object(json_node_alloc(), vm->props);
+                ctl_json_print(n, true);
+        } else
+                vm_info_print(vm);
+        return 0;
+}
+
+static void print_plan(const char *action, JsonArray *changes) {
+        size_t w[2] = { strlen("FIELD"), strlen("CURRENT") };
+        guint n = json_array_get_length(changes);
+        for (guint k = 0; k < n; k++) {
+                JsonArray *c = json_array_get_array_element(changes, k);
+                for (guint col = 0; col < 2; col++)
+                        w[col] = MAX(w[col], strlen(json_array_get_string_element(c, col)));
+        }
+        printf("Action: %s\n", action);
+        if (n == 0) {
+                if (!arg.quiet)
+                        printf("No changes.\n");
+                return;
+        }
+        printf("%-*s  %-*s  %s\n", (int) w[0], "FIELD", (int) w[1], "CURRENT", "TARGET");
+        for (guint k = 0; k < n; k++) {
+                JsonArray *c = json_array_get_array_element(changes, k);
+                printf("%-*s  %-*s  %s\n", (int) w[0], json_array_get_string_element(c, 0), (int) w[1],
+                       json_array_get_string_element(c, 1), json_array_get_string_element(c, 2));
+        }
+}
+
+static void print_plan_json(const char *action, JsonArray *changes) {
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "Action");
+        json_builder_add_string_value(b, action);
+        json_builder_set_member_name(b, "Changes");
+        json_builder_begin_array(b);
+        for (guint k = 0; k < json_array_get_length(changes); k++) {
+                JsonArray *c = json_array_get_array_element(changes, k);
+                static const char *const names[] = { "Field", "Current", "Target" };
+                json_builder_begin_object(b);
+                for (guint col = 0; col < 3; col++) {
+                        json_builder_set_member_name(b, names[col]);
+                        json_builder_add_string_value(b, json_array_get_string_element(c, col));
+                }
+                json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+        json_builder_end_object(b);
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        ctl_json_print(root, true);
+}
+
+static int vm_plan(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        g_autoptr(JsonNode) changes = NULL;
+        const char *action;
+
+        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "Plan", &error, &reply,
+                                   NULL);
+        if (r < 0)
+                return ctl_bus_error("Failed to plan", &error, r);
+        r = sd_bus_message_read(reply, "s", &action);
+        if (r >= 0 && (r = sd_bus_message_verify_type(reply, 'a', "(sss)")) == 0)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = ctl_json_read(reply, &changes);
+        if (r < 0) {
+                fprintf(stderr, "Failed to parse the plan: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (arg.json)
+                print_plan_json(action, json_node_get_array(changes));
+        else
+                print_plan(action, json_node_get_array(changes));
+        return 0;
+}
+
+static int vm_operation(sd_bus *bus, const VmInfo *vm, const char *method, bool force, const char *what) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(bus, &m, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, method);
+        if (r >= 0 && streq(method, "Update"))
+                r = force ? sd_bus_message_append(m, "a{sv}", 1, "force", "b", 1) : sd_bus_message_append(m, "a{sv}", 0);
+        if (r < 0) {
+                fprintf(stderr, "%s: %s\n", what, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        g_autofree char *msg = g_strdup_printf("%s %s", what, vm->name);
+        return ctl_long_call(bus, m, vm->path, msg);
+}
+
+static int vm_update(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        return vm_operation(bus, vm, "Update", a->force, "Failed to update");
+}
+
+static int vm_start(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        return vm_operation(bus, vm, "Start", false, "Failed to start");
+}
+
+static int vm_stop(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        return vm_operation(bus, vm, "Stop", false, "Failed to stop");
+}
+
+static int vm_restart(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        return vm_operation(bus, vm, "Restart", false, "Failed to restart");
+}
+
+static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *text;
+
+        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "GetLogs", &error, &reply,
+                                   "su", a->channel, a->lines);
+        if (r < 0)
+                return ctl_bus_error("Failed to get the VM's logs", &error, r);
+        r = sd_bus_message_read(reply, "s", &text);
+        if (r < 0) {
+                fprintf(stderr, "Failed to parse the VM's logs: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (arg.json) {
+                g_autoptr(JsonBuilder) b = json_builder_new();
+                json_builder_begin_object(b);
+                json_builder_set_member_name(b, "Channel");
+                json_builder_add_string_value(b, a->channel);
+                json_builder_set_member_name(b, "Text");
+                json_builder_add_string_value(b, text);
+                json_builder_end_object(b);
+                g_autoptr(JsonNode) root = json_builder_get_root(b);
+                ctl_json_print(root, true);
+        } else
+                fputs(text, stdout);
+        if (!arg.json && !isempty(text) && text[strlen(text) - 1] != '\n')
+                fputc('\n', stdout);
+        return 0;
+}
+
+enum { VM_OPT_FORCE = 1 << 0, VM_OPT_LOGS = 1 << 1 };
+
+static const struct {
+        const char *verb;
+        int (*run)(sd_bus *bus, const VmInfo *vm, const VmArgs *a);
+        unsigned opts;
+        const char *usage;
+} vm_verbs[] = {
+        { "status", vm_status, 0, "status [NAME]" },
+        { "plan", vm_plan, 0, "plan [NAME]" },
+        { "update", vm_update, VM_OPT_FORCE, "update [--force] [NAME]" },
+        { "start", vm_start, 0, "start [NAME]" },
+        { "stop", vm_stop, 0, "stop [NAME]" },
+        { "restart", vm_restart, 0, "restart [NAME]" },
+        { "logs", vm_logs, VM_OPT_LOGS, "logs [-n N] [--channel serial|stdout|stderr] [NAME]" },
+};
+
+static int parse_lines(const char *s, unsigned *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v < 1 || v > 10000) {
+                fprintf(stderr, "Invalid number of lines '%s': use 1..10000.\n", s);
+                return EX_USAGE;
+        }
+        *ret = (unsigned) v;
+        return 0;
+}
+
+static int parse_vm_args(int argc, char **argv, unsigned allowed, const char *usage, VmArgs *a) {
+        static const struct option options[] = {
+                CTL_COMMON_OPTIONS,
+                { "force", no_argument, NULL, ARG_FORCE },
+                { "lines", required_argument, NULL, 'n' },
+                { "channel", required_argument, NULL, ARG_CHANNEL },
+                {}
+        };
+        int c, r;
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":qn:", options, NULL)) >= 0) {
+                if (ctl_common_option(c))
+                        continue;
+                unsigned need = c == ARG_FORCE ? VM_OPT_FORCE : c == 'n' || c == ARG_CHANNEL ? VM_OPT_LOGS : 0;
+                if (need == 0)
+                        return ctl_option_error(c, argv);
+                if (!(allowed & need)) {
+                        fprintf(stderr, "Usage: platformctl vm %s\n", usage);
+                        return EX_USAGE;
+                }
+                if (c == ARG_FORCE)
+                        a->force = true;
+                else if (c == 'n' && (r = parse_lines(optarg, &a->lines)))
+                        return r;
+                else if (c == ARG_CHANNEL) {
+                        if (!streq(optarg, "serial") && !streq(optarg, "stdout") && !streq(optarg, "stderr")) {
+                                fprintf(stderr, "Invalid log channel '%s': use serial, stdout or stderr.\n", optarg);
+                                return EX_USAGE;
+                        }
+                        a->channel = optarg;
+                }
+        }
+        if (argc - optind > 1) {
+                fprintf(stderr, "Usage: platformctl vm %s\n", usage);
+                return EX_USAGE;
+        }
+        a->name = optind < argc ? argv[optind] : NULL;
+        return 0;
+}
+
+int verb_vm(sd_bus *bus, int argc, char **argv) {
+        char *status_argv[] = { (char *) "status", NULL };
+        argc--, argv++;
+        if (argc == 0) {
+                argc = 1;
+                argv = status_argv;
+        }
+        for (size_t k = 0; k < ELEMENTSOF(vm_verbs); k++) {
+                if (!streq(vm_verbs[k].verb, argv[0]))
+                        continue;
+                VmArgs a = { .lines = 100, .channel = "serial" };
+                int r = parse_vm_args(argc, argv, vm_verbs[k].opts, vm_verbs[k].usage, &a);
+                if (r)
+                        return r;
+                (void) sd_bus_set_allow_interactive_authorization(bus, arg.ask_password);
+
+                g_autoptr(VmInfo) list = NULL;
+                const VmInfo *vm;
+                r = vm_info_list(bus, &list);
+                if (r < 0)
+                        return -r;
+                r = vm_pick(list, a.name, &vm);
+                if (r)
+                        return r;
+                return vm_verbs[k].run(bus, vm, &a);
+        }
+        fprintf(stderr, "Unknown vm command '%s'. See platformctl --help.\n", argv[0]);
+        return EX_USAGE;
+}
