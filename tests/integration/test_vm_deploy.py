@@ -9,8 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import harness as H
-from vmenv import (vm_env, VM_NAME, VM_PATH, VM_IFACE, OM_IFACE, SEC, SECRET, WRITES, DOC_PATH,  # noqa: F401
-                   GUEST_VMM_URL, sha256)
+from vmenv import vm_env, VM_NAME, VM_PATH, VM_IFACE, OM_IFACE, SEC, SECRET, DOC_PATH, sha256  # noqa: F401
 
 # The compose-hash vector (shared/vectors/compose-hash.txt): the API simulator's
 # default document yields it.
