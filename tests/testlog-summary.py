@@ -1,20 +1,31 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Summarize meson test logs: testlog-summary.py TESTLOG.json... [--label L]
+"""Summarize meson test logs:
+
+    testlog-summary.py [--fail-on-skip-reason REGEX] TESTLOG.json...
 
 Reads meson-logs/testlog.json files (one JSON object per line; fuzz results use
 the same format), lists every test that did not pass, and prints as the last line
 exactly `N passed, N failed` (plus `, N skipped` when any). Exit 1 on any failure
 or if no test ran at all.
+
+--fail-on-skip-reason: a test whose output has a pytest `SKIPPED ... REGEX` line
+counts as failed (CI runs as root: "needs root" skips must not happen there).
 """
 import json
+import re
 import sys
 
 PASS = {'OK', 'EXPECTEDFAIL'}
 SKIP = {'SKIP'}
 
 
-def main(paths):
+def main(argv):
+    strict = None
+    if len(argv) >= 2 and argv[0] == '--fail-on-skip-reason':
+        strict = re.compile(argv[1])
+        argv = argv[2:]
+    paths = argv
     passed = failed = skipped = 0
     problems, skips = [], []
     for path in paths:
@@ -32,6 +43,12 @@ def main(paths):
                     continue
                 t = json.loads(line)
                 name, result = t.get('name', '?'), t.get('result', '?')
+                if strict is not None and result in PASS | SKIP:
+                    bad = [ln for ln in (t.get('stdout') or '').splitlines()
+                           if ln.startswith('SKIPPED') and strict.search(ln)]
+                    if bad:
+                        result = 'SKIP-NOT-ALLOWED'
+                        print('\n'.join(bad))
                 if result in PASS:
                     passed += 1
                 elif result in SKIP:

@@ -195,13 +195,22 @@ static const char *node_type(JsonNode *n) {
         }
 }
 
-static bool depth_ok(const char *data, size_t len) {
+/* json-glib cuts a string at "\u0000"; such a string would be read as a
+ * different value than the VMM meant. */
+static bool is_nul_escape(const char *data, size_t len, size_t i) {
+        return len - i >= 6 && memcmp(data + i, "\\u0000", 6) == 0;
+}
+
+/* Finds deep nesting and NUL escapes before json-glib sees the bytes. */
+static const char *scan_problem(const char *data, size_t len) {
         unsigned depth = 0;
         bool in_str = false;
 
         for (size_t i = 0; i < len; i++) {
                 char c = data[i];
                 if (in_str) {
+                        if (c == '\\' && is_nul_escape(data, len, i))
+                                return "a string contains \\u0000";
                         if (c == '\\')
                                 i++;
                         else if (c == '"')
@@ -210,11 +219,11 @@ static bool depth_ok(const char *data, size_t len) {
                         in_str = true;
                 else if (c == '[' || c == '{') {
                         if (++depth > JSON_MAX_DEPTH)
-                                return false;
+                                return "nested deeper than " G_STRINGIFY(JSON_MAX_DEPTH) " levels";
                 } else if ((c == ']' || c == '}') && depth > 0)
                         depth--;
         }
-        return true;
+        return NULL;
 }
 
 /* Parses a whole reply. *ret is NULL for an empty body. */
@@ -226,8 +235,9 @@ static int parse_root(const char *what, const char *data, size_t len, JsonNode *
                 return fail(err, "%s: reply too large", what);
         if (memchr(data, '\0', len))
                 return fail(err, "%s: reply contains a NUL byte", what);
-        if (!depth_ok(data, len))
-                return fail(err, "%s: reply nested deeper than %d levels", what, JSON_MAX_DEPTH);
+        const char *problem = scan_problem(data, len);
+        if (problem)
+                return fail(err, "%s: %s", what, problem);
         p = json_parser_new();
         if (!json_parser_load_from_data(p, data, (gssize) len, &e))
                 return fail(err, "%s: malformed JSON: %s", what, e->message);

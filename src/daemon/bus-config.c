@@ -135,7 +135,24 @@ static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
                 return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
 
         bus_config_emit_changes(m, old, false);
+        manager_config_changed(m);
         return 0;
+}
+
+void manager_config_changed(Manager *m) {
+        if (m->reconciler)
+                reconciler_settings_changed(m->reconciler);
+}
+
+void manager_set_required_env(Manager *m, char **required) {
+        if (g_strv_equal((const char *const *) m->required_env, (const char *const *) required))
+                return;
+        g_strfreev(m->required_env);
+        m->required_env = g_strdupv(required);
+        int r = sd_bus_emit_properties_changed(m->bus, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE, "RequiredEnv",
+                                               "MissingEnv", NULL);
+        if (r < 0)
+                log_warning_errno(r, "Cannot emit PropertiesChanged: %m");
 }
 
 static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -327,6 +344,8 @@ int manager_reload_config(Manager *m, char **ret_error) {
 
         int r = settings_store_load(m->settings);
         bus_config_emit_changes(m, old, !streq_ptr(old_error, m->settings->error));
+        if (r >= 0)
+                manager_config_changed(m);
         if (r < 0 && ret_error)
                 *ret_error = g_strdup(m->settings->error);
         return r;

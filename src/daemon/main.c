@@ -126,6 +126,8 @@ static int manager_connect_bus(Manager *m) {
         if (r >= 0)
                 r = bus_config_register(m);
         if (r >= 0)
+                r = bus_vm_register(m);
+        if (r >= 0)
                 r = bus_log_control_register(m);
         if (r < 0)
                 return log_error_errno(r, "Cannot register bus objects: %m");
@@ -133,7 +135,13 @@ static int manager_connect_bus(Manager *m) {
         r = sd_bus_request_name_async(m->bus, NULL, LAUNCHER_BUS_NAME, 0, on_name_acquired, m);
         if (r < 0)
                 return log_error_errno(r, "Cannot request %s: %m", LAUNCHER_BUS_NAME);
-        return 0;
+
+        ReconcilerEvents ev = bus_vm_events;
+        ev.userdata = m;
+        r = reconciler_new(m->event, m->settings, m->state_dir, &ev, &m->reconciler);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the VM reconciler: %m");
+        return reconciler_start(m->reconciler);
 }
 
 static int manager_new(const Options *o, Manager **ret) {
@@ -150,7 +158,8 @@ static int manager_new(const Options *o, Manager **ret) {
 static void manager_free(Manager *m) {
         if (!m)
                 return;
-        /* Pending authorizations hold bus slots: drop them before the bus. */
+        /* Pending authorizations and operations hold bus slots: drop them before the bus. */
+        reconciler_free(m->reconciler);
         polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);

@@ -4,6 +4,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "core/reconciler.h"
 #include "core/settings.h"
 #include "daemon/polkit.h"
 
@@ -20,6 +21,7 @@ typedef struct Manager {
         char *state_dir;
         char *runtime_dir;
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
+        Reconciler *reconciler;
 } Manager;
 
 /* bus-config.c */
@@ -28,6 +30,15 @@ int bus_config_register(Manager *m);
 void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_changed);
 /* Re-reads the config file (SIGHUP and Reload); < 0 when the file is bad. */
 int manager_reload_config(Manager *m, char **ret_error);
+
+/* Settings or env changed: the core re-evaluates the VM. */
+void manager_config_changed(Manager *m);
+/* The API's required_env changed: RequiredEnv and MissingEnv follow. */
+void manager_set_required_env(Manager *m, char **required);
+
+/* bus-vm.c */
+extern const ReconcilerEvents bus_vm_events;
+int bus_vm_register(Manager *m);
 
 /* log-control.c */
 int bus_log_control_register(Manager *m);

@@ -44,6 +44,18 @@ POLKITD = '/usr/lib/polkit-1/polkitd'
 HOSTNAMED = '/lib/systemd/systemd-hostnamed'
 
 DEFAULT_TIMEOUT = 10.0
+
+# Tests never reach beyond this machine: a daemon left on its default ApiUrl
+# (https://api.platform.network/...) must not even resolve that name. libcurl
+# honours these variables, so every request that is not to loopback goes to a
+# proxy address where nothing listens, and fails at once.
+NO_EGRESS_ENV = {
+    'http_proxy': 'http://127.0.0.1:9',
+    'https_proxy': 'http://127.0.0.1:9',
+    'HTTPS_PROXY': 'http://127.0.0.1:9',
+    'no_proxy': '127.0.0.1,localhost,::1',
+    'NO_PROXY': '127.0.0.1,localhost,::1',
+}
 # setpriv, not runuser (runuser costs ~2 s through PAM).
 USERS = {
     'nobody': ['--reuid=nobody', '--regid=nogroup', '--clear-groups'],
@@ -64,10 +76,21 @@ def is_root():
     return os.geteuid() == 0
 
 
+def need_root(what):
+    """Raise pytest's skip when running under pytest (as non-root), else HarnessError."""
+    msg = '%s needs root; run the suite as root (CI does)' % what
+    if 'pytest' in sys.modules:
+        import pytest
+        raise pytest.skip.Exception(msg)
+    raise HarnessError(msg)
+
+
 def as_user_argv(user, argv):
     """argv run as `user` (nobody, daemon, polkitd) through setpriv; None = as is."""
     if user is None or user == 'root':
         return list(argv)
+    if not is_root():
+        need_root('running a client as %s' % user)
     if user not in USERS:
         raise HarnessError('unknown user %r (use one with a passwd entry: %s)' % (user, ', '.join(USERS)))
     return ['setpriv'] + USERS[user] + ['--'] + list(argv)
@@ -597,7 +620,7 @@ class Polkit:
 
     def start(self, timeout=DEFAULT_TIMEOUT):
         if not is_root():
-            raise HarnessError('real polkitd needs root (mount namespace, user switch)')
+            need_root('real polkitd (mount namespace, user switch)')
         import glob
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -695,9 +718,8 @@ class MockPolkit:
         self.proc = None
 
     def start(self, timeout=DEFAULT_TIMEOUT):
-        argv = [PYTHON, '-m', 'dbusmock', '--system', '--template', 'polkitd']
-        if is_root():
-            argv = as_user_argv('polkitd', argv)
+        # Only user polkitd may own org.freedesktop.PolicyKit1 (bus policy).
+        argv = as_user_argv('polkitd', [PYTHON, '-m', 'dbusmock', '--system', '--template', 'polkitd'])
         env = self.bus.env()
         env['PYTHONDONTWRITEBYTECODE'] = '1'
         self.proc = self.procs.spawn('polkitd-mock', argv, env=env, cwd='/',
@@ -784,6 +806,7 @@ class Daemon:
         if not os.path.exists(self.config_path):
             self.write_config({})
         env = self.bus.env()
+        env.update(NO_EGRESS_ENV)
         env.update(self.extra_env)
         self.exit_status = None
         self.proc = self.procs.spawn(self.name, self.argv(), env=env, stdout=subprocess.DEVNULL,
@@ -869,7 +892,7 @@ class Hostnamed:
         argv = [HOSTNAMED]
         if self.read_only:
             if not is_root():
-                raise HarnessError('read-only hostnamed needs root (mount namespace)')
+                need_root('hostnamed with a read-only /etc (mount namespace)')
             argv = ['unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c',
                     'set -e; mount --bind /etc /etc; mount -o remount,bind,ro /etc; exec "$0"', HOSTNAMED]
         self.proc = self.procs.spawn('hostnamed', argv, env=self.bus.env(), stdout=subprocess.DEVNULL,
@@ -880,7 +903,9 @@ class Hostnamed:
     def ensure_running(self):
         """hostnamed exits after ~30 s idle; start it again if it did."""
         if self.proc is None or self.proc.poll() is not None or self.bus.name_owner(self.NAME) is None:
-            if self.proc is not None and self.proc.poll() is None:
+            if self.proc is not None:
+                if self.proc.poll() is None:   # exiting: wait for it
+                    self.proc.wait(DEFAULT_TIMEOUT)
                 self.bus.wait_for_name(self.NAME, gone=True)
             self.start()
         return self

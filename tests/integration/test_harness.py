@@ -23,6 +23,7 @@ def request_name(bus, name, user=None):
 
 
 def test_bus_has_real_system_and_project_policy(bus):
+    require_root('owning org.platform.Launcher1')
     assert bus.address.startswith('unix:path=' + bus.socket)
     # The project's policy lets root own the name...
     r = request_name(bus, H.DAEMON_NAME)
@@ -107,6 +108,24 @@ def test_nobody_gets_polkit_error_name_from_gated_call(polkit, hostnamed, bus):
     # Another unprivileged user is still refused.
     r = bus.call(hn.NAME, hn.PATH, hn.IFACE, 'SetPrettyHostname', 'sb', ['harness-test', False], user='daemon')
     assert r.error_name == 'org.freedesktop.DBus.Error.InteractiveAuthorizationRequired', r
+
+
+def test_two_worlds_do_not_interfere(polkit, harness):
+    """Parallel tests each have their own bus and polkitd: a rule in one world
+    changes nothing in the other."""
+    other = H.Harness()
+    try:
+        other.start_bus()
+        other_pk = other.start_polkit('real')
+        nobody = harness.subject_process('nobody')
+        action = 'org.platform.launcher1.manage-vm'
+        polkit.allow(action, user='nobody')
+        assert polkit.check_authorization(action, nobody.pid)[0] is True
+        assert other_pk.check_authorization(action, nobody.pid)[0] is False
+        assert other.bus.address != harness.bus.address
+        assert other.bus.name_owner(H.POLKIT_NAME) and harness.bus.name_owner(H.POLKIT_NAME)
+    finally:
+        assert other.cleanup() == []
 
 
 def test_without_polkit_the_authority_is_absent(bus):
@@ -200,4 +219,12 @@ def test_daemon_starts_answers_and_stops_cleanly(daemon, bus):
     """Runs only once platform-launcherd is built; otherwise skipped with a reason."""
     r = daemon.get('ApiUrl', user='nobody')
     assert r.ok and isinstance(r.result, str), r
+    assert daemon.get('ApiUrl') == r.result
     assert daemon.stop() == 0
+    bus.wait_for_name(H.DAEMON_NAME, gone=True)
+    # kill -9 and start again on the same state and config.
+    daemon.start()
+    assert daemon.kill() == -9
+    assert bus.name_owner(H.DAEMON_NAME) is None
+    daemon.start()
+    assert daemon.get('ApiUrl') == r.result

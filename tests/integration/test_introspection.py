@@ -10,6 +10,7 @@ import harness as H
 CASES = [
     ('org.platform.Launcher1.Config', H.DAEMON_PATH),
     ('org.freedesktop.LogControl1', '/org/freedesktop/LogControl1'),
+    ('org.platform.Launcher1.Vm', H.DAEMON_PATH + '/vm/validator_5fvm'),
 ]
 
 
@@ -37,3 +38,7 @@ def test_object_manager_at_root(bus, harness, daemon_binary):
     d = harness.daemon(config={})
     r = d.call('GetManagedObjects', iface='org.freedesktop.DBus.ObjectManager')
     assert r.ok, r
+    objects = r.result[0]
+    vm = objects[H.DAEMON_PATH + '/vm/validator_5fvm']['org.platform.Launcher1.Vm']
+    assert vm['Name'] == 'validator_vm'
+    assert vm['State'] == 'pending'  # no spec can be fetched in this test

@@ -15,7 +15,7 @@ BUILD = os.environ.get("PLATFORM_BUILD_DIR", os.path.join(SRC, "build"))
 sys.path.insert(0, os.path.join(SRC, "tests", "sim"))
 
 import simlib  # noqa: E402
-from simlib import vmm  # noqa: E402,F401  (fixture)
+from simlib import vmm, vmm_process  # noqa: E402,F401  (fixtures)
 
 TOOL = os.path.join(BUILD, "tests", "unit", "vmm-tool")
 COMPOSE = simlib.app_compose()

@@ -93,7 +93,12 @@ static void test_status(void) {
 
         char deep[200];
         memset(deep, '[', sizeof deep);
-        expect_error(vmm_parse_status_reply(deep, sizeof deep, &s, &err), "Status: reply nested deeper than 32 levels");
+        expect_error(vmm_parse_status_reply(deep, sizeof deep, &s, &err), "Status: nested deeper than 32 levels");
+        expect_error(vmm_parse_status_reply(S("{\"vms\":[{\"id\":\"a\\u0000b\",\"status\":\"running\"}]}"), &s, &err),
+                     "Status: a string contains \\u0000");
+        assert(vmm_parse_status_reply(S("{\"vms\":[{\"id\":\"a\\\\u0000b\",\"status\":\"running\"}]}"), &s, &err) == 0);
+        assert(streq(s.vms[0].id, "a\\u0000b"));
+        vmm_status_reply_done(&s);
         printf("status: ok\n");
 }
 

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include <stdbool.h>
+
+#include "clients/vmm-json.h"
+#include "core/desired.h"
+#include "core/state.h"
+
+/* The decision of one reconciliation: desired vs what the VMM reports vs what
+ * the state store says was deployed. Pure: Plan() and the tick use the same. */
+
+typedef enum PlanAction {
+        PLAN_NONE,
+        PLAN_CREATE,
+        PLAN_RECREATE,
+        PLAN_UPDATE_IN_PLACE,
+        PLAN_START,
+        PLAN_BLOCKED,
+        PLAN_WAIT,          /* a VM with the name is stopping or being removed */
+        _PLAN_ACTION_MAX,
+} PlanAction;
+
+const char *plan_action_to_string(PlanAction a);
+
+typedef struct Plan {
+        PlanAction action;
+        char *reason;               /* one line, for StateReason */
+        char **changes;             /* NULL-terminated triples: field, current, target */
+        const VmInfo *keep;         /* the VM acted on; NULL when there is none */
+        const VmInfo **extra;       /* duplicates to remove (an earlier crash left them) */
+        size_t n_extra;
+        char *keep_compose_hash;    /* of keep's own compose_file; "" if unknown */
+        char *keep_env_fingerprint; /* what we know was sent to keep; "" if unknown */
+} Plan;
+
+typedef struct PlanInput {
+        const DesiredVm *desired;   /* NULL: no usable spec (blocked_reason says why) */
+        const char *blocked_reason;
+        const VmInfo *vms;          /* what the VMM reports for the name (may hold others) */
+        size_t n_vms;
+        const VmDeployState *state;
+        bool in_place;
+        bool force;
+} PlanInput;
+
+int plan_compute(const PlanInput *in, Plan *ret);
+void plan_done(Plan *p);

@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The reconciler's decision, desired vs observed vs recorded, without any I/O. */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "core/desired.h"
+#include "core/plan.h"
+#include "shared/macro.h"
+
+static const char doc_template[] =
+        "{\"vm_type\":\"validator_vm\",\"compose_content\":\"services:\\n  app:\\n    image: \\\"nginx:latest\\\"\\n\","
+        "\"required_env\":%s,\"provisioning\":{\"env_keys\":[\"DSTACK_VMM_URL\",\"HOTKEY_PASSPHRASE\",\"VALIDATOR_BASE_URL\"],"
+        "\"manifest_defaults\":{\"manifest_version\":2,\"name\":\"validator_vm\",\"runner\":\"docker-compose\","
+        "\"kms_enabled\":true,\"gateway_enabled\":true,\"local_key_provider_enabled\":false,\"key_provider_id\":\"\","
+        "\"public_logs\":true,\"public_sysinfo\":true,\"public_tcbinfo\":true,\"no_instance_id\":false,\"secure_time\":false},"
+        "\"vm_parameters\":{\"name\":\"validator_vm\",\"image\":\"%s\",\"vcpu\":16,\"memory\":16384,\"disk_size\":200,"
+        "\"user_config\":\"\",\"ports\":[{\"protocol\":\"tcp\",\"host_port\":0,\"vm_port\":0,\"host_address\":null}],"
+        "\"hugepages\":false,\"pin_numa\":false,\"stopped\":false}}}";
+
+static const uint8_t key[32] = { 1, 2, 3 };
+
+static DesiredVm *desired(const char *required, const char *image, const char *hotkey) {
+        g_autofree char *doc = g_strdup_printf(doc_template, required, image);
+        PlatformVmSpec *spec = NULL;
+        char *err = NULL;
+        assert(platform_vm_spec_parse(doc, strlen(doc), &spec, &err) == 0);
+        g_autoptr(LauncherConfig) c = launcher_config_new_default();
+        if (hotkey)
+                launcher_config_env_set(c, "HOTKEY_PASSPHRASE", hotkey);
+        DesiredVm *d = NULL;
+        assert(desired_vm_build(spec, c, key, &d, &err) == 0);
+        platform_vm_spec_free(spec);
+        return d;
+}
+
+/* A VM as the VMM would report one deployed from d. */
+static void vm_from(VmInfo *vm, const DesiredVm *d, const char *id, VmStatus status) {
+        memset(vm, 0, sizeof *vm);
+        vm->id = g_strdup(id);
+        vm->name = g_strdup(d->name);
+        vm->status = status;
+        vm->app_id = g_strdup(d->app_id);
+        vm->has_configuration = true;
+        VmConfiguration *c = &vm->configuration;
+        *c = d->config;
+        c->name = g_strdup(d->config.name);
+        c->image = g_strdup(d->config.image);
+        c->compose_file = g_strdup(d->config.compose_file);
+        c->user_config = g_strdup(d->config.user_config);
+        c->ports = g_new0(VmPort, d->config.n_ports + 1);
+        for (size_t i = 0; i < d->config.n_ports; i++) {
+                c->ports[i] = d->config.ports[i];
+                c->ports[i].protocol = g_strdup(d->config.ports[i].protocol);
+                c->ports[i].host_address = g_strdup(d->config.ports[i].host_address);
+        }
+}
+
+static VmDeployState *deployed(const DesiredVm *d, const char *id) {
+        VmDeployState *s = vm_deploy_state_new("validator_vm");
+        g_free(s->vm_id), s->vm_id = g_strdup(id);
+        g_free(s->compose_hash), s->compose_hash = g_strdup(d->compose_hash);
+        g_free(s->env_fingerprint), s->env_fingerprint = g_strdup(d->env_fingerprint);
+        return s;
+}
+
+static Plan plan(const DesiredVm *d, const VmInfo *vms, size_t n, const VmDeployState *st, bool in_place) {
+        PlanInput in = { .desired = d, .vms = vms, .n_vms = n, .state = st, .in_place = in_place };
+        Plan p;
+        assert(plan_compute(&in, &p) == 0);
+        return p;
+}
+
+static bool has_change(const Plan *p, const char *field) {
+        for (char **c = p->changes; c && *c; c += 3)
+                if (streq(*c, field))
+                        return true;
+        return false;
+}
+
+int main(void) {
+        DesiredVm *d = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.2", "s3");
+        VmInfo vm[2];
+        Plan p;
+
+        /* Nothing yet: create. */
+        p = plan(d, NULL, 0, NULL, false);
+        assert(p.action == PLAN_CREATE && !p.keep);
+        plan_done(&p);
+
+        /* Exactly what we deployed, running: nothing, and no change listed. */
+        vm_from(&vm[0], d, "id-1", VM_STATUS_RUNNING);
+        VmDeployState *st = deployed(d, "id-1");
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_NONE && p.changes[0] == NULL && p.keep == &vm[0]);
+        plan_done(&p);
+
+        /* Crashed: start it again. */
+        vm[0].status = VM_STATUS_EXITED;
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_START);
+        plan_done(&p);
+
+        /* Stopped by the operator: left alone, even with changes. */
+        vm[0].status = VM_STATUS_STOPPED;
+        st->operator_stopped = true;
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_NONE && strstr(p.reason, "operator"));
+        plan_done(&p);
+        st->operator_stopped = false;
+        vm[0].status = VM_STATUS_RUNNING;
+
+        /* Stopping: wait, never act on a VM in transition. */
+        vm[0].status = VM_STATUS_STOPPING;
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_WAIT);
+        plan_done(&p);
+        vm[0].status = VM_STATUS_RUNNING;
+
+        /* A VM we did not record: its env is unknown, so it is replaced once. */
+        VmDeployState *fresh = vm_deploy_state_new("validator_vm");
+        p = plan(d, vm, 1, fresh, false);
+        assert(p.action == PLAN_RECREATE && has_change(&p, "env") && !has_change(&p, "compose_hash"));
+        plan_done(&p);
+
+        /* ... unless an interrupted deployment recorded it as the intent. */
+        fresh->intent = vm_intent_new("recreate", "old", d->compose_hash, d->env_fingerprint, d->resources);
+        p = plan(d, vm, 1, fresh, false);
+        assert(p.action == PLAN_NONE);
+        plan_done(&p);
+        vm_deploy_state_free(fresh);
+
+        /* A changed secret: recreate (or in place), listed by key name only. */
+        DesiredVm *d2 = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.2", "new secret");
+        p = plan(d2, vm, 1, st, false);
+        assert(p.action == PLAN_RECREATE && has_change(&p, "env"));
+        for (char **c = p.changes; *c; c++)
+                assert(!strstr(*c, "new secret") && !strstr(*c, "s3"));
+        plan_done(&p);
+        p = plan(d2, vm, 1, st, true);
+        assert(p.action == PLAN_UPDATE_IN_PLACE);
+        plan_done(&p);
+
+        /* A new image cannot be applied in place. */
+        DesiredVm *d3 = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.3", "s3");
+        p = plan(d3, vm, 1, st, true);
+        assert(p.action == PLAN_RECREATE && has_change(&p, "image") && has_change(&p, "compose_hash") == false);
+        plan_done(&p);
+
+        /* Resources: each one detected. */
+        vm[0].configuration.vcpu = 8;
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_RECREATE && has_change(&p, "vcpu"));
+        plan_done(&p);
+        vm[0].configuration.vcpu = 16;
+        vm[0].configuration.ports[0].host_port = 8080;
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_RECREATE && has_change(&p, "ports"));
+        plan_done(&p);
+        vm[0].configuration.ports[0].host_port = 0;
+
+        /* Duplicates: keep the one we recorded, the other goes. */
+        vm_from(&vm[1], d, "id-2", VM_STATUS_RUNNING);
+        p = plan(d, vm, 2, st, false);
+        assert(p.action == PLAN_NONE && p.keep == &vm[0] && p.n_extra == 1 && p.extra[0] == &vm[1]);
+        plan_done(&p);
+        p = plan(d, (VmInfo[]) { vm[1], vm[0] }, 2, st, false);
+        assert(streq(p.keep->id, "id-1") && p.n_extra == 1 && streq(p.extra[0]->id, "id-2"));
+        plan_done(&p);
+
+        /* Only a VM being removed: wait for it to go. */
+        vm[0].status = VM_STATUS_REMOVING;
+        p = plan(d, vm, 1, st, false);
+        assert(p.action == PLAN_WAIT && !p.keep);
+        plan_done(&p);
+        vm[0].status = VM_STATUS_RUNNING;
+
+        /* Missing required env: blocked, naming the key, whatever runs. */
+        DesiredVm *d4 = desired("[\"HOTKEY_PASSPHRASE\",\"EXTRA_KEY\"]", "dstack-0.5.2", "s3");
+        p = plan(d4, vm, 1, st, false);
+        assert(p.action == PLAN_BLOCKED && streq(p.reason, "missing env: EXTRA_KEY"));
+        plan_done(&p);
+
+        /* No usable spec. */
+        PlanInput in = { .blocked_reason = "invalid spec from the Platform API: x" };
+        assert(plan_compute(&in, &p) == 0 && p.action == PLAN_BLOCKED && strstr(p.reason, "invalid spec"));
+        plan_done(&p);
+
+        /* DSTACK_VMM_URL is provided from GuestVmmUrl. */
+        assert(streq(env_list_get(&d->env, "DSTACK_VMM_URL"), "http://10.0.2.2:10300/"));
+
+        vm_info_done(&vm[0]);
+        vm_info_done(&vm[1]);
+        vm_deploy_state_free(st);
+        desired_vm_free(d);
+        desired_vm_free(d2);
+        desired_vm_free(d3);
+        desired_vm_free(d4);
+        printf("test-plan: ok\n");
+        return 0;
+}
