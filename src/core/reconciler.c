@@ -185,8 +185,10 @@ Job *job_new(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, v
         return j;
 }
 
-void job_finish(Job *j, ReconcilerError error, const char *message) {
+void job_finish(Job *j, ReconcilerError error, const char *message_in) {
         Reconciler *r = j->r;
+        /* The message often lives in the job (its plan, its reason): keep a copy past job_free(). */
+        g_autofree char *message = g_strdup(message_in);
         r->job = NULL;
         if (error != RECONCILER_OK)
                 log_full(j->kind == JOB_TICK ? LOG_WARNING : LOG_NOTICE, "%s", strempty(message));
