@@ -6,9 +6,10 @@
 #include <stdint.h>
 
 /* The dstack VMM's prpc JSON mapping (dstack.md §1–2), without I/O: request
- * bodies built from typed structs, and replies validated field by field into
- * typed structs. Parsers return 0, -EBADMSG with *ret_error naming the field
- * ("Status.vms[2].status: unknown value 'zombie'"), or -ENOMEM. */
+ * bodies built from typed structs (vmm-request.c), and replies validated
+ * field by field into typed structs (vmm-json.c). Parsers return 0,
+ * -EBADMSG with *ret_error naming the field ("Status.vms[2].status: unknown
+ * value 'zombie'"), or -ENOMEM. */
 
 typedef enum VmStatus {
         VM_STATUS_RUNNING,

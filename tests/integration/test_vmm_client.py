@@ -75,6 +75,7 @@ def test_every_method(vmm, compose_file):
 
     pk = run(url, "pubkey", APP_ID)
     assert pk["public_key"] == vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})["public_key"]
+    assert pk["has_signature"] and pk["has_signature_v1"] and pk["timestamp"] > 0
     env_hex = simlib.encrypt_env(pk["public_key"], {"HOTKEY_PASSPHRASE": "s3cret"})
 
     vm_id = run(url, *create_args(compose_file, "--env-hex", env_hex), "create-vm")["id"]
@@ -101,7 +102,14 @@ def test_every_method(vmm, compose_file):
     assert up["method"] == "UpdateVm"
     assert vmm.vm(vm_id)["configuration"]["compose_file"] == new_compose
 
-    assert "text" in run(url, "--lines", "10", "logs", vm_id)
+    logs = run(url, "--lines", "10", "--channel", "stdout", "logs", vm_id)["text"]
+    assert "[sim stdout] validator_vm: booting image dstack-0.5.2" in logs
+    assert vmm.calls("logs")[-1]["path"].startswith("/logs?id=%s&follow=false" % vm_id)
+
+    vmm.set_vm(vm_id, status="exited", boot_error="disk full")
+    info = run(url, "get-info", vm_id)["vm"]
+    assert info["status"] == "exited" and info["boot_error"] == "disk full" and info["exited_at"]
+    vmm.set_vm(vm_id, status="running")
 
     run(url, "shutdown-vm", vm_id)
     vmm.wait_status(vm_id, "stopped")
