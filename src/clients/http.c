@@ -508,7 +508,7 @@ int http_request_start(HttpContext *ctx, const HttpRequest *req, http_done_cb cb
         HttpCall *c;
         int r;
 
-        if (!ctx || !req || !cb || ctx->free_pending)
+        if (!ctx || !req || !cb || ctx->free_pending || (!req->body && req->body_len > 0))
                 return -EINVAL;
         c = calloc(1, sizeof *c);
         if (!c)

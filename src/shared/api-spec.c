@@ -13,7 +13,6 @@
 #include "shared/strv.h"
 #include "shared/validate.h"
 
-#define API_STRING_MAX 4096
 #define API_DESCRIPTION_MAX (64 * 1024)
 #define API_USER_CONFIG_MAX (64 * 1024)
 

@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Loopback HTTP server with misbehaving endpoints, for tests of the HTTP client.
 
-Listens on 127.0.0.1 (ephemeral port) and, with --unix, on a unix socket.
-Readiness: writes the TCP port to --ready-file (atomically) and/or to --ready-fd
-and closes that fd. Stdlib only.
+Listens on 127.0.0.1 (ephemeral port), with --unix also on a unix socket, and
+with --tls-dir also over HTTPS with a fresh self-signed certificate for
+127.0.0.1 (written to DIR/cert.pem; needs python3-cryptography).
+Readiness: writes "PORT[ TLSPORT]" to --ready-file (atomically) and/or to
+--ready-fd and closes that fd.
 
   GET  /ok              200 "hello", ETag "v1", Last-Modified; 304 if the
                         request's If-None-Match or If-Modified-Since matches
@@ -22,6 +24,7 @@ import json
 import os
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import urllib.parse
@@ -137,20 +140,71 @@ class UnixServer(Quiet, socketserver.ThreadingMixIn, socketserver.UnixStreamServ
     pass
 
 
+def make_cert(d):
+    """A self-signed certificate for 127.0.0.1, generated per run."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx
+
+
+class TlsServer(TcpServer):
+    context = None
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        return self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request, client_address):
+        try:
+            request.do_handshake()
+        except (OSError, ssl.SSLError):
+            return  # the client refused our certificate, as it should
+        super().finish_request(request, client_address)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ready-file")
     ap.add_argument("--ready-fd", type=int)
     ap.add_argument("--unix")
+    ap.add_argument("--tls-dir")
     a = ap.parse_args()
 
     servers = [TcpServer(("127.0.0.1", 0), Handler)]
     if a.unix:
         servers.append(UnixServer(a.unix, Handler))
+    port = str(servers[0].server_address[1])
+    if a.tls_dir:
+        TlsServer.context = make_cert(a.tls_dir)
+        tls = TlsServer(("127.0.0.1", 0), Handler)
+        servers.append(tls)
+        port += " %d" % tls.server_address[1]
     for s in servers:
         threading.Thread(target=s.serve_forever, daemon=True).start()
 
-    port = str(servers[0].server_address[1])
     if a.ready_file:
         tmp = a.ready_file + ".tmp"
         with open(tmp, "w") as f:

@@ -137,6 +137,16 @@ static void test_escaping_in_compose(void) {
         assert(strstr(out, "\"docker_compose_file\":\"q\\\" b\\\\ c\\u0001 d\x7f e\xc3\xa9 f/ g\xf0\x9f\x98\x80\","));
 }
 
+/* A spec built in code (not parsed) can still carry bad bytes: refuse them. */
+static void test_build_refuses_invalid_utf8(void) {
+        _cleanup_platform_vm_spec_ PlatformVmSpec *spec = spec_from(VECTOR_COMPOSE, "", "");
+        _cleanup_free_ char *out = NULL;
+        free(spec->compose_content);
+        assert((spec->compose_content = strdup("a\xff")));
+        assert(compose_build(spec, &out, NULL) == -EINVAL);
+        assert(!out);
+}
+
 static void test_writer(void) {
         JsonOut j = JSON_OUT_INIT;
         _cleanup_free_ char *out = NULL;
@@ -190,6 +200,7 @@ int main(void) {
         test_union();
         test_escaping();
         test_escaping_in_compose();
+        test_build_refuses_invalid_utf8();
         test_writer();
         test_parse_allowed_envs();
         printf("test-compose: ok\n");

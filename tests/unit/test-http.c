@@ -30,7 +30,9 @@ typedef struct Env {
         sd_event *event;
         HttpContext *http;
         char tcp[64];
+        char tls[64];
         char unix_ep[256];
+        char ca_file[128];
 } Env;
 
 static uint64_t now_usec(void) {
@@ -151,6 +153,8 @@ static void test_failures(Env *env) {
         bad = (HttpRequest) { .endpoint = env->tcp, .path = "/ok", .bearer_token = "a\r\nX-Evil: 1" };
         assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         bad = (HttpRequest) { .endpoint = env->tcp, .path = "/ok\r\n" };
+        assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
+        bad = (HttpRequest) { .endpoint = env->tcp, .path = "/echo", .method = HTTP_POST, .body_len = 5 };
         assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         assert(http_context_n_calls(env->http) == 0);
         result_clear(&r);
@@ -315,7 +319,27 @@ static void test_free_in_flight(Env *env) {
         printf("free in flight: ok\n");
 }
 
-static pid_t start_server(const char *python, const char *script, const char *sock, char *port, size_t portsz) {
+/* Verification is always on: a self-signed server is refused unless its
+ * certificate is the configured CA, and the name must match too. */
+static void test_tls(Env *env) {
+        Result r = {};
+        char ep[64];
+
+        get(env, env->tls, "/ok", NULL, &r);
+        assert(r.error == -EPROTO && r.message);
+        get(env, env->tls, "/ok", &(HttpRequest) { .ca_file = env->ca_file }, &r);
+        assert(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
+        snprintf(ep, sizeof ep, "https://localhost:%s", strrchr(env->tls, ':') + 1);
+        get(env, ep, "/ok", &(HttpRequest) { .ca_file = env->ca_file }, &r);
+        assert(r.error == -EPROTO);
+        get(env, env->tls, "/ok", &(HttpRequest) { .ca_file = "/nonexistent/ca.pem" }, &r);
+        assert(r.error == -EPROTO);
+        result_clear(&r);
+        printf("tls: ok\n");
+}
+
+static pid_t start_server(const char *python, const char *script, const char *sock, const char *tlsdir,
+                          char *port, size_t portsz) {
         int p[2];
         assert(pipe2(p, O_CLOEXEC) == 0);
         pid_t pid = fork();
@@ -325,7 +349,7 @@ static pid_t start_server(const char *python, const char *script, const char *so
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
                 int w = dup(p[1]); /* without O_CLOEXEC */
                 snprintf(fdbuf, sizeof fdbuf, "%d", w);
-                execl(python, python, script, "--ready-fd", fdbuf, "--unix", sock, (char *) NULL);
+                execl(python, python, script, "--ready-fd", fdbuf, "--unix", sock, "--tls-dir", tlsdir, (char *) NULL);
                 _exit(127);
         }
         close(p[1]);
@@ -338,13 +362,18 @@ static pid_t start_server(const char *python, const char *script, const char *so
 
 int main(int argc, char *argv[]) {
         Env env = {};
-        char port[16], dir[] = "/tmp/test-http-XXXXXX", sock[128];
+        char port[32], dir[] = "/tmp/test-http-XXXXXX", sock[128];
 
         assert(argc == 3);
         assert(mkdtemp(dir));
         snprintf(sock, sizeof sock, "%s/srv.sock", dir);
-        pid_t pid = start_server(argv[1], argv[2], sock, port, sizeof port);
+        pid_t pid = start_server(argv[1], argv[2], sock, dir, port, sizeof port);
+        char *tls_port = strchr(port, ' ');
+        assert(tls_port);
+        *tls_port++ = '\0';
         snprintf(env.tcp, sizeof env.tcp, "http://127.0.0.1:%s/", port);
+        snprintf(env.tls, sizeof env.tls, "https://127.0.0.1:%s", tls_port);
+        snprintf(env.ca_file, sizeof env.ca_file, "%s/cert.pem", dir);
         snprintf(env.unix_ep, sizeof env.unix_ep, "unix:%s", sock);
 
         assert(sd_event_new(&env.event) >= 0);
@@ -352,6 +381,7 @@ int main(int argc, char *argv[]) {
 
         test_basic(&env);
         test_failures(&env);
+        test_tls(&env);
         test_loop_not_blocked(&env);
         test_cancel(&env);
         test_cancel_in_callback(&env);
@@ -363,6 +393,9 @@ int main(int argc, char *argv[]) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
         unlink(sock);
+        unlink(env.ca_file);
+        snprintf(env.ca_file, sizeof env.ca_file, "%s/key.pem", dir);
+        unlink(env.ca_file);
         rmdir(dir);
         printf("test-http: ok\n");
         return 0;
