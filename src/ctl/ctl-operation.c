@@ -11,10 +11,32 @@
 
 typedef struct Operation {
         sd_event *event;
+        bool progress;       /* print State/StateReason changes on stderr */
+        bool until_started;  /* --no-block: return at the first sign the launcher took the call up */
         char *state, *reason;
         sd_bus_error error;
         int r;
 } Operation;
+
+static void show_state(Operation *op, JsonObject *changed) {
+        bool has_state = json_object_has_member(changed, "State");
+        bool has_reason = json_object_has_member(changed, "StateReason");
+        if (!has_state && !has_reason)
+                return;
+        const char *state = has_state ? ctl_json_str(changed, "State") : op->state;
+        const char *reason = has_reason ? ctl_json_str(changed, "StateReason") : op->reason;
+        if (streq_ptr(state, op->state) && streq_ptr(reason, op->reason))
+                return;
+        char *s = g_strdup(state), *why = g_strdup(reason);
+        g_free(op->state);
+        g_free(op->reason);
+        op->state = s;
+        op->reason = why;
+        if (isempty(why))
+                fprintf(stderr, "%s\n", strempty(s));
+        else
+                fprintf(stderr, "%s: %s\n", strempty(s), why);
+}
 
 static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         Operation *op = userdata;
@@ -25,30 +47,20 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 return 0;
         if (ctl_json_read(m, &changed) < 0 || !JSON_NODE_HOLDS_OBJECT(changed))
                 return 0;
-        JsonObject *o = json_node_get_object(changed);
-        if (!json_object_has_member(o, "State") && !json_object_has_member(o, "StateReason"))
-                return 0;
-        const char *state = json_object_has_member(o, "State") ? ctl_json_str(o, "State") : op->state;
-        const char *reason = json_object_has_member(o, "StateReason") ? ctl_json_str(o, "StateReason") : op->reason;
-        if (streq_ptr(state, op->state) && streq_ptr(reason, op->reason))
-                return 0;
-        char *s = g_strdup(state), *why = g_strdup(reason);
-        g_free(op->state);
-        g_free(op->reason);
-        op->state = s;
-        op->reason = why;
-        if (isempty(why))
-                fprintf(stderr, "%s\n", strempty(s));
-        else
-                fprintf(stderr, "%s: %s\n", strempty(s), why);
+        if (op->progress)
+                show_state(op, json_node_get_object(changed));
+        /* Nothing changes before the call is authorized: a change is the launcher at work on it. */
+        if (op->until_started)
+                return sd_event_exit(op->event, 0);
         return 0;
 }
 
 static int on_vm_updated(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Operation *op = userdata;
         const char *old_hash, *new_hash, *id;
-        if (sd_bus_message_read(m, "sss", &old_hash, &new_hash, &id) < 0)
-                return 0;
-        fprintf(stderr, "Compose hash %s -> %s, VM id %s\n", isempty(old_hash) ? "(none)" : old_hash, new_hash, id);
+        if (op->progress && sd_bus_message_read(m, "sss", &old_hash, &new_hash, &id) >= 0)
+                fprintf(stderr, "Compose hash %s -> %s, VM id %s\n", isempty(old_hash) ? "(none)" : old_hash,
+                        new_hash, id);
         return 0;
 }
 
@@ -63,8 +75,9 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         return sd_event_exit(op->event, 0);
 }
 
-/* The operation's state changes, as they happen, while waiting for the reply. */
-static int call_with_progress(sd_bus *bus, sd_bus_message *m, const char *vm_path, uint64_t timeout, Operation *op) {
+/* Waits for the reply (or, with until_started, the first change) in an event
+ * loop, so the VM's own signals can be followed meanwhile. */
+static int call_and_follow(sd_bus *bus, sd_bus_message *m, const char *vm_path, uint64_t timeout, Operation *op) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         int r = sd_event_new(&event);
         if (r >= 0)
@@ -95,23 +108,21 @@ static uint64_t operation_timeout(sd_bus *bus) {
         return CTL_LONG_CALL_USEC + stop;
 }
 
+/* --no-block still expects the reply: the launcher authorizes a call by
+ * asking the bus who sent it, and denies it once the sender is gone, so
+ * a caller that hung up at once would have its call dropped unseen. It
+ * returns on the reply (an error such as Busy or AccessDenied shows) or at
+ * the VM's first property change, whichever comes first. */
 int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *what) {
-        int r;
-        if (arg.no_block) {
-                r = sd_bus_message_set_expect_reply(m, 0);
-                if (r >= 0)
-                        r = sd_bus_send(bus, m, NULL);
-                if (r >= 0)
-                        r = sd_bus_flush(bus);
-                if (r < 0)
-                        fprintf(stderr, "%s: %s\n", what, strerror(-r));
-                return r < 0 ? EX_UNAVAILABLE : 0;
-        }
-
+        Operation op = {
+                .error = SD_BUS_ERROR_NULL,
+                .progress = isatty(STDERR_FILENO) && !arg.quiet,
+                .until_started = arg.no_block,
+        };
         uint64_t timeout = operation_timeout(bus);
-        Operation op = { .error = SD_BUS_ERROR_NULL };
-        if (isatty(STDERR_FILENO) && !arg.quiet)
-                r = call_with_progress(bus, m, vm_path, timeout, &op);
+        int r;
+        if (op.progress || op.until_started)
+                r = call_and_follow(bus, m, vm_path, timeout, &op);
         else
                 r = sd_bus_call(bus, m, timeout, &op.error, NULL);
         g_free(op.state);

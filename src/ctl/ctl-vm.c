@@ -138,7 +138,7 @@ void vm_info_print_problems(const VmInfo *vm) {
         const char *last_error = ctl_json_str(vm->props, "LastError");
         if (streq(state, "blocked") || streq(state, "failed"))
                 printf("         Problem: VM %s %s: %s\n", vm->name, state, or_none(reason));
-        if (!isempty(last_error))
+        if (!isempty(last_error) && !streq(last_error, reason))
                 printf("         Problem: last error: %s\n", last_error);
 }
 

