@@ -360,6 +360,8 @@ class VmEnv:
         seen = {'i': mark, 'last': r.result if r.ok else r, 'hit': False}
 
         def cond():
+            if seen['hit']:             # _wait_loop calls cond() again after it was true
+                return True
             sigs = self.w.signals
             while seen['i'] < len(sigs):
                 s = sigs[seen['i']]
