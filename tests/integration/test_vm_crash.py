@@ -5,8 +5,8 @@ exactly one VM with the desired compose and env (updater.md steps 3 and 6,
 "record the intent before each destructive step"; dstack.md §6.9)."""
 import pytest
 
-import simlib
 from vmenv import vm_env, VM_NAME, SECRET, sha256  # noqa: F401
+import simlib  # noqa: E402  (on sys.path through vmenv)
 
 NEW_COMPOSE = 'services:\n  app:\n    image: "nginx:1.27"\n'
 

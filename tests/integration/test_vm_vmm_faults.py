@@ -80,7 +80,19 @@ def test_apply_fault_converges_on_next_update(vm_env, method, kind, extra):
             assert SECRET not in reason
         r2 = env.update()
         assert r2.ok, (r1, r2)
-    vm = env.assert_converged(new_hash)
+    try:
+        vm = env.assert_converged(new_hash)
+    except AssertionError as e:
+        # Say whether it converges later on its own (a recheck) or never.
+        try:
+            env.wait_prop('ComposeHash', new_hash, timeout=15)
+            env.wait_prop('State', 'running', timeout=15)
+            env.assert_converged(new_hash)
+            later = 'it converged later on its own'
+        except AssertionError as e2:
+            later = 'not converged 15 s later either: %s' % str(e2)[:300]
+        raise AssertionError('not converged after the Update that followed the failure (%s): %s' % (
+            later, str(e)[:600])) from None
     assert old['id'] not in [v['id'] for v in env.vmm.vms()], 'the old VM is still there'
     # One VmUpdated for the one replacement (after a failure in the middle the
     # record of the old VM may already be gone: old hash "" is acceptable).

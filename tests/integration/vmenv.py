@@ -65,7 +65,7 @@ WRITES = ('CreateVm', 'StartVm', 'ShutdownVm', 'StopVm', 'RemoveVm', 'UpdateVm',
 SECRET = 'S3CRET-'
 DEFAULT_LOCAL_ENV = {'HOTKEY_PASSPHRASE': SECRET + 'hotkey words', 'VALIDATOR_BASE_URL': 'https://validator.example'}
 
-OP_TIMEOUT = 30      # one Vm operation (a recreate takes ~1 s against the simulator)
+OP_TIMEOUT = 15      # one Vm operation (a recreate takes ~1 s against the simulator)
 WAIT = 20            # waiting for a state the daemon reaches on its own
 
 
@@ -360,6 +360,8 @@ class VmEnv:
         seen = {'i': mark, 'last': r.result if r.ok else r, 'hit': False}
 
         def cond():
+            if seen['hit']:             # _wait_loop calls cond() again after it was true
+                return True
             sigs = self.w.signals
             while seen['i'] < len(sigs):
                 s = sigs[seen['i']]
