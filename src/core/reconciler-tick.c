@@ -50,7 +50,10 @@ static void on_spec(PlatformCall *call, PlatformSpecResult *res, void *userdata)
                 r->spec = g_steal_pointer(&res->spec);
                 g_clear_pointer(&r->spec_error, g_free);
                 required_env_update(r, r->spec->required_env);
-        } else if (res->error == -EINVAL) {
+        } else if (res->error >= 0)
+                /* 304 against the validators of the last good document: that one is back. */
+                g_clear_pointer(&r->spec_error, g_free);
+        else if (res->error == -EINVAL) {
                 g_free(r->spec_error);
                 r->spec_error = g_strdup(res->message);
         } else if (res->error < 0) {
@@ -184,14 +187,24 @@ static void announce_deployed(Job *j) {
         const DesiredVm *d = j->desired;
         Vm *vm = r->vm;
 
-        vm_set_str(r, &vm->id, st->vm_id, VM_FIELD_ID);
-        vm_set_str(r, &vm->compose_hash, d->compose_hash, VM_FIELD_COMPOSE_HASH);
-        vm_set_str(r, &vm->app_id, st->app_id, VM_FIELD_APP_ID);
-        vm_set_str(r, &vm->vmm_status, "running", VM_FIELD_VMM_STATUS);
-        vm_set_str(r, &vm->image, d->config.image, VM_FIELD_IMAGE);
-        vm_set_u32(r, &vm->vcpu, d->config.vcpu, VM_FIELD_VCPU);
-        vm_set_u32(r, &vm->memory_mib, d->config.memory, VM_FIELD_MEMORY);
-        vm_set_u32(r, &vm->disk_gib, d->config.disk_size, VM_FIELD_DISK);
+        /* What the VMM now reports about the new VM, or else what was sent. */
+        const VmInfo *k = NULL;
+        for (size_t i = 0; i < r->observed.n_vms; i++)
+                if (streq_ptr(r->observed.vms[i].id, st->vm_id))
+                        k = &r->observed.vms[i];
+        if (k) {
+                Plan seen = { .keep = k, .keep_compose_hash = (char *) d->compose_hash };
+                vm_observe(r, &seen);
+        } else {
+                vm_set_str(r, &vm->id, st->vm_id, VM_FIELD_ID);
+                vm_set_str(r, &vm->compose_hash, d->compose_hash, VM_FIELD_COMPOSE_HASH);
+                vm_set_str(r, &vm->app_id, st->app_id, VM_FIELD_APP_ID);
+                vm_set_str(r, &vm->vmm_status, "running", VM_FIELD_VMM_STATUS);
+                vm_set_str(r, &vm->image, d->config.image, VM_FIELD_IMAGE);
+                vm_set_u32(r, &vm->vcpu, d->config.vcpu, VM_FIELD_VCPU);
+                vm_set_u32(r, &vm->memory_mib, d->config.memory, VM_FIELD_MEMORY);
+                vm_set_u32(r, &vm->disk_gib, d->config.disk_size, VM_FIELD_DISK);
+        }
         vm_set_u64(r, &vm->last_update_usec, st->last_update_usec, VM_FIELD_LAST_UPDATE);
         vm_set_u32(r, &vm->update_count, st->update_count, VM_FIELD_UPDATE_COUNT);
         vm_set_str(r, &vm->last_error, "", VM_FIELD_LAST_ERROR);
