@@ -493,6 +493,10 @@ static int call_setup(HttpCall *c, const HttpRequest *req) {
         curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
+        if (req->no_replay) {
+                curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+                curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+        }
         if (req->method == HTTP_POST) {
                 curl_easy_setopt(e, CURLOPT_POST, 1L);
                 curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) req->body_len);

@@ -38,6 +38,10 @@ typedef struct HttpRequest {
         const char *if_none_match;     /* optional conditional request headers */
         const char *if_modified_since;
         const char *ca_file;       /* optional CA bundle; verification is always on */
+        /* Not idempotent: send on a connection of its own. libcurl replays a
+         * request whose reused keep-alive connection died before any reply
+         * byte; for CreateVm that would make a second VM. */
+        bool no_replay;
 } HttpRequest;
 
 typedef struct HttpResponse {

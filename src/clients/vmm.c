@@ -163,6 +163,16 @@ const char *vmm_client_url(VmmClient *c) {
 
 static void on_http_done(HttpCall *hc, const HttpResponse *resp, void *userdata);
 
+/* Calls that change nothing may be replayed by libcurl; the others must not. */
+static bool method_is_read_only(const char *method) {
+        static const char *const reads[] = { "Status", "GetInfo", "GetComposeHash", "GetAppEnvEncryptPubKey",
+                                             "Version", "GetMeta", "ListImages" };
+        for (size_t i = 0; i < ELEMENTSOF(reads); i++)
+                if (streq(method, reads[i]))
+                        return true;
+        return false;
+}
+
 static int call_send(VmmCall *call) {
         VmmClient *c = call->client;
         _cleanup_free_ char *prpc = NULL;
@@ -183,6 +193,7 @@ static int call_send(VmmCall *call) {
                 req.path = prpc;
                 req.body = call->body;
                 req.body_len = strlen(call->body);
+                req.no_replay = !method_is_read_only(call->method);
         }
         return http_request_start(c->http, &req, on_http_done, call, &call->http);
 }

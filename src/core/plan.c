@@ -140,11 +140,6 @@ static bool compare(const Plan *p, const DesiredVm *d, GPtrArray *a) {
 
 static void decide_existing(const PlanInput *in, Plan *p, GPtrArray *changes) {
         const VmInfo *vm = p->keep;
-        if (vm->status == VM_STATUS_STOPPING) {
-                p->action = PLAN_WAIT;
-                p->reason = g_strdup("the VM is stopping");
-                return;
-        }
         if (in->state && in->state->operator_stopped && !in->force) {
                 p->action = PLAN_NONE;
                 p->reason = g_strdup("stopped by the operator; Start it to resume updates");
@@ -152,6 +147,13 @@ static void decide_existing(const PlanInput *in, Plan *p, GPtrArray *changes) {
         }
 
         bool in_place_ok = compare(p, in->desired, changes);
+        /* A VM stuck in "stopping" (a guest that never finishes) is replaced
+         * all the same: the stop goes hard at StopTimeoutUSec. */
+        if (vm->status == VM_STATUS_STOPPING && changes->len == 0 && !in->force) {
+                p->action = PLAN_WAIT;
+                p->reason = g_strdup("the VM is stopping");
+                return;
+        }
         if (changes->len > 0 || in->force) {
                 p->action = in->in_place && in_place_ok ? PLAN_UPDATE_IN_PLACE : PLAN_RECREATE;
                 p->reason = g_strdup(changes->len > 0 ? "the VM differs from the spec" : "forced");

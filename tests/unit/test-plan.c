@@ -112,7 +112,7 @@ int main(void) {
         st->operator_stopped = false;
         vm[0].status = VM_STATUS_RUNNING;
 
-        /* Stopping: wait, never act on a VM in transition. */
+        /* Stopping with nothing to change: wait for it. */
         vm[0].status = VM_STATUS_STOPPING;
         p = plan(d, vm, 1, st, false);
         assert(p.action == PLAN_WAIT);
@@ -142,6 +142,13 @@ int main(void) {
         p = plan(d2, vm, 1, st, true);
         assert(p.action == PLAN_UPDATE_IN_PLACE);
         plan_done(&p);
+
+        /* ... also when the old VM is stuck stopping: the stop goes hard at the deadline. */
+        vm[0].status = VM_STATUS_STOPPING;
+        p = plan(d2, vm, 1, st, false);
+        assert(p.action == PLAN_RECREATE);
+        plan_done(&p);
+        vm[0].status = VM_STATUS_RUNNING;
 
         /* A new image cannot be applied in place. */
         DesiredVm *d3 = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.3", "s3");
