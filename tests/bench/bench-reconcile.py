@@ -474,7 +474,6 @@ def bench_cpu(args):
     res = {}
     with World(args) as w:
         pid = w.pid
-        vm_path_get = lambda: w.vm_prop('State')    # noqa: E731
         startup = {'rss_kib': proc_status_kib(pid, 'VmRSS'), 'hwm_kib': proc_status_kib(pid, 'VmHWM')}
         for _ in range(20):                          # warm-up: connections open, caches filled
             w.update()
@@ -491,7 +490,7 @@ def bench_cpu(args):
             raise RuntimeError('idle polls were not idle: %d fetches, %d VMM calls, writes %r for %d Updates'
                                % (fetches, len(vmm_calls), writes[:5], n))
         res['plan'] = measure_cpu(pid, n, lambda: w.vm_call('Plan'))
-        res['get'] = measure_cpu(pid, n, vm_path_get)
+        res['get'] = measure_cpu(pid, n, lambda: w.vm_prop('State'))
         res['hwm_after_all_kib'] = proc_status_kib(pid, 'VmHWM')
         res['threads'] = nthreads(pid)
         res['mem'] = {'platform-launcherd': mem_info(pid)}
@@ -529,11 +528,11 @@ def bench_cpu(args):
     print('(c) daemon CPU per call (utime+stime from /proc/PID/stat, %d Hz ticks; schedstat = ns on-CPU) '
           'and memory' % CLK_TCK)
     print('%-34s %7s %12s %14s %10s' % ('driver', 'calls', 'cpu_us/call', 'sched_us/call', 'wall_ms'))
-    rows = [('Vm.Update (idle poll: fetch 304 + VMM Status)', res['update']),
+    rows = [('Vm.Update (idle poll: 304+Status)', res['update']),
             ('Vm.Plan (no I/O; baseline)', res['plan']),
             ('Get Vm.State (baseline)', res['get'])]
     if 'timer' in res:
-        rows.append(('poll timer, 1 s (no D-Bus)', res['timer']))
+        rows.append(('poll timer 1 s (no D-Bus)', res['timer']))
     for name, r in rows:
         print('%-34s %7d %12s %14s %10s' % (
             name[:34], r['n'], '%.1f' % r['cpu_us_per_call'] if r['cpu_us_per_call'] is not None else '-',
