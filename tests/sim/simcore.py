@@ -455,6 +455,10 @@ def make_server(listen, sim):
     host = host.strip("[]")
     if host not in ("127.0.0.1", "::1", "localhost"):
         raise SystemExit("only loopback addresses may be bound")
+    # A reply goes out as two writes, head then body. With Nagle the body waits
+    # for the ACK of the head, which a client in request/reply rhythm delays by
+    # up to 40 ms: every reply with a body would be 40 ms late (not so the VMM).
+    handler.disable_nagle_algorithm = True
     if host == "::1":
         srv = TCP6Server((host, int(port)), handler)
         url = "http://[::1]:%d" % srv.server_address[1]
