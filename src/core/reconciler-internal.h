@@ -50,7 +50,8 @@ struct Job {
         char *seq_id;
         uint64_t seq_deadline;      /* CLOCK_MONOTONIC */
         bool seq_hard_stop_sent;
-        uint64_t seq_poll_usec;     /* grows from 20 ms to 250 ms */
+        uint64_t seq_poll_usec;     /* 20 ms, growing to 250 ms after STEP_POLL_FAST_USEC */
+        uint64_t seq_started;       /* CLOCK_MONOTONIC */
         job_step_fn seq_next;
         char **dup_ids;
         size_t dup_idx;
