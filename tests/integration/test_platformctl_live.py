@@ -175,8 +175,6 @@ def test_busy_while_another_operation_runs(running, bus, vmm):
     wait_vm(bus, lambda v: v['State'] == 'stopped', 'the stop to finish')
 
 
-@pytest.mark.xfail(strict=True, reason='daemon: the Blocked reply to Vm.Update carries an empty message '
-                   '(reconciler job_finish with the plan reason); remove this mark when fixed')
 def test_blocked_error_names_the_missing_key(launcher, bus, api):
     api.patch_doc(required_env=['NOT_SET_HERE'])
     one_line_error(ctl(bus, 'vm', 'update'), 78, 'NOT_SET_HERE')
