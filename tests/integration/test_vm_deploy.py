@@ -132,6 +132,28 @@ def test_idle_polls_change_nothing(vm_env, polls):
         [(r['seq'], r['conditional'], r['not_modified']) for r in reqs]
 
 
+def test_hundred_updates_without_change_write_nothing(vm_env):
+    """100 checks with nothing changed (driven by Vm.Update, one fetch and one
+    Status each): zero VMM writes, no VmUpdated or UpdateFailed, all 304."""
+    env = vm_env()
+    seq = env.last_seq()
+    api_before = len(env.api.requests(DOC_PATH))
+    mark = env.w.mark()
+    vm_before = env.the_vm()
+    for _ in range(100):
+        r = env.update()
+        assert r.ok, r
+    env.w.pump()
+    assert env.writes_since(seq) == []
+    assert env.calls_since(seq, ('Status',)) and len(env.calls_since(seq, ('Status',))) >= 100
+    assert env.w.vm_signals(mark, 'VmUpdated') == []
+    assert env.w.vm_signals(mark, 'UpdateFailed') == []
+    vm = env.the_vm()
+    assert (vm['id'], vm['boot_count']) == (vm_before['id'], vm_before['boot_count'])
+    reqs = env.api.requests(DOC_PATH)[api_before:]
+    assert len(reqs) == 100 and all(r['conditional'] and r['not_modified'] for r in reqs)
+
+
 def test_daemon_restart_adopts_without_touching(vm_env):
     """The state store remembers what was deployed: a restarted daemon
     (SIGTERM or SIGKILL) adopts the running VM, no VMM write, no signal."""
