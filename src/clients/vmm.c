@@ -480,3 +480,11 @@ int vmm_logs(VmmClient *c, const char *id, unsigned lines, const char *channel, 
                 return -ENOMEM;
         return call_start(c, "logs", REPLY_TEXT, NULL, path, cb, userdata, ret);
 }
+
+void vmm_result_take_status(const VmmResult *res, VmmStatusReply *ret) {
+        /* The reply lives in the call's Replies until the callback returns; a
+         * zeroed one frees nothing there. */
+        VmmStatusReply *st = (VmmStatusReply *) res->status;
+        *ret = *st;
+        memset(st, 0, sizeof *st);
+}

@@ -83,3 +83,7 @@ int vmm_logs(VmmClient *c, const char *id, unsigned lines, const char *channel, 
 
 /* Safe from any callback; a no-op for the call whose callback is running. */
 void vmm_call_cancel(VmmCall *call);
+
+/* Takes the Status reply out of a result inside the callback, so the caller
+ * may keep it (free it with vmm_status_reply_done()); the result is left empty. */
+void vmm_result_take_status(const VmmResult *res, VmmStatusReply *ret);

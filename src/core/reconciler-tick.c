@@ -98,12 +98,8 @@ static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
                 vm_note_error(r, msg);
                 return job_finish(j, steps_error_kind(res), msg);
         }
-        /* The reply is ours to keep: the client frees it after this callback,
-         * and a zeroed one frees nothing. */
-        VmmStatusReply *st = (VmmStatusReply *) res->status;
         vmm_status_reply_done(&r->observed);
-        r->observed = *st;
-        memset(st, 0, sizeof *st);
+        vmm_result_take_status(res, &r->observed);
         r->have_observed = true;
         decide(j);
 }
@@ -224,10 +220,8 @@ static void on_final_status(VmmCall *call, const VmmResult *res, void *userdata)
         Reconciler *r = j->r;
         j->vmm_call = NULL;
         if (res->error >= 0) {
-                VmmStatusReply *st = (VmmStatusReply *) res->status;
                 vmm_status_reply_done(&r->observed);
-                r->observed = *st;
-                memset(st, 0, sizeof *st);
+                vmm_result_take_status(res, &r->observed);
         }
         announce_deployed(j);
 }
