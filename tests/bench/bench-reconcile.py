@@ -515,7 +515,10 @@ def bench_cpu(args):
             r = w.daemon.call('SetSettings', 'a{sv}', [{'PollIntervalUSec': ['t', 1 * USEC]}])
             if not r.ok:
                 raise RuntimeError('SetSettings: %r' % r)
-            time.sleep(1.5)
+            # Start measuring right after a timer-driven poll, not at a guess.
+            seen = len(w.api.requests(API_PATH))
+            simlib.wait_until(lambda: len(w.api.requests(API_PATH)) > seen, timeout=10,
+                              what='the first poll on the new interval', interval=0.005)
             a0, t0, ns0 = len(w.api.requests(API_PATH)), cpu_ticks(pid), cpu_ns(pid)
             time.sleep(args.timer_seconds)
             a1, t1, ns1 = len(w.api.requests(API_PATH)), cpu_ticks(pid), cpu_ns(pid)

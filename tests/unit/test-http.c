@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "clients/http.h"
+#include "test-spawn.h"
 #include "shared/macro.h"
 
 typedef struct Result {
@@ -340,24 +341,8 @@ static void test_tls(Env *env) {
 
 static pid_t start_server(const char *python, const char *script, const char *sock, const char *tlsdir,
                           char *port, size_t portsz) {
-        int p[2];
-        assert(pipe2(p, O_CLOEXEC) == 0);
-        pid_t pid = fork();
-        assert(pid >= 0);
-        if (pid == 0) {
-                char fdbuf[16];
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                int w = dup(p[1]); /* without O_CLOEXEC */
-                snprintf(fdbuf, sizeof fdbuf, "%d", w);
-                execl(python, python, script, "--ready-fd", fdbuf, "--unix", sock, "--tls-dir", tlsdir, (char *) NULL);
-                _exit(127);
-        }
-        close(p[1]);
-        FILE *f = fdopen(p[0], "r");
-        assert(f && fgets(port, (int) portsz, f));
-        fclose(f);
-        port[strcspn(port, "\n")] = '\0';
-        return pid;
+        const char *argv[] = { python, script, "--unix", sock, "--tls-dir", tlsdir, NULL };
+        return test_spawn_ready(argv, port, portsz);
 }
 
 int main(int argc, char *argv[]) {

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 
 #include "clients/vmm.h"
+#include "test-spawn.h"
 #include "shared/macro.h"
 
 typedef struct Env {
@@ -148,24 +149,8 @@ static void test_update_fallback(Env *env) {
 }
 
 static pid_t start_sim(const char *python, const char *script, char *url, size_t urlsz) {
-        int p[2];
-        assert(pipe2(p, O_CLOEXEC) == 0);
-        pid_t pid = fork();
-        assert(pid >= 0);
-        if (pid == 0) {
-                char fdbuf[16];
-                prctl(PR_SET_PDEATHSIG, SIGTERM);
-                snprintf(fdbuf, sizeof fdbuf, "%d", dup(p[1]));
-                execl(python, python, script, "--listen", "tcp:127.0.0.1:0", "--ready-fd", fdbuf,
-                      "--version", "0.5.5", (char *) NULL);
-                _exit(127);
-        }
-        close(p[1]);
-        FILE *f = fdopen(p[0], "r");
-        assert(f && fgets(url, (int) urlsz, f));
-        fclose(f);
-        url[strcspn(url, "\n")] = '\0';
-        return pid;
+        const char *argv[] = { python, script, "--listen", "tcp:127.0.0.1:0", "--version", "0.5.5", NULL };
+        return test_spawn_ready(argv, url, urlsz);
 }
 
 int main(int argc, char *argv[]) {
