@@ -71,3 +71,35 @@ bool vm_name_is_valid(const char *name) {
                         return false;
         return true;
 }
+
+bool http_etag_is_valid(const char *etag) {
+        if (!etag)
+                return false;
+        size_t n = strnlen(etag, HTTP_VALIDATOR_MAX + 1);
+        if (n > HTTP_VALIDATOR_MAX)
+                return false;
+        const char *p = etag;
+        if (strncmp(p, "W/", 2) == 0)
+                p += 2;
+        size_t k = strlen(p);
+        if (k < 2 || p[0] != '"' || p[k - 1] != '"')
+                return false;
+        for (size_t i = 1; i < k - 1; i++) {
+                unsigned char c = (unsigned char) p[i];
+                if (c < 0x21 || c == '"' || c > 0x7e)
+                        return false;
+        }
+        return true;
+}
+
+bool http_date_is_valid(const char *date) {
+        if (!date)
+                return false;
+        size_t n = strnlen(date, HTTP_VALIDATOR_MAX + 1);
+        if (n == 0 || n > HTTP_VALIDATOR_MAX || date[0] == ' ' || date[n - 1] == ' ')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) date[i] < 0x20 || (unsigned char) date[i] > 0x7e)
+                        return false;
+        return true;
+}
