@@ -16,8 +16,8 @@ bool env_key_is_valid(const char *key);
 /* At most ENV_VALUE_MAX bytes of valid UTF-8 without NUL. */
 bool env_value_is_valid(const char *value);
 
-/* http://host[:port][/path], https://..., or unix:/absolute/path. No
- * whitespace, no control characters, no userinfo. */
+/* url_check() (shared/url.h) finds nothing wrong: http://host[:port][/path],
+ * https://..., or a strict unix:/absolute/path; parsed with curl_url. */
 bool url_is_valid(const char *url);
 
 /* A dstack VM name: 1..63 ASCII alphanumerics and "-_. @~!$^()". */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -146,8 +147,36 @@ static void test_failures(Env *env) {
         get(env, ep, "/ok", NULL, &r);
         assert_se(r.error == -ECONNREFUSED);
 
+        /* A missing unix socket is named, not "localhost port 80"
+         * (issue 9 defect 11). */
         get(env, "unix:/nonexistent/vmm.sock", "/ok", NULL, &r);
-        assert_se(r.error < 0 && r.error != -ETIMEDOUT);
+        assert_se(r.error == -ENOENT && streq(r.message, "no such socket: /nonexistent/vmm.sock"));
+
+        /* A socket file nobody listens on (bound, never listening). */
+        char stale[] = "/tmp/test-http-stale-XXXXXX";
+        assert_se(mkdtemp(stale));
+        char sp[64], sep[80];
+        snprintf(sp, sizeof sp, "%s/s.sock", stale);
+        snprintf(sep, sizeof sep, "unix:%s", sp);
+        int ufd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un su = { .sun_family = AF_UNIX };
+        snprintf(su.sun_path, sizeof su.sun_path, "%s", sp);
+        assert_se(ufd >= 0 && bind(ufd, (struct sockaddr *) &su, sizeof su) == 0);
+        get(env, sep, "/ok", NULL, &r);
+        char want[200];
+        snprintf(want, sizeof want, "nothing listens on socket: %s", sp);
+        assert_se(r.error == -ECONNREFUSED && streq(r.message, want));
+        close(ufd);
+        assert_se(unlink(sp) == 0 && rmdir(stale) == 0);
+
+        /* Endpoints url_check() refuses never start. */
+        static const char *const bad_eps[] = {
+                "http://[::1", "http://127.0.0.1:99999", "http://-/", "unix:/tmp/../etc/passwd", "unix:rel",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad_eps); i++) {
+                HttpRequest b = { .endpoint = bad_eps[i], .path = "/ok" };
+                assert_se(http_request_start(env->http, &b, on_done, &r, NULL) == -EINVAL);
+        }
 
         HttpRequest bad = { .endpoint = "ftp://x", .path = "/" };
         assert_se(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/macro.h"
+#include "shared/url.h"
 #include "shared/validate.h"
 #include "tests.h"
 
@@ -52,6 +54,78 @@ int main(void) {
         assert_se(!vm_name_is_valid(""));
         assert_se(!vm_name_is_valid("a/b"));
         assert_se(!vm_name_is_valid("a\"b"));
+        /* URLs through curl_url (issue 9 defect 11). */
+        static const char *const good_urls[] = {
+                "http://localhost", "http://localhost:10300", "https://api.platform.network/config/compose/validator_vm",
+                "http://10.0.2.2:10300/", "http://[::1]:8080/x", "http://[fe80::1%25eth0]/", "https://a-b.c.d./p?q=1",
+                "http://h:1", "http://h:65535", "unix:/run/dstack/vmm.sock", "unix:/a",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(good_urls); i++)
+                if (!url_is_valid(good_urls[i])) {
+                        fprintf(stderr, "refused: %s: %s\n", good_urls[i], url_check(good_urls[i], NULL));
+                        abort();
+                }
+        static const struct { const char *url, *reason; } bad_urls[] = {
+                { "http://[::1", "malformed IPv6 address" },
+                { "http://[::1/x", "malformed IPv6 address" },
+                { "http://h:99999", "port must be 1..65535" },
+                { "http://h:0", "port must be 1..65535" },
+                { "http://h:-1/", NULL },
+                { "http://-/", "malformed host name" },
+                { "http://a-.b/", "malformed host name" },
+                { "http://a_b/", "malformed host name" },
+                { "http://a..b/", "malformed host name" },
+                { "http://user:pw@host/", "credentials in the URL are not allowed" },
+                { "http://user@host/", "credentials in the URL are not allowed" },
+                { "http://h/#frag", "a fragment (#...) is not allowed" },
+                { "http://", NULL },
+                { "http:///x", NULL },
+                { "ftp://x", "the scheme must be http, https or unix" },
+                { "file:///etc/passwd", NULL },
+                { "localhost:80", NULL },
+                { "//localhost/", NULL },
+                { "http://a b/", "must not contain spaces or control characters" },
+                { "http://a\x01b/", "must not contain spaces or control characters" },
+                { "", "must not be empty" },
+                { "unix:relative.sock", "a unix socket path must be absolute (unix:/path)" },
+                { "unix:", "a unix socket path must be absolute (unix:/path)" },
+                { "unix:/", NULL },
+                { "unix:/tmp/../etc/passwd", "a unix socket path must not have \".\" or \"..\" components" },
+                { "unix:/tmp/./x", NULL },
+                { "unix:/tmp/..", NULL },
+                { "unix:/tmp//x", NULL },
+                { "unix:/tmp/x/", NULL },
+                { "unix:/tmp/\xc3\xa9", "a unix socket path must be printable ASCII" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad_urls); i++) {
+                const char *why = url_check(bad_urls[i].url, NULL);
+                if (url_is_valid(bad_urls[i].url) || !why || (bad_urls[i].reason && !streq(why, bad_urls[i].reason))) {
+                        fprintf(stderr, "%s: got %s\n", bad_urls[i].url, why ?: "(accepted)");
+                        abort();
+                }
+        }
+        /* unix: at most 107 bytes of path (sun_path holds 108 with the NUL). */
+        char ux[200] = "unix:/";
+        memset(ux + 6, 's', 106);
+        ux[112] = '\0';
+        assert_se(url_is_valid(ux));
+        ux[112] = 's';
+        ux[113] = '\0';
+        assert_se(streq(url_check(ux, NULL), "a unix socket path must be at most 107 bytes"));
+        char longurl[URL_MAX + 10];
+        memset(longurl, 'a', sizeof longurl);
+        memcpy(longurl, "http://h/", 9);
+        longurl[URL_MAX] = '\0';
+        assert_se(url_is_valid(longurl));
+        longurl[URL_MAX] = 'a';
+        longurl[URL_MAX + 1] = '\0';
+        assert_se(!url_is_valid(longurl));
+        UrlKind kind;
+        assert_se(!url_check("https://x", &kind) && kind == URL_HTTPS);
+        assert_se(!url_check("http://x", &kind) && kind == URL_HTTP);
+        assert_se(!url_check("unix:/x", &kind) && kind == URL_UNIX);
+        assert_se(streq(url_unix_path("unix:/x"), "/x") && !url_unix_path("http://x"));
+
         /* ETag / Last-Modified (issue 9 defect 5). */
         assert_se(http_etag_is_valid("\"abc\""));
         assert_se(http_etag_is_valid("W/\"abc\""));
