@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "ctl/ctl.h"
+#include "shared/duration.h"
 #include "shared/macro.h"
 
 void config_info_clear(ConfigInfo *i) {
@@ -225,29 +226,10 @@ static char *read_secret(const char *key) {
         return TAKE_PTR(buf);
 }
 
-static int parse_usec(const char *s, uint64_t *ret) {
-        static const struct { const char *suffix; uint64_t mult; } units[] = {
-                { "us", 1 }, { "ms", 1000 }, { "min", 60000000ULL }, { "s", 1000000ULL }, { "h", 3600000000ULL }, { "", 1000000ULL },
-        };
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || s[0] == '-')
-                return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (streq(end, units[i].suffix)) {
-                        if (v > UINT64_MAX / units[i].mult)
-                                return -ERANGE;
-                        *ret = v * units[i].mult;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
 static int set_setting(sd_bus *bus, const char *name, const char *value) {
         if (g_str_has_suffix(name, "USec")) {
                 uint64_t usec;
-                if (parse_usec(value, &usec) < 0) {
+                if (duration_parse_usec(value, &usec) < 0) {
                         fprintf(stderr, "Invalid time '%s' for %s: use e.g. 30s, 500ms, 5min.\n", value, name);
                         return EX_USAGE;
                 }
