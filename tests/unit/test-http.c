@@ -207,7 +207,11 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_time_relative(s, 10 * USEC_PER_MSEC);
 }
 
-/* While a request hangs, a 10 ms timer keeps firing on schedule. */
+/* While a request hangs for 1 s, a 10 ms timer keeps firing. A blocking
+ * client would stall the loop for the whole second (one gap of ~1000 ms,
+ * a tick or two); the bounds leave room for a loaded machine, where the
+ * scheduler alone can delay a tick by tens of ms (this test failed 1 run
+ * in 8 at load 6 on 2 cores with a 60 ms bound). */
 static void test_loop_not_blocked(Env *env) {
         Ticks t = {};
         Result r = {};
@@ -220,8 +224,8 @@ static void test_loop_not_blocked(Env *env) {
         assert_se(r.error == -ETIMEDOUT);
         printf("loop: %u ticks in %llu ms, max gap %llu ms\n", t.n,
                (unsigned long long) (elapsed / 1000), (unsigned long long) (t.max_gap / 1000));
-        assert_se(t.n >= 80);
-        assert_se(t.max_gap < 60 * USEC_PER_MSEC);
+        assert_se(t.n >= 20);
+        assert_se(t.max_gap < 400 * USEC_PER_MSEC);
         sd_event_source_disable_unref(t.src);
         result_clear(&r);
 }
