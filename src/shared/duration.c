@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "shared/duration.h"
@@ -20,13 +21,14 @@ int duration_parse_usec(const char *s, uint64_t *ret) {
                 return -EINVAL;
         errno = 0;
         unsigned long long v = strtoull(s, &end, 10);
-        if (errno == ERANGE)
-                return -ERANGE;
-        if (errno || end == s)
+        bool overflow = errno == ERANGE;
+        if ((errno && !overflow) || end == s)
                 return -EINVAL;
+        /* A bad unit is -EINVAL even after too many digits (found by
+         * fuzz-duration). */
         for (size_t i = 0; i < ELEMENTSOF(units); i++)
                 if (streq(end, units[i].suffix)) {
-                        if (v > UINT64_MAX / units[i].mult)
+                        if (overflow || v > UINT64_MAX / units[i].mult)
                                 return -ERANGE;
                         *ret = (uint64_t) v * units[i].mult;
                         return 0;

@@ -11,9 +11,9 @@
  *     address or a bracketed IPv6 address; port 1..65535; no userinfo, no
  *     fragment;
  *   unix:/absolute/path   the socket path of a local service: absolute, no
- *     "." or ".." component, no empty component, printable ASCII, at most
+ *     "." or ".." component, no empty component, at most
  *     URL_UNIX_PATH_MAX bytes (sun_path holds 108 with the NUL).
- * Whitespace and control bytes are refused anywhere; at most URL_MAX bytes. */
+ * Only printable ASCII without spaces anywhere; at most URL_MAX bytes. */
 #define URL_MAX 2048
 #define URL_UNIX_PATH_MAX 107
 

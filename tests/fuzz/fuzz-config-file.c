@@ -36,7 +36,7 @@ static void check_roundtrip(const LauncherConfig *c) {
                 abort();
         if (!launcher_config_equal_settings(c, back) || launcher_config_env_count(c) != launcher_config_env_count(back))
                 abort();
-        const char **keys = launcher_config_env_keys(c);
+        g_autofree const char **keys = launcher_config_env_keys(c); /* the array is ours */
         for (size_t i = 0; keys && keys[i]; i++)
                 if (!streq_ptr(launcher_config_env_get(c, keys[i]), launcher_config_env_get(back, keys[i])))
                         abort();

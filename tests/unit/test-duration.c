@@ -18,6 +18,8 @@ int main(void) {
         assert_se(duration_parse_usec("18446744073709551615us", &u) == 0 && u == UINT64_MAX);
         assert_se(duration_parse_usec("18446744073709551616us", &u) == -ERANGE);
         assert_se(duration_parse_usec("18446744073709552h", &u) == -ERANGE);
+        assert_se(duration_parse_usec("99999999999999999999999s", &u) == -ERANGE);
+        assert_se(duration_parse_usec("18446744073784467440ss", &u) == -EINVAL);
 
         /* strtoull() would take these; a duration does not. */
         u = 7;

@@ -95,7 +95,10 @@ int main(void) {
                 { "unix:/tmp/..", NULL },
                 { "unix:/tmp//x", NULL },
                 { "unix:/tmp/x/", NULL },
-                { "unix:/tmp/\xc3\xa9", "a unix socket path must be printable ASCII" },
+                { "unix:/tmp/\xc3\xa9", "must be ASCII (percent-encode the path, punycode the host)" },
+                { "http://12tp://\xff\xff" "91:99999/", "must be ASCII (percent-encode the path, punycode the host)" },
+                { "http://h\xc3\xa9.example/", NULL },
+                { "http://h/\xc3\xa9", NULL },
         };
         for (size_t i = 0; i < ELEMENTSOF(bad_urls); i++) {
                 const char *why = url_check(bad_urls[i].url, NULL);
