@@ -4,7 +4,9 @@
  * daemon; a refusal names a position or field but never quotes a value
  * (issue 9 defect 2: a secret next to a syntax error leaked into
  * ConfigError); what parses, serialises to a file that parses to the same
- * settings and env (defect 3: what the daemon writes, it must read). */
+ * settings and env (defect 3: what the daemon writes, it must read).
+ * FUZZ_SKIP_SECRET_CHECK=1 in the environment skips the secret check, to fuzz
+ * the rest while defect 2 is open. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +23,10 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static bool skip_secret_check;
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
+        skip_secret_check = getenv("FUZZ_SKIP_SECRET_CHECK") != NULL;
         g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING);
         return 0;
 }
@@ -51,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (r != -ENOMEM && (r != -EINVAL || !err))
                         abort();
                 /* The marker stands for a secret: never in the message. */
-                if (err && memmem(data, size, MARKER, strlen(MARKER)) && strstr(err, MARKER))
+                if (err && !skip_secret_check && memmem(data, size, MARKER, strlen(MARKER)) && strstr(err, MARKER))
                         abort();
                 return 0;
         }

@@ -78,6 +78,7 @@ int main(void) {
                 { "http://user:pw@host/", "credentials in the URL are not allowed" },
                 { "http://user@host/", "credentials in the URL are not allowed" },
                 { "http://h/#frag", "a fragment (#...) is not allowed" },
+                { "https://w#", "a fragment (#...) is not allowed" },
                 { "http://", NULL },
                 { "http:///x", NULL },
                 { "ftp://x", "the scheme must be http, https or unix" },
