@@ -18,7 +18,7 @@ static int fail(char **ret_error, const char *what, const char *fmt, ...) {
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        if (ret_error && asprintf(ret_error, "%s: %s", what, msg) < 0) {
+        if (ret_error && (what ? asprintf(ret_error, "%s: %s", what, msg) : asprintf(ret_error, "%s", msg)) < 0) {
                 *ret_error = NULL;
                 return -ENOMEM;
         }
@@ -57,6 +57,39 @@ static int prescan(const char *data, size_t len, size_t max, const char *what, c
         return 0;
 }
 
+static const char *parse_error_kind(const GError *e) {
+        if (e->domain != JSON_PARSER_ERROR)
+                return "syntax error";
+        switch (e->code) {
+        case JSON_PARSER_ERROR_TRAILING_COMMA:
+                return "trailing comma";
+        case JSON_PARSER_ERROR_MISSING_COMMA:
+                return "missing comma";
+        case JSON_PARSER_ERROR_MISSING_COLON:
+                return "missing colon";
+        case JSON_PARSER_ERROR_INVALID_BAREWORD:
+                return "invalid bare word";
+        case JSON_PARSER_ERROR_EMPTY_MEMBER_NAME:
+                return "empty member name";
+        case JSON_PARSER_ERROR_INVALID_DATA:
+                return "invalid data";
+        default:
+                return "syntax error";
+        }
+}
+
+int json_load_syntax_error(const GError *e, char **ret_error) {
+        /* json-glib's message quotes the offending token, which may be a
+         * secret: only its position ("<data>:LINE:COLUMN: ...") is taken. */
+        unsigned line, column;
+        if (e->message && sscanf(e->message, "<data>:%u:%u:", &line, &column) == 2)
+                *ret_error = g_strdup_printf("not valid JSON at line %u, column %u (%s)", line, column,
+                                             parse_error_kind(e));
+        else
+                *ret_error = g_strdup_printf("not valid JSON (%s)", parse_error_kind(e));
+        return -EINVAL;
+}
+
 int json_load_object(const char *data, size_t len, size_t max, const char *what,
                      JsonParser **ret_parser, JsonObject **ret_obj, char **ret_error) {
         int r = prescan(data, len, max, what, ret_error);
@@ -64,8 +97,11 @@ int json_load_object(const char *data, size_t len, size_t max, const char *what,
                 return r;
         g_autoptr(JsonParser) p = json_parser_new_immutable();
         g_autoptr(GError) err = NULL;
-        if (!json_parser_load_from_data(p, data, (gssize) len, &err))
-                return fail(ret_error, what, "not valid JSON: %s", err->message);
+        if (!json_parser_load_from_data(p, data, (gssize) len, &err)) {
+                g_autofree char *why = NULL;
+                (void) json_load_syntax_error(err, &why);
+                return fail(ret_error, what, "%s", why);
+        }
         JsonNode *root = json_parser_get_root(p);
         if (!root || !JSON_NODE_HOLDS_OBJECT(root))
                 return fail(ret_error, what, "must be a JSON object");
