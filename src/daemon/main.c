@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
@@ -18,6 +19,7 @@ typedef struct Options {
         const char *config_path;
         const char *state_dir;
         const char *runtime_dir;
+        bool allow_core_dumps;
 } Options;
 
 static void help(void) {
@@ -30,6 +32,8 @@ static void help(void) {
                "     --state-dir=DIR     State directory (default %s, $PLATFORM_LAUNCHER_STATE_DIR)\n"
                "     --runtime-dir=DIR   Runtime directory (default %s, $PLATFORM_LAUNCHER_RUNTIME_DIR)\n"
                "     --log-level=LEVEL   emerg..debug (default info, $PLATFORM_LAUNCHER_LOG_LEVEL)\n"
+               "     --allow-core-dumps  Stay dumpable for debugging: a core dump holds the secrets\n"
+               "                         ($PLATFORM_LAUNCHER_ALLOW_CORE_DUMPS=1)\n"
                "\nThe bus is the system bus, or $DBUS_SYSTEM_BUS_ADDRESS. $VMM_URL overrides VmmUrl.\n",
                DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR);
 }
@@ -40,7 +44,7 @@ static const char *env_or(const char *name, const char *fallback) {
 }
 
 static int parse_argv(int argc, char *argv[], Options *o) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_LOG_LEVEL };
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_LOG_LEVEL, ARG_ALLOW_CORE_DUMPS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -48,12 +52,14 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "allow-core-dumps", no_argument, NULL, ARG_ALLOW_CORE_DUMPS },
                 {}
         };
 
         o->config_path = env_or("PLATFORM_LAUNCHER_CONFIG", DEFAULT_CONFIG_PATH);
         o->state_dir = env_or("PLATFORM_LAUNCHER_STATE_DIR", DEFAULT_STATE_DIR);
         o->runtime_dir = env_or("PLATFORM_LAUNCHER_RUNTIME_DIR", DEFAULT_RUNTIME_DIR);
+        o->allow_core_dumps = streq(env_or("PLATFORM_LAUNCHER_ALLOW_CORE_DUMPS", "0"), "1");
 
         int c;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -72,6 +78,9 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                         break;
                 case ARG_RUNTIME_DIR:
                         o->runtime_dir = optarg;
+                        break;
+                case ARG_ALLOW_CORE_DUMPS:
+                        o->allow_core_dumps = true;
                         break;
                 case ARG_LOG_LEVEL: {
                         int level = log_level_from_string(optarg);
@@ -175,6 +184,13 @@ static int run(int argc, char *argv[]) {
         int r = parse_argv(argc, argv, &o);
         if (r <= 0)
                 return r;
+
+        /* Before any secret is read: a crash must not write them into a core
+         * file, and no same-uid process may read our memory through /proc. */
+        if (!o.allow_core_dumps && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return log_error_errno(errno, "Cannot make the process non-dumpable: %m");
+        if (o.allow_core_dumps)
+                log_warning("Core dumps allowed (--allow-core-dumps): a core file holds the secrets.");
 
         Manager *m = NULL;
         manager_new(&o, &m);
