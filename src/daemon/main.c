@@ -109,6 +109,16 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         return 0;
 }
 
+static int on_exit_answer_callers(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+        /* Runs before sd-bus's own exit handler closes the connection, so
+         * every waiting caller still gets its answer from us. */
+        bus_vm_shutdown(m);
+        polkit_registry_free(m->polkit);
+        m->polkit = NULL;
+        return 0;
+}
+
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Manager *m = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
@@ -168,6 +178,7 @@ static void manager_free(Manager *m) {
         if (!m)
                 return;
         /* Pending authorizations and operations hold bus slots: drop them before the bus. */
+        bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
         polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
@@ -193,6 +204,7 @@ static int run(int argc, char *argv[]) {
                 log_warning("Core dumps allowed (--allow-core-dumps): a core file holds the secrets.");
 
         Manager *m = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *exit_source = NULL;
         manager_new(&o, &m);
 
         r = mkdir_p(m->state_dir, 0700);
@@ -220,6 +232,10 @@ static int run(int argc, char *argv[]) {
                 r = sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+        if (r >= 0)
+                r = sd_event_add_exit(m->event, &exit_source, on_exit_answer_callers, m);
+        if (r >= 0)
+                r = sd_event_source_set_priority(exit_source, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0) {
                 log_error_errno(r, "Cannot set up the event loop: %m");
                 goto finish;

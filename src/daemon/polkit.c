@@ -92,6 +92,16 @@ PolkitRegistry *polkit_registry_new(void) {
 void polkit_registry_free(PolkitRegistry *r) {
         if (!r)
                 return;
+        /* Stopping: every call still waiting for its authorization gets an answer. */
+        GHashTableIter it;
+        gpointer value;
+        g_hash_table_iter_init(&it, r->queries);
+        while (g_hash_table_iter_next(&it, NULL, &value)) {
+                Query *q = value;
+                (void) sd_bus_reply_method_errorf(q->request, SD_BUS_ERROR_NO_REPLY,
+                                                  "platform-launcherd is stopping; %s was not run.",
+                                                  strempty(sd_bus_message_get_member(q->request)));
+        }
         g_hash_table_destroy(r->queries);
         g_hash_table_destroy(r->by_sender);
         g_hash_table_destroy(r->by_uid);
