@@ -17,9 +17,16 @@
  * call to polkit fails, for everyone. A peer gets a few at once, a uid a few
  * more (one uid may open many connections); the rest is answered
  * LimitsExceeded at once. */
-#define POLKIT_PENDING_PER_SENDER 8u
-#define POLKIT_PENDING_PER_UID 16u
+#define POLKIT_PENDING_PER_SENDER 4u
+#define POLKIT_PENDING_PER_UID 8u
 #define POLKIT_PENDING_MAX 96u
+/* Refusals beyond the caps are answered after a delay: a flooding client
+ * that is refused at once sends again at once, and the flood then costs the
+ * bus and this loop more than the authorizations it was denied. The bus
+ * bounds what one connection may have in flight (128), so this bounds the
+ * flood's rate; the queue itself is bounded too. */
+#define POLKIT_REFUSE_DELAY_USEC (1 * USEC_PER_SEC)
+#define POLKIT_REFUSE_QUEUE_MAX 4096u
 
 typedef enum QueryResult {
         QUERY_PENDING,
@@ -44,8 +51,15 @@ typedef struct Query {
         sd_event_source *defer;  /* idle-priority cleanup if the handler never comes back */
 } Query;
 
+typedef struct Refusal {
+        sd_bus_message *request;
+        uint64_t due_usec;
+} Refusal;
+
 struct PolkitRegistry {
         GHashTable *queries;    /* sd_bus_message* → Query* */
+        GQueue refusals;        /* Refusal*, in due order */
+        sd_event_source *refusal_timer;
         GHashTable *by_sender;  /* sender → count of queries */
         GHashTable *by_uid;     /* uid → count of queries asking polkit */
         LogRatelimit log_rl;
@@ -89,9 +103,20 @@ PolkitRegistry *polkit_registry_new(void) {
         return r;
 }
 
+static void refusal_answer(Refusal *f) {
+        (void) sd_bus_reply_method_errorf(f->request, SD_BUS_ERROR_LIMITS_EXCEEDED,
+                                          "Too many authorizations are in flight; try again.");
+        sd_bus_message_unref(f->request);
+        g_free(f);
+}
+
 void polkit_registry_free(PolkitRegistry *r) {
         if (!r)
                 return;
+        Refusal *f;
+        while ((f = g_queue_pop_head(&r->refusals)))
+                refusal_answer(f);
+        sd_event_source_disable_unref(r->refusal_timer);
         /* Stopping: every call still waiting for its authorization gets an answer. */
         GHashTableIter it;
         gpointer value;
@@ -207,6 +232,8 @@ static int send_check_authorization(Query *q) {
                                  interactive > 0 ? POLKIT_INTERACTIVE_TIMEOUT_USEC : POLKIT_TIMEOUT_USEC);
 }
 
+static int refuse_later(PolkitRegistry *r, sd_bus_message *m);
+
 static int on_unix_user_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
         Query *q = userdata;
         uint32_t uid;
@@ -222,9 +249,13 @@ static int on_unix_user_reply(sd_bus_message *reply, void *userdata, sd_bus_erro
                 return 0;
         }
         if (count_get(q->registry->by_uid, GUINT_TO_POINTER(uid)) >= POLKIT_PENDING_PER_UID) {
-                log_full_ratelimit(&q->registry->log_rl, LOG_NOTICE,
-                                   "Too many authorizations of uid %u in flight, refusing %s.", uid, q->action);
-                query_finish(q, QUERY_LIMITS);
+                PolkitRegistry *reg = q->registry;
+                log_full_ratelimit(&reg->log_rl, LOG_NOTICE, "Too many authorizations of uid %u in flight, refusing %s.",
+                                   uid, q->action);
+                if (refuse_later(reg, q->request) >= 0)
+                        g_hash_table_remove(reg->queries, q->request); /* answered by the refusal timer */
+                else
+                        query_finish(q, QUERY_LIMITS);
                 return 0;
         }
         q->uid = uid;
@@ -273,6 +304,43 @@ static int query_verdict(Query *q, const char *action, sd_bus_error *error) {
         }
 }
 
+static int on_refusal_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        PolkitRegistry *r = userdata;
+        Refusal *f;
+        while ((f = g_queue_peek_head(&r->refusals)) && f->due_usec <= usec)
+                refusal_answer(g_queue_pop_head(&r->refusals));
+        if (f)
+                return sd_event_source_set_time(s, f->due_usec) < 0 ? 0 : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+/* 0: the call will be answered LimitsExceeded later; < 0: answer it now. */
+static int refuse_later(PolkitRegistry *r, sd_bus_message *m) {
+        sd_event *e = sd_bus_get_event(sd_bus_message_get_bus(m));
+        uint64_t now;
+        if (!e || g_queue_get_length(&r->refusals) >= POLKIT_REFUSE_QUEUE_MAX ||
+            sd_event_now(e, CLOCK_MONOTONIC, &now) < 0)
+                return -EBUSY;
+
+        int q = 0;
+        if (!r->refusal_timer)
+                q = sd_event_add_time(e, &r->refusal_timer, CLOCK_MONOTONIC, now + POLKIT_REFUSE_DELAY_USEC, 0,
+                                      on_refusal_timer, r);
+        else if (g_queue_is_empty(&r->refusals)) {
+                q = sd_event_source_set_time(r->refusal_timer, now + POLKIT_REFUSE_DELAY_USEC);
+                if (q >= 0)
+                        q = sd_event_source_set_enabled(r->refusal_timer, SD_EVENT_ONESHOT);
+        }
+        if (q < 0)
+                return q;
+
+        Refusal *f = g_new0(Refusal, 1);
+        f->request = sd_bus_message_ref(m);
+        f->due_usec = now + POLKIT_REFUSE_DELAY_USEC;
+        g_queue_push_tail(&r->refusals, f);
+        return 0;
+}
+
 int polkit_check(sd_bus_message *m, const char *action, const char *const *details, PolkitRegistry *registry,
                  sd_bus_error *error) {
         Query *q = g_hash_table_lookup(registry->queries, m);
@@ -286,6 +354,8 @@ int polkit_check(sd_bus_message *m, const char *action, const char *const *detai
             count_get(registry->by_sender, sender) >= POLKIT_PENDING_PER_SENDER) {
                 log_full_ratelimit(&registry->log_rl, LOG_NOTICE, "Too many authorizations in flight, refusing %s from %s.",
                                    action, sender);
+                if (refuse_later(registry, m) >= 0)
+                        return 0; /* the handler returns 1: answered by the refusal timer */
                 return sd_bus_error_set(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
                                         "Too many authorizations are in flight; try again.");
         }

@@ -41,6 +41,8 @@ def main():
             key = 'ok'
         except GLib.Error as e:
             key = Gio.DBusError.get_remote_error(e) or e.message
+            if os.environ.get('FLOOD_MESSAGES'):
+                key += ': ' + e.message[-60:]
         state['outcomes'][key] = state['outcomes'].get(key, 0) + 1
         state['done'] += 1
         if state['sent'] < req.get('total', 1 << 30) and time.monotonic() < deadline:
