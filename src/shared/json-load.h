@@ -19,5 +19,10 @@ int json_load_object(const char *data, size_t len, size_t max, const char *what,
                      JsonParser **ret_parser, JsonObject **ret_obj, char **ret_error);
 
 /* Turns json-glib's parse error into "not valid JSON at line L, column C
- * (kind)" without the token json-glib quotes. Returns -EINVAL. */
-int json_load_syntax_error(const GError *e, char **ret_error);
+ * (kind, in env.KEY)" without the token json-glib quotes; the member path
+ * (data may be NULL) shows plain names only ("?" for any other). -EINVAL. */
+int json_load_syntax_error(const GError *e, const char *data, size_t len, char **ret_error);
+
+/* The path of members ("env.KEY", "a.[]") open at line:column, or NULL at
+ * the top level. Malloc'd. */
+char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned column);

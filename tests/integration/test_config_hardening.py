@@ -87,11 +87,26 @@ def test_syntax_error_at_start_never_quotes_secret(bus, polkit, harness, daemon_
     assert_no_marker(d.log_text(), 'the daemon log')
 
 
-def test_syntax_error_gives_line_and_column(daemon):
-    daemon.write_config('{\n  "env": {\n    "A": "%s" "B": "x"\n  }\n}\n' % MARKER)
+SYNTAX_POSITIONS = [
+    # (file, what ConfigError must say)
+    ('{\n  "env": {\n    "A": "%s" "B": "x"\n  }\n}\n' % MARKER, ['line 3, column', 'missing comma', 'in env.A']),
+    ('{"stop_timeout_usec": 5,\n "env": {"HOTKEY": %s}}' % MARKER.replace('-', '_'),
+     ['line 2, column', 'in env.HOTKEY']),
+    # a secret pasted where a key belongs is never shown as a member name
+    ('{"env": {"%s": "v", "B" "x"}}' % MARKER, ['line 1, column', 'missing colon', 'in env)']),
+    ('{"env": {"%s": 1 "B": 2}}' % MARKER, ['line 1, column', 'missing comma', 'in env.?)']),
+    ('{"a": [1, 2,, 3]}', ['line 1, column', 'in a[])']),
+]
+
+
+@pytest.mark.parametrize('text,expect', SYNTAX_POSITIONS, ids=[str(i) for i in range(len(SYNTAX_POSITIONS))])
+def test_syntax_error_gives_line_column_and_field(daemon, text, expect):
+    daemon.write_config(text)
     assert not daemon.call('Reload').ok
     err = daemon.get('ConfigError')
-    assert 'line 3, column' in err and 'missing comma' in err, err
+    for e in expect:
+        assert e in err, err
+    assert_no_marker(err, 'ConfigError')
 
 
 CONTROL_VALUE = ''.join(chr(1 + i % 31) for i in range(128 * 1024))  # \u00XX: 6 bytes each
