@@ -282,7 +282,13 @@ static int query_verdict(Query *q, const char *action, sd_bus_error *error) {
         QueryResult result = q->result;
         bool same_action = streq(q->action, action);
         if (result == QUERY_ERROR && same_action) {
-                int r = sd_bus_error_copy(error, &q->error);
+                /* Fail closed, but say why: the bus's limits are the caller's to retry. */
+                int r = sd_bus_error_has_name(&q->error, SD_BUS_ERROR_LIMITS_EXCEEDED)
+                                ? sd_bus_error_set(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
+                                                   "Too many authorizations are in flight; try again.")
+                                : sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                                    "Access denied: authorization could not be checked (%s).",
+                                                    q->error.name);
                 g_hash_table_remove(q->registry->queries, q->request);
                 return r;
         }
