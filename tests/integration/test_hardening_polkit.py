@@ -9,7 +9,7 @@ import time
 import pytest
 
 import harness as H
-from launcher import (ACCESS_DENIED, INTERACTIVE_REQUIRED, LIMITS_EXCEEDED, READ_SECRETS, RUST_CONFIG, SECRET,
+from launcher import (ACCESS_DENIED, CONFIGURE, INTERACTIVE_REQUIRED, LIMITS_EXCEEDED, READ_SECRETS, RUST_CONFIG, SECRET,
                       assert_no_secret_logged)
 
 FLOOD = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'flood.py')
@@ -107,3 +107,30 @@ def test_one_sender_is_capped(daemon, polkit, harness):
     (res,) = flood_results([p])
     assert res['outcomes'].get(LIMITS_EXCEEDED, 0) > 0, res
     assert set(res['outcomes']) <= {ACCESS_DENIED, INTERACTIVE_REQUIRED, LIMITS_EXCEEDED}, res
+
+
+def test_query_whose_handler_never_comes_back_is_freed(bus, mock_polkit, harness, daemon_binary):
+    """SetSettings re-run after authorization finds nothing to change and
+    answers without asking for its verdict: the idle-priority cleanup must
+    free the query, or nobody's uid would be refused after 8 such calls."""
+    from gi.repository import GLib
+    d = harness.daemon(config=RUST_CONFIG)
+    mock_polkit.allow(CONFIGURE)
+    for i in range(12):
+        usec = (10 + i) * 1000000
+        mock_polkit.hang(True)
+        req = {'dest': H.DAEMON_NAME, 'path': H.DAEMON_PATH, 'interface': H.CONFIG_IFACE,
+               'method': 'SetSettings', 'signature': 'a{sv}', 'args': [{'PollIntervalUSec': ['t', usec]}],
+               'timeout': 20}
+        p = harness.spawn('client-%d' % i, [H.PYTHON, H.CLIENT_PY, json.dumps(req)], user='nobody',
+                          stdout=subprocess.PIPE)
+        H._wait_loop(GLib.MainContext.default(), mock_polkit.has_hanging_calls, 10, 'polkit call to hang',
+                     check=lambda: None)
+        # Root (no polkit) makes the same change meanwhile.
+        assert d.call('SetSettings', 'a{sv}', [{'PollIntervalUSec': ['t', usec]}]).ok
+        mock_polkit.hang(False)
+        mock_polkit.release()
+        out, _ = p.communicate(timeout=20)
+        r = json.loads(out)
+        assert r['ok'], (i, r)
+    assert d.get('PollIntervalUSec') == 21000000
