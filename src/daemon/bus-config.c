@@ -126,15 +126,18 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
 /* Writes c (taking it), emits what changed, maps failures to bus errors. */
 static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         g_autoptr(LauncherConfig) old = launcher_config_copy(m->settings->config);
+        bool had_error = m->settings->error;
         g_autofree char *why = NULL;
 
         int r = settings_store_commit(m->settings, c, &why);
         if (r == -EBADMSG)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_INVALID_CONFIG, why);
+        if (r == -E2BIG)
+                return sd_bus_error_set(error, SD_BUS_ERROR_LIMITS_EXCEEDED, why);
         if (r < 0)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
 
-        bus_config_emit_changes(m, old, false);
+        bus_config_emit_changes(m, old, had_error != !!m->settings->error);
         manager_config_changed(m);
         return 0;
 }

@@ -121,23 +121,69 @@ static int reply_error(sd_bus_message *msg, ReconcilerError e, const char *messa
         return sd_bus_reply_method_errorf(msg, name, "%s", strempty(message));
 }
 
-static void on_operation_done(Reconciler *r, ReconcilerError error, const char *message, void *userdata) {
-        sd_bus_message *msg = userdata;
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(msg, NULL) : reply_error(msg, error, message);
-        if (q < 0)
-                log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(msg));
-        sd_bus_message_unref(msg);
+/* A call waiting for an operation: answered when it ends, or at shutdown. */
+typedef struct PendingOp {
+        Manager *m;
+        sd_bus_message *msg;
+} PendingOp;
+
+static PendingOp *pending_op_new(Manager *m, sd_bus_message *msg) {
+        PendingOp *op = g_new0(PendingOp, 1);
+        op->m = m;
+        op->msg = sd_bus_message_ref(msg);
+        if (!m->pending_ops)
+                m->pending_ops = g_hash_table_new(g_direct_hash, g_direct_equal);
+        g_hash_table_add(m->pending_ops, op);
+        return op;
 }
 
-static int operation_started(sd_bus_message *msg, int q, const Vm *vm, sd_bus_error *error) {
+static void pending_op_free(PendingOp *op) {
+        g_hash_table_remove(op->m->pending_ops, op);
+        sd_bus_message_unref(op->msg);
+        g_free(op);
+}
+
+static void on_operation_done(Reconciler *r, ReconcilerError error, const char *message, void *userdata) {
+        PendingOp *op = userdata;
+        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(op->msg, NULL) : reply_error(op->msg, error, message);
+        if (q < 0)
+                log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(op->msg));
+        pending_op_free(op);
+}
+
+static int operation_started(PendingOp *op, int q, const Vm *vm, sd_bus_error *error) {
+        if (q < 0)
+                pending_op_free(op);
         if (q == -EBUSY)
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Another operation on VM %s is running.", vm->name);
         if (q == -ENOENT)
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
         if (q < 0)
                 return q;
-        sd_bus_message_ref(msg); /* until on_operation_done */
-        return 1;
+        return 1; /* op answers the call */
+}
+
+void bus_vm_shutdown(Manager *m) {
+        /* The reconciler drops its waiters when freed: answer every caller
+         * still waiting (Update, Start, Stop, Restart, GetLogs) and free them. */
+        if (!m->pending_ops)
+                return;
+        GHashTableIter it;
+        gpointer key;
+        g_hash_table_iter_init(&it, m->pending_ops);
+        while (g_hash_table_iter_next(&it, &key, NULL)) {
+                PendingOp *op = key;
+                int q = sd_bus_reply_method_errorf(op->msg, SD_BUS_ERROR_NO_REPLY,
+                                                   "platform-launcherd is stopping; %s did not finish.",
+                                                   strempty(sd_bus_message_get_member(op->msg)));
+                if (q < 0)
+                        log_debug_errno(q, "Cannot answer %s at shutdown: %m", sd_bus_message_get_member(op->msg));
+                g_hash_table_iter_remove(&it);
+                sd_bus_message_unref(op->msg);
+                g_free(op);
+        }
+        g_hash_table_destroy(m->pending_ops);
+        m->pending_ops = NULL;
 }
 
 /* Common head of every gated method: the VM, then polkit. > 0: go on. */
@@ -187,7 +233,8 @@ static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return operation_started(msg, reconciler_update(m->reconciler, vm, force, on_operation_done, msg), vm, error);
+        PendingOp *op = pending_op_new(m, msg);
+        return operation_started(op, reconciler_update(m->reconciler, vm, force, on_operation_done, op), vm, error);
 }
 
 typedef int (*operator_fn)(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);
@@ -197,7 +244,8 @@ static int operator_method(sd_bus_message *msg, Manager *m, operator_fn fn, sd_b
         int q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return operation_started(msg, fn(m->reconciler, vm, on_operation_done, msg), vm, error);
+        PendingOp *op = pending_op_new(m, msg);
+        return operation_started(op, fn(m->reconciler, vm, on_operation_done, op), vm, error);
 }
 
 static int method_start(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -240,11 +288,12 @@ static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 }
 
 static void on_logs(Reconciler *r, ReconcilerError error, const char *message, const char *text, void *userdata) {
-        sd_bus_message *msg = userdata;
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(msg, "s", text) : reply_error(msg, error, message);
+        PendingOp *op = userdata;
+        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(op->msg, "s", text)
+                                       : reply_error(op->msg, error, message);
         if (q < 0)
                 log_debug_errno(q, "Cannot reply to GetLogs: %m");
-        sd_bus_message_unref(msg);
+        pending_op_free(op);
 }
 
 static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -265,8 +314,9 @@ static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (q <= 0)
                 return q < 0 ? q : 1;
 
-        q = reconciler_get_logs(m->reconciler, vm, channel, lines, on_logs, msg);
-        return operation_started(msg, q, vm, error);
+        PendingOp *op = pending_op_new(m, msg);
+        q = reconciler_get_logs(m->reconciler, vm, channel, lines, on_logs, op);
+        return operation_started(op, q, vm, error);
 }
 
 static const sd_bus_vtable vm_vtable[] = {

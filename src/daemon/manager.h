@@ -22,6 +22,7 @@ typedef struct Manager {
         char *runtime_dir;
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
+        GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
 } Manager;
 
 /* bus-config.c */
@@ -39,6 +40,8 @@ void manager_set_required_env(Manager *m, char **required);
 /* bus-vm.c */
 extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
+/* Answers every call still waiting for an operation ("stopping") and frees it. */
+void bus_vm_shutdown(Manager *m);
 
 /* log-control.c */
 int bus_log_control_register(Manager *m);
