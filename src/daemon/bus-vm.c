@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 
+#include "daemon/audit.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
@@ -122,7 +123,8 @@ static int reply_error(sd_bus_message *msg, ReconcilerError e, const char *messa
 }
 
 static void on_operation_done(Reconciler *r, ReconcilerError error, const char *message, void *userdata) {
-        sd_bus_message *msg = userdata;
+        sd_bus_message *msg = bus_history_op_msg(userdata);
+        bus_history_op_done(userdata, error == RECONCILER_OK, message);
         int q = error == RECONCILER_OK ? sd_bus_reply_method_return(msg, NULL) : reply_error(msg, error, message);
         if (q < 0)
                 log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(msg));
@@ -187,29 +189,40 @@ static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return operation_started(msg, reconciler_update(m->reconciler, vm, force, on_operation_done, msg), vm, error);
+        audit_log(msg, "asked to update VM", vm->name);
+        VmOp *op = bus_history_op_new(m, msg, vm, "update");
+        q = reconciler_update(m->reconciler, vm, force, on_operation_done, op);
+        if (q < 0)
+                bus_history_op_free(op);
+        return operation_started(msg, q, vm, error);
 }
 
 typedef int (*operator_fn)(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);
 
-static int operator_method(sd_bus_message *msg, Manager *m, operator_fn fn, sd_bus_error *error) {
+static int operator_method(sd_bus_message *msg, Manager *m, operator_fn fn, const char *action, sd_bus_error *error) {
         Vm *vm;
         int q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return operation_started(msg, fn(m->reconciler, vm, on_operation_done, msg), vm, error);
+        g_autofree char *what = g_strconcat("asked to ", action, " VM", NULL);
+        audit_log(msg, what, vm->name);
+        VmOp *op = bus_history_op_new(m, msg, vm, action);
+        q = fn(m->reconciler, vm, on_operation_done, op);
+        if (q < 0)
+                bus_history_op_free(op);
+        return operation_started(msg, q, vm, error);
 }
 
 static int method_start(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return operator_method(msg, userdata, reconciler_start_vm, error);
+        return operator_method(msg, userdata, reconciler_start_vm, "start", error);
 }
 
 static int method_stop(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return operator_method(msg, userdata, reconciler_stop_vm, error);
+        return operator_method(msg, userdata, reconciler_stop_vm, "stop", error);
 }
 
 static int method_restart(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return operator_method(msg, userdata, reconciler_restart_vm, error);
+        return operator_method(msg, userdata, reconciler_restart_vm, "restart", error);
 }
 
 static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -301,6 +314,12 @@ static const sd_bus_vtable vm_vtable[] = {
                                 method_get_logs, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("VmUpdated", SD_BUS_ARGS("s", old_compose_hash, "s", new_compose_hash, "s", vm_id), 0),
         SD_BUS_SIGNAL_WITH_ARGS("UpdateFailed", SD_BUS_ARGS("s", target_compose_hash, "s", reason), 0),
+        SD_BUS_METHOD_WITH_ARGS("GetHistory", SD_BUS_ARGS("u", limit), SD_BUS_RESULT("a(tssssssst)", entries),
+                                bus_history_method_get, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("HistoryAdded",
+                                SD_BUS_ARGS("t", timestamp, "s", kind, "s", action, "s", trigger, "s", from, "s", to,
+                                            "s", result, "s", reason, "t", duration),
+                                0),
         SD_BUS_VTABLE_END,
 };
 
@@ -330,6 +349,7 @@ static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata
                 if (fields & vm_props[i].field)
                         names[n++] = vm_props[i].name;
         names[n] = NULL;
+        bus_history_vm_changed(m->history, vm, fields);
         _cleanup_free_ char *p = vm_path(vm);
         if (n > 0 && p) {
                 int q = sd_bus_emit_properties_changed_strv(m->bus, p, VM_INTERFACE, (char **) names);
@@ -344,6 +364,7 @@ static void on_vm_updated(Reconciler *r, Vm *vm, const char *old_hash, const cha
         _cleanup_free_ char *p = vm_path(vm);
         if (p)
                 (void) sd_bus_emit_signal(m->bus, p, VM_INTERFACE, "VmUpdated", "sss", old_hash, new_hash, id);
+        bus_history_vm_updated(m->history, vm, old_hash, new_hash);
 }
 
 static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const char *reason, void *userdata) {
@@ -351,6 +372,7 @@ static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const ch
         _cleanup_free_ char *p = vm_path(vm);
         if (p)
                 (void) sd_bus_emit_signal(m->bus, p, VM_INTERFACE, "UpdateFailed", "ss", target, reason);
+        bus_history_update_failed(m->history, vm, target, reason);
 }
 
 static void on_required_env_changed(Reconciler *r, char **required, void *userdata) {
