@@ -185,3 +185,25 @@ def test_no_secret_in_history_or_audit(vm_env):
                  "asked to restart VM '%s'" % VM_NAME):
         assert 'Audit: %s %s.' % (who, line) in log, line
     # vm_env's teardown checks the whole log for SECRET.
+
+
+def test_platformctl_vm_history(vm_env):
+    from ctl_helpers import ctl
+    env = vm_env()
+    hash_ = env.get('ComposeHash')
+    assert env.vm_call('Stop').ok
+    p = ctl(env.bus, 'vm', 'history')
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == ['TIME', 'ACTION', 'RESULT', 'FROM', 'TO', 'TOOK', 'TRIGGER'], lines
+    assert lines[1].split()[2:5] == ['stop', 'ok', hash_[:12]] and lines[1].endswith(ROOT_TRIGGER), lines
+    assert lines[2].split()[2:5] == ['deploy', 'ok', '-'] and lines[2].endswith(' poll'), lines
+    assert len(lines) == 3
+    p = ctl(env.bus, 'vm', 'history', '-n', '1', '--json')
+    assert p.returncode == 0, p.stderr
+    [e] = json.loads(p.stdout)
+    assert e == dict(zip(('Timestamp', 'Kind', 'Action', 'Trigger', 'From', 'To', 'Result', 'Reason',
+                          'DurationUSec'), history(env, 1)[0].values()))
+    assert (e['Action'], e['Trigger'], e['From']) == ('stop', ROOT_TRIGGER, hash_)
+    p = ctl(env.bus, 'vm', 'history', '--channel', 'serial')
+    assert p.returncode != 0 and 'Usage: platformctl vm history' in p.stderr
