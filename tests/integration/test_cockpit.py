@@ -401,3 +401,64 @@ def test_nobody_sees_the_page_and_every_action_is_refused(page):
     r = env.vm_call('GetHistory', 'u', [0])
     assert [e[2] for e in r.result[0]] == ['deploy']
     assert SECRET not in dom_and_values(b)
+
+
+FAKE_UPDATER = os.path.join(BROWSER_SRC, 'fake_updater.py')
+
+
+def test_updater_section_when_the_interface_exists(harness, bus, drive_js, cockpit_share):
+    """The daemon has no Updater yet: fake_updater.py serves that interface as
+    dbus-api.md describes it, and the page shows it and acts through it."""
+    fake = harness.spawn('fake-updater', ['/usr/bin/python3', FAKE_UPDATER], stdout=subprocess.PIPE)
+    assert fake.stdout.readline().strip() == b'ready'
+    cockpit = Cockpit(harness, bus, cockpit_share)
+    b = Browser(harness, drive_js, 'updater')
+    a, c = 'a' * 40, 'c' * 40
+
+    def fake_call(method, sig=None, args=None):
+        r = bus.call(H.DAEMON_NAME, H.DAEMON_PATH, 'org.platform.Launcher1.Fake', method, sig, args)
+        assert r.ok, r
+        return r.result
+    try:
+        b.goto(cockpit.url)
+        b.wait('document.getElementById("page").dataset.ready === "true"')
+        b.wait('!document.getElementById("updater-card").hidden')
+        b.wait_text('#updater-state', 'idle')
+        b.wait_text('#updater-current', a)
+        # Live: a deferral with its age, from PropertiesChanged alone.
+        since = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(time.time() - 300))
+        fake_call('SetProps', 's', [json.dumps({'State': 'deferred', 'TargetCommit': c, 'DeferReasons': [
+            ['round-lock', 'a validation round is running', since]]})])
+        b.wait_text('#updater-state', 'deferred')
+        b.wait_text('#updater-defer', 'round-lock: a validation round is running (for 5 min)')
+        b.wait_text('#updater-target', c)
+        b.screenshot('updater-deferred')
+
+        # A running operation shows its step and progress, and goes away after.
+        fake_call('SetProps', 's', [json.dumps({'State': 'applying', 'Operation': 'build', 'Progress': 40})])
+        b.wait('!document.getElementById("updater-progress").hidden')
+        assert b.text('#updater-progress').split() == ['build', '40', '%']
+        b.screenshot('updater-applying')
+        fake_call('SetProps', 's', [json.dumps({'State': 'idle', 'DeferReasons': [], 'Operation': '',
+                                                'Progress': 0})])
+        b.wait('document.getElementById("updater-progress").hidden')
+        assert b.text('#updater-defer') == ''
+        b.click('#updater-check')
+        b.wait_alert('updater-check', 'Update available: ' + c + '.')
+        b.click('#updater-dry-run')
+        b.wait_alert('updater-dry-run', 'Dry run: would go %s → %s.' % (a[:12], c[:12]))
+        assert b.text('#updater-current') == a
+        b.click('#updater-apply')
+        b.wait_alert('updater-apply', 'Updated %s → %s.' % (a[:12], c[:12]))
+        b.wait_text('#updater-current', c)
+        b.click('#updater-rollback')
+        b.wait_alert('updater-rollback', 'Rolled back %s → %s.' % (c[:12], a[:12]))
+        b.wait_text('#updater-current', a)
+        b.wait_text('#updater-quarantined', c)
+        b.screenshot('updater-after-apply-and-rollback')
+        calls = [m for m in json.loads(fake_call('Calls')[0]) if m[0] in ('Check', 'Apply', 'Rollback')]
+        assert calls == [['Check', []], ['Apply', [{'dry-run': True}]], ['Apply', [{}]], ['Rollback', ['']]], calls
+        assert b.cmd('cspViolations') == []
+    finally:
+        b.quit()
+        cockpit.stop()
