@@ -115,7 +115,7 @@ static bool entry_from_json(JsonNode *node, HistoryEntry *e) {
                 .trigger = get_str(o, "trigger"),
                 .from = get_str(o, "from"),
                 .to = get_str(o, "to"),
-                .ok = streq_ptr(result, "ok"),
+                .ok = result && streq(result, "ok"),
                 .reason = get_str(o, "reason"),
         };
         return e->kind >= 0 && !isempty(e->action) && result && (streq(result, "ok") || streq(result, "failed")) &&

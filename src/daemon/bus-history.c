@@ -231,27 +231,15 @@ void bus_history_update_failed(BusHistory *bh, const Vm *vm, const char *target,
 
 /* ---- GetHistory ---- */
 
-int bus_history_method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_free_ char *name = NULL;
-        uint32_t limit;
-
-        int q = sd_bus_message_read(msg, "u", &limit);
-        if (q < 0)
-                return q;
-        if (sd_bus_path_decode(sd_bus_message_get_path(msg), VM_PREFIX, &name) <= 0 ||
-            !reconciler_find_vm(m->reconciler, name))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No such VM.");
-
+int bus_history_reply(sd_bus_message *msg, BusHistory *bh, HistoryKind kind, const char *subject, uint32_t limit) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        q = sd_bus_message_new_method_return(msg, &reply);
+        int q = sd_bus_message_new_method_return(msg, &reply);
         if (q >= 0)
                 q = sd_bus_message_open_container(reply, 'a', "(tssssssst)");
-        History *h = m->history->history;
         uint32_t n = 0;
-        for (size_t i = history_size(h); q >= 0 && i > 0 && (limit == 0 || n < limit); i--) {
-                const HistoryEntry *e = history_get(h, i - 1);
-                if (e->kind != HISTORY_KIND_VM || !streq(e->subject, name))
+        for (size_t i = history_size(bh->history); q >= 0 && i > 0 && (limit == 0 || n < limit); i--) {
+                const HistoryEntry *e = history_get(bh->history, i - 1);
+                if (e->kind != kind || (subject && !streq(e->subject, subject)))
                         continue;
                 q = sd_bus_message_append(reply, "(tssssssst)", e->timestamp_usec, history_kind_to_string(e->kind),
                                           e->action, e->trigger, e->from, e->to, result_word(e), e->reason,
@@ -263,4 +251,18 @@ int bus_history_method_get(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (q < 0)
                 return q;
         return sd_bus_send(NULL, reply, NULL);
+}
+
+int bus_history_method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ char *name = NULL;
+        uint32_t limit;
+
+        int q = sd_bus_message_read(msg, "u", &limit);
+        if (q < 0)
+                return q;
+        if (sd_bus_path_decode(sd_bus_message_get_path(msg), VM_PREFIX, &name) <= 0 ||
+            !reconciler_find_vm(m->reconciler, name))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No such VM.");
+        return bus_history_reply(msg, m->history, HISTORY_KIND_VM, name, limit);
 }

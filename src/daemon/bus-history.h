@@ -41,5 +41,10 @@ void bus_history_vm_changed(BusHistory *bh, const Vm *vm, uint32_t fields);
 void bus_history_vm_updated(BusHistory *bh, const Vm *vm, const char *old_hash, const char *new_hash);
 void bus_history_update_failed(BusHistory *bh, const Vm *vm, const char *target, const char *reason);
 
+/* Replies to a GetHistory(u limit) call with the entries of that kind (and
+ * subject, unless NULL) as a(tssssssst), newest first, limit 0 = all: the
+ * body of Updater.GetHistory once that interface exists. */
+int bus_history_reply(sd_bus_message *msg, BusHistory *bh, HistoryKind kind, const char *subject, uint32_t limit);
+
 /* Vm.GetHistory(u limit) -> a(tssssssst), newest first, 0 = all. */
 int bus_history_method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error);
