@@ -208,7 +208,7 @@ class Browser:
         r = json.loads(line)
         if not r['ok']:
             raise AssertionError('%s\n--- browser log ---\n%s' % (r['error'], self.log_text()[-3000:]))
-        return r['result']
+        return r.get('result')  # undefined in the page: no member
 
     def cmd(self, cmd, **kw):
         kw['cmd'] = cmd
@@ -294,7 +294,7 @@ def dom_and_values(b):
 # ---------------------------------------------------------------------------
 
 def test_root_sees_vm_sets_env_and_follows_changes(page):
-    env, cockpit, b = page()
+    env, cockpit, b = page(poll_sec=1)
     hash_ = env.get('ComposeHash')
     b.wait_text('#vm-state', 'running')
     b.wait_text('#vm-compose-hash', hash_)
@@ -328,26 +328,33 @@ def test_root_sees_vm_sets_env_and_follows_changes(page):
     assert 'SetEnv' not in cockpit.log_text() or secret not in cockpit.log_text()
     b.screenshot('root-env-set')
 
-    # A change at the Platform API: the page follows the state live (no reload).
+    # A change at the Platform API: the daemon's own poll applies it and the
+    # page follows every state on the way, live (no click, no reload).
+    b.eval('window.__states = []; new MutationObserver(() => window.__states.push('
+           'document.getElementById("vm-state").textContent)).observe(document.getElementById("vm-state"), '
+           '{childList: true, characterData: true, subtree: true})')
     env.api.patch_doc(compose_content=NEW_COMPOSE)
     new_hash = env.expected_hash()
-    b.eval('window.__marker = 1')
-    b.click('#vm-update')
-    b.wait_text('#vm-state', 'running')
-    b.wait_text('#vm-compose-hash', new_hash)
     env.w.wait_signal('VmUpdated', since=mark, cond=lambda a: a[1] == new_hash)
-    b.wait_alert('vm-update', 'Update the VM: done.')
-    # The history table follows: newest first, the deploy by the page's user.
+    b.wait_text('#vm-compose-hash', new_hash)
+    b.wait_text('#vm-state', 'running')
+    states = b.eval('window.__states')
+    assert set(states) & {'creating', 'updating', 'starting', 'stopping'}, states
+    # The history table follows: newest first, the deploy by the poll.
     b.wait('document.querySelectorAll("#history-rows tr[data-action=deploy]").length === 2')
     first = b.text('#history-rows tr')
-    assert new_hash[:12] in first and 'uid 0 (cockpit-bridge)' in first, first
-    assert b.eval('window.__marker') == 1, 'the page was reloaded'
+    assert new_hash[:12] in first and hash_[:12] in first and 'poll' in first, first
+    b.screenshot('root-after-api-change')
 
-    # An operator Stop from elsewhere (the bus) shows up live too.
-    assert env.vm_call('Stop').ok
+    # Stop from the page: the operator is the page's user.
+    b.click('#vm-stop')
+    b.wait_alert('vm-stop', 'Stop the VM: done.')
     b.wait_text('#vm-state', 'stopped')
     b.wait('document.querySelector("#history-rows tr").dataset.action === "stop"')
-    b.screenshot('root-after-api-change-and-stop')
+    assert 'uid 0 (cockpit-bridge)' in b.text('#history-rows tr')
+    assert env.get('State') == 'stopped'
+    assert b.eval('window.__states') is not None, 'the page was reloaded'
+    b.screenshot('root-stopped')
     assert SECRET not in dom_and_values(b)
 
 
@@ -363,6 +370,11 @@ def test_settings_and_logs_as_root(page):
     b.click('#settings-save')
     b.wait_alert('settings', 'Cannot change the settings:')
     assert 'ApiUrl' in b.text('#alerts [data-action="settings"]')
+    # Update with nothing to change: done, and recorded with who asked.
+    b.click('#vm-update')
+    b.wait_alert('vm-update', 'Update the VM: done.')
+    b.wait('document.querySelector("#history-rows tr").dataset.action === "update"')
+    assert 'uid 0 (cockpit-bridge)' in b.text('#history-rows tr')
     b.click('#logs-show')
     b.wait('!document.getElementById("logs-text").hidden')
     b.screenshot('root-settings-and-logs')
