@@ -353,7 +353,11 @@ static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         return 0;
 }
 
-enum { VM_OPT_FORCE = 1 << 0, VM_OPT_LOGS = 1 << 1 };
+static int vm_history(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        return ctl_vm_history(bus, vm->path, a->lines);
+}
+
+enum { VM_OPT_FORCE = 1 << 0, VM_OPT_LOGS = 1 << 1, VM_OPT_LINES = 1 << 2 };
 
 static const struct {
         const char *verb;
@@ -367,7 +371,8 @@ static const struct {
         { "start", vm_start, 0, "start [NAME]" },
         { "stop", vm_stop, 0, "stop [NAME]" },
         { "restart", vm_restart, 0, "restart [NAME]" },
-        { "logs", vm_logs, VM_OPT_LOGS, "logs [-n N] [--channel serial|stdout|stderr] [NAME]" },
+        { "logs", vm_logs, VM_OPT_LOGS | VM_OPT_LINES, "logs [-n N] [--channel serial|stdout|stderr] [NAME]" },
+        { "history", vm_history, VM_OPT_LINES, "history [-n N] [NAME]" },
 };
 
 static int parse_lines(const char *s, unsigned *ret) {
@@ -396,7 +401,7 @@ static int parse_vm_args(int argc, char **argv, unsigned allowed, const char *us
         while ((c = getopt_long(argc, argv, ":qn:", options, NULL)) >= 0) {
                 if (ctl_common_option(c))
                         continue;
-                unsigned need = c == ARG_FORCE ? VM_OPT_FORCE : c == 'n' || c == ARG_CHANNEL ? VM_OPT_LOGS : 0;
+                unsigned need = c == ARG_FORCE ? VM_OPT_FORCE : c == 'n' ? VM_OPT_LINES : c == ARG_CHANNEL ? VM_OPT_LOGS : 0;
                 if (need == 0)
                         return ctl_option_error(c, argv);
                 if (!(allowed & need)) {

@@ -99,6 +99,9 @@ void vm_info_print_summary(const VmInfo *vm);
  * and returns; else waits, showing the Vm's state changes on stderr if a tty. */
 int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *what);
 
+/* ctl-history.c: Vm.GetHistory as a table, newest first, or --json. */
+int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit);
+
 /* argv[0] is the verb's name, as getopt expects; config gets what follows it. */
 int verb_status(sd_bus *bus, int argc, char **argv);
 int verb_config(sd_bus *bus, int argc, char **argv);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "daemon/audit.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
@@ -192,7 +193,7 @@ static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = commit(m, c, error);
         if (r < 0)
                 return r;
-        log_info("Env value '%s' set.", key);
+        audit_log(msg, "set env value", key);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -225,7 +226,7 @@ static int method_remove_env(sd_bus_message *msg, void *userdata, sd_bus_error *
         r = commit(m, c, error);
         if (r < 0)
                 return r;
-        log_info("Env value '%s' removed.", key);
+        audit_log(msg, "removed env value", key);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -251,7 +252,7 @@ static int method_get_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 r = sd_bus_message_append(reply, "s", value);
         if (r < 0)
                 return r;
-        log_info("Env value '%s' read by %s.", key, strempty(sd_bus_message_get_sender(msg)));
+        audit_log(msg, "read env value", key);
         return sd_bus_send(NULL, reply, NULL);
 }
 
@@ -336,7 +337,9 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         r = commit(m, TAKE_PTR(c), error);
         if (r < 0)
                 return r;
-        log_info("Settings changed by %s.", strempty(sd_bus_message_get_sender(msg)));
+        g_autofree gpointer *names = g_hash_table_get_keys_as_array(seen, NULL);
+        g_autofree char *keys = g_strjoinv(", ", (char **) names);
+        audit_log(msg, "changed settings", keys);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -365,7 +368,7 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_INVALID_CONFIG,
                                          "Config file is invalid and was not loaded: %s", why);
-        log_info("Configuration reloaded.");
+        audit_log(msg, "reloaded the configuration", NULL);
         return sd_bus_reply_method_return(msg, NULL);
 }
 

@@ -155,6 +155,10 @@ static int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot request %s: %m", LAUNCHER_BUS_NAME);
 
+        r = bus_history_new(m, &m->history);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the history: %m");
+
         ReconcilerEvents ev = bus_vm_events;
         ev.userdata = m;
         r = reconciler_new(m->event, m->settings, m->state_dir, &ev, &m->reconciler);
@@ -180,6 +184,7 @@ static void manager_free(Manager *m) {
         /* Pending authorizations and operations hold bus slots: drop them before the bus. */
         bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
+        bus_history_free(m->history);
         polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);

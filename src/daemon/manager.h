@@ -6,6 +6,7 @@
 
 #include "core/reconciler.h"
 #include "core/settings.h"
+#include "daemon/bus-history.h"
 #include "daemon/polkit.h"
 
 #define LAUNCHER_BUS_NAME "org.platform.Launcher1"
@@ -23,6 +24,7 @@ typedef struct Manager {
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
         GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
+        BusHistory *history;  /* bus-history.c */
 } Manager;
 
 /* bus-config.c */
