@@ -61,6 +61,20 @@ def run_on_pty(bus, *args, timeout=20):
     return p.returncode, p.stdout.read(), out.decode().replace('\r\n', '\n')
 
 
+def screen_lines(err):
+    """What a terminal shows at the end: each line as last redrawn (after its
+    last carriage return), without colour and line-clearing escapes, and
+    without the elapsed-time suffix " (N s)" platformctl redraws each second."""
+    import re
+    out = []
+    for line in err.split('\n'):
+        line = re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', line.split('\r')[-1])
+        line = re.sub(r' \(\d+ s\)$', '', line)
+        if line:
+            out.append(line)
+    return out
+
+
 class Monitor:
     """platformctl monitor as a subprocess; lines read with a bounded wait."""
 

@@ -86,7 +86,8 @@ class Vm(dbus.service.Object):
 
     @staticmethod
     def typed(props):
-        return {k: WRAP[VM_TYPES[k]](v) for k, v in props.items()}
+        # A property the XML does not have yet (Operation, Progress) by its value's type.
+        return {k: WRAP[VM_TYPES.get(k, 's' if isinstance(v, str) else 'u')](v) for k, v in props.items()}
 
     def set(self, props):
         changed = self.typed(props)

@@ -1,37 +1,147 @@
 # SPDX-License-Identifier: Apache-2.0
 """`meson install` puts every file where a distribution expects it."""
 import os
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
+import pytest
+
 import harness as H
+from conftest import require_root
 
 EXPECTED = [
     'usr/libexec/platform-launcherd',
     'usr/bin/platformctl',
+    'usr/bin/platform',
     'usr/share/dbus-1/system.d/org.platform.Launcher1.conf',
     'usr/share/dbus-1/system-services/org.platform.Launcher1.service',
-    'usr/share/dbus-1/interfaces/org.platform.Launcher1.Config.xml',
     'usr/share/polkit-1/actions/org.platform.launcher1.policy',
+    'usr/share/doc/platform-launcher/50-platform-launcher.rules.example',
+    'usr/share/doc/platform-launcher/config.json.example',
     'usr/lib/systemd/system/platform-launcher.service',
+    'usr/share/bash-completion/completions/platformctl',
+    'usr/share/man/man1/platformctl.1',
+    'usr/share/man/man8/platform-launcherd.8',
+    'usr/share/man/man5/org.platform.Launcher1.5',
+    'usr/share/man/man5/platform-launcher.conf.5',
 ]
 
 
-def test_install_layout(tmp_path):
-    build = tmp_path / 'build'
-    subprocess.run(['meson', 'setup', str(build), H.SOURCE_DIR, '--prefix=/usr',
-                    '-Dsystemdsystemunitdir=/usr/lib/systemd/system'], check=True, capture_output=True)
-    subprocess.run(['meson', 'compile', '-C', str(build)], check=True, capture_output=True)
-    dest = tmp_path / 'dest'
-    subprocess.run(['meson', 'install', '-C', str(build), '--no-rebuild', '--destdir', str(dest)], check=True,
-                   capture_output=True)
+def meson_install(dest, build, *setup_args):
+    def run(argv):
+        p = subprocess.run(argv, capture_output=True, text=True)
+        assert p.returncode == 0, '%s\n%s%s' % (' '.join(argv), p.stdout[-3000:], p.stderr[-3000:])
+        return p.stdout
+    out = run(['meson', 'setup', str(build), H.SOURCE_DIR] + list(setup_args))
+    run(['meson', 'compile', '-C', str(build), 'platform-launcherd', 'platformctl'])
+    run(['meson', 'install', '-C', str(build), '--destdir', str(dest)])
+    return out
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    """One packaging build, as a distribution runs it (README, "Packaging")."""
+    tmp = tmp_path_factory.mktemp('install')
+    dest = tmp / 'dest'
+    meson_install(dest, tmp / 'build', '--prefix=/usr', '-Dsystemdsystemunitdir=/usr/lib/systemd/system',
+                  '-Dbuildtype=release')
+    return dest
+
+
+def test_install_layout(installed):
+    dest = installed
     for rel in EXPECTED:
         assert (dest / rel).exists(), rel
+    for xml in os.listdir(os.path.join(H.SOURCE_DIR, 'dbus')):
+        if xml.endswith('.xml'):
+            assert (dest / 'usr/share/dbus-1/interfaces' / xml).exists(), xml
+    assert os.readlink(dest / 'usr/bin/platform') == 'platformctl'
     unit = (dest / 'usr/lib/systemd/system/platform-launcher.service').read_text()
     assert 'ExecStart=/usr/libexec/platform-launcherd\n' in unit
     assert 'BusName=org.platform.Launcher1\n' in unit and 'Type=dbus\n' in unit
     activation = (dest / 'usr/share/dbus-1/system-services/org.platform.Launcher1.service').read_text()
     assert 'Exec=/bin/false' in activation and 'SystemdService=platform-launcher.service' in activation
+
+
+def test_default_prefix_puts_bus_and_polkit_files_where_they_are_read(tmp_path):
+    """With the default prefix (/usr/local) the bus and polkit files still go
+    where dbus-daemon and polkitd look: the directories come from pkg-config."""
+    for pc in ('dbus-1', 'polkit-gobject-1'):
+        if subprocess.run(['pkg-config', '--exists', pc]).returncode != 0:
+            pytest.skip('%s.pc not installed (libdbus-1-dev, libpolkit-gobject-1-dev)' % pc)
+    dest = tmp_path / 'dest'
+    meson_install(dest, tmp_path / 'build')
+    assert (dest / 'usr/share/dbus-1/system.d/org.platform.Launcher1.conf').exists()
+    assert (dest / 'usr/share/dbus-1/system-services/org.platform.Launcher1.service').exists()
+    assert (dest / 'usr/share/polkit-1/actions/org.platform.launcher1.policy').exists()
+    assert (dest / 'usr/local/bin/platformctl').exists()
+
+
+def system_conf_over(dest, with_project_dirs=True):
+    """/usr/share/dbus-1/system.conf as the distribution ships it, with only
+    what a test cannot do removed (user switch, fork, pid file, syslog, the
+    setuid activation helper, the host's /etc) and its relative
+    <includedir>system.d</includedir> and the service dirs pointed into the
+    installed tree: the same includes the real bus reads."""
+    with open('/usr/share/dbus-1/system.conf') as f:
+        text = f.read()
+    text = re.sub(r'<!--.*?-->', '', text, flags=re.S)
+    for tag in (r'<user>[^<]*</user>', r'<fork/>', r'<pidfile>[^<]*</pidfile>', r'<syslog/>',
+                r'<servicehelper>[^<]*</servicehelper>', r'<standard_system_servicedirs/>',
+                r'<include [^>]*>[^<]*</include>', r'<includedir>/etc/[^<]*</includedir>'):
+        text, n = re.subn(tag, '', text)
+        assert n or 'include' in tag, tag
+    text = re.sub(r'<listen>[^<]*</listen>', '<listen>unix:path={socket}</listen>', text)
+    share = os.path.join(str(dest), 'usr/share/dbus-1')
+    if with_project_dirs:
+        text, n = re.subn(r'<includedir>system.d</includedir>',
+                          '<includedir>%s/system.d</includedir>\n'
+                          '<servicedir>%s/system-services</servicedir>' % (share, share), text)
+        assert n == 1
+    else:
+        text = text.replace('<includedir>system.d</includedir>', '')
+    # Keep harness.BUS_CONFIG's format() placeholders as the only braces.
+    return text.replace('{', '{{').replace('}', '}}').replace('{{socket}}', '{socket}')
+
+
+class InstalledBus(H.PrivateBus):
+    def __init__(self, workdir, procs, config):
+        super().__init__(workdir, procs)
+        self.config = config
+
+    def start(self, timeout=H.DEFAULT_TIMEOUT):
+        saved, H.BUS_CONFIG = H.BUS_CONFIG, self.config
+        try:
+            return super().start(timeout)
+        finally:
+            H.BUS_CONFIG = saved
+
+
+def test_installed_daemon_owns_its_name_on_the_real_bus_configuration(installed, harness):
+    require_root('a system bus with a root-owned name')
+    dest = installed
+    harness.bus = InstalledBus(harness.workdir, harness.procs, system_conf_over(dest)).start()
+    names = harness.bus.call('org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+                             'ListActivatableNames')
+    assert H.DAEMON_NAME in names.result[0], names
+    d = harness.daemon(config={'env': {}}, binary=str(dest / 'usr/libexec/platform-launcherd'))
+    assert harness.bus.name_owner(H.DAEMON_NAME)
+    p = H.run_tool(harness.bus, [str(dest / 'usr/bin/platformctl'), 'config', 'show'])
+    assert p.returncode == 0 and 'VMM URL' in p.stdout, p
+    d.stop()
+
+
+def test_without_the_installed_policy_the_daemon_cannot_own_its_name(installed, harness):
+    """The check above is not vacuous: the stock system.conf alone refuses the name."""
+    require_root('a system bus with a root-owned name')
+    dest = installed
+    harness.bus = InstalledBus(harness.workdir, harness.procs, system_conf_over(dest, False)).start()
+    d = harness.daemon(config={'env': {}}, binary=str(dest / 'usr/libexec/platform-launcherd'), start=False)
+    d.start(wait=False)
+    assert d.proc.wait(timeout=H.DEFAULT_TIMEOUT) != 0
+    assert 'not allowed to own' in d.log_text() or 'Cannot own' in d.log_text(), d.log_text()
+    d.proc = None
 
 
 def test_policy_has_all_six_actions():

@@ -8,13 +8,14 @@ reconciler. test_platformctl_live.py runs the commands against the real daemon.
 """
 import json
 import os
+import signal
 import subprocess
 import time
 
 import pytest
 
 import harness as H
-from ctl_helpers import PLATFORMCTL, Monitor, ctl, fields, one_line_error, run_on_pty
+from ctl_helpers import PLATFORMCTL, Monitor, ctl, fields, one_line_error, run_on_pty, screen_lines
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fake_launcher.py')
 FAKE_IFACE = 'org.platform.Launcher1.Fake'
@@ -205,7 +206,8 @@ def test_operation_calls_method_and_waits(vm, bus, verb, method):
     p = ctl(bus, 'vm', verb)
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 >= 0.3, 'returned before the reply'
-    assert p.stdout == '' and p.stderr == '', p
+    # Not a terminal: one line per step.
+    assert p.stdout == '' and p.stderr == 'running\n', p
     calls = vm.calls()
     assert [c['method'] for c in calls] == [method]
     assert calls[0]['no_reply'] is False
@@ -255,7 +257,9 @@ ERRORS = [
 def test_operation_errors_one_line(vm, bus, name, message, code):
     vm.script('Update', [{'props': {'State': 'updating'}}, {'error': [name, message]}])
     p = ctl(bus, 'vm', 'update')
-    one_line_error(p, code, 'Failed to update validator_vm: ' + message)
+    # The step line, then the error on one line.
+    assert p.returncode == code, p
+    assert p.stderr.splitlines() == ['updating', 'Failed to update validator_vm: ' + message], p
 
 
 def test_error_without_message(vm, bus):
@@ -283,7 +287,7 @@ def test_progress_on_a_terminal(vm, bus):
     rc, out, err = run_on_pty(bus, 'vm', 'update')
     assert rc == 0, err
     assert out == ''
-    assert err.splitlines() == [
+    assert screen_lines(err) == [
         'updating: creating the new VM',
         'updating: starting vm-5678',
         'running',
@@ -296,17 +300,54 @@ def test_progress_then_error_on_a_terminal(vm, bus):
                        {'error': ['org.platform.Launcher1.Error.Failed', 'StopVm failed: VM not found: vm-1234']}])
     rc, _, err = run_on_pty(bus, 'vm', 'stop')
     assert rc == 1
-    assert err.splitlines() == ['stopping', 'Failed to stop validator_vm: StopVm failed: VM not found: vm-1234'], err
+    assert screen_lines(err) == ['stopping', 'Failed to stop validator_vm: StopVm failed: VM not found: vm-1234'], err
 
 
-def test_no_progress_when_quiet_or_not_a_terminal(vm, bus):
+def test_no_progress_when_quiet_one_line_per_step_when_not_a_terminal(vm, bus):
     steps = [{'props': {'State': 'starting'}}, {'props': {'State': 'running'}}]
     vm.script('Start', steps)
     rc, _, err = run_on_pty(bus, '-q', 'vm', 'start')
     assert rc == 0 and err == '', err
     vm.set_vm(State='stopped')
+    vm.script('Start', [{'props': {'State': 'starting', 'StateReason': 'booting: 1 s of 60 s'}},
+                        {'props': {'StateReason': 'booting: 2 s of 60 s'}},
+                        {'props': {'State': 'running', 'StateReason': ''}}])
     p = ctl(bus, 'vm', 'start')
-    assert p.returncode == 0 and p.stderr == '', p
+    # The launcher's own counter does not make a new step.
+    assert p.returncode == 0 and p.stderr == 'starting: booting: 1 s of 60 s\nrunning\n', p
+
+
+def test_terminal_shows_elapsed_time_of_a_step(vm, bus):
+    vm.script('Stop', [{'props': {'State': 'stopping', 'StateReason': 'stopping the old VM'}}, {'delay': 2.5},
+                       {'props': {'State': 'stopped', 'StateReason': ''}}])
+    rc, _, err = run_on_pty(bus, 'vm', 'stop')
+    assert rc == 0, err
+    assert '\rstopping: stopping the old VM (2 s)\x1b[K' in err, repr(err)
+    assert screen_lines(err) == ['stopping: stopping the old VM', 'stopped'], repr(err)
+
+
+def test_terminal_keeps_the_launchers_own_deadline(vm, bus):
+    vm.script('Stop', [{'props': {'State': 'stopping', 'StateReason': 'stopping the old VM: 1 s of 60 s'}},
+                       {'delay': 1.2},
+                       {'props': {'StateReason': 'stopping the old VM: 2 s of 60 s', 'Operation': 'stop-graceful',
+                                  'Progress': 40}},
+                       {'delay': 1.2},
+                       {'props': {'State': 'stopped', 'StateReason': '', 'Operation': ''}}])
+    rc, _, err = run_on_pty(bus, 'vm', 'stop')
+    assert rc == 0, err
+    assert '\rstopping: stopping the old VM: 2 s of 60 s [40%]\x1b[K' in err, repr(err)
+    assert ' s of 60 s (' not in err, repr(err)
+
+
+def test_ctrl_c_leaves_the_operation_running(vm, bus):
+    vm.script('Stop', [{'props': {'State': 'stopping'}}, {'delay': 30}])
+    p = subprocess.Popen([PLATFORMCTL, 'vm', 'stop'], env=bus.env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr.readline() == 'stopping\n'
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 130
+    assert err == 'The operation continues; follow it with platformctl monitor.\n', err
 
 
 def test_progress_ignores_other_vms(fake, bus):
@@ -320,7 +361,7 @@ def test_progress_ignores_other_vms(fake, bus):
     rc, _, err = run_on_pty(bus, 'vm', 'start', 'validator_vm')
     p.wait(10)
     assert rc == 0
-    assert err.splitlines() == ['starting', 'running'], err
+    assert screen_lines(err) == ['starting', 'running'], err
 
 
 # --- logs -----------------------------------------------------------------
@@ -344,8 +385,8 @@ USAGE = [
     (('vm', 'logs', '--channel'), "Option '--channel' needs an argument."),
     (('vm', 'update', '--bogus'), "Unknown option '--bogus'."),
     (('vm', 'start', '-x'), "Unknown option '-x'."),
-    (('vm', 'status', '--force'), 'Usage: platformctl vm status [NAME]'),
-    (('vm', 'update', '-n', '5'), 'Usage: platformctl vm update [--force] [NAME]'),
+    (('vm', 'status', '--force'), "--force applies to 'vm update' only."),
+    (('vm', 'update', '-n', '5'), "--lines and --channel apply to 'vm logs' only."),
     (('vm', 'stop', 'a', 'b'), 'Usage: platformctl vm stop [NAME]'),
     (('vm', 'frobnicate'), "Unknown vm command 'frobnicate'."),
     (('monitor', 'now'), 'Usage: platformctl monitor'),
