@@ -67,8 +67,6 @@ void ctl_help(const char *group);
 /* Prints "<what>: <bus error message>" on one line; returns the exit status for it. */
 int ctl_bus_error(const char *what, const sd_bus_error *error, int r);
 
-/* Connects to the system bus (or over SSH with -H). */
-int ctl_connect(sd_bus **ret);
 
 /* ctl-json.c: D-Bus values as JSON (variants unwrapped, dicts as objects,
  * structs as arrays, 64-bit integers as JSON integers). */

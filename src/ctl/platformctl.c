@@ -164,7 +164,7 @@ static int check_connection(sd_bus *bus) {
         return 0; /* any other answer: the launcher is there; the verb reports its own errors */
 }
 
-int ctl_connect(sd_bus **ret) {
+static int connect_bus(sd_bus **ret, bool needs_launcher) {
         sd_bus *bus = NULL;
         int r = arg.host ? sd_bus_open_system_remote(&bus, arg.host) : sd_bus_open_system(&bus);
         if (r < 0) {
@@ -175,7 +175,7 @@ int ctl_connect(sd_bus **ret) {
                 return -EX_UNAVAILABLE;
         }
         (void) sd_bus_set_allow_interactive_authorization(bus, arg.ask_password);
-        r = check_connection(bus);
+        r = needs_launcher ? check_connection(bus) : 0;
         if (r < 0) {
                 sd_bus_flush_close_unref(bus);
                 return r;
@@ -289,11 +289,12 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
 static const struct {
         const char *name;
         int (*run)(sd_bus *bus, int argc, char **argv);
+        bool needs_launcher;  /* monitor also waits for the launcher to come */
 } verbs[] = {
-        { "status", verb_status },
-        { "config", verb_config },
-        { "vm", verb_vm },
-        { "monitor", verb_monitor },
+        { "status", verb_status, true },
+        { "config", verb_config, true },
+        { "vm", verb_vm, true },
+        { "monitor", verb_monitor, false },
 };
 
 /* The Rust launcher's CLI, installed as "platform" (a symlink to platformctl):
@@ -369,7 +370,7 @@ static int run(int argc, char *argv[]) {
                         return EX_USAGE;
                 }
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-                r = ctl_connect(&bus);
+                r = connect_bus(&bus, verbs[k].needs_launcher);
                 if (r < 0)
                         return -r;
                 if (verbs[k].run == verb_config)

@@ -461,3 +461,24 @@ def test_monitor_sees_launcher_go_and_come(fake, bus, harness):
     FakeLauncher(bus).add_vm('validator_vm', State='pending')
     assert m.line().endswith(' vm validator_vm: added org.platform.Launcher1.Vm')
     assert m.stop() == 0
+
+
+@pytest.mark.parametrize('state,code', [('running', 0), ('pending', 0), ('updating', 0), ('blocked', 78),
+                                        ('failed', 78), ('stopped', 78)])
+def test_status_exit_code_like_systemctl_is_active(vm, bus, state, code):
+    vm.set_vm(State=state)
+    assert ctl(bus, 'status').returncode == code
+    p = ctl(bus, 'status', '--json')
+    assert p.returncode == code and json.loads(p.stdout)['Vms'][0]['State'] == state
+
+
+def test_monitor_prints_times_as_times(vm, bus, harness):
+    m = Monitor(harness, bus)
+    t = 1767225600 * 1000000     # 2026-01-01 00:00:00 UTC
+    vm.set_vm(LastCheckTimestamp=t, UpdateCount=3)
+    line = m.line()
+    stamp = time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(t / 1e6))
+    assert 'vm validator_vm: ' in line and ' UpdateCount=3' in line, line
+    assert ' LastCheckTimestamp="%s"' % stamp in line, line
+    assert str(t) not in line
+    assert m.stop() == 0
