@@ -170,3 +170,39 @@ def test_systemd_verifies_the_unit(tmp_path):
     p = subprocess.run(['systemd-analyze', 'verify', str(path)], capture_output=True, text=True)
     problems = [line for line in p.stderr.splitlines() if 'platform-launcher.service' in line]
     assert not problems, p.stderr
+
+
+MAN_PAGES = ['platformctl.1', 'platform-launcherd.8', 'platform-launcher.conf.5', 'org.platform.Launcher1.5']
+
+
+@pytest.mark.parametrize('page', MAN_PAGES)
+def test_man_page_renders_without_warnings(page):
+    path = os.path.join(H.BUILD_DIR, 'man', page)
+    assert os.path.exists(path), 'not built (scdoc missing?): ' + path
+    env = dict(os.environ, LC_ALL='C.UTF-8', MANWIDTH='80')
+    p = subprocess.run(['groff', '-man', '-Tutf8', '-ww', '-z', path], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stderr == '', p.stderr
+    p = subprocess.run(['man', '--warnings', '-E', 'UTF-8', '-l', path], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stderr == '', p.stderr
+    assert 'NAME' in p.stdout and 'SEE ALSO' in p.stdout
+
+
+def test_bus_api_man_page_names_every_member_and_action():
+    """org.platform.Launcher1(5) keeps up with the interface XML and the policy."""
+    text = open(os.path.join(H.SOURCE_DIR, 'man', 'org.platform.Launcher1.5.scd')).read()
+    for xml in ('org.platform.Launcher1.Config.xml', 'org.platform.Launcher1.Vm.xml'):
+        root = ET.parse(os.path.join(H.SOURCE_DIR, 'dbus', xml)).getroot()
+        for kind in ('property', 'method', 'signal'):
+            for el in root.iter(kind):
+                assert '*%s*' % el.get('name') in text, (xml, kind, el.get('name'))
+    policy = ET.parse(os.path.join(H.SOURCE_DIR, 'polkit', 'org.platform.launcher1.policy')).getroot()
+    for a in policy.findall('action'):
+        assert a.get('id') in text, a.get('id')
+
+
+def test_platformctl_man_page_names_every_command():
+    text = open(os.path.join(H.SOURCE_DIR, 'man', 'platformctl.1.scd')).read()
+    help_text = subprocess.run([os.path.join(H.BUILD_DIR, 'src', 'ctl', 'platformctl'), '--help'],
+                               capture_output=True, text=True).stdout
+    for m in re.finditer(r'^  (vm|config) ([a-z-]+)', help_text, re.M):
+        assert '*%s %s*' % (m.group(1), m.group(2)) in text, m.group(0)
