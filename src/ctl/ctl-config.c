@@ -22,6 +22,7 @@ void config_info_clear(ConfigInfo *i) {
         g_free(i->update_strategy);
         g_free(i->config_path);
         g_free(i->config_error);
+        g_free(i->metrics_path);
         g_strfreev(i->env_keys);
         g_strfreev(i->required_env);
         g_strfreev(i->missing_env);
@@ -35,6 +36,7 @@ static int read_one(sd_bus_message *reply, const char *name, ConfigInfo *i) {
                 { "UpdateStrategy", offsetof(ConfigInfo, update_strategy), 's' },
                 { "ConfigPath", offsetof(ConfigInfo, config_path), 's' },
                 { "ConfigError", offsetof(ConfigInfo, config_error), 's' },
+                { "MetricsPath", offsetof(ConfigInfo, metrics_path), 's' },
                 { "PollIntervalUSec", offsetof(ConfigInfo, poll_interval_usec), 't' },
                 { "StopTimeoutUSec", offsetof(ConfigInfo, stop_timeout_usec), 't' },
                 { "EnvKeys", offsetof(ConfigInfo, env_keys), 'a' },
@@ -111,7 +113,7 @@ void config_info_add_json(JsonBuilder *b, const ConfigInfo *i) {
         struct { const char *k, *v; } strs[] = {
                 { "ApiUrl", i->api_url }, { "VmmUrl", i->vmm_url }, { "GuestVmmUrl", i->guest_vmm_url },
                 { "UpdateStrategy", i->update_strategy }, { "ConfigPath", i->config_path },
-                { "ConfigError", i->config_error },
+                { "ConfigError", i->config_error }, { "MetricsPath", i->metrics_path },
         };
         for (size_t k = 0; k < ELEMENTSOF(strs); k++) {
                 json_builder_set_member_name(b, strs[k].k);
@@ -158,6 +160,7 @@ void config_info_print(const ConfigInfo *i) {
         printf(" Update strategy: %s\n", i->update_strategy);
         printf("        Env keys: %s\n", keys);
         printf("    Required env: %s\n", req);
+        printf("         Metrics: %s\n", isempty(i->metrics_path) ? "(off)" : i->metrics_path);
         printf("     Config file: %s\n", i->config_path);
 }
 

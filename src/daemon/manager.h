@@ -6,6 +6,7 @@
 
 #include "core/reconciler.h"
 #include "core/settings.h"
+#include "daemon/metrics.h"
 #include "daemon/polkit.h"
 
 #define LAUNCHER_BUS_NAME "org.platform.Launcher1"
@@ -22,6 +23,7 @@ typedef struct Manager {
         char *runtime_dir;
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
+        Metrics *metrics;     /* between the reconciler and the bus layer */
 } Manager;
 
 /* bus-config.c */
