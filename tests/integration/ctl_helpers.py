@@ -21,6 +21,15 @@ def one_line_error(p, code, text):
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+def error_after_steps(p, code, text):
+    """A long operation that failed: its step lines (not a terminal: one per
+    step), then the error on one last line."""
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert lines and text in lines[-1], p.stderr
+    assert not any(line.startswith('Failed') for line in lines[:-1]), p.stderr
+
+
 def fields(stdout):
     """'   Label: value' lines as a dict."""
     out = {}
