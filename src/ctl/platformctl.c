@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <glib.h>
+
 #include "config.h"
 #include "ctl/ctl.h"
 #include "shared/bus-errors.h"
@@ -138,12 +140,15 @@ int ctl_bus_error(const char *what, const sd_bus_error *error, int r) {
         return EXIT_FAILURE;
 }
 
-/* sd-bus connects lazily (for -H, ssh runs only now): one Peer.Ping tells
- * an unreachable host, a bus without the launcher, and a working one apart. */
+/* sd-bus connects lazily (for -H, ssh runs only now): one property read
+ * tells an unreachable host, a bus without the launcher, and a working one
+ * apart, and activates the launcher where it is bus-activatable. (Not
+ * Peer.Ping: sd-bus answers that itself on some paths, without the launcher.) */
 static int check_connection(sd_bus *bus) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH, "org.freedesktop.DBus.Peer", "Ping",
-                                   &error, NULL, NULL);
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_get_property(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE,
+                                    "ConfigPath", &error, &reply, "s");
         if (r >= 0)
                 return 0;
         if (sd_bus_error_has_names(&error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
@@ -151,14 +156,17 @@ static int check_connection(sd_bus *bus) {
                         LAUNCHER_BUS_NAME, arg.host ? " of " : "", strempty(arg.host));
                 return -EX_UNAVAILABLE;
         }
-        if (arg.host && (!error.name || sd_bus_error_has_names(&error, SD_BUS_ERROR_NO_REPLY,
-                                                               SD_BUS_ERROR_DISCONNECTED))) {
+        /* A local failure (the connection, ssh) comes as "System.Error.E...", not from a peer. */
+        bool transport = !error.name || g_str_has_prefix(error.name, "System.Error.") || sd_bus_is_open(bus) <= 0 ||
+                         sd_bus_error_has_names(&error, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_DISCONNECTED);
+        if (transport && arg.host) {
                 fprintf(stderr, "Cannot reach the system bus of %s over SSH: %s\n", arg.host,
-                        error.message ?: strerror(-r));
+                        strerror(sd_bus_error_get_errno(&error) ?: -r));
                 return -EX_UNAVAILABLE;
         }
-        if (!error.name) {
-                fprintf(stderr, "Cannot connect to the system bus: %s\n", strerror(-r));
+        if (transport) {
+                fprintf(stderr, "Cannot connect to the system bus: %s\n",
+                        strerror(sd_bus_error_get_errno(&error) ?: -r));
                 return -EX_UNAVAILABLE;
         }
         return 0; /* any other answer: the launcher is there; the verb reports its own errors */
