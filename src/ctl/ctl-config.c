@@ -182,7 +182,7 @@ static int call(sd_bus *bus, const char *what, const char *method, sd_bus_messag
                 fprintf(stderr, "%s: %s\n", what, strerror(-r));
                 return EXIT_FAILURE;
         }
-        ctl_polkit_agent_open();
+        ctl_polkit_agent_open(bus);
         r = sd_bus_call(bus, m, 0, &error, ret_reply);
         if (r < 0)
                 return ctl_bus_error(what, &error, r);

@@ -288,7 +288,7 @@ int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const cha
         if (op.until_started)
                 op.progress = op.tty = false;
         uint64_t timeout = operation_timeout(bus);
-        ctl_polkit_agent_open();
+        ctl_polkit_agent_open(bus);
         int r = subscribe(bus, vm_path, &op);
         if (r >= 0)
                 r = follow(bus, m, timeout, &op);

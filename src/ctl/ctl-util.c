@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-login.h>
+
 #include "ctl/ctl.h"
 #include "shared/macro.h"
 
@@ -64,7 +66,10 @@ CtlColor ctl_state_color(const char *state) {
  * registered (it closes the notify fd), so the call that follows finds it. */
 static pid_t agent_pid;
 
-void ctl_polkit_agent_open(void) {
+/* polkitd gives a person this long to answer (polkit.c's interactive timeout is the daemon's). */
+#define CTL_INTERACTIVE_CALL_USEC (5 * 60 * USEC_PER_SEC)
+
+void ctl_polkit_agent_open(sd_bus *bus) {
         if (agent_pid > 0 || !arg.ask_password || arg.host || !isatty(STDIN_FILENO))
                 return;
         if (access(PKTTYAGENT, X_OK) < 0)
@@ -72,6 +77,14 @@ void ctl_polkit_agent_open(void) {
         int fds[2];
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return;
+        /* Like systemctl, "--fallback" (a graphical agent of the session wins)
+         * — but only inside a logind session: polkitd consults a fallback agent
+         * only after finding the caller's session (polkit 122,
+         * polkitbackendinteractiveauthority.c, get_authentication_agent_for_subject),
+         * so outside one (a container, su without a login) it would never ask. */
+        char *session = NULL;
+        bool fallback = sd_pid_get_session(0, &session) >= 0;
+        free(session);
         pid_t parent = getpid();
         pid_t pid = fork();
         if (pid < 0) {
@@ -87,11 +100,15 @@ void ctl_polkit_agent_open(void) {
                 if (dup2(fds[1], 3) < 0)
                         _exit(EXIT_FAILURE);
                 snprintf(fd, sizeof fd, "%d", 3);
-                execl(PKTTYAGENT, PKTTYAGENT, "--notify-fd", fd, "--fallback", (char *) NULL);
+                if (fallback)
+                        execl(PKTTYAGENT, PKTTYAGENT, "--notify-fd", fd, "--fallback", (char *) NULL);
+                else
+                        execl(PKTTYAGENT, PKTTYAGENT, "--notify-fd", fd, (char *) NULL);
                 _exit(EXIT_FAILURE);
         }
         close(fds[1]);
         agent_pid = pid;
+        (void) sd_bus_set_method_call_timeout(bus, CTL_INTERACTIVE_CALL_USEC);
         /* Bounded: an agent that cannot register must not hang the command. */
         struct pollfd p = { .fd = fds[0], .events = POLLIN };
         char c;

@@ -330,7 +330,7 @@ static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *text;
 
-        ctl_polkit_agent_open();
+        ctl_polkit_agent_open(bus);
         int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "GetLogs", &error, &reply,
                                    "su", a->channel, a->lines);
         if (r < 0)

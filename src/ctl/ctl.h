@@ -51,8 +51,9 @@ bool ctl_colors_enabled(void);
 /* The escape sequence, or "" when colour is off. */
 const char *ctl_color(CtlColor c);
 CtlColor ctl_state_color(const char *state);
-/* pkttyagent for interactive authorization, as systemctl runs it. */
-void ctl_polkit_agent_open(void);
+/* pkttyagent for interactive authorization, as systemctl runs it; while it
+ * runs, calls on bus may wait for a person typing a password. */
+void ctl_polkit_agent_open(sd_bus *bus);
 void ctl_polkit_agent_close(void);
 /* "30s", "500ms", "5min", "1h", "1d" (a plain number is seconds); ret_unit: the suffix used. */
 int ctl_parse_usec(const char *s, uint64_t *ret, const char **ret_unit);

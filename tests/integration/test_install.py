@@ -206,3 +206,40 @@ def test_platformctl_man_page_names_every_command():
                                capture_output=True, text=True).stdout
     for m in re.finditer(r'^  (vm|config) ([a-z-]+)', help_text, re.M):
         assert '*%s %s*' % (m.group(1), m.group(2)) in text, m.group(0)
+
+
+def unit_text():
+    return open(os.path.join(H.SOURCE_DIR, 'data', 'platform-launcher.service.in')).read().replace(
+        '@libexecdir@', '/usr/libexec')
+
+
+def unit_values(key):
+    return [line.split('=', 1)[1] for line in unit_text().splitlines() if line.startswith(key + '=')]
+
+
+def test_unit_orders_after_dstack_and_excludes_the_rust_launcher():
+    assert 'dstack-vmm.service' in ' '.join(unit_values('After')).split()
+    assert 'dstack-vmm.service' in ' '.join(unit_values('Wants')).split()
+    conflicts = ' '.join(unit_values('Conflicts')).split()
+    # The Rust launcher's names (validator-launcher: ansible/templates/validator-launcher.service.j2,
+    # ansible/install-updater.sh).
+    for name in ('validator-launcher.service', 'validator-launcher-updater.timer',
+                 'validator-launcher-updater.service'):
+        assert name in conflicts, name
+
+
+def test_unit_stop_timeout_covers_a_graceful_vm_stop():
+    """TimeoutStopSec leaves a VM operation in flight its graceful stop
+    (StopTimeoutUSec, 60 s by default) plus a margin."""
+    (value,) = unit_values('TimeoutStopSec')
+    assert value.endswith('s') and int(value[:-1]) >= 60 + 15, value
+
+
+def test_unit_exposure_stays_low(tmp_path):
+    path = tmp_path / 'platform-launcher.service'
+    path.write_text(unit_text())
+    p = subprocess.run(['systemd-analyze', 'security', '--offline=yes', str(path)], capture_output=True, text=True,
+                       cwd=str(tmp_path))
+    m = re.search(r'Overall exposure level for platform-launcher.service: ([0-9.]+)', p.stdout)
+    assert m, p.stdout[-2000:] + p.stderr
+    assert float(m.group(1)) <= 2.0, m.group(0)

@@ -3,6 +3,7 @@
 import json
 import os
 import select
+import signal
 import subprocess
 import time
 
@@ -334,3 +335,71 @@ def test_monitor_human_durations(daemon, bus, harness):
     assert line.endswith(' config: StopTimeoutUSec=90s\n'), line
     m.send_signal(2)
     assert m.wait(10) == 0
+
+
+def test_polkit_agent_on_a_terminal(daemon, bus, polkit):
+    """nobody at a terminal: platformctl runs pkttyagent, polkit asks it for an
+    admin password (as systemctl does); without a terminal or with
+    --no-ask-password nobody is asked and the answer is 77 at once."""
+    import fcntl
+    import pty
+    import termios
+    master, slave = pty.openpty()
+
+    def controlling_terminal():   # a login's terminal: pkttyagent opens /dev/tty
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    p = subprocess.Popen(H.as_user_argv('nobody', [PLATFORMCTL, 'config', 'set-env', 'AGENT_KEY', 'v']),
+                         env=bus.env(), stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    out = b''
+    deadline = time.monotonic() + 20
+    try:
+        while b'Password:' not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            elif p.poll() is not None:
+                break
+        assert b'AUTHENTICATING FOR org.platform.launcher1.configure' in out, out
+        assert b'Password:' in out, out
+        # The prompt is where this test ends: polkit-agent-helper-1 is setuid and
+        # answers polkitd on the host's system bus, never on this test's private one.
+        os.killpg(p.pid, signal.SIGTERM)
+        assert p.wait(10) != 0
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        os.close(master)
+    assert 'AGENT_KEY' not in daemon.get('EnvKeys')
+    # Not a terminal: no agent, no prompt.
+    q = ctl(bus, 'config', 'set-env', 'AGENT_KEY', 'v', user='nobody')
+    assert q.returncode == 77 and 'AUTHENTICATING' not in q.stderr + q.stdout, q
+    # A terminal but --no-ask-password: the same.
+    master, slave = pty.openpty()
+    q = subprocess.Popen(H.as_user_argv('nobody', [PLATFORMCTL, '--no-ask-password', 'config', 'set-env', 'AGENT_KEY',
+                                                   'v']),
+                         env=bus.env(), stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    out = b''
+    try:
+        while True:
+            if not select.select([master], [], [], 20)[0]:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert q.wait(10) == 77, out
+    finally:
+        if q.poll() is None:
+            q.kill()
+            q.wait()
+        os.close(master)
+    assert b'AUTHENTICATING' not in out and b'Interactive authentication required' in out, out
