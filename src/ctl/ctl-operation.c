@@ -334,7 +334,7 @@ int ctl_follow_config_change(sd_bus *bus, const char *what) {
                         streq(action, "update-in-place");
         g_autofree char *stop = ctl_format_usec_in(stop_timeout(bus), NULL);
 
-        if (!arg.quiet) {
+        if (!arg.quiet && !arg.json) {
                 if (busy)
                         printf("%s. The launcher is updating VM %s now (%s).\n", what, vm->name, state);
                 else if (streq(action, "recreate"))
@@ -353,7 +353,7 @@ int ctl_follow_config_change(sd_bus *bus, const char *what) {
                 fflush(stdout);
         }
         if (!replaces || arg.no_block) {
-                if (replaces && !arg.quiet)
+                if (replaces && !arg.quiet && !arg.json)
                         printf("Follow it with platformctl monitor or platformctl vm status.\n");
                 operation_done(&op);
                 return 0;
