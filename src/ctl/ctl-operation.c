@@ -146,7 +146,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 return sd_event_exit(op->event, 0);
         if (op->until_done) {
                 const char *state = op->state;
-                if (streq_ptr(state, "blocked") || streq_ptr(state, "failed")) {
+                if (g_strcmp0(state, "blocked") == 0 || g_strcmp0(state, "failed") == 0) {
                         op->exit_status = streq(state, "blocked") ? EX_CONFIG : EXIT_FAILURE;
                         return sd_event_exit(op->event, 0);
                 }
@@ -328,8 +328,8 @@ int ctl_follow_config_change(sd_bus *bus, const char *what) {
                 return 0; /* the change itself succeeded; the plan is advice */
         }
         const char *state = ctl_json_str(vm->props, "State");
-        bool busy = streq_ptr(state, "creating") || streq_ptr(state, "starting") || streq_ptr(state, "updating") ||
-                    streq_ptr(state, "stopping");
+        bool busy = g_strcmp0(state, "creating") == 0 || g_strcmp0(state, "starting") == 0 ||
+                    g_strcmp0(state, "updating") == 0 || g_strcmp0(state, "stopping") == 0;
         bool replaces = busy || streq(action, "create") || streq(action, "recreate") ||
                         streq(action, "update-in-place");
         g_autofree char *stop = ctl_format_usec_in(stop_timeout(bus), NULL);

@@ -35,7 +35,7 @@ bool ctl_colors_enabled(void) {
         else if (getenv("NO_COLOR"))
                 cached = false;
         else
-                cached = isatty(STDOUT_FILENO) && !streq_ptr(getenv("TERM"), "dumb");
+                cached = isatty(STDOUT_FILENO) && g_strcmp0(getenv("TERM"), "dumb") != 0;
         return cached;
 }
 
@@ -51,11 +51,11 @@ const char *ctl_color(CtlColor c) {
 }
 
 CtlColor ctl_state_color(const char *state) {
-        if (streq_ptr(state, "running"))
+        if (g_strcmp0(state, "running") == 0)
                 return CTL_COLOR_GREEN;
-        if (streq_ptr(state, "failed") || streq_ptr(state, "blocked"))
+        if (g_strcmp0(state, "failed") == 0 || g_strcmp0(state, "blocked") == 0)
                 return CTL_COLOR_RED;
-        if (streq_ptr(state, "stopped") || streq_ptr(state, "pending"))
+        if (g_strcmp0(state, "stopped") == 0 || g_strcmp0(state, "pending") == 0)
                 return CTL_COLOR_YELLOW;
         return CTL_COLOR_BOLD;
 }

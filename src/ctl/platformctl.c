@@ -63,22 +63,22 @@ static const char help_exit[] =
         "blocked, failed or stopped by the operator).\n";
 
 void ctl_help(const char *group) {
-        if (streq_ptr(group, "vm")) {
+        if (g_strcmp0(group, "vm") == 0) {
                 printf("platformctl [OPTIONS...] vm COMMAND [NAME]\n\n%s\n%s", help_vm, help_options);
                 return;
         }
-        if (streq_ptr(group, "config")) {
+        if (g_strcmp0(group, "config") == 0) {
                 printf("platformctl [OPTIONS...] config COMMAND ...\n\n%s\n%s", help_config, help_options);
                 return;
         }
-        if (streq_ptr(group, "status")) {
+        if (g_strcmp0(group, "status") == 0) {
                 printf("platformctl [OPTIONS...] status\n\n"
                        "Show the VM and the settings, problems first. Exits 78 when the VM is\n"
                        "blocked, failed or stopped by the operator, as systemctl is-active does.\n\n%s",
                        help_options);
                 return;
         }
-        if (streq_ptr(group, "monitor")) {
+        if (g_strcmp0(group, "monitor") == 0) {
                 printf("platformctl [OPTIONS...] monitor\n\n"
                        "Print the launcher's signals and state changes as they happen, one line\n"
                        "each (times as local time), until Ctrl-C.\n\n%s", help_options);
