@@ -299,8 +299,9 @@ static int config_set_env(sd_bus *bus, int argc, char **argv) {
                         return EX_DATAERR;
         } else
                 value = strdup(argv[1]);
+        CtlFollow *f = ctl_config_change_begin(bus);
         int r = call(bus, "Failed to set env value", "SetEnv", NULL, "ss", key, value);
-        return r ?: ctl_follow_config_change(bus, "Env value set");
+        return ctl_config_change_end(bus, f, r, "Env value set");
 }
 
 static int config_get_env(sd_bus *bus, const char *key) {
@@ -334,12 +335,17 @@ int verb_config(sd_bus *bus, int argc, char **argv) {
         if (streq(verb, "remove-env")) {
                 if ((r = need_args(n, 1, 1, "remove-env KEY")))
                         return r;
+                CtlFollow *f = ctl_config_change_begin(bus);
                 r = call(bus, "Failed to remove env value", "RemoveEnv", NULL, "s", a[0]);
-                return r ?: ctl_follow_config_change(bus, "Env value removed");
+                return ctl_config_change_end(bus, f, r, "Env value removed");
         }
-        if (streq(verb, "set-vmm-url"))
-                return need_args(n, 1, 1, "set-vmm-url URL") ?: set_setting(bus, "GuestVmmUrl", a[0]) ?:
-                        ctl_follow_config_change(bus, "Guest VMM URL set");
+        if (streq(verb, "set-vmm-url")) {
+                if ((r = need_args(n, 1, 1, "set-vmm-url URL")))
+                        return r;
+                CtlFollow *f = ctl_config_change_begin(bus);
+                r = set_setting(bus, "GuestVmmUrl", a[0]);
+                return ctl_config_change_end(bus, f, r, "Guest VMM URL set");
+        }
         if (streq(verb, "set"))
                 return need_args(n, 2, 2, "set SETTING VALUE") ?: set_setting(bus, a[0], a[1]);
         if (streq(verb, "reload"))

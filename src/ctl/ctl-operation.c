@@ -13,12 +13,17 @@
 #include "ctl/ctl.h"
 #include "shared/macro.h"
 
+/* How long a config change may take to set the VM in motion. */
+#define CTL_START_USEC (30 * USEC_PER_SEC)
+
 /* Exit status after Ctrl-C: the operation goes on in the launcher. */
 #define CTL_EXIT_INTERRUPTED 130
 
 typedef struct Operation {
         sd_event *event;
         sd_event_source *tick;
+        sd_event_source *start_deadline; /* until_done: the launcher must begin within this */
+        sd_bus_slot *slots[4];           /* the matches; op must not be called after it is gone */
         bool progress;       /* print one line per step on stderr */
         bool tty;            /* stderr is a terminal: redraw the step's line with its elapsed time */
         bool until_started;  /* --no-block: return at the first sign the launcher took the call up */
@@ -141,6 +146,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
         if (ctl_json_read(m, &changed) < 0 || !JSON_NODE_HOLDS_OBJECT(changed))
                 return 0;
         show_state(op, json_node_get_object(changed));
+        op->start_deadline = sd_event_source_disable_unref(op->start_deadline);
         /* Nothing changes before the call is authorized: a change is the launcher at work on it. */
         if (op->until_started)
                 return sd_event_exit(op->event, 0);
@@ -148,7 +154,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 const char *state = op->state;
                 if (g_strcmp0(state, "blocked") == 0 || g_strcmp0(state, "failed") == 0) {
                         op->exit_status = streq(state, "blocked") ? EX_CONFIG : EXIT_FAILURE;
-                        return sd_event_exit(op->event, 0);
+                        return op->event ? sd_event_exit(op->event, 0) : 0;
                 }
         }
         return 0;
@@ -163,7 +169,7 @@ static int on_vm_updated(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
         if (op->progress)
                 fprintf(stderr, "Compose hash %s -> %s, VM id %s\n", isempty(old_hash) ? "(none)" : old_hash,
                         new_hash, id);
-        if (op->until_done)
+        if (op->until_done && op->event)
                 return sd_event_exit(op->event, 0);
         return 0;
 }
@@ -175,7 +181,7 @@ static int on_update_failed(sd_bus_message *m, void *userdata, sd_bus_error *ret
                 return 0;
         set_str(&op->failure, reason);
         op->exit_status = EXIT_FAILURE;
-        return sd_event_exit(op->event, 0);
+        return op->event ? sd_event_exit(op->event, 0) : 0;
 }
 
 static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
@@ -199,13 +205,13 @@ static int on_interrupt(sd_event_source *s, const struct signalfd_siginfo *si, v
 
 /* Subscribed before the call goes out (or the change is made), so no change is missed. */
 static int subscribe(sd_bus *bus, const char *vm_path, Operation *op) {
-        int r = sd_bus_match_signal(bus, NULL, LAUNCHER_BUS_NAME, vm_path, "org.freedesktop.DBus.Properties",
+        int r = sd_bus_match_signal(bus, &op->slots[0], LAUNCHER_BUS_NAME, vm_path, "org.freedesktop.DBus.Properties",
                                     "PropertiesChanged", on_properties_changed, op);
         if (r >= 0)
-                r = sd_bus_match_signal(bus, NULL, LAUNCHER_BUS_NAME, vm_path, LAUNCHER_VM_INTERFACE, "VmUpdated",
-                                        on_vm_updated, op);
+                r = sd_bus_match_signal(bus, &op->slots[1], LAUNCHER_BUS_NAME, vm_path, LAUNCHER_VM_INTERFACE,
+                                        "VmUpdated", on_vm_updated, op);
         if (r >= 0)
-                r = sd_bus_match_signal(bus, NULL, LAUNCHER_BUS_NAME, vm_path, LAUNCHER_VM_INTERFACE,
+                r = sd_bus_match_signal(bus, &op->slots[2], LAUNCHER_BUS_NAME, vm_path, LAUNCHER_VM_INTERFACE,
                                         "UpdateFailed", on_update_failed, op);
         return r;
 }
@@ -223,10 +229,15 @@ static int follow(sd_bus *bus, sd_bus_message *m, uint64_t timeout, Operation *o
                 r = sd_event_add_signal(event, NULL, SIGINT, on_interrupt, op);
         if (r >= 0 && op->tty)
                 r = sd_event_add_time_relative(event, &op->tick, CLOCK_MONOTONIC, USEC_PER_SEC, 10 * 1000, on_tick, op);
-        /* Without a call, the launcher's own deadline applies; ours is a backstop. */
+        /* Without a call, the launcher's own deadline applies; ours is a backstop. And
+         * a launcher that has not begun within CTL_START_USEC will not (busy elsewhere,
+         * or the plan changed meanwhile): stop following rather than wait for nothing. */
         if (r >= 0 && !m)
                 r = sd_event_add_time_relative(event, NULL, CLOCK_MONOTONIC, timeout, 0, NULL,
                                                (void *) (intptr_t) ETIMEDOUT);
+        if (r >= 0 && !m && op->until_done && !op->state)
+                r = sd_event_add_time_relative(event, &op->start_deadline, CLOCK_MONOTONIC, CTL_START_USEC, 0, NULL,
+                                               (void *) (intptr_t) ETIME);
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
@@ -239,7 +250,13 @@ static int follow(sd_bus *bus, sd_bus_message *m, uint64_t timeout, Operation *o
                 r = sd_event_loop(event);
         end_line(op);
         op->tick = sd_event_source_unref(op->tick);
+        op->start_deadline = sd_event_source_disable_unref(op->start_deadline);
         (void) sd_bus_detach_event(bus);
+        if (r == ETIME) {
+                fprintf(stderr, "The launcher has not begun on the VM; see platformctl vm plan and platformctl monitor.\n");
+                op->exit_status = EX_TEMPFAIL;
+                r = 0;
+        }
         if (r == ETIMEDOUT) {
                 fprintf(stderr, "The VM's operation did not end in time; follow it with platformctl monitor.\n");
                 op->exit_status = EX_TEMPFAIL;
@@ -262,6 +279,8 @@ static uint64_t operation_timeout(sd_bus *bus) {
 }
 
 static void operation_done(Operation *op) {
+        for (size_t k = 0; k < ELEMENTSOF(op->slots); k++)
+                op->slots[k] = sd_bus_slot_unref(op->slots[k]);
         g_free(op->state);
         g_free(op->reason);
         g_free(op->operation);
@@ -299,72 +318,141 @@ int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const cha
         return ret;
 }
 
-/* What a change of env or the guest VMM URL does to the VM: Plan after the
- * change tells (the daemon re-evaluates at once); a replacement is then
- * followed to its end unless --no-block. Subscribing first would not help:
- * the change is made, the reply came, only now do we look. A VM already in a
- * transitional state is the launcher at work on it. */
-int ctl_follow_config_change(sd_bus *bus, const char *what) {
+/* A change of env or of the guest VMM URL may replace the VM. Subscribed
+ * before the change is made (ctl_config_change_begin), so nothing the launcher
+ * does in between is missed: what arrived by the time the change is answered
+ * is taken in quietly, then Plan tells what follows, which is followed to its
+ * end unless --no-block. */
+struct CtlFollow {
+        Operation op;
+        bool updated;   /* VmUpdated already seen */
+};
+
+static int on_vm_updated_seen(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        CtlFollow *f = userdata;
+        f->updated = true;
+        return 0;
+}
+
+CtlFollow *ctl_config_change_begin(sd_bus *bus) {
+        CtlFollow *f = g_new0(CtlFollow, 1);
+        f->op = operation_init();
+        f->op.until_done = true;
+        /* Any VM: which one is found out later, and the launcher manages one. */
+        if (subscribe(bus, NULL, &f->op) < 0 ||
+            sd_bus_match_signal(bus, &f->op.slots[3], LAUNCHER_BUS_NAME, NULL, LAUNCHER_VM_INTERFACE, "VmUpdated",
+                                on_vm_updated_seen, f) < 0) {
+                operation_done(&f->op);
+                g_free(f);
+                return NULL;
+        }
+        return f;
+}
+
+static void follow_free(CtlFollow *f) {
+        if (!f)
+                return;
+        operation_done(&f->op);
+        g_free(f);
+}
+
+static bool state_is_busy(const char *state) {
+        return g_strcmp0(state, "creating") == 0 || g_strcmp0(state, "starting") == 0 ||
+               g_strcmp0(state, "updating") == 0 || g_strcmp0(state, "stopping") == 0;
+}
+
+static void print_plan_line(const char *what, const VmInfo *vm, const char *action, const char *stop) {
+        if (streq(action, "recreate"))
+                printf("%s. This replaces VM %s (recreate): it is down from its graceful stop (up to %s) "
+                       "until the new VM has booted.\n", what, vm->name, stop);
+        else if (streq(action, "update-in-place"))
+                printf("%s. This updates VM %s in place and restarts it: it is down from its graceful "
+                       "stop (up to %s) until it has booted again.\n", what, vm->name, stop);
+        else if (streq(action, "create"))
+                printf("%s. This creates VM %s.\n", what, vm->name);
+        else if (streq(action, "blocked"))
+                printf("%s. VM %s stays as it is: %s\n", what, vm->name,
+                       strempty(ctl_json_str(vm->props, "StateReason")));
+        else
+                printf("%s. VM %s is not changed (plan: %s).\n", what, vm->name, action);
+}
+
+int ctl_config_change_end(sd_bus *bus, CtlFollow *f, int call_result, const char *what) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(VmInfo) list = NULL;
         const char *action = NULL;
+        int r;
 
-        Operation op = operation_init();
-        op.until_done = true;
-        /* First subscribed, then looked: a step that ends in between is seen. */
-        int r = subscribe(bus, NULL, &op);
+        if (!f || call_result != 0) {
+                follow_free(f);
+                return call_result;
+        }
+        Operation *op = &f->op;
+        bool progress = op->progress, tty = op->tty;
+
+        /* What came while the change was made: taken in, not printed. */
+        op->progress = op->tty = false;
+        while ((r = sd_bus_process(bus, NULL)) > 0)
+                ;
+        op->progress = progress;
+        op->tty = tty;
+        op->line_open = false;
+
         if (r < 0 || vm_info_list(bus, &list) < 0 || !list[0].path || list[1].path) {
-                operation_done(&op);
+                follow_free(f);
                 return 0; /* no VM, or several: nothing single to follow */
         }
         const VmInfo *vm = list;
-        r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "Plan", &error,
-                                       &reply, NULL);
+        bool quiet = arg.quiet || arg.json;
+        if (f->updated || op->failure) {
+                /* All of it happened already. */
+                if (!quiet)
+                        printf("%s. VM %s was %s.\n", what, vm->name,
+                               op->failure ? "not replaced" : "replaced");
+                int ret = op->failure ? EXIT_FAILURE : 0;
+                if (op->failure)
+                        fprintf(stderr, "Updating VM %s failed: %s\n", vm->name, op->failure);
+                follow_free(f);
+                return ret;
+        }
+
+        r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "Plan", &error, &reply,
+                               NULL);
         if (r >= 0)
                 r = sd_bus_message_read(reply, "s", &action);
         if (r < 0) {
-                operation_done(&op);
+                follow_free(f);
                 return 0; /* the change itself succeeded; the plan is advice */
         }
-        const char *state = ctl_json_str(vm->props, "State");
-        bool busy = g_strcmp0(state, "creating") == 0 || g_strcmp0(state, "starting") == 0 ||
-                    g_strcmp0(state, "updating") == 0 || g_strcmp0(state, "stopping") == 0;
+        const char *state = op->state ?: ctl_json_str(vm->props, "State");
+        bool busy = state_is_busy(state);
         bool replaces = busy || streq(action, "create") || streq(action, "recreate") ||
                         streq(action, "update-in-place");
         g_autofree char *stop = ctl_format_usec_in(stop_timeout(bus), NULL);
+        if (busy)
+                set_str(&op->state, state); /* under way: no start deadline */
 
-        if (!arg.quiet && !arg.json) {
+        if (!quiet) {
                 if (busy)
                         printf("%s. The launcher is updating VM %s now (%s).\n", what, vm->name, state);
-                else if (streq(action, "recreate"))
-                        printf("%s. This replaces VM %s (recreate): it is down from its graceful stop (up to %s) "
-                               "until the new VM has booted.\n", what, vm->name, stop);
-                else if (streq(action, "update-in-place"))
-                        printf("%s. This updates VM %s in place and restarts it: it is down from its graceful "
-                               "stop (up to %s) until it has booted again.\n", what, vm->name, stop);
-                else if (streq(action, "create"))
-                        printf("%s. This creates VM %s.\n", what, vm->name);
-                else if (streq(action, "blocked"))
-                        printf("%s. VM %s stays as it is: %s\n", what, vm->name,
-                               strempty(ctl_json_str(vm->props, "StateReason")));
                 else
-                        printf("%s. VM %s is not changed (plan: %s).\n", what, vm->name, action);
+                        print_plan_line(what, vm, action, stop);
+                if (replaces && arg.no_block)
+                        printf("Follow it with platformctl monitor or platformctl vm status.\n");
                 fflush(stdout);
         }
         if (!replaces || arg.no_block) {
-                if (replaces && !arg.quiet && !arg.json)
-                        printf("Follow it with platformctl monitor or platformctl vm status.\n");
-                operation_done(&op);
+                follow_free(f);
                 return 0;
         }
-        r = follow(bus, NULL, operation_timeout(bus), &op);
-        int ret = op.exit_status;
+        r = follow(bus, NULL, operation_timeout(bus), op);
+        int ret = op->exit_status;
         if (r < 0) {
                 fprintf(stderr, "Failed to follow VM %s: %s\n", vm->name, strerror(-r));
                 ret = EXIT_FAILURE;
-        } else if (op.failure)
-                fprintf(stderr, "Updating VM %s failed: %s\n", vm->name, op.failure);
-        operation_done(&op);
+        } else if (op->failure)
+                fprintf(stderr, "Updating VM %s failed: %s\n", vm->name, op->failure);
+        follow_free(f);
         return ret;
 }

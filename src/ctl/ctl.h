@@ -109,8 +109,12 @@ void vm_info_print_summary(const VmInfo *vm);
 int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *what);
 
 /* ctl-operation.c: follows the VM through a change of config that replaces it
- * (set-env, set-vmm-url): prints the plan, then the progress. */
-int ctl_follow_config_change(sd_bus *bus, const char *what);
+ * (set-env, remove-env, set-vmm-url): begin before the call (NULL if it cannot
+ * subscribe: then nothing is followed), end with the call's exit status:
+ * prints the plan, then the progress. Returns the exit status. */
+typedef struct CtlFollow CtlFollow;
+CtlFollow *ctl_config_change_begin(sd_bus *bus);
+int ctl_config_change_end(sd_bus *bus, CtlFollow *f, int call_result, const char *what);
 
 /* argv[0] is the verb's name; config gets what follows it. */
 int verb_status(sd_bus *bus, int argc, char **argv);

@@ -185,6 +185,14 @@ class Fake(dbus.service.Object):
     def GetAll(self, iface):
         return CONFIG_PROPS if iface == CONFIG else {}
 
+    @dbus.service.method(CONFIG, in_signature='ss', out_signature='', message_keyword='msg')
+    def SetEnv(self, key, value, msg):
+        """Replies at once; then runs the script 'SetEnv' of every VM (what the change sets in motion)."""
+        self.calls.append({'vm': '', 'method': 'SetEnv', 'args': [str(key)], 'no_reply': bool(msg.get_no_reply())})
+        for vm in self.vms.values():
+            if 'SetEnv' in vm.scripts:
+                GLib.idle_add(lambda vm=vm: vm.run('SetEnv', [], msg, lambda: None, lambda e: None) and False)
+
     @dbus.service.method(OM, in_signature='', out_signature='a{oa{sa{sv}}}')
     def GetManagedObjects(self):
         return {vm.path: {VM: vm.props} for vm in self.vms.values()}

@@ -482,3 +482,59 @@ def test_monitor_prints_times_as_times(vm, bus, harness):
     assert ' LastCheckTimestamp="%s"' % stamp in line, line
     assert str(t) not in line
     assert m.stop() == 0
+
+
+# --- a config change that replaces the VM ---------------------------------------
+
+def test_set_env_follows_the_replacement_it_causes(vm, bus):
+    vm.set_plan('recreate', [['env', 'HOTKEY', 'HOTKEY (changed)']])
+    # The launcher begins a moment after the change is answered (so the plan is asked first).
+    vm.script('SetEnv', [{'delay': 0.5}, {'props': {'State': 'stopping', 'StateReason': 'stopping the old VM'}},
+                         {'delay': 0.3},
+                         {'props': {'State': 'creating', 'StateReason': 'creating the new VM'}},
+                         {'props': {'State': 'running', 'StateReason': '', 'Id': 'vm-new'}},
+                         {'signal': ['VmUpdated', ['c' * 64, 'c' * 64, 'vm-new']]}])
+    p = ctl(bus, 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 0, p
+    assert p.stdout == ('Env value set. This replaces VM validator_vm (recreate): it is down from its graceful '
+                        'stop (up to 1min) until the new VM has booted.\n'), p.stdout
+    assert p.stderr.splitlines() == ['stopping: stopping the old VM', 'creating: creating the new VM', 'running',
+                                     'Compose hash %s -> %s, VM id vm-new' % ('c' * 64, 'c' * 64)], p.stderr
+
+
+def test_set_env_reports_a_failed_replacement(vm, bus):
+    vm.set_plan('recreate', [])
+    vm.script('SetEnv', [{'props': {'State': 'updating', 'StateReason': 'creating the new VM'}},
+                         {'props': {'State': 'running', 'StateReason': ''}},
+                         {'signal': ['UpdateFailed', ['d' * 64, 'CreateVm failed: no capacity']]}])
+    p = ctl(bus, 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 1, p
+    assert p.stderr.splitlines()[-1] == 'Updating VM validator_vm failed: CreateVm failed: no capacity', p.stderr
+
+
+def test_set_env_no_block_and_json(vm, bus):
+    vm.set_plan('recreate', [])
+    vm.script('SetEnv', [{'delay': 20}])
+    t0 = time.monotonic()
+    p = ctl(bus, '--no-block', 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 0 and time.monotonic() - t0 < 5, p
+    assert p.stdout.endswith('Follow it with platformctl monitor or platformctl vm status.\n'), p.stdout
+    p = ctl(bus, '--json', '--no-block', 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 0 and p.stdout == '', p
+
+
+def test_set_env_does_not_wait_for_a_launcher_that_never_begins(vm, bus):
+    """The plan said recreate but nothing moves: bounded (30 s), then exit 75 with where to look."""
+    vm.set_plan('recreate', [])
+    t0 = time.monotonic()
+    p = ctl(bus, 'config', 'set-env', 'HOTKEY', 'v2', timeout=60)
+    assert p.returncode == 75, p
+    assert 25 <= time.monotonic() - t0 < 45
+    assert p.stderr == 'The launcher has not begun on the VM; see platformctl vm plan and platformctl monitor.\n'
+
+
+def test_set_env_without_consequence_returns_at_once(vm, bus):
+    vm.set_plan('none', [])
+    p = ctl(bus, 'config', 'set-env', 'UNUSED', 'x')
+    assert p.returncode == 0 and p.stdout == 'Env value set. VM validator_vm is not changed (plan: none).\n', p
+    assert p.stderr == ''
