@@ -141,6 +141,9 @@ void vm_info_print_problems(const VmInfo *vm) {
         const char *on = ctl_color(CTL_COLOR_RED), *off = ctl_color(CTL_COLOR_NORMAL);
         if (streq(state, "blocked") || streq(state, "failed"))
                 printf("         %sProblem:%s VM %s %s: %s\n", on, off, vm->name, state, or_none(reason));
+        else if (streq(state, "stopped"))
+                printf("         %sProblem:%s VM %s stopped; it stays stopped until platformctl vm start\n", on, off,
+                       vm->name);
         if (!isempty(last_error) && !streq(last_error, reason))
                 printf("         %sProblem:%s last error: %s\n", on, off, last_error);
 }

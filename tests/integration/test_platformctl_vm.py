@@ -467,7 +467,10 @@ def test_monitor_sees_launcher_go_and_come(fake, bus, harness):
                                         ('failed', 78), ('stopped', 78)])
 def test_status_exit_code_like_systemctl_is_active(vm, bus, state, code):
     vm.set_vm(State=state)
-    assert ctl(bus, 'status').returncode == code
+    p = ctl(bus, 'status')
+    assert p.returncode == code
+    # A non-zero exit is explained on the first line.
+    assert p.stdout.startswith('         Problem: VM validator_vm ') == (code != 0), p.stdout
     p = ctl(bus, 'status', '--json')
     assert p.returncode == code and json.loads(p.stdout)['Vms'][0]['State'] == state
 
