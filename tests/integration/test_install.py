@@ -62,6 +62,10 @@ def test_install_layout(installed):
         if xml.endswith('.xml'):
             assert (dest / 'usr/share/dbus-1/interfaces' / xml).exists(), xml
     assert os.readlink(dest / 'usr/bin/platform') == 'platformctl'
+    # zsh: where Debian's zsh reads vendor completions (its fpath), else site-functions.
+    zsh = [p for p in ('usr/share/zsh/vendor-completions/_platformctl', 'usr/share/zsh/site-functions/_platformctl')
+           if (dest / p).exists()]
+    assert zsh, 'zsh completion not installed'
     unit = (dest / 'usr/lib/systemd/system/platform-launcher.service').read_text()
     assert 'ExecStart=/usr/libexec/platform-launcherd\n' in unit
     assert 'BusName=org.platform.Launcher1\n' in unit and 'Type=dbus\n' in unit
