@@ -161,9 +161,14 @@ static int manager_connect_bus(Manager *m) {
 
         ReconcilerEvents ev = bus_vm_events;
         ev.userdata = m;
-        r = reconciler_new(m->event, m->settings, m->state_dir, &ev, &m->reconciler);
+        r = metrics_new(m->event, m->settings, &ev, &m->metrics);
+        if (r >= 0)
+                r = reconciler_new(m->event, m->settings, m->state_dir, metrics_events(m->metrics), &m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the VM reconciler: %m");
+        r = metrics_start(m->metrics, m->reconciler);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the metrics timer: %m");
         return reconciler_start(m->reconciler);
 }
 
@@ -185,6 +190,7 @@ static void manager_free(Manager *m) {
         bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
         bus_history_free(m->history);
+        metrics_free(m->metrics);
         polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);

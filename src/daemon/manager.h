@@ -7,6 +7,7 @@
 #include "core/reconciler.h"
 #include "core/settings.h"
 #include "daemon/bus-history.h"
+#include "daemon/metrics.h"
 #include "daemon/polkit.h"
 
 #define LAUNCHER_BUS_NAME "org.platform.Launcher1"
@@ -25,6 +26,7 @@ typedef struct Manager {
         Reconciler *reconciler;
         GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
         BusHistory *history;  /* bus-history.c */
+        Metrics *metrics;     /* between the reconciler and the bus layer */
 } Manager;
 
 /* bus-config.c */

@@ -42,6 +42,16 @@ static const char *check_ref_name(const char *v) {
         return NULL;
 }
 
+/* node_exporter's textfile collector reads *.prom files only. */
+static const char *check_metrics_path(const char *v) {
+        if (isempty(v))
+                return NULL;
+        if (v[0] != '/' || strstr(v, "/../") || g_str_has_suffix(v, "/..") || !g_str_has_suffix(v, ".prom") ||
+            g_str_has_suffix(v, "/.prom"))
+                return "must be an absolute path ending in \".prom\" (or empty for no metrics)";
+        return NULL;
+}
+
 #define STR(prop, key, field, def, check)                                                    \
         { .property = prop, .file_key = key, .type = SETTING_STRING,                         \
           .offset = offsetof(LauncherConfig, field), .default_string = def, .check_string = check }
@@ -61,6 +71,7 @@ static const SettingInfo settings[] = {
         STR("UpdaterBranch", "updater_branch", updater_branch, "release", check_ref_name),
         USEC("UpdaterIntervalUSec", "updater_interval_usec", updater_interval_usec, 300 * SEC, 60 * SEC,
              7 * 24 * 3600 * SEC),
+        STR("MetricsPath", "metrics_path", metrics_path, "", check_metrics_path),
 };
 
 const SettingInfo *setting_info_all(size_t *ret_n) {

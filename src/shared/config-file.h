@@ -31,6 +31,7 @@ typedef struct LauncherConfig {
         char *updater_remote;
         char *updater_branch;
         uint64_t updater_interval_usec;
+        char *metrics_path;  /* Prometheus textfile, "" = none */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
         JsonObject *file;   /* the root object as read, for the keys we do not know */

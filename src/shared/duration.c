@@ -6,12 +6,13 @@
 #include "shared/duration.h"
 #include "shared/macro.h"
 
-int duration_parse_usec(const char *s, uint64_t *ret) {
+int duration_parse_usec_unit(const char *s, uint64_t *ret, const char **ret_unit) {
         static const struct {
                 const char *suffix;
                 uint64_t mult;
         } units[] = {
-                { "us", 1 }, { "ms", 1000 }, { "min", 60000000ULL }, { "s", 1000000ULL }, { "h", 3600000000ULL }, { "", 1000000ULL },
+                { "us", 1 }, { "ms", 1000 }, { "min", 60000000ULL }, { "s", 1000000ULL }, { "h", 3600000000ULL },
+                { "d", 86400000000ULL }, { "", 1000000ULL },
         };
         char *end;
 
@@ -31,7 +32,13 @@ int duration_parse_usec(const char *s, uint64_t *ret) {
                         if (overflow || v > UINT64_MAX / units[i].mult)
                                 return -ERANGE;
                         *ret = (uint64_t) v * units[i].mult;
+                        if (ret_unit)
+                                *ret_unit = isempty(units[i].suffix) ? "s" : units[i].suffix;
                         return 0;
                 }
         return -EINVAL;
+}
+
+int duration_parse_usec(const char *s, uint64_t *ret) {
+        return duration_parse_usec_unit(s, ret, NULL);
 }

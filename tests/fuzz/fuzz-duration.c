@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target: platformctl's duration parser (shared/duration.c). An
- * accepted text must be ^[0-9]+(us|ms|s|min|h)?$ and its value the exact
+ * accepted text must be ^[0-9]+(us|ms|s|min|h|d)?$ and its value the exact
  * product, computed here independently with overflow checks. */
 #include <errno.h>
 #include <stddef.h>
@@ -45,6 +45,8 @@ static int reference(const char *s, uint64_t *ret) {
                 mult = 60000000;
         else if (streq(u, "h"))
                 mult = 3600000000ULL;
+        else if (streq(u, "d"))
+                mult = 86400000000ULL;
         else
                 return -EINVAL;
         if (overflow || v > UINT64_MAX / mult)
