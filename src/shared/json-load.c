@@ -56,6 +56,8 @@ static bool lone_surrogate_at(const char *data, size_t len, size_t i) {
         return next < 0xDC00 || next > 0xDFFF;
 }
 
+static char *path_at_offset(const char *data, size_t end);
+
 static int prescan(const char *data, size_t len, size_t max, const char *what, char **ret_error) {
         unsigned depth = 0;
         bool in_string = false;
@@ -72,8 +74,11 @@ static int prescan(const char *data, size_t len, size_t max, const char *what, c
                         else if (c == '\\') {
                                 if (escaped_nul_at(data, len, i))
                                         return fail(ret_error, what, "contains an escaped NUL (\\u0000)");
-                                if (lone_surrogate_at(data, len, i))
-                                        return fail(ret_error, what, "contains a lone UTF-16 surrogate escape");
+                                if (lone_surrogate_at(data, len, i)) {
+                                        g_autofree char *where = path_at_offset(data, i);
+                                        return fail(ret_error, what, "contains a lone UTF-16 surrogate escape (not UTF-8) at byte %zu%s%s",
+                                                    i, where ? ", in " : "", strempty(where));
+                                }
                                 if (escape_unit_at(data, len, i) >= 0xD800 && escape_unit_at(data, len, i) <= 0xDBFF)
                                         i += 6; /* the pair's low half */
                                 i++;
@@ -142,10 +147,18 @@ static size_t offset_of(const char *data, size_t len, unsigned line, unsigned co
         return MIN(len, i + (column > 0 ? column - 1 : 0));
 }
 
+static char *path_at_offset(const char *data, size_t end);
+
 char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned column) {
+        return path_at_offset(data, offset_of(data, len, line, column));
+}
+
+/* The member path of the value at byte end, built only from names whose ':'
+ * was seen; NULL at the top level or deeper than the guard allows. */
+static char *path_at_offset(const char *data, size_t end) {
         PathFrame stack[JSON_LOAD_MAX_DEPTH + 1];
         unsigned depth = 0;
-        size_t end = offset_of(data, len, line, column), str_start = 0;
+        size_t str_start = 0;
         bool in_string = false;
 
         for (size_t i = 0; i < end; i++) {
@@ -167,7 +180,26 @@ char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned co
                                         f->expect_key = false;
                                 }
                         }
-                } else if (c == '"') {
+                        continue;
+                }
+                if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+                        continue;
+                /* Outside strings only JSON's own characters: anything else
+                 * (comments, say, which json-glib's scanner may skip) and this
+                 * scanner may be out of step with the parser: no path. Bare
+                 * words (true, a misplaced unquoted value) are values. */
+                if (!strchr("{}[]:,\"-+.", c) && !g_ascii_isalnum(c) && c != '_')
+                        return NULL;
+                PathFrame *f = depth > 0 ? &stack[depth - 1] : NULL;
+                if (f && f->have_pending) {
+                        /* A name is a key only when its ':' comes next. */
+                        f->have_pending = false;
+                        if (c == ':') {
+                                strcpy(f->key, f->pending);
+                                continue;
+                        }
+                }
+                if (c == '"') {
                         in_string = true;
                         str_start = i + 1;
                 } else if (c == '{' || c == '[') {
@@ -176,13 +208,9 @@ char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned co
                         stack[depth++] = (PathFrame) { .object = c == '{', .expect_key = c == '{' };
                 } else if ((c == '}' || c == ']') && depth > 0)
                         depth--;
-                else if (c == ':' && depth > 0 && stack[depth - 1].have_pending) {
-                        strcpy(stack[depth - 1].key, stack[depth - 1].pending);
-                        stack[depth - 1].have_pending = false;
-                } else if (c == ',' && depth > 0 && stack[depth - 1].object) {
-                        stack[depth - 1].expect_key = true;
-                        stack[depth - 1].have_pending = false;
-                        stack[depth - 1].key[0] = '\0';
+                else if (c == ',' && f && f->object) {
+                        f->expect_key = true;
+                        f->key[0] = '\0';
                 }
         }
 

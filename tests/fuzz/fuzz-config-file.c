@@ -33,22 +33,35 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         return 0;
 }
 
-/* Is every marker in the data inside a string that a ':' follows, i.e. a
- * member name? A name may be shown (env key names are public); anything
- * else may be a value and must not. */
-static bool marker_only_in_keys(const uint8_t *data, size_t size) {
-        const uint8_t *p = data, *end = data + size;
-        while ((p = memmem(p, (size_t) (end - p), MARKER, strlen(MARKER)))) {
-                const uint8_t *q = p + strlen(MARKER);
-                while (q < end && *q != '"')
-                        q++;
-                if (q < end)
-                        q++;
-                while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-                        q++;
-                if (q >= end || *q != ':')
+/* A name may be shown (env key names are public: EnvKeys), a value never.
+ * Every marker in the message must sit in an identifier that the data uses
+ * as a member name: "NAME" followed by ':'. */
+static bool is_ident(char c) {
+        return g_ascii_isalnum(c) || c == '_';
+}
+
+static bool used_as_key(const uint8_t *data, size_t size, const char *name, size_t n) {
+        for (const uint8_t *p = data, *end = data + size; (p = memmem(p, (size_t) (end - p), name, n)); p++) {
+                const uint8_t *q = p + n;
+                if (p == data || p[-1] != '"' || q >= end || *q != '"')
+                        continue;
+                for (q++; q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'); q++)
+                        ;
+                if (q < end && *q == ':')
+                        return true;
+        }
+        return false;
+}
+
+static bool markers_only_in_names(const uint8_t *data, size_t size, const char *err) {
+        for (const char *m = err; (m = strstr(m, MARKER)); m += strlen(MARKER)) {
+                const char *a = m, *b = m + strlen(MARKER);
+                while (a > err && is_ident(a[-1]))
+                        a--;
+                while (is_ident(*b))
+                        b++;
+                if (!used_as_key(data, size, a, (size_t) (b - a)))
                         return false;
-                p += strlen(MARKER);
         }
         return true;
 }
@@ -79,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
                 /* The marker stands for a secret: never in the message. */
                 if (err && !skip_secret_check && memmem(data, size, MARKER, strlen(MARKER)) && strstr(err, MARKER) &&
-                    !marker_only_in_keys(data, size))
+                    !markers_only_in_names(data, size, err))
                         abort();
                 return 0;
         }

@@ -148,7 +148,7 @@ static const struct {
         { "\"validator_vm\",\n  \"compose", "\"validator_vm\"\n  \"compose", "document: not valid JSON" },
         { "services:", "a\\u0000b", "document: contains an escaped NUL" },
         { "\"ignored\": [1, 2, 3]", "\"ignored\": [[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]", "document: nested deeper than 16 levels" },
-        { "services:", "\\ud800", "compose_content: must be valid UTF-8" },
+        { "services:", "\\ud800", "document: contains a lone UTF-16 surrogate escape (not UTF-8) at byte 51, in compose_content" },
 };
 
 static void test_rejected(void) {
