@@ -602,6 +602,16 @@ int vmm_parse_empty_reply(const char *method, const char *data, size_t len, char
         return 0;
 }
 
+/* UpdateVm/UpgradeApp: {id} where id is sha256(compose)[:40] of the compose
+ * just sent, or "" (dstack.md §2): not the VM's app id, and not required. */
+int vmm_parse_update_reply(const char *method, const char *data, size_t len, char **ret_id, char **ret_error) {
+        g_autoptr(JsonNode) root = NULL;
+        int r = parse_object(method, data, len, &root, ret_error);
+        if (r < 0)
+                return r;
+        return get_str(json_node_get_object(root), method, "id", OPTIONAL, ret_id, ret_error);
+}
+
 int vmm_parse_id_reply(const char *method, const char *data, size_t len, char **ret_id, char **ret_error) {
         g_autoptr(JsonNode) root = NULL;
         int r = parse_object(method, data, len, &root, ret_error);

@@ -157,6 +157,7 @@ int vmm_build_pubkey_request(const char *app_id, char **ret);
 int vmm_parse_error_reply(const char *data, size_t len, char **ret_message);
 int vmm_parse_empty_reply(const char *method, const char *data, size_t len, char **ret_error);
 int vmm_parse_id_reply(const char *method, const char *data, size_t len, char **ret_id, char **ret_error);
+int vmm_parse_update_reply(const char *method, const char *data, size_t len, char **ret_id, char **ret_error);
 int vmm_parse_status_reply(const char *data, size_t len, VmmStatusReply *ret, char **ret_error);
 int vmm_parse_info_reply(const char *data, size_t len, VmmInfoReply *ret, char **ret_error);
 int vmm_parse_compose_hash_reply(const char *data, size_t len, char **ret_hash, char **ret_error);

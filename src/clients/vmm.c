@@ -254,7 +254,7 @@ static int parse_ok(VmmCall *call, const HttpResponse *resp, Replies *p, VmmResu
                 /* Answered {id} by some versions, null by others. */
                 if (vmm_parse_empty_reply(m, d, n, NULL) >= 0 && !memchr(d, '{', n))
                         return 0;
-                r = vmm_parse_id_reply(m, d, n, &p->id, err);
+                r = vmm_parse_update_reply(m, d, n, &p->id, err);
                 res->id = p->id;
                 return r;
         case REPLY_HASH:
