@@ -299,11 +299,13 @@ def test_vmm_away_is_reported_and_cleared(vm_env):
 
 def test_last_error_is_cleared_when_the_api_answers_again(vm_env):
     env = vm_env(poll_sec=1)
+    seq = env.last_seq()
     env.api.fault(DOC_PATH, 'http500', times=0, message='sim: API down')
     env.wait_prop('LastError', lambda v: 'Platform API unreachable' in v)
     env.api.clear_faults()
     env.wait_prop('LastError', '')
     assert env.get('State') == 'running'
+    assert env.writes_since(seq) == []      # cleared by its cause going, not by a redeployment
 
 
 # ---------------------------------------------------------------------------
