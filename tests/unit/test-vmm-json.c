@@ -130,6 +130,11 @@ static void test_small_replies(void) {
         s = mfree(s);
         expect_error(vmm_parse_id_reply("CreateVm", S("{\"id\":\"\"}"), &s, &err), "CreateVm.id: empty");
         expect_error(vmm_parse_id_reply("CreateVm", S("null"), &s, &err), "CreateVm: expected an object, got null");
+        /* UpdateVm's id is the new compose's hash prefix or "" (dstack.md §2): optional. */
+        assert(vmm_parse_update_reply("UpdateVm", S("{\"id\":\"\"}"), &s, &err) == 0 && streq(s, ""));
+        s = mfree(s);
+        assert(vmm_parse_update_reply("UpdateVm", S("{}"), &s, &err) == 0 && !s);
+        expect_error(vmm_parse_update_reply("UpdateVm", S("{\"id\":1}"), &s, &err), "UpdateVm.id: expected a string, got an integer");
 
         char h[100];
         snprintf(h, sizeof h, "{\"hash\":\"%s\"}", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
