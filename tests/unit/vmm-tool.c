@@ -131,6 +131,8 @@ static void add_result(JsonBuilder *b, const VmmResult *r) {
         }
         if (r->id)
                 add_str(b, "id", r->id);
+        if (r->compose_app_id)
+                add_str(b, "compose_app_id", r->compose_app_id);
         if (r->hash)
                 add_str(b, "hash", r->hash);
         if (r->pubkey) {
@@ -138,6 +140,7 @@ static void add_result(JsonBuilder *b, const VmmResult *r) {
                 add_str(b, "public_key", pk);
                 add_bool(b, "has_signature", r->pubkey->has_signature);
                 add_bool(b, "has_signature_v1", r->pubkey->has_signature_v1);
+                add_bool(b, "has_timestamp", r->pubkey->has_timestamp);
                 add_int(b, "timestamp", (int64_t) r->pubkey->timestamp);
         }
         if (r->version) {
