@@ -97,6 +97,7 @@ static void add_vm(JsonBuilder *b, const VmInfo *v) {
                 add_int(b, "vcpu", c->vcpu);
                 add_int(b, "memory", c->memory);
                 add_int(b, "disk_size", c->disk_size);
+                add_bool(b, "stopped", c->stopped);
                 json_builder_set_member_name(b, "ports");
                 json_builder_begin_array(b);
                 for (size_t i = 0; i < c->n_ports; i++) {
