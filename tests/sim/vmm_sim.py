@@ -405,9 +405,6 @@ class VmmSim:
         vm.poweroff_at = None
         vm.proc_stopped_wall = time.time() - (now - when_mono)
         vm.exited_mono = when_mono
-        vm.events.append({"event": "vmm.process.exited", "body": "",
-                          "timestamp": int(vm.proc_stopped_wall * 1000)})
-        vm.events = vm.events[-20:]
 
     def tick(self):
         now = time.monotonic()
@@ -707,6 +704,10 @@ class VmmSim:
         if self.guest_notify:
             vm.started = False
             vm.shutdown_progress = "powering off"
+            # vm_event_report records every guest event (HEAD app.rs)
+            vm.events.append({"event": "shutdown.progress", "body": "powering off",
+                              "timestamp": int(time.time() * 1000)})
+            vm.events = vm.events[-20:]
         if secs >= 0:
             at = time.monotonic() + secs
             if vm.poweroff_at is None or at < vm.poweroff_at:
@@ -931,6 +932,7 @@ class VmmSim:
             return json_reply({"error": "Unauthorized"}, 401, pretty=True)
         if not path.startswith("/prpc/") or not self.method_exists(method):
             return json_reply({"error": "Service not found: %s" % method}, 400, pretty=True)
+        # ra-rpc rocket_helper.rs: `json: method == Get || query "json"`
         if "json" not in q and h.command != "GET":
             return json_reply({"error": "simulator speaks only ?json (no protobuf)"}, 400, pretty=True)
         try:
