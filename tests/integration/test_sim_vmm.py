@@ -344,6 +344,9 @@ def test_shutdown_is_graceful_and_async_and_ends_exited(vmm):
     assert time.monotonic() - t0 >= 0.4
     v = vmm.vm(vm_id)
     assert v["started"] is True and v["process_running"] is False
+    # the exact time the guest went down: ShutdownVm's receipt + 0.4 s
+    [call] = vmm.calls("ShutdownVm")
+    assert abs(v["process_stopped_mono"] - (call["mono"] + 0.4)) < 0.1
     assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
     with pytest.raises(PrpcError, match="not running"):
         vmm.call("ShutdownVm", {"id": vm_id})

@@ -325,6 +325,8 @@ class VM:
         self.proc_started_wall = None
         self.proc_stopped_wall = None
         self.exited_mono = None     # when the process last went away (auto-restart clock)
+        self.proc_started_mono = None
+        self.proc_stopped_mono = None
         self.restart_attempts = 0
         self.restart_exhausted = False
         self.boot_error = ""
@@ -404,6 +406,7 @@ class VmmSim:
         vm.running = False
         vm.poweroff_at = None
         vm.proc_stopped_wall = time.time() - (now - when_mono)
+        vm.proc_stopped_mono = when_mono
         vm.exited_mono = when_mono
 
     def tick(self):
@@ -476,6 +479,7 @@ class VmmSim:
         vm.poweroff_at = None
         vm.exited_mono = None
         vm.proc_started_wall = time.time() - (now - at_mono)
+        vm.proc_started_mono = at_mono
         vm.boot_error = ""
         vm.shutdown_progress = ""
         err = None
@@ -1172,6 +1176,10 @@ class VmmSim:
     def sim_vm(self, vm):
         d = self.info(vm)
         d.update({"started": vm.started, "process_running": vm.running,
+                  # CLOCK_MONOTONIC of the last process start/end, comparable with
+                  # the call log's "mono" (e.g. guest down -> CreateVm)
+                  "process_started_mono": vm.proc_started_mono,
+                  "process_stopped_mono": vm.proc_stopped_mono,
                   "env": vm.env, "env_dropped": vm.env_dropped,
                   "boot_count": vm.boot_count, "auto_restart_count": vm.auto_restart_count,
                   "restart_attempts": vm.restart_attempts,
