@@ -154,7 +154,7 @@ static void test_update_fallback(Env *env) {
         assert_se(o.error == 0 && streq(o.method, "UpgradeApp"));
         /* The reply id is the new compose's app-id prefix, not the VM's id or
          * app id, and is reported as such (issue 7, defect 5). */
-        assert_se(!o.id && streq_ptr(o.compose_app_id, COMPOSE2_APP_ID));
+        assert_se(!o.id && o.compose_app_id && streq(o.compose_app_id, COMPOSE2_APP_ID));
         out_clear(&o);
 
         /* Nothing but the env or user config sent: the VMM answers {"id": ""}. */
