@@ -107,6 +107,11 @@ def test_unknown_method_and_prefix(vmm):
     assert vmm.prpc("Vmm.Status")[0] == 400
     st, _, _ = vmm.request("POST", "/prpc/Status")          # no ?json: protobuf
     assert st == 400
+    # ra-rpc: a GET is JSON without ?json; main.rs trims a "Teepod." prefix
+    st, _, body = vmm.request("GET", "/prpc/Version")
+    assert st == 200 and json.loads(body)["version"] == "0.5.7"
+    assert vmm.prpc("Teepod.Version") == (200, {"version": "0.5.7", "rev": "sim"})
+    assert [c["method"] for c in vmm.calls()][-1] == "Version"
 
 
 def test_empty_body_means_defaults_and_get(vmm):
