@@ -107,6 +107,11 @@ def test_unknown_method_and_prefix(vmm):
     assert vmm.prpc("Vmm.Status")[0] == 400
     st, _, _ = vmm.request("POST", "/prpc/Status")          # no ?json: protobuf
     assert st == 400
+    # ra-rpc: a GET is JSON without ?json; main.rs trims a "Teepod." prefix
+    st, _, body = vmm.request("GET", "/prpc/Version")
+    assert st == 200 and json.loads(body)["version"] == "0.5.7"
+    assert vmm.prpc("Teepod.Version") == (200, {"version": "0.5.7", "rev": "sim"})
+    assert [c["method"] for c in vmm.calls()][-1] == "Version"
 
 
 def test_empty_body_means_defaults_and_get(vmm):
@@ -344,6 +349,9 @@ def test_shutdown_is_graceful_and_async_and_ends_exited(vmm):
     assert time.monotonic() - t0 >= 0.4
     v = vmm.vm(vm_id)
     assert v["started"] is True and v["process_running"] is False
+    # the exact time the guest went down: ShutdownVm's receipt + 0.4 s
+    [call] = vmm.calls("ShutdownVm")
+    assert abs(v["process_stopped_mono"] - (call["mono"] + 0.4)) < 0.1
     assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
     with pytest.raises(PrpcError, match="not running"):
         vmm.call("ShutdownVm", {"id": vm_id})

@@ -325,6 +325,8 @@ class VM:
         self.proc_started_wall = None
         self.proc_stopped_wall = None
         self.exited_mono = None     # when the process last went away (auto-restart clock)
+        self.proc_started_mono = None
+        self.proc_stopped_mono = None
         self.restart_attempts = 0
         self.restart_exhausted = False
         self.boot_error = ""
@@ -404,10 +406,8 @@ class VmmSim:
         vm.running = False
         vm.poweroff_at = None
         vm.proc_stopped_wall = time.time() - (now - when_mono)
+        vm.proc_stopped_mono = when_mono
         vm.exited_mono = when_mono
-        vm.events.append({"event": "vmm.process.exited", "body": "",
-                          "timestamp": int(vm.proc_stopped_wall * 1000)})
-        vm.events = vm.events[-20:]
 
     def tick(self):
         now = time.monotonic()
@@ -479,6 +479,7 @@ class VmmSim:
         vm.poweroff_at = None
         vm.exited_mono = None
         vm.proc_started_wall = time.time() - (now - at_mono)
+        vm.proc_started_mono = at_mono
         vm.boot_error = ""
         vm.shutdown_progress = ""
         err = None
@@ -707,6 +708,10 @@ class VmmSim:
         if self.guest_notify:
             vm.started = False
             vm.shutdown_progress = "powering off"
+            # vm_event_report records every guest event (HEAD app.rs)
+            vm.events.append({"event": "shutdown.progress", "body": "powering off",
+                              "timestamp": int(time.time() * 1000)})
+            vm.events = vm.events[-20:]
         if secs >= 0:
             at = time.monotonic() + secs
             if vm.poweroff_at is None or at < vm.poweroff_at:
@@ -931,6 +936,7 @@ class VmmSim:
             return json_reply({"error": "Unauthorized"}, 401, pretty=True)
         if not path.startswith("/prpc/") or not self.method_exists(method):
             return json_reply({"error": "Service not found: %s" % method}, 400, pretty=True)
+        # ra-rpc rocket_helper.rs: `json: method == Get || query "json"`
         if "json" not in q and h.command != "GET":
             return json_reply({"error": "simulator speaks only ?json (no protobuf)"}, 400, pretty=True)
         try:
@@ -1170,6 +1176,10 @@ class VmmSim:
     def sim_vm(self, vm):
         d = self.info(vm)
         d.update({"started": vm.started, "process_running": vm.running,
+                  # CLOCK_MONOTONIC of the last process start/end, comparable with
+                  # the call log's "mono" (e.g. guest down -> CreateVm)
+                  "process_started_mono": vm.proc_started_mono,
+                  "process_stopped_mono": vm.proc_stopped_mono,
                   "env": vm.env, "env_dropped": vm.env_dropped,
                   "boot_count": vm.boot_count, "auto_restart_count": vm.auto_restart_count,
                   "restart_attempts": vm.restart_attempts,
