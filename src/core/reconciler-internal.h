@@ -66,6 +66,7 @@ struct Job {
         bool removed;               /* the old VM was removed */
         bool abandoned;             /* the job is being freed: the table's end is not acted on */
         ReconcilerError fail_kind;  /* set by the step that fails */
+        char *remove_error;         /* RemoveVm refused: why, while checking the VM is not gone anyway */
         job_step_fn then;
         char **dup_ids;
         size_t dup_idx;

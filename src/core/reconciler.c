@@ -197,6 +197,7 @@ static void job_free(Job *j) {
         g_free(j->encrypted_env);
         g_free(j->app_id);
         g_free(j->act_id);
+        g_free(j->remove_error);
         g_strfreev(j->dup_ids);
         for (size_t i = 0; j->send_ports && i < j->n_send_ports; i++)
                 vm_port_done(&j->send_ports[i]);

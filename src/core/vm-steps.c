@@ -197,11 +197,30 @@ static void remove_check(StepDriver *d, void *userdata) {
         SEND(j, vmm_get_info(j->r->vmm, j->act_id, on_gone_info, j, &j->vmm_call), "GetInfo");
 }
 
+static void on_refused_info(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        g_autofree char *why = g_steal_pointer(&j->remove_error);
+        j->vmm_call = NULL;
+        if (res->error >= 0 && !res->info->found) {
+                j->removed = true;
+                return step_driver_done(j->r->driver); /* gone already (a VM retired long ago, say) */
+        }
+        step_fail_kind(j, RECONCILER_ERROR_FAILED, why);
+}
+
 static void on_removed(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
-        if (res->error < 0)
+        if (res->error < 0) {
+                if (!transient(res)) {
+                        /* Refused: fine if the VM is gone, else that is the failure. */
+                        g_free(j->remove_error);
+                        j->remove_error = g_strdup(res->message);
+                        SEND(j, vmm_get_info(j->r->vmm, j->act_id, on_refused_info, j, &j->vmm_call), "GetInfo");
+                        return;
+                }
                 return step_fail_res(j, res, NULL);
+        }
         /* ≤0.5.6 removes at once, ≥0.5.7 shows "removing" first: look at once either way. */
         remove_check(j->r->driver, j);
 }

@@ -398,3 +398,29 @@ def test_not_allowed_env_notice_is_logged_once(vm_env):
     env.set_env('ALSO_NOT_IN_COMPOSE', 'y')
     env.update()
     assert env.daemon.log_text().count('Env keys not allowed by the compose are not sent') == 2
+
+
+def test_a_renamed_vm_that_vanished_is_forgotten(vm_env):
+    """The VM under the old name is removed by someone else first: the launcher
+    forgets it instead of trying to remove it on every poll."""
+    env = vm_env(stop_timeout_sec=5)
+    old = env.the_vm()
+    env.api.patch_doc(vm_parameters={'name': 'validator_b'})
+    env.vmm.fault('ShutdownVm', 'hold', seconds=60)
+    seq = env.last_seq()
+    up = env.update_async()
+    env.wait_calls('ShutdownVm', state='blocked', since=seq)
+    env.vmm.call('StopVm', {'id': old['id']})
+    env.vmm.call('RemoveVm', {'id': old['id']})
+    wait_until(lambda: old['id'] not in [v['id'] for v in env.vmm.vms()], 10, 'the old VM gone')
+    env.vmm.release('ShutdownVm')
+    assert up.wait(OP_TIMEOUT).ok
+    path = H.DAEMON_PATH + '/vm/validator_5fb'
+    r = env.bus.call(H.DAEMON_NAME, path, VM_IFACE, 'Update', 'a{sv}', [{}], timeout=OP_TIMEOUT)
+    assert r.ok, r                              # the retired VM is dealt with by now
+    seq = env.last_seq()
+    for _ in range(3):
+        r = env.bus.call(H.DAEMON_NAME, path, VM_IFACE, 'Update', 'a{sv}', [{}], timeout=OP_TIMEOUT)
+        assert r.ok, r
+    assert env.writes_since(seq) == []
+    assert [v['name'] for v in env.vmm.vms()] == ['validator_b']
