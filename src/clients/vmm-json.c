@@ -365,6 +365,21 @@ static int get_hex_exact(JsonObject *o, const char *path, const char *name, Need
         return 0;
 }
 
+/* A KMS signature: 65 bytes of hex, or absent. A ≥0.5.6 VMM copies every
+ * field of the KMS reply, so an older KMS's missing signature arrives as ""
+ * (proto3 default): that is absent too, not malformed (issue 7, defect 4). */
+static int get_signature(JsonObject *o, const char *path, const char *name, uint8_t sig[static 65],
+                         bool *ret_has, char **err) {
+        _cleanup_free_ char *s = NULL;
+        int r = get_str(o, path, name, OPTIONAL, &s, err);
+        if (r < 0 || !s || s[0] == '\0')
+                return r;
+        if (hex_decode_exact(s, sig, 65) < 0)
+                return fail(err, "%s.%s: expected 65 bytes of hex", path, name);
+        *ret_has = true;
+        return 0;
+}
+
 /* A value echoed in an error message: bounded and printable. */
 static char *quote_value(const char *s) {
         g_autofree char *cut = g_strndup(s, 64);
@@ -610,6 +625,28 @@ int vmm_parse_id_reply(const char *method, const char *data, size_t len, char **
         return get_str(json_node_get_object(root), method, "id", REQUIRED, ret_id, ret_error);
 }
 
+int vmm_parse_update_reply(const char *method, const char *data, size_t len, char **ret_compose_app_id,
+                           char **ret_error) {
+        g_autoptr(JsonNode) root = NULL;
+        int r = parse_root(method, data, len, &root, ret_error);
+        if (r < 0)
+                return r;
+        *ret_compose_app_id = NULL;
+        /* null (or an empty body): nothing to report. */
+        if (!root || JSON_NODE_HOLDS_NULL(root))
+                return 0;
+        if (!JSON_NODE_HOLDS_OBJECT(root))
+                return fail(ret_error, "%s: expected an object or null, got %s", method, node_type(root));
+        /* {"id": app_id_of(the compose just sent)} or {"id": ""} when none was
+         * sent (main_service.rs update_vm). Not the VM's app id and not needed
+         * by anyone: missing, "" or not a string are all "none". */
+        JsonNode *n = member(json_node_get_object(root), "id");
+        if (!n || !holds(n, G_TYPE_STRING) || isempty(json_node_get_string(n)))
+                return 0;
+        *ret_compose_app_id = strdup(json_node_get_string(n));
+        return *ret_compose_app_id ? 0 : -ENOMEM;
+}
+
 static bool is_lower_hex(const char *s, size_t n) {
         if (strlen(s) != n)
                 return false;
@@ -643,11 +680,12 @@ int vmm_parse_pubkey_reply(const char *data, size_t len, VmmPubKeyReply *ret, ch
                 return r;
         JsonObject *o = json_node_get_object(root);
         if ((r = get_hex_exact(o, m, "public_key", REQUIRED, k.public_key, 32, NULL, ret_error)) < 0 ||
-            (r = get_hex_exact(o, m, "signature", OPTIONAL, k.signature, 65, &k.has_signature, ret_error)) < 0 ||
-            (r = get_hex_exact(o, m, "signature_v1", OPTIONAL, k.signature_v1, 65, &k.has_signature_v1, ret_error)) < 0 ||
+            (r = get_signature(o, m, "signature", k.signature, &k.has_signature, ret_error)) < 0 ||
+            (r = get_signature(o, m, "signature_v1", k.signature_v1, &k.has_signature_v1, ret_error)) < 0 ||
             (r = get_u64(o, m, "timestamp", INT64_MAX, &k.timestamp, ret_error)) < 0)
                 return r;
-        k.has_timestamp = member(o, "timestamp") != NULL;
+        /* 0 is proto3's default: what a ≥0.5.6 VMM sends for a KMS without one. */
+        k.has_timestamp = k.timestamp != 0;
         *ret = k;
         return 0;
 }

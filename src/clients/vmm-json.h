@@ -80,6 +80,8 @@ typedef struct VmmInfoReply {
         VmInfo *info; /* NULL unless found */
 } VmmInfoReply;
 
+/* signature and signature_v1 "" (what a ≥0.5.6 VMM sends for a KMS that did
+ * not sign) are absent; so is timestamp 0. */
 typedef struct VmmPubKeyReply {
         uint8_t public_key[32];
         bool has_signature;
@@ -157,6 +159,11 @@ int vmm_build_pubkey_request(const char *app_id, char **ret);
 int vmm_parse_error_reply(const char *data, size_t len, char **ret_message);
 int vmm_parse_empty_reply(const char *method, const char *data, size_t len, char **ret_error);
 int vmm_parse_id_reply(const char *method, const char *data, size_t len, char **ret_id, char **ret_error);
+/* UpdateVm/UpgradeApp: null, {} or {"id": ""} give *ret_compose_app_id NULL;
+ * {"id": "<app id of the compose sent>"} a copy. Only a reply that is not JSON,
+ * nor an object or null, is -EBADMSG. */
+int vmm_parse_update_reply(const char *method, const char *data, size_t len, char **ret_compose_app_id,
+                           char **ret_error);
 int vmm_parse_status_reply(const char *data, size_t len, VmmStatusReply *ret, char **ret_error);
 int vmm_parse_info_reply(const char *data, size_t len, VmmInfoReply *ret, char **ret_error);
 int vmm_parse_compose_hash_reply(const char *data, size_t len, char **ret_hash, char **ret_error);

@@ -53,6 +53,7 @@ typedef struct Replies {
         VmmMetaReply meta;
         VmmImagesReply images;
         char *id;
+        char *compose_app_id;
         char *hash;
 } Replies;
 
@@ -62,6 +63,7 @@ static void replies_done(Replies *r) {
         vmm_version_reply_done(&r->version);
         vmm_images_reply_done(&r->images);
         free(r->id);
+        free(r->compose_app_id);
         free(r->hash);
 }
 
@@ -251,11 +253,10 @@ static int parse_ok(VmmCall *call, const HttpResponse *resp, Replies *p, VmmResu
         case REPLY_EMPTY:
                 return vmm_parse_empty_reply(m, d, n, err);
         case REPLY_UPDATE:
-                /* Answered {id} by some versions, null by others. */
-                if (vmm_parse_empty_reply(m, d, n, NULL) >= 0 && !memchr(d, '{', n))
-                        return 0;
-                r = vmm_parse_id_reply(m, d, n, &p->id, err);
-                res->id = p->id;
+                /* {"id": app_id_of(the compose sent)}, {"id": ""} or null: never
+                 * the VM's id or app id, so it is not required (issue 7, defect 5). */
+                r = vmm_parse_update_reply(m, d, n, &p->compose_app_id, err);
+                res->compose_app_id = p->compose_app_id;
                 return r;
         case REPLY_HASH:
                 r = vmm_parse_compose_hash_reply(d, n, &p->hash, err);

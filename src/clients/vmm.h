@@ -30,7 +30,11 @@ typedef struct VmmResult {
         /* On success, the member for the method called is set. */
         const VmmStatusReply *status;   /* Status */
         const VmmInfoReply *info;       /* GetInfo */
-        const char *id;                 /* CreateVm; UpdateVm (NULL if the VMM answered null) */
+        const char *id;                 /* CreateVm: the new VM's id */
+        /* UpdateVm/UpgradeApp: the app-id prefix of the compose just sent
+         * (sha256(compose_file)[:40]), NULL when none was sent or the VMM said
+         * "" or null. Not the VM's app id, which an update never changes. */
+        const char *compose_app_id;
         const char *hash;               /* GetComposeHash */
         const VmmPubKeyReply *pubkey;   /* GetAppEnvEncryptPubKey */
         const VmmVersionReply *version; /* Version */

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 
@@ -45,6 +46,34 @@ char *resources_text(const VmConfiguration *c) {
                                        c->ports[i].host_port, c->ports[i].vm_port, strempty(c->ports[i].host_address));
         _cleanup_free_ char *uc = short_sha256(strempty(c->user_config));
         g_string_append_printf(s, " user_config=%s hugepages=%d pin_numa=%d", uc, c->hugepages, c->pin_numa);
+        return g_string_free(s, FALSE);
+}
+
+static bool address_match(const char *want, const char *have) {
+        if (isempty(want))
+                return true; /* the VMM's default: whatever it resolved it to */
+        if (streq_ptr(want, have))
+                return true;
+        unsigned char a[sizeof(struct in6_addr)] = {}, b[sizeof(struct in6_addr)] = {};
+        int af = strchr(want, ':') ? AF_INET6 : AF_INET;
+        return have && inet_pton(af, want, a) == 1 && inet_pton(af, have, b) == 1 && memcmp(a, b, sizeof a) == 0;
+}
+
+bool vm_ports_match(const VmPort *want, size_t n_want, const VmPort *have, size_t n_have) {
+        if (n_want != n_have)
+                return false;
+        for (size_t i = 0; i < n_want; i++)
+                if (!streq_ptr(want[i].protocol, have[i].protocol) || want[i].host_port != have[i].host_port ||
+                    want[i].vm_port != have[i].vm_port || !address_match(want[i].host_address, have[i].host_address))
+                        return false;
+        return true;
+}
+
+char *vm_ports_text(const VmPort *p, size_t n) {
+        GString *s = g_string_new(NULL);
+        for (size_t i = 0; i < n; i++)
+                g_string_append_printf(s, "%s%s/%u:%u@%s", i ? "," : "", strempty(p[i].protocol), p[i].host_port,
+                                       p[i].vm_port, isempty(p[i].host_address) ? "default" : p[i].host_address);
         return g_string_free(s, FALSE);
 }
 

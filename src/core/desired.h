@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "clients/vmm-json.h"
@@ -32,6 +33,14 @@ typedef struct DesiredVm {
 int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const uint8_t key[32], DesiredVm **ret,
                      char **ret_error);
 void desired_vm_free(DesiredVm *d);
+
+/* Ports compared by meaning (dstack.md §2): protocol, host port and VM port
+ * alike, and a wanted host_address of ""/null is the VMM's default address,
+ * whatever the VMM reports for the mapping (it stores the resolved one). A set
+ * address is compared as an IP address. Order matters, as for the VMM. */
+bool vm_ports_match(const VmPort *want, size_t n_want, const VmPort *have, size_t n_have);
+/* "tcp/8080:80@127.0.0.1,…" ("@default" for ""), for Plan's changes. */
+char *vm_ports_text(const VmPort *p, size_t n);
 
 /* Image, resources, ports, user_config and flags as one comparable line. */
 char *resources_text(const VmConfiguration *c);

@@ -118,12 +118,11 @@ static bool compare(const Plan *p, const DesiredVm *d, GPtrArray *a) {
         if (a->len != before || cur->hugepages != want->hugepages || cur->pin_numa != want->pin_numa)
                 in_place_ok = false;
 
-        g_autofree char *rc = resources_text(cur), *rw = resources_text(want);
-        const char *pc = strstr(rc, "ports="), *pw = strstr(rw, "ports=");
-        g_autofree char *ports_c = g_strndup(pc + 6, strcspn(pc + 6, " ")),
-                        *ports_w = g_strndup(pw + 6, strcspn(pw + 6, " "));
-        if (!streq(ports_c, ports_w))
-                add_change(a, "ports", ports_c, ports_w);
+        if (!vm_ports_match(want->ports, want->n_ports, cur->ports, cur->n_ports)) {
+                g_autofree char *pc = vm_ports_text(cur->ports, cur->n_ports),
+                                *pw = vm_ports_text(want->ports, want->n_ports);
+                add_change(a, "ports", pc, pw);
+        }
         if (!streq_ptr(strempty(cur->user_config), strempty(want->user_config)))
                 add_change(a, "user_config", "(differs)", "(from the API)");
 

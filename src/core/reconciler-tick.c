@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* One reconciliation (updater.md): fetch → validate → build the desired VM →
- * observe the VMM → decide → prepare everything → only then disturb the old VM
- * → verify → record. Every step is a callback on the event loop. */
+ * observe the VMM → decide → run the plan's step table (vm-steps.c), whose
+ * first steps prepare everything before the old VM is disturbed → record. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <string.h>
 
 #include <glib.h>
@@ -21,12 +23,14 @@
 static void observe(Job *j);
 static void decide(Job *j);
 static void dispatch(Job *j);
-static void prepare(Job *j);
-static void create_vm(Job *j);
-static void restart_after_in_place(Job *j);
 
 static bool is_update(const Job *j) {
         return j->kind == JOB_UPDATE;
+}
+
+static uint64_t age_sec(uint64_t since) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        return since && now > since ? (uint64_t) ((now - since) / USEC_PER_SEC) : 0;
 }
 
 static void required_env_update(Reconciler *r, char **required) {
@@ -45,28 +49,47 @@ static void on_spec(PlatformCall *call, PlatformSpecResult *res, void *userdata)
         Reconciler *r = j->r;
         j->api_call = NULL;
 
+        if (res->error >= 0) {
+                r->fetched_usec = now_usec(CLOCK_MONOTONIC);
+                r->fetch_failed_usec = 0;
+                g_clear_pointer(&r->fetch_error, g_free);
+                if (r->last_error_cause == ERROR_CAUSE_API)
+                        vm_clear_error(r);
+        }
         if (res->error >= 0 && !res->unchanged) {
                 platform_vm_spec_free(r->spec);
                 r->spec = g_steal_pointer(&res->spec);
                 g_clear_pointer(&r->spec_error, g_free);
                 required_env_update(r, r->spec->required_env);
-        } else if (res->error >= 0)
-                /* 304 against the validators of the last good document: that one is back. */
-                g_clear_pointer(&r->spec_error, g_free);
-        else if (res->error == -EINVAL) {
+                reconciler_save_spec(r, res->body, res->body_len);
+        } else if (res->error >= 0) {
+                if (r->spec)
+                        /* 304 against the validators of the last good document: that one is back. */
+                        g_clear_pointer(&r->spec_error, g_free);
+                else {
+                        /* A 304 with no good document to be "not modified" from: there is
+                         * still no spec, and the next request asks for the whole document. */
+                        platform_api_forget_validators(r->api);
+                        g_free(r->fetch_error);
+                        r->fetch_error = g_strdup("the Platform API answered 304 Not Modified, but no valid "
+                                                  "document was ever received");
+                }
+        } else if (res->error == -EINVAL) {
                 g_free(r->spec_error);
-                r->spec_error = g_strdup(res->message);
-        } else if (res->error < 0) {
-                g_autofree char *msg = g_strdup_printf("Platform API unreachable: %s", res->message);
-                vm_note_error(r, msg);
+                r->spec_error = text_bound(res->message);
+        } else {
+                g_autofree char *b = text_bound(res->message);
+                g_autofree char *msg = g_strdup_printf("Platform API unreachable: %s", b);
+                if (!r->fetch_failed_usec)
+                        r->fetch_failed_usec = now_usec(CLOCK_MONOTONIC);
+                g_free(r->fetch_error);
+                r->fetch_error = g_strdup(msg);
+                vm_note_error_cause(r, ERROR_CAUSE_API, msg);
                 if (is_update(j))
                         return job_finish(j, RECONCILER_ERROR_API_UNAVAILABLE, msg);
-                if (!r->spec) {
-                        vm_set_state(r, VM_STATE_PENDING, msg);
-                        return job_finish(j, RECONCILER_OK, NULL);
-                }
-                /* The last good spec is still what is wanted; a crashed VM is still restarted. */
-                log_warning("%s; going on with the last good spec.", msg);
+                if (r->spec)
+                        /* The last good spec is still what is wanted; a crashed VM is still restarted. */
+                        log_warning("%s; going on with the last good spec.", msg);
         }
         observe(j);
 }
@@ -94,32 +117,84 @@ static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
         j->vmm_call = NULL;
 
         if (res->error < 0) {
-                g_autofree char *msg = g_strdup_printf("VMM unreachable: %s", res->message);
-                vm_note_error(r, msg);
+                g_autofree char *b = text_bound(res->message);
+                g_autofree char *msg = g_strdup_printf("VMM unreachable: %s", b);
+                if (!r->observe_failed_usec)
+                        r->observe_failed_usec = now_usec(CLOCK_MONOTONIC);
+                g_free(r->observe_error);
+                r->observe_error = g_strdup(msg);
+                /* What the VMM said before is no longer known to hold. */
+                vm_set_str(r, &r->vm->vmm_status, "unknown", VM_FIELD_VMM_STATUS);
+                g_autofree char *why = g_strdup_printf("cannot observe the VM for %" PRIu64 " s: %s",
+                                                       age_sec(r->observe_failed_usec), msg);
+                vm_note_error_cause(r, ERROR_CAUSE_VMM, msg);
+                vm_set_state(r, r->vm->state, why);
                 return job_finish(j, steps_error_kind(res), msg);
         }
+        r->observed_usec = now_usec(CLOCK_MONOTONIC);
+        r->observe_failed_usec = 0;
+        g_clear_pointer(&r->observe_error, g_free);
+        if (r->last_error_cause == ERROR_CAUSE_VMM)
+                vm_clear_error(r);
         vmm_status_reply_done(&r->observed);
         vmm_result_take_status(res, &r->observed);
         r->have_observed = true;
         decide(j);
 }
 
+static void strv_drop(char **l, size_t i) {
+        size_t n = strv_length(l);
+        free(l[i]);
+        memmove(&l[i], &l[i + 1], (n - i) * sizeof(char *));
+}
+
+static ssize_t retired_find(const VmDeployState *st, const char *name) {
+        for (size_t i = 0; st->retired_names && st->retired_names[i]; i++)
+                if (streq(st->retired_names[i], name))
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* A rename of vm_parameters.name is a replacement (issue 9 #7): the VM deployed
+ * under the old name is retired (recorded, so a restart remembers it) and
+ * removed once the VM under the new name runs. Renaming back takes the retired
+ * VM up again and retires the other one. */
 static void rename_vm(Reconciler *r, const char *name) {
+        VmDeployState *st = r->state;
         if (streq(r->vm->name, name))
                 return;
+        log_notice("The spec renames VM %s to %s.", r->vm->name, name);
+        if (!isempty(st->vm_id)) {
+                (void) strv_extend(&st->retired_ids, st->vm_id);
+                (void) strv_extend(&st->retired_names, r->vm->name);
+        }
+        g_free(st->vm_id), st->vm_id = g_strdup("");
+        g_free(st->compose_hash), st->compose_hash = g_strdup("");
+        g_free(st->app_id), st->app_id = g_strdup("");
+        g_free(st->env_fingerprint), st->env_fingerprint = g_strdup("");
+        st->operator_stopped = false;
+        vm_intent_free(st->intent), st->intent = NULL;
+
+        ssize_t i = retired_find(st, name);
+        if (i >= 0) {
+                g_free(st->vm_id), st->vm_id = g_strdup(st->retired_ids[i]);
+                strv_drop(st->retired_ids, (size_t) i);
+                strv_drop(st->retired_names, (size_t) i);
+        }
+        g_free(st->name), st->name = g_strdup(name);
+        (void) reconciler_save_state(r);
+
         if (r->ev.vm_removed)
                 r->ev.vm_removed(r, r->vm, r->ev.userdata);
         g_free(r->vm->name);
         r->vm->name = g_strdup(name);
-        g_free(r->state->name);
-        r->state->name = g_strdup(name);
         if (r->ev.vm_added)
                 r->ev.vm_added(r, r->vm, r->ev.userdata);
 }
 
 static void observe(Job *j) {
         Reconciler *r = j->r;
-        if (r->spec)
+        if (r->spec && !r->spec_error)
                 rename_vm(r, r->spec->vm.name);
         int q = vmm_status(r->vmm, NULL, r->vm->name, on_status, j, &j->vmm_call);
         if (q < 0)
@@ -128,8 +203,37 @@ static void observe(Job *j) {
 
 /* ---- decide ---- */
 
-static void after_duplicates(Job *j, ReconcilerError error, const char *message) {
-        dispatch(j);
+static void remove_next_duplicate(Job *j);
+
+static void after_duplicate(Job *j, ReconcilerError error, const char *message) {
+        if (error != RECONCILER_OK)
+                log_warning("Cannot remove duplicate VM %s: %s", j->act_id, message);
+        remove_next_duplicate(j);
+}
+
+/* A duplicate that cannot be removed is logged and tried again next time: it
+ * must not keep the wanted VM from being deployed. */
+static void remove_next_duplicate(Job *j) {
+        if (!j->dup_ids || !j->dup_ids[j->dup_idx]) {
+                g_clear_pointer(&j->act_id, g_free);
+                return dispatch(j);
+        }
+        const char *id = j->dup_ids[j->dup_idx++];
+        log_notice("Removing duplicate VM %s left by an earlier run.", id);
+        g_free(j->act_id);
+        j->act_id = g_strdup(id);
+        j->act_stopped = false;
+        job_run_table(j, &table_remove_duplicate, after_duplicate);
+}
+
+static void log_not_allowed(Reconciler *r, const DesiredVm *d) {
+        g_autofree char *k = d && d->not_allowed[0] ? g_strjoinv(", ", d->not_allowed) : NULL;
+        if (streq_ptr(k, r->not_allowed_logged))
+                return; /* said already: a notice repeats only when its content changes */
+        if (k)
+                log_notice("Env keys not allowed by the compose are not sent: %s", k);
+        g_free(r->not_allowed_logged);
+        r->not_allowed_logged = g_steal_pointer(&k);
 }
 
 static void decide(Job *j) {
@@ -137,6 +241,9 @@ static void decide(Job *j) {
 
         if (r->spec_error)
                 j->blocked_reason = g_strdup_printf("invalid spec from the Platform API: %s", r->spec_error);
+        else if (!r->spec)
+                j->blocked_reason = r->fetch_error ? g_strdup_printf("no spec yet: %s", r->fetch_error)
+                                                   : g_strdup("no spec fetched yet");
         else if (desired_vm_build(r->spec, r->settings->config, r->fp_key, &j->desired, &j->blocked_reason) < 0 &&
                  !j->blocked_reason)
                 j->blocked_reason = g_strdup("cannot build the VM spec");
@@ -159,10 +266,8 @@ static void decide(Job *j) {
         vm_set_str(r, &r->vm->target_compose_hash, j->desired ? j->desired->compose_hash : "",
                    VM_FIELD_TARGET_COMPOSE_HASH);
         vm_flush(r);
-        if (j->desired && j->desired->not_allowed[0]) {
-                g_autofree char *k = g_strjoinv(", ", j->desired->not_allowed);
-                log_notice("Env keys not allowed by the compose are not sent: %s", k);
-        }
+        if (j->desired)
+                log_not_allowed(r, j->desired);
 
         if (j->plan.n_extra > 0 && j->plan.action != PLAN_BLOCKED) {
                 GPtrArray *ids = g_ptr_array_new();
@@ -170,7 +275,8 @@ static void decide(Job *j) {
                         g_ptr_array_add(ids, g_strdup(j->plan.extra[i]->id));
                 g_ptr_array_add(ids, NULL);
                 j->dup_ids = (char **) g_ptr_array_free(ids, FALSE);
-                return steps_remove_duplicates(j, after_duplicates);
+                j->dup_idx = 0;
+                return remove_next_duplicate(j);
         }
         dispatch(j);
 }
@@ -203,30 +309,19 @@ static void announce_deployed(Job *j) {
         }
         vm_set_u64(r, &vm->last_update_usec, st->last_update_usec, VM_FIELD_LAST_UPDATE);
         vm_set_u32(r, &vm->update_count, st->update_count, VM_FIELD_UPDATE_COUNT);
-        vm_set_str(r, &vm->last_error, "", VM_FIELD_LAST_ERROR);
+        vm_clear_error(r);
         vm_set_state(r, VM_STATE_RUNNING, "");
         r->fail_backoff_usec = 0;
 
         log_info("VM %s now runs compose %s (id %s).", vm->name, d->compose_hash, st->vm_id);
         if (r->ev.vm_updated)
                 r->ev.vm_updated(r, vm, strempty(j->old_compose_hash), d->compose_hash, st->vm_id, r->ev.userdata);
+        if (st->retired_ids && st->retired_ids[0])
+                r->rerun = true; /* the VM under its old name goes next */
         job_finish(j, RECONCILER_OK, NULL);
 }
 
-/* After a change, look once more before announcing it, so that Plan() and
- * the next decision start from what the VMM now reports. */
-static void on_final_status(VmmCall *call, const VmmResult *res, void *userdata) {
-        Job *j = userdata;
-        Reconciler *r = j->r;
-        j->vmm_call = NULL;
-        if (res->error >= 0) {
-                vmm_status_reply_done(&r->observed);
-                vmm_result_take_status(res, &r->observed);
-        }
-        announce_deployed(j);
-}
-
-static void record_deployed(Job *j, const char *id, const char *app_id) {
+static void save_deployed(Job *j, const char *id, const char *app_id) {
         Reconciler *r = j->r;
         VmDeployState *st = r->state;
         const DesiredVm *d = j->desired;
@@ -245,9 +340,42 @@ static void record_deployed(Job *j, const char *id, const char *app_id) {
         st->operator_stopped = false;
         vm_intent_free(st->intent), st->intent = NULL;
         (void) reconciler_save_state(r);
+}
 
-        if (vmm_status(r->vmm, NULL, r->vm->name, on_final_status, j, &j->vmm_call) < 0)
-                announce_deployed(j);
+/* After a change, look once more before announcing it, so that Plan() and
+ * the next decision start from what the VMM now reports. */
+static void on_final_status(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        Reconciler *r = j->r;
+        j->vmm_call = NULL;
+        if (res->error >= 0) {
+                vmm_status_reply_done(&r->observed);
+                vmm_result_take_status(res, &r->observed);
+                r->observed_usec = now_usec(CLOCK_MONOTONIC);
+        }
+        step_driver_done(r->driver);
+}
+
+void record_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        save_deployed(j, j->new_id ?: j->act_id, j->app_id);
+        if (vmm_status(j->r->vmm, NULL, j->r->vm->name, on_final_status, j, &j->vmm_call) < 0)
+                step_driver_done(d);
+}
+
+static void after_deploy(Job *j, ReconcilerError error, const char *message) {
+        Reconciler *r = j->r;
+        if (error == RECONCILER_OK)
+                return announce_deployed(j);
+        if (error == RECONCILER_ERROR_BLOCKED) {
+                vm_set_state(r, VM_STATE_BLOCKED, message);
+                return job_update_failed(j, error, message);
+        }
+        if (!j->touched)
+                return job_update_failed(j, error, message);
+        g_autofree char *m = g_strdup_printf("%s%s", message, j->removed ? "; the old VM was removed" : "");
+        vm_set_state(r, VM_STATE_FAILED, m);
+        job_update_failed(j, error, m);
 }
 
 /* ---- dispatch ---- */
@@ -261,7 +389,11 @@ static void after_auto_start(Job *j, ReconcilerError error, const char *message)
                 return job_finish(j, error, msg);
         }
         vm_set_str(r, &r->vm->vmm_status, "running", VM_FIELD_VMM_STATUS);
-        vm_set_state(r, VM_STATE_RUNNING, "");
+        if (j->plan.action == PLAN_BLOCKED)
+                /* Running again; still nothing newer can be applied. */
+                vm_set_state(r, r->spec || r->spec_error ? VM_STATE_BLOCKED : VM_STATE_PENDING, j->plan.reason);
+        else
+                vm_set_state(r, VM_STATE_RUNNING, "");
         job_finish(j, RECONCILER_OK, NULL);
 }
 
@@ -288,29 +420,84 @@ static void auto_start(Job *j) {
         vm_set_u32(r, &r->vm->restart_count, r->state->restart_count, VM_FIELD_RESTART_COUNT);
         log_notice("VM %s is %s, starting it (restart %u).", r->vm->name, vm_status_to_string(vm->status),
                    r->state->restart_count);
-        vm_set_state(r, VM_STATE_STARTING, "starting the VM again");
-        steps_start(j, vm->id, after_auto_start);
+        g_free(j->act_id);
+        j->act_id = g_strdup(vm->id);
+        job_run_table(j, &table_start, after_auto_start);
+}
+
+static void start_deploy(Job *j, const StepTable *t) {
+        const Plan *p = &j->plan;
+        if (p->keep) {
+                j->act_id = g_strdup(p->keep->id);
+                j->act_stopped = p->keep->status == VM_STATUS_STOPPED;
+        }
+        /* The env is encrypted to the app id the VM will actually run with. */
+        j->app_id = g_strdup(p->action == PLAN_UPDATE_IN_PLACE ? p->keep->app_id : j->desired->app_id);
+        j->old_compose_hash = g_strdup(j->r->vm->compose_hash);
+        job_run_table(j, t, after_deploy);
 }
 
 /* A crash between CreateVm and recording it: the VM is the one we meant. */
 static bool adopt_interrupted(Job *j) {
         VmIntent *in = j->r->state->intent;
         const VmInfo *vm = j->plan.keep;
-        if (!in || !vm || !streq(in->target_compose_hash, j->plan.keep_compose_hash))
+        if (!in || !vm || !j->desired || !streq(in->target_compose_hash, j->plan.keep_compose_hash))
                 return false;
         if (streq(in->op, "in-place")) {
                 /* UpdateVm took effect but the VM may still run the old compose: restart it. */
                 log_notice("Finishing the interrupted in-place update of %s.", vm->id);
-                j->old_id = g_strdup(vm->id);
+                j->act_id = g_strdup(vm->id);
+                j->act_stopped = vm->status == VM_STATUS_STOPPED;
                 j->app_id = g_strdup(vm->app_id);
-                restart_after_in_place(j);
+                j->old_compose_hash = g_strdup(j->r->vm->compose_hash);
+                job_run_table(j, &table_in_place_resume, after_deploy);
                 return true;
         }
         if (vm->status != VM_STATUS_RUNNING)
                 return false;
         log_notice("Adopting VM %s created before an interruption.", vm->id);
-        record_deployed(j, vm->id, vm->app_id);
+        save_deployed(j, vm->id, vm->app_id);
+        announce_deployed(j);
         return true;
+}
+
+/* ---- VMs under an old name (a rename) go once the VM under the new name runs ---- */
+
+static void remove_next_retired(Job *j);
+
+static void after_retired(Job *j, ReconcilerError error, const char *message) {
+        Reconciler *r = j->r;
+        VmDeployState *st = r->state;
+        if (error != RECONCILER_OK) {
+                log_warning("Cannot remove VM %s (renamed): %s", j->act_id, message);
+                return job_finish(j, RECONCILER_OK, NULL); /* tried again next time */
+        }
+        log_notice("Removed VM %s, which ran under the old name.", j->act_id);
+        for (size_t i = 0; st->retired_ids && st->retired_ids[i]; i++)
+                if (streq(st->retired_ids[i], j->act_id)) {
+                        strv_drop(st->retired_ids, i);
+                        strv_drop(st->retired_names, i);
+                        break;
+                }
+        (void) reconciler_save_state(r);
+        remove_next_retired(j);
+}
+
+static void remove_next_retired(Job *j) {
+        VmDeployState *st = j->r->state;
+        if (!st->retired_ids || !st->retired_ids[0])
+                return job_finish(j, RECONCILER_OK, NULL);
+        if (j->plan.keep && streq(st->retired_ids[0], j->plan.keep->id)) {
+                /* Never the VM that is wanted now. */
+                strv_drop(st->retired_ids, 0);
+                strv_drop(st->retired_names, 0);
+                return remove_next_retired(j);
+        }
+        log_notice("Removing VM %s, renamed from %s by the spec.", st->retired_ids[0], st->retired_names[0]);
+        g_free(j->act_id);
+        j->act_id = g_strdup(st->retired_ids[0]);
+        j->act_stopped = false;
+        job_run_table(j, &table_remove_retired, after_retired);
 }
 
 static void dispatch(Job *j) {
@@ -326,13 +513,24 @@ static void dispatch(Job *j) {
                         if (is_update(j))
                                 return job_finish(j, RECONCILER_ERROR_BLOCKED,
                                                   "the VM was stopped by the operator; Start it first");
-                } else
-                        vm_set_state(r, VM_STATE_RUNNING, "");
+                        return job_finish(j, RECONCILER_OK, NULL);
+                }
+                /* Equal and running: whatever went wrong before is gone. */
+                vm_clear_error(r);
+                vm_set_state(r, VM_STATE_RUNNING, "");
                 r->fail_backoff_usec = 0;
+                if (p->keep && p->keep->status == VM_STATUS_RUNNING)
+                        return remove_next_retired(j);
                 return job_finish(j, RECONCILER_OK, NULL);
         case PLAN_BLOCKED:
-                vm_note_error(r, p->reason);
-                vm_set_state(r, VM_STATE_BLOCKED, p->reason);
+                /* Nothing new can be applied, but the VM that was deployed is kept
+                 * running: it is started again if it exited (the API may be away). */
+                if (p->keep && p->keep->status == VM_STATUS_EXITED && !r->state->operator_stopped &&
+                    streq(r->state->vm_id, p->keep->id))
+                        return auto_start(j);
+                if (r->spec || r->spec_error)
+                        vm_note_error_cause(r, ERROR_CAUSE_BLOCKED, p->reason);
+                vm_set_state(r, r->spec || r->spec_error ? VM_STATE_BLOCKED : VM_STATE_PENDING, p->reason);
                 return job_finish(j, is_update(j) ? RECONCILER_ERROR_BLOCKED : RECONCILER_OK, p->reason);
         case PLAN_WAIT:
                 vm_set_state(r, p->keep ? VM_STATE_STOPPING : VM_STATE_UPDATING, p->reason);
@@ -342,14 +540,123 @@ static void dispatch(Job *j) {
                 if (adopt_interrupted(j))
                         return;
                 return auto_start(j);
+        case PLAN_CREATE:
+                return start_deploy(j, &table_create);
+        case PLAN_RECREATE:
+                return start_deploy(j, &table_recreate);
+        case PLAN_UPDATE_IN_PLACE:
+                return start_deploy(j, &table_in_place);
         default:
-                return prepare(j);
+                return job_finish(j, RECONCILER_ERROR_FAILED, "internal error: unknown plan");
         }
 }
 
-/* ---- prepare: nothing is touched until all of this succeeded ---- */
+/* ---- prepare-checks: what can be known before anything is touched ---- */
 
-static void on_compose_hash(VmmCall *call, const VmmResult *res, void *userdata);
+static bool is_ip_address(const char *s) {
+        unsigned char buf[sizeof(struct in6_addr)];
+        return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* VM names (HEAD main_service.rs validate_label; v0.5.5 is stricter). */
+static const char *name_problem(const char *name, const VmmVersion *v) {
+        bool old = v && vmm_version_compare(v, &(VmmVersion) { 0, 5, 6 }) < 0;
+        if (isempty(name))
+                return "it is empty";
+        for (const char *c = name; *c; c++) {
+                if (g_ascii_isalnum(*c) || *c == '-' || *c == '_')
+                        continue;
+                if (!old && strchr(". @~!$^()", *c))
+                        continue;
+                return old ? "this VMM (before 0.5.6) accepts only letters, digits, '-' and '_'"
+                           : "the VMM accepts only letters, digits and - _ . space @ ~ ! $ ^ ( )";
+        }
+        return NULL;
+}
+
+static void block(Job *j, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static void block(Job *j, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        g_autofree char *m = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        step_fail_kind(j, RECONCILER_ERROR_BLOCKED, m);
+}
+
+static void check_name(Job *j, const VmmVersion *v) {
+        const char *why = name_problem(j->desired->name, v);
+        if (why)
+                return block(j, "vm_parameters.name '%.64s' cannot be used: %s", j->desired->name, why);
+        step_driver_done(j->r->driver);
+}
+
+static void on_version(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        j->vmm_call = NULL;
+        VmmVersion v;
+        /* A VMM that cannot say its version is held to the newer rules. */
+        check_name(j, res->error >= 0 && vmm_client_get_version(j->r->vmm, &v) ? &v : NULL);
+}
+
+/* In-place: ports go to UpdateVm only when they changed, and then each with a
+ * real address, since UpdateVm has no default for "" (dstack.md §2). */
+static int in_place_ports(Job *j, char **ret_error) {
+        const VmConfiguration *want = &j->desired->config, *have = &j->plan.keep->configuration;
+        j->update_ports = !vm_ports_match(want->ports, want->n_ports, have->ports, have->n_ports);
+        if (!j->update_ports)
+                return 0;
+        j->send_ports = g_new0(VmPort, MAX(want->n_ports, 1));
+        j->n_send_ports = want->n_ports;
+        for (size_t i = 0; i < want->n_ports; i++) {
+                const VmPort *w = &want->ports[i];
+                const char *addr = w->host_address;
+                if (isempty(addr)) {
+                        /* The address the VMM resolved for this very mapping. */
+                        for (size_t k = 0; k < have->n_ports && isempty(addr); k++)
+                                if (streq_ptr(have->ports[k].protocol, w->protocol) &&
+                                    have->ports[k].host_port == w->host_port && have->ports[k].vm_port == w->vm_port)
+                                        addr = have->ports[k].host_address;
+                }
+                if (isempty(addr)) {
+                        *ret_error = g_strdup_printf(
+                                "vm_parameters.ports[%zu].host_address is empty, and UpdateVm needs an IP address "
+                                "for a new port mapping: set host_address in the spec, or use the recreate strategy",
+                                i);
+                        return -EINVAL;
+                }
+                j->send_ports[i] = (VmPort) { .protocol = g_strdup(w->protocol), .host_port = w->host_port,
+                                              .vm_port = w->vm_port, .host_address = g_strdup(addr) };
+        }
+        return 0;
+}
+
+void prep_checks_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        Reconciler *r = j->r;
+        const VmConfiguration *c = &j->desired->config;
+
+        if (c->n_ports > 0 && !r->observed.port_mapping_enabled)
+                return block(j, "the spec maps %zu port(s) (vm_parameters.ports), but port mapping is disabled at "
+                                "the VMM: set [cvm.port_mapping] enabled = true in vmm.toml, or drop the ports",
+                             c->n_ports);
+        for (size_t i = 0; i < c->n_ports; i++)
+                if (!isempty(c->ports[i].host_address) && !is_ip_address(c->ports[i].host_address))
+                        return block(j, "vm_parameters.ports[%zu].host_address '%.64s' is not an IP address", i,
+                                     c->ports[i].host_address);
+        if (j->plan.action == PLAN_UPDATE_IN_PLACE) {
+                g_autofree char *why = NULL;
+                if (in_place_ports(j, &why) < 0)
+                        return block(j, "%s", why);
+        }
+
+        VmmVersion v;
+        if (vmm_client_get_version(r->vmm, &v))
+                return check_name(j, &v);
+        if (vmm_version(r->vmm, on_version, j, &j->vmm_call) < 0)
+                check_name(j, NULL);
+}
+
+/* ---- encrypt, cross-check: the old VM is still untouched ---- */
 
 static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
@@ -357,7 +664,7 @@ static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
         if (res->error < 0) {
                 g_autofree char *m = g_strdup_printf("cannot get the env encryption key for app %s: %s", j->app_id,
                                                      res->message);
-                return job_update_failed(j, steps_error_kind(res), m);
+                return step_fail_kind(j, steps_error_kind(res), m);
         }
 
         g_auto(GStrv) dropped = NULL;
@@ -366,44 +673,18 @@ static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
                             &dropped, &why);
         if (q < 0) {
                 g_autofree char *m = g_strdup_printf("cannot encrypt the env: %s", why ?: strerror(-q));
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, m);
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, m);
         }
-        q = vmm_get_compose_hash(j->r->vmm, &j->desired->config, on_compose_hash, j, &j->vmm_call);
-        if (q < 0)
-                job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot send GetComposeHash");
+        step_driver_done(j->r->driver);
 }
 
-static void apply(Job *j);
-
-static void on_compose_hash(VmmCall *call, const VmmResult *res, void *userdata) {
+void prep_encrypt_start(StepDriver *d, void *userdata) {
         Job *j = userdata;
-        j->vmm_call = NULL;
-        if (res->error < 0) {
-                g_autofree char *m = g_strdup_printf("compose hash cross-check failed: %s", res->message);
-                return job_update_failed(j, steps_error_kind(res), m);
-        }
-        if (!streq(res->hash, j->desired->compose_hash)) {
-                g_autofree char *m = g_strdup_printf("the VMM computes compose hash %s, the launcher %s", res->hash,
-                                                     j->desired->compose_hash);
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, m);
-        }
-        apply(j);
+        if (isempty(j->app_id))
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, "the VM to update has no app id");
+        if (vmm_get_app_env_encrypt_pubkey(j->r->vmm, j->app_id, on_pubkey, j, &j->vmm_call) < 0)
+                step_fail_kind(j, RECONCILER_ERROR_FAILED, "cannot send GetAppEnvEncryptPubKey");
 }
-
-static void prepare(Job *j) {
-        const Plan *p = &j->plan;
-        /* The env is encrypted to the app id the VM will actually run with. */
-        const char *app_id = p->action == PLAN_UPDATE_IN_PLACE ? p->keep->app_id : j->desired->app_id;
-        j->app_id = g_strdup(app_id);
-        j->old_compose_hash = g_strdup(j->r->vm->compose_hash);
-        if (isempty(app_id))
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, "the VM to update has no app id");
-        int q = vmm_get_app_env_encrypt_pubkey(j->r->vmm, app_id, on_pubkey, j, &j->vmm_call);
-        if (q < 0)
-                job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot send GetAppEnvEncryptPubKey");
-}
-
-/* ---- apply ---- */
 
 static int record_intent(Job *j, const char *op, const char *old_id) {
         Reconciler *r = j->r;
@@ -413,117 +694,80 @@ static int record_intent(Job *j, const char *op, const char *old_id) {
         return reconciler_save_state(r);
 }
 
-static void after_booted(Job *j, ReconcilerError error, const char *message) {
-        Reconciler *r = j->r;
-        if (error != RECONCILER_OK) {
-                g_autofree char *m = g_strdup_printf("%s%s", message,
-                                                     j->old_id ? "; the old VM was removed" : "");
-                vm_set_state(r, VM_STATE_FAILED, m);
-                return job_update_failed(j, error, m);
+static void on_compose_hash(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        j->vmm_call = NULL;
+        if (res->error < 0) {
+                g_autofree char *m = g_strdup_printf("compose hash cross-check failed: %s", res->message);
+                return step_fail_kind(j, steps_error_kind(res), m);
         }
-        record_deployed(j, j->new_id, j->app_id);
+        if (!streq(res->hash, j->desired->compose_hash)) {
+                g_autofree char *m = g_strdup_printf("the VMM computes compose hash %s, the launcher %s", res->hash,
+                                                     j->desired->compose_hash);
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, m);
+        }
+        /* Before the first destructive step: what is about to happen. */
+        const char *op = j->plan.action == PLAN_UPDATE_IN_PLACE ? "in-place"
+                         : j->plan.action == PLAN_RECREATE      ? "recreate"
+                                                                : "create";
+        if (record_intent(j, op, strempty(j->act_id)) < 0)
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, "cannot record the intent in the state store");
+        step_driver_done(j->r->driver);
 }
+
+void prep_cross_check_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        if (vmm_get_compose_hash(j->r->vmm, &j->desired->config, on_compose_hash, j, &j->vmm_call) < 0)
+                step_fail_kind(j, RECONCILER_ERROR_FAILED, "cannot send GetComposeHash");
+}
+
+/* ---- create ---- */
 
 static void on_created(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
         if (res->error < 0) {
-                g_autofree char *m = g_strdup_printf("CreateVm failed: %s%s", res->message,
-                                                     j->old_id ? "; the old VM was removed" : "");
-                vm_set_state(j->r, VM_STATE_FAILED, m);
-                return job_update_failed(j, steps_error_kind(res), m);
+                g_autofree char *m = g_strdup_printf("CreateVm failed: %s", res->message);
+                return step_fail_kind(j, steps_error_kind(res), m);
         }
         j->new_id = g_strdup(res->id);
         vm_set_str(j->r, &j->r->vm->id, j->new_id, VM_FIELD_ID);
-        vm_set_state(j->r, VM_STATE_STARTING, "waiting for the new VM to boot");
-        steps_wait_running(j, j->new_id, after_booted);
+        step_driver_done(j->r->driver);
 }
 
-static void create_vm(Job *j) {
+void create_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
         _cleanup_free_ uint8_t *env = NULL;
         size_t env_len = 0;
         if (hex_decode(j->encrypted_env, &env, &env_len) < 0)
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, "internal error: bad encrypted env");
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, "internal error: bad encrypted env");
 
         VmConfiguration conf = j->desired->config; /* borrowed: freed with desired */
         conf.encrypted_env = env;
         conf.encrypted_env_len = env_len;
         conf.app_id = NULL; /* the VMM derives it from the compose: the app id we encrypted to */
-
-        vm_set_state(j->r, VM_STATE_CREATING, "creating the VM");
-        int q = vmm_create_vm(j->r->vmm, &conf, on_created, j, &j->vmm_call);
-        if (q < 0)
-                job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot send CreateVm");
+        j->touched = true;
+        if (vmm_create_vm(j->r->vmm, &conf, on_created, j, &j->vmm_call) < 0)
+                step_fail_kind(j, RECONCILER_ERROR_FAILED, "cannot send CreateVm");
 }
 
-static void after_old_removed(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK) {
-                g_autofree char *m = g_strdup_printf("cannot remove the old VM (it is stopped): %s", message);
-                vm_set_state(j->r, VM_STATE_FAILED, m);
-                return job_update_failed(j, error, m);
-        }
-        create_vm(j);
-}
-
-static void after_old_stopped(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK) {
-                g_autofree char *m = g_strdup_printf("cannot stop the old VM: %s", message);
-                return job_update_failed(j, error, m);
-        }
-        vm_set_state(j->r, VM_STATE_UPDATING, "removing the old VM");
-        steps_remove(j, j->old_id, after_old_removed);
-}
-
-static void recreate(Job *j) {
-        const VmInfo *old = j->plan.keep;
-        j->old_id = g_strdup(old->id);
-        if (record_intent(j, "recreate", old->id) < 0)
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot record the intent in the state store");
-        if (old->status == VM_STATUS_STOPPED)
-                return after_old_stopped(j, RECONCILER_OK, NULL);
-        vm_set_state(j->r, VM_STATE_UPDATING, "stopping the old VM");
-        steps_graceful_stop(j, j->old_id, after_old_stopped);
-}
-
-/* in-place: UpdateVm → read back → graceful stop → StartVm → running */
-
-static void after_in_place_start(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK) {
-                vm_set_state(j->r, VM_STATE_FAILED, message);
-                return job_update_failed(j, error, message);
-        }
-        record_deployed(j, j->old_id, j->app_id);
-}
-
-static void after_in_place_stop(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK) {
-                g_autofree char *m = g_strdup_printf("cannot stop the VM to apply the update: %s", message);
-                return job_update_failed(j, error, m);
-        }
-        vm_set_state(j->r, VM_STATE_STARTING, "starting the updated VM");
-        steps_start(j, j->old_id, after_in_place_start);
-}
-
-static void restart_after_in_place(Job *j) {
-        vm_set_state(j->r, VM_STATE_UPDATING, "restarting the VM to apply the update");
-        steps_graceful_stop(j, j->old_id, after_in_place_stop);
-}
+/* ---- update in place: UpdateVm, then read back what the VM will boot ---- */
 
 static void on_read_back(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
         char hash[COMPOSE_HASH_HEX_LEN + 1] = "";
         if (res->error < 0)
-                return job_update_failed(j, steps_error_kind(res), res->message);
+                return step_fail_kind(j, steps_error_kind(res), res->message);
         const VmInfo *vm = res->info->found ? res->info->info : NULL;
         if (vm && vm->has_configuration && vm->configuration.compose_file)
                 (void) compose_hash(vm->configuration.compose_file, strlen(vm->configuration.compose_file), hash);
         if (!streq(hash, j->desired->compose_hash)) {
                 g_autofree char *m = g_strdup_printf("after UpdateVm the VM has compose hash %s, not %s",
                                                      hash[0] ? hash : "(none)", j->desired->compose_hash);
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, m);
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, m);
         }
-        restart_after_in_place(j);
+        step_driver_done(j->r->driver);
 }
 
 static void on_updated(VmmCall *call, const VmmResult *res, void *userdata) {
@@ -531,53 +775,33 @@ static void on_updated(VmmCall *call, const VmmResult *res, void *userdata) {
         j->vmm_call = NULL;
         if (res->error < 0) {
                 g_autofree char *m = g_strdup_printf("%s; the VM is unchanged", res->message);
-                return job_update_failed(j, steps_error_kind(res), m);
+                return step_fail_kind(j, steps_error_kind(res), m);
         }
-        int q = vmm_get_info(j->r->vmm, j->old_id, on_read_back, j, &j->vmm_call);
-        if (q < 0)
-                job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot send GetInfo");
+        /* The reply's id is the new compose's hash prefix, or "": not the VM's
+         * app id (dstack.md §2), so it is not used. */
+        j->touched = true;
+        if (vmm_get_info(j->r->vmm, j->act_id, on_read_back, j, &j->vmm_call) < 0)
+                step_fail_kind(j, RECONCILER_ERROR_FAILED, "cannot send GetInfo");
 }
 
-static void update_in_place(Job *j) {
-        const VmInfo *vm = j->plan.keep;
-        const DesiredVm *d = j->desired;
+void update_vm_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        const DesiredVm *dv = j->desired;
         _cleanup_free_ uint8_t *env = NULL;
         size_t env_len = 0;
 
-        j->old_id = g_strdup(vm->id);
         if (hex_decode(j->encrypted_env, &env, &env_len) < 0)
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, "internal error: bad encrypted env");
-        if (record_intent(j, "in-place", vm->id) < 0)
-                return job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot record the intent in the state store");
-
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, "internal error: bad encrypted env");
         VmmUpdateRequest u = {
-                .id = vm->id,
-                .compose_file = d->compose,
+                .id = j->act_id,
+                .compose_file = dv->compose,
                 .encrypted_env = env,
                 .encrypted_env_len = env_len,
-                .user_config = d->config.user_config,
-                .update_ports = true,
-                .ports = d->config.ports,
-                .n_ports = d->config.n_ports,
+                .user_config = dv->config.user_config,
+                .update_ports = j->update_ports,
+                .ports = j->send_ports,
+                .n_ports = j->update_ports ? j->n_send_ports : 0,
         };
-        vm_set_state(j->r, VM_STATE_UPDATING, "updating the VM in place");
-        int q = vmm_update_vm(j->r->vmm, &u, on_updated, j, &j->vmm_call);
-        if (q < 0)
-                job_update_failed(j, RECONCILER_ERROR_FAILED, "cannot send UpdateVm");
-}
-
-static void apply(Job *j) {
-        switch (j->plan.action) {
-        case PLAN_CREATE:
-                if (record_intent(j, "create", "") < 0)
-                        return job_update_failed(j, RECONCILER_ERROR_FAILED,
-                                                 "cannot record the intent in the state store");
-                return create_vm(j);
-        case PLAN_RECREATE:
-                return recreate(j);
-        case PLAN_UPDATE_IN_PLACE:
-                return update_in_place(j);
-        default:
-                return job_finish(j, RECONCILER_ERROR_FAILED, "internal error: nothing to apply");
-        }
+        if (vmm_update_vm(j->r->vmm, &u, on_updated, j, &j->vmm_call) < 0)
+                step_fail_kind(j, RECONCILER_ERROR_FAILED, "cannot send UpdateVm");
 }

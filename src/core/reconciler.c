@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include <glib.h>
@@ -14,7 +15,7 @@
 #define BACKOFF_MIN_USEC (5 * USEC_PER_SEC)
 #define BACKOFF_MAX_USEC (3600 * USEC_PER_SEC)
 #define STABLE_RUNNING_USEC (600 * USEC_PER_SEC)  /* running this long resets the restart backoff */
-#define WAIT_RECHECK_USEC (1 * USEC_PER_SEC)
+#define DATA_FRESH_USEC (60 * USEC_PER_SEC)  /* Plan() says how old its data is beyond this */
 
 static const char *const state_names[_VM_STATE_MAX] = {
         [VM_STATE_PENDING] = "pending",   [VM_STATE_BLOCKED] = "blocked", [VM_STATE_CREATING] = "creating",
@@ -24,6 +25,20 @@ static const char *const state_names[_VM_STATE_MAX] = {
 
 const char *vm_state_to_string(VmState s) {
         return s < _VM_STATE_MAX ? state_names[s] : NULL;
+}
+
+/* ---- texts from outside (issue 9 #13) ---- */
+
+char *text_bound(const char *s) {
+        g_autofree char *valid = g_utf8_make_valid(strempty(s), -1);
+        size_t len = strlen(valid);
+        if (len <= TEXT_BOUND)
+                return g_steal_pointer(&valid);
+        static const char ellipsis[] = "…";
+        size_t cut = TEXT_BOUND - (sizeof ellipsis - 1);
+        while (cut > 0 && ((unsigned char) valid[cut] & 0xC0) == 0x80)
+                cut--; /* never inside a character */
+        return g_strdup_printf("%.*s%s", (int) cut, valid, ellipsis);
 }
 
 /* ---- the Vm as the bus sees it: setters collect changed fields, flush emits once ---- */
@@ -62,19 +77,31 @@ void vm_set_state(Reconciler *r, VmState state, const char *reason) {
                 r->vm->state = state;
                 r->dirty |= VM_FIELD_STATE;
         }
-        vm_set_str(r, &r->vm->state_reason, reason, VM_FIELD_STATE_REASON);
+        g_autofree char *b = text_bound(reason);
+        vm_set_str(r, &r->vm->state_reason, b, VM_FIELD_STATE_REASON);
         vm_flush(r);
 }
 
+void vm_note_error_cause(Reconciler *r, ErrorCause cause, const char *message) {
+        g_autofree char *b = text_bound(message);
+        vm_set_str(r, &r->vm->last_error, b, VM_FIELD_LAST_ERROR);
+        r->last_error_cause = isempty(message) ? ERROR_CAUSE_NONE : cause;
+}
+
 void vm_note_error(Reconciler *r, const char *message) {
-        vm_set_str(r, &r->vm->last_error, message, VM_FIELD_LAST_ERROR);
+        vm_note_error_cause(r, ERROR_CAUSE_UPDATE, message);
+}
+
+void vm_clear_error(Reconciler *r) {
+        vm_note_error_cause(r, ERROR_CAUSE_NONE, "");
 }
 
 static Vm *vm_new(const char *name) {
         Vm *vm = g_new0(Vm, 1);
         vm->name = g_strdup(name);
         char **strs[] = { &vm->id, &vm->state_reason, &vm->vmm_status, &vm->app_id, &vm->compose_hash,
-                          &vm->target_compose_hash, &vm->image, &vm->image_version, &vm->last_error };
+                          &vm->target_compose_hash, &vm->image, &vm->image_version, &vm->last_error,
+                          &vm->operation };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 *strs[i] = g_strdup("");
         vm->state = VM_STATE_PENDING;
@@ -85,7 +112,7 @@ static void vm_free(Vm *vm) {
         if (!vm)
                 return;
         char *strs[] = { vm->name, vm->id, vm->state_reason, vm->vmm_status, vm->app_id, vm->compose_hash,
-                         vm->target_compose_hash, vm->image, vm->image_version, vm->last_error };
+                         vm->target_compose_hash, vm->image, vm->image_version, vm->last_error, vm->operation };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 g_free(strs[i]);
         g_free(vm);
@@ -151,6 +178,7 @@ static uint64_t next_delay(Reconciler *r) {
 static void job_free(Job *j) {
         if (!j)
                 return;
+        job_cancel_table(j);
         if (j->vmm_call)
                 vmm_call_cancel(j->vmm_call);
         if (j->api_call)
@@ -168,8 +196,12 @@ static void job_free(Job *j) {
                 explicit_bzero(j->encrypted_env, strlen(j->encrypted_env));
         g_free(j->encrypted_env);
         g_free(j->app_id);
-        g_free(j->seq_id);
+        g_free(j->act_id);
+        g_free(j->remove_error);
         g_strfreev(j->dup_ids);
+        for (size_t i = 0; j->send_ports && i < j->n_send_ports; i++)
+                vm_port_done(&j->send_ports[i]);
+        g_free(j->send_ports);
         g_free(j);
 }
 
@@ -188,7 +220,7 @@ Job *job_new(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, v
 void job_finish(Job *j, ReconcilerError error, const char *message_in) {
         Reconciler *r = j->r;
         /* The message often lives in the job (its plan, its reason): keep a copy past job_free(). */
-        g_autofree char *message = g_strdup(message_in);
+        g_autofree char *message = message_in ? text_bound(message_in) : NULL;
         r->job = NULL;
         if (error != RECONCILER_OK)
                 log_full(j->kind == JOB_TICK ? LOG_WARNING : LOG_NOTICE, "%s", strempty(message));
@@ -217,11 +249,12 @@ void job_finish(Job *j, ReconcilerError error, const char *message_in) {
 /* An update that did not happen: the old VM is in place unless the reason says otherwise. */
 void job_update_failed(Job *j, ReconcilerError error, const char *message) {
         Reconciler *r = j->r;
+        g_autofree char *b = text_bound(message);
         r->fail_backoff_usec = r->fail_backoff_usec ? MIN(2 * r->fail_backoff_usec, BACKOFF_MAX_USEC) : BACKOFF_MIN_USEC;
-        vm_note_error(r, message);
+        vm_note_error_cause(r, error == RECONCILER_ERROR_BLOCKED ? ERROR_CAUSE_BLOCKED : ERROR_CAUSE_UPDATE, b);
         vm_flush(r);
         if (r->ev.update_failed)
-                r->ev.update_failed(r, r->vm, j->desired ? j->desired->compose_hash : "", message, r->ev.userdata);
+                r->ev.update_failed(r, r->vm, j->desired ? j->desired->compose_hash : "", b, r->ev.userdata);
         job_finish(j, error, message);
 }
 
@@ -258,6 +291,45 @@ int ensure_clients(Reconciler *r) {
 }
 
 
+/* ---- the last good spec survives a restart ---- */
+
+void reconciler_save_spec(Reconciler *r, const char *data, size_t len) {
+        if (!data)
+                return;
+        g_autofree char *digest = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *) data, len);
+        if (streq_ptr(digest, r->spec_digest))
+                return; /* no write per poll against an API without validators */
+        int q = state_spec_save(r->state_dir, data, len);
+        if (q < 0)
+                return (void) log_warning_errno(q, "Cannot keep the spec in %s: %m", r->state_dir);
+        g_free(r->spec_digest);
+        r->spec_digest = g_steal_pointer(&digest);
+}
+
+static void load_spec(Reconciler *r) {
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        g_autofree char *why = NULL;
+        int q = state_spec_load(r->state_dir, API_DOC_MAX, &data, &len);
+        if (q == -ENOENT)
+                return;
+        if (q >= 0)
+                q = platform_vm_spec_parse(data, len, &r->spec, &why);
+        if (q < 0) {
+                log_warning("The kept spec in %s cannot be used (%s); waiting for the Platform API.", r->state_dir,
+                            why ?: strerror(-q));
+                return;
+        }
+        r->spec_digest = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *) data, len);
+        g_strfreev(r->required_env);
+        r->required_env = g_strdupv(r->spec->required_env);
+        /* The name the spec gives is the VM's name, as before the restart. */
+        if (!isempty(r->spec->vm.name) && isempty(r->state->vm_id) && !streq(r->state->name, r->spec->vm.name)) {
+                g_free(r->state->name);
+                r->state->name = g_strdup(r->spec->vm.name);
+        }
+}
+
 /* ---- life cycle ---- */
 
 int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_dir, const ReconcilerEvents *events,
@@ -272,6 +344,8 @@ int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_d
 
         int q = http_context_new(event, &r->http);
         if (q >= 0)
+                q = step_driver_new(event, &r->driver);
+        if (q >= 0)
                 q = state_fingerprint_key(state_dir, r->fp_key);
         if (q < 0) {
                 reconciler_free(r);
@@ -281,6 +355,7 @@ int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_d
         g_autofree char *why = NULL;
         if (vm_deploy_state_load(state_dir, DEFAULT_VM_NAME, &r->state, &why) < 0)
                 log_error("State store was corrupt: %s", why);
+        load_spec(r);
         r->vm = vm_new(r->state->name);
         vm_set_str(r, &r->vm->id, r->state->vm_id, VM_FIELD_ID);
         vm_set_str(r, &r->vm->compose_hash, r->state->compose_hash, VM_FIELD_COMPOSE_HASH);
@@ -305,6 +380,7 @@ void reconciler_free(Reconciler *r) {
         }
         g_array_set_size(r->queued_updates, 0);
         g_array_unref(r->queued_updates);
+        step_driver_free(r->driver);
         sd_event_source_disable_unref(r->poll_timer);
         platform_api_free(r->api);
         vmm_client_free(r->vmm);
@@ -314,6 +390,10 @@ void reconciler_free(Reconciler *r) {
         vm_deploy_state_free(r->state);
         vm_free(r->vm);
         g_free(r->spec_error);
+        g_free(r->fetch_error);
+        g_free(r->observe_error);
+        g_free(r->not_allowed_logged);
+        g_free(r->spec_digest);
         g_strfreev(r->required_env);
         g_free(r->vmm_url);
         g_free(r->api_url);
@@ -326,6 +406,8 @@ void reconciler_free(Reconciler *r) {
 int reconciler_start(Reconciler *r) {
         if (r->ev.vm_added)
                 r->ev.vm_added(r, r->vm, r->ev.userdata);
+        if (r->spec && r->ev.required_env_changed)
+                r->ev.required_env_changed(r, r->required_env, r->ev.userdata);
         if (r->state->intent)
                 log_notice("Resuming after an interrupted '%s' of VM %s.", r->state->intent->op, r->vm->name);
         schedule_tick(r, 0);
@@ -349,14 +431,42 @@ Vm *reconciler_find_vm(Reconciler *r, const char *name) {
 
 /* ---- Plan: the same decision as a tick, from what is already known ---- */
 
+/* NULL when the spec and the observation are fresh; else how old, and why. */
+static char *data_age(Reconciler *r) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        GString *s = g_string_new(NULL);
+        if (r->fetch_error)
+                g_string_append_printf(s, "spec: %s (failing for %" PRIu64 " s); ", r->fetch_error,
+                                       (uint64_t) (r->fetch_failed_usec ? (now - r->fetch_failed_usec) / USEC_PER_SEC : 0));
+        if (!r->fetched_usec)
+                g_string_append(s, r->spec ? "spec: kept from an earlier run, not fetched since the start; "
+                                           : "spec: never fetched; ");
+        else if (now - r->fetched_usec > DATA_FRESH_USEC)
+                g_string_append_printf(s, "spec fetched %" PRIu64 " s ago; ", (uint64_t) ((now - r->fetched_usec) / USEC_PER_SEC));
+        if (r->observe_error)
+                g_string_append_printf(s, "VMM: %s (failing for %" PRIu64 " s); ", r->observe_error,
+                                       (uint64_t) (r->observe_failed_usec ? (now - r->observe_failed_usec) / USEC_PER_SEC : 0));
+        if (!r->observed_usec)
+                g_string_append(s, "VMM: never observed; ");
+        else if (now - r->observed_usec > DATA_FRESH_USEC)
+                g_string_append_printf(s, "VMM observed %" PRIu64 " s ago; ", (uint64_t) ((now - r->observed_usec) / USEC_PER_SEC));
+        if (s->len == 0) {
+                g_string_free(s, TRUE);
+                return NULL;
+        }
+        g_string_truncate(s, s->len - 2);
+        g_autofree char *t = g_string_free(s, FALSE);
+        return text_bound(t);
+}
+
 int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_changes) {
         DesiredVm *d = NULL;
         g_autofree char *why = NULL;
 
-        if (!r->spec)
-                why = g_strdup("no spec fetched yet");
-        else if (r->spec_error)
+        if (r->spec_error)
                 why = g_strdup_printf("invalid spec from the Platform API: %s", r->spec_error);
+        else if (!r->spec)
+                why = r->fetch_error ? g_strdup_printf("no spec yet: %s", r->fetch_error) : g_strdup("no spec fetched yet");
         else if (desired_vm_build(r->spec, r->settings->config, r->fp_key, &d, &why) < 0 && !why)
                 why = g_strdup("cannot build the VM spec");
 
@@ -377,6 +487,16 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
         *ret_action = g_strdup(plan_action_to_string(p.action));
         *ret_changes = g_steal_pointer(&p.changes);
         plan_done(&p);
+
+        g_autofree char *age = data_age(r);
+        if (age) {
+                size_t n = g_strv_length(*ret_changes);
+                *ret_changes = g_renew(char *, *ret_changes, n + 4);
+                (*ret_changes)[n] = g_strdup("data");
+                (*ret_changes)[n + 1] = g_steal_pointer(&age);
+                (*ret_changes)[n + 2] = g_strdup("");
+                (*ret_changes)[n + 3] = NULL;
+        }
         return 0;
 }
 
@@ -413,18 +533,13 @@ static void op_done(Job *j, ReconcilerError error, const char *message) {
                 return job_finish(j, error, message);
         }
         vm_set_str(r, &r->vm->vmm_status, j->kind == JOB_STOP ? "stopped" : "running", VM_FIELD_VMM_STATUS);
+        if (r->last_error_cause == ERROR_CAUSE_UPDATE)
+                vm_clear_error(r);
         if (j->kind == JOB_STOP)
                 vm_set_state(r, VM_STATE_STOPPED, "stopped by the operator; Start it to resume");
         else
                 vm_set_state(r, VM_STATE_RUNNING, "");
         job_finish(j, RECONCILER_OK, NULL);
-}
-
-static void after_restart_stop(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK)
-                return op_done(j, error, message);
-        vm_set_state(j->r, VM_STATE_STARTING, "starting the VM");
-        steps_start(j, j->old_id, op_done);
 }
 
 static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb done, void *userdata) {
@@ -439,7 +554,8 @@ static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb d
 
         r->poll_timer = sd_event_source_disable_unref(r->poll_timer);
         Job *j = job_new(r, kind, false, done, userdata);
-        j->old_id = g_strdup(vm->id);
+        j->act_id = g_strdup(vm->id);
+        j->act_stopped = streq(vm->vmm_status, "stopped");
         int q = ensure_clients(r);
         if (q < 0) {
                 job_finish(j, RECONCILER_ERROR_FAILED, "cannot set up the VMM client");
@@ -448,24 +564,17 @@ static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb d
 
         switch (kind) {
         case JOB_STOP:
-                if (streq(vm->vmm_status, "stopped")) {
-                        op_done(j, RECONCILER_OK, NULL);
-                        break;
-                }
-                vm_set_state(r, VM_STATE_STOPPING, "stopping the VM");
-                steps_graceful_stop(j, j->old_id, op_done);
+                job_run_table(j, &table_stop, op_done);
                 break;
         case JOB_START:
                 if (streq(vm->vmm_status, "running")) {
                         op_done(j, RECONCILER_OK, NULL);
                         break;
                 }
-                vm_set_state(r, VM_STATE_STARTING, "starting the VM");
-                steps_start(j, j->old_id, op_done);
+                job_run_table(j, &table_start, op_done);
                 break;
         default:
-                vm_set_state(r, VM_STATE_STOPPING, "restarting the VM");
-                steps_graceful_stop(j, j->old_id, after_restart_stop);
+                job_run_table(j, &table_restart, op_done);
                 break;
         }
         return 0;

@@ -49,6 +49,8 @@ typedef enum VmField {
         VM_FIELD_UPDATE_COUNT = 1u << 14,
         VM_FIELD_RESTART_COUNT = 1u << 15,
         VM_FIELD_LAST_ERROR = 1u << 16,
+        VM_FIELD_OPERATION = 1u << 17,
+        VM_FIELD_PROGRESS = 1u << 18,
 } VmField;
 
 /* One managed VM, as the bus shows it. Read-only outside the core; strings are
@@ -72,6 +74,8 @@ typedef struct Vm {
         uint32_t update_count;
         uint32_t restart_count;
         char *last_error;
+        char *operation;            /* the step running now ("stop-graceful"), "" when none */
+        uint32_t progress;          /* 0–100: share of the operation's steps completed */
 } Vm;
 
 typedef struct ReconcilerEvents {
@@ -118,7 +122,9 @@ Vm *const *reconciler_vms(Reconciler *r);
 Vm *reconciler_find_vm(Reconciler *r, const char *name);
 
 /* What Update would do, from the last fetched spec and the last observation;
- * no I/O, no side effects. action: none create recreate update-in-place start
+ * no I/O, no side effects. When that data is older than a poll, or the last
+ * fetch or observation failed, changes hold a ("data", "<how old, why>", "")
+ * triple saying so. action: none create recreate update-in-place start
  * blocked wait. changes: NULL-terminated triples field, current, target (env by
  * key name only). Caller frees with g_strfreev. */
 int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_changes);

@@ -12,6 +12,7 @@
 #include "shared/json-load.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/strv.h"
 
 #define STATE_FILE "vm.json"
 #define STATE_MAX (64 * 1024)
@@ -59,6 +60,8 @@ void vm_deploy_state_free(VmDeployState *s) {
         g_free(s->env_fingerprint);
         g_free(s->resources);
         vm_intent_free(s->intent);
+        strv_free(s->retired_ids);
+        strv_free(s->retired_names);
         g_free(s);
 }
 
@@ -134,6 +137,23 @@ int vm_deploy_state_load(const char *dir, const char *name, VmDeployState **ret,
                 if (!isempty(op))
                         s->intent = vm_intent_new(op, old, hash, fp, res);
         }
+        JsonNode *ret_n = json_object_get_member(o, "retired");
+        if (ret_n && JSON_NODE_HOLDS_ARRAY(ret_n)) {
+                JsonArray *a = json_node_get_array(ret_n);
+                for (guint i = 0; i < json_array_get_length(a) && i < 64; i++) {
+                        JsonNode *e = json_array_get_element(a, i);
+                        if (!JSON_NODE_HOLDS_OBJECT(e))
+                                continue;
+                        g_autofree char *id = get_str(json_node_get_object(e), "id"),
+                                        *nm = get_str(json_node_get_object(e), "name");
+                        if (isempty(id))
+                                continue;
+                        if (strv_extend(&s->retired_ids, id) < 0 || strv_extend(&s->retired_names, nm) < 0) {
+                                vm_deploy_state_free(s);
+                                return -ENOMEM;
+                        }
+                }
+        }
         *ret = s;
         return 0;
 }
@@ -166,6 +186,15 @@ int vm_deploy_state_save(const char *dir, const VmDeployState *s) {
                 json_builder_end_object(b);
         } else
                 json_builder_add_null_value(b);
+        json_builder_set_member_name(b, "retired");
+        json_builder_begin_array(b);
+        for (size_t i = 0; s->retired_ids && s->retired_ids[i]; i++) {
+                json_builder_begin_object(b);
+                STR("id", s->retired_ids[i]);
+                STR("name", s->retired_names && i < strv_length(s->retired_names) ? s->retired_names[i] : "");
+                json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
 #undef STR
 #undef INT
         json_builder_end_object(b);
@@ -178,6 +207,16 @@ int vm_deploy_state_save(const char *dir, const VmDeployState *s) {
         g_autofree char *text = json_generator_to_data(gen, &len);
         g_autofree char *path = state_path(dir);
         return write_file_atomic(path, text, len, 0600);
+}
+
+int state_spec_save(const char *dir, const char *data, size_t len) {
+        g_autofree char *path = g_build_filename(dir, "spec.json", NULL);
+        return write_file_atomic(path, data, len, 0600);
+}
+
+int state_spec_load(const char *dir, size_t max, char **ret_data, size_t *ret_len) {
+        g_autofree char *path = g_build_filename(dir, "spec.json", NULL);
+        return read_file_limited(path, max, ret_data, ret_len);
 }
 
 int state_fingerprint_key(const char *dir, uint8_t key[32]) {

@@ -29,6 +29,10 @@ typedef struct VmDeployState {
         uint32_t restart_count;
         bool operator_stopped;
         VmIntent *intent;            /* NULL when idle */
+        /* VMs deployed under an earlier vm_parameters.name, to remove once the VM
+         * under the current name runs (strv, parallel; NULL when none). */
+        char **retired_ids;
+        char **retired_names;
 } VmDeployState;
 
 VmDeployState *vm_deploy_state_new(const char *name);
@@ -42,6 +46,12 @@ VmIntent *vm_intent_new(const char *op, const char *old_vm_id, const char *compo
  * from what the VMM reports, which is always safe. */
 int vm_deploy_state_load(const char *dir, const char *name, VmDeployState **ret, char **ret_error);
 int vm_deploy_state_save(const char *dir, const VmDeployState *s);
+
+/* The last valid Platform API document, as received: <dir>/spec.json (0600).
+ * Kept so that after a restart with the API away the launcher still knows
+ * what it should run. Load: 0, -ENOENT, or a read errno. */
+int state_spec_save(const char *dir, const char *data, size_t len);
+int state_spec_load(const char *dir, size_t max, char **ret_data, size_t *ret_len);
 
 /* The per-host key of the env fingerprint: <dir>/fingerprint.key, 32 random
  * bytes, 0600, created on first use. */

@@ -1,4 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* The VM operations as data: each is a table of named steps run by the one
+ * step driver (core/step-driver.h) with its one poll timer. A new strategy is
+ * one table here and one plan action.
+ *
+ * Stopping follows dstack's own status rules (dstack.md §2, HEAD
+ * app/vm_info.rs and main_service.rs): ShutdownVm leaves the `started` flag
+ * set, so a guest that powered off reads `exited`, and the VMM's auto-restart
+ * boots it again unless StopVm clears the flag. The graceful stop therefore
+ * sends StopVm the moment the guest is seen down, and at the deadline. */
 #include <errno.h>
 #include <time.h>
 
@@ -8,12 +17,6 @@
 #include "shared/log.h"
 #include "shared/macro.h"
 
-/* How often a wait asks the VMM: every 20 ms for the first seconds (most steps
- * end quickly, and every millisecond here is downtime of the validator; the
- * bench measured ~2% of a CPU for it), then backing off to 250 ms. */
-#define STEP_POLL_MIN_USEC (20 * USEC_PER_MSEC)
-#define STEP_POLL_MAX_USEC (250 * USEC_PER_MSEC)
-#define STEP_POLL_FAST_USEC (5 * USEC_PER_SEC)
 #define HARD_STOP_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define REMOVE_TIMEOUT_USEC (120 * USEC_PER_SEC)
 #define BOOT_TIMEOUT_USEC (600 * USEC_PER_SEC)
@@ -30,256 +33,369 @@ ReconcilerError steps_error_kind(const VmmResult *res) {
         return RECONCILER_ERROR_FAILED;
 }
 
-static void seq_begin(Job *j, const char *id, uint64_t timeout, job_step_fn next) {
-        char *copy = g_strdup(id); /* id may point into j->seq_id itself */
-        g_free(j->seq_id);
-        j->seq_id = copy;
-        j->seq_deadline = now_usec(CLOCK_MONOTONIC) + timeout;
-        j->seq_hard_stop_sent = false;
-        j->seq_poll_usec = STEP_POLL_MIN_USEC;
-        j->seq_started = now_usec(CLOCK_MONOTONIC);
-        j->seq_next = next;
+static bool transient(const VmmResult *res) {
+        return res->kind == VMM_ERROR_TRANSPORT || res->kind == VMM_ERROR_HTTP;
 }
 
-static void seq_end(Job *j, ReconcilerError error, const char *message) {
-        job_step_fn next = j->seq_next;
-        j->seq_next = NULL;
-        next(j, error, message);
+void step_fail_kind(Job *j, ReconcilerError kind, const char *message) {
+        j->fail_kind = kind;
+        step_driver_fail(j->r->driver, -EIO, message);
 }
 
-/* Arms the job's timer to call fn after the current poll interval, and exactly
- * at the deadline if that comes first: a timeout is acted on when due, not later. */
-static void seq_poll_later(Job *j, sd_event_time_handler_t fn) {
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        uint64_t when = MIN(now + j->seq_poll_usec, MAX(j->seq_deadline, now));
-        if (now - j->seq_started >= STEP_POLL_FAST_USEC)
-                j->seq_poll_usec = MIN(2 * j->seq_poll_usec, STEP_POLL_MAX_USEC);
-        j->timer = sd_event_source_disable_unref(j->timer);
-        int r = sd_event_add_time(j->r->event, &j->timer, CLOCK_MONOTONIC, when, 1000, fn, j);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot arm a timer");
+static void step_fail_res(Job *j, const VmmResult *res, const char *what) {
+        g_autofree char *m = what ? g_strdup_printf("%s: %s", what, res->message) : g_strdup(res->message);
+        step_fail_kind(j, steps_error_kind(res), m);
 }
 
-static void seq_fail(Job *j, const VmmResult *res, const char *what) {
-        g_autofree char *msg = g_strdup_printf("%s: %s", what, res->message);
-        seq_end(j, steps_error_kind(res), msg);
+void step_cancel_call(void *userdata) {
+        Job *j = userdata;
+        if (j->vmm_call)
+                vmm_call_cancel(j->vmm_call);
+        j->vmm_call = NULL;
 }
 
-/* ---- wait until a VM has left running/stopping ---- */
+/* Sends a VMM call whose callback reports; a call that cannot be sent fails the step. */
+#define SEND(j, expr, what)                                                              \
+        do {                                                                             \
+                if ((expr) < 0)                                                          \
+                        step_fail_kind((j), RECONCILER_ERROR_FAILED, "cannot send " what); \
+        } while (0)
 
-static void wait_stopped_query(Job *j);
+/* ---- stop-graceful: ShutdownVm, StopVm as soon as the guest is down ---- */
 
-static int on_wait_stopped_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        wait_stopped_query(userdata);
-        return 0;
+static uint64_t stop_timeout(void *userdata) {
+        Job *j = userdata;
+        return j->r->settings->config->stop_timeout_usec;
 }
 
-static void on_hard_stopped(VmmCall *call, const VmmResult *res, void *userdata);
+static void stop_check(StepDriver *d, void *userdata);
 
-static void on_wait_stopped_info(VmmCall *call, const VmmResult *res, void *userdata) {
+static void on_down_stopped(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
         if (res->error < 0)
-                return seq_fail(j, res, "GetInfo");
-        if (!res->info->found)
-                return seq_end(j, RECONCILER_OK, NULL); /* gone: stopped enough */
+                return step_fail_res(j, res, NULL);
+        /* No QEMU process and `started` cleared: stopped, and the VMM will not boot it again. */
+        step_driver_done(j->r->driver);
+}
 
-        VmStatus st = res->info->info->status;
-        if (st == VM_STATUS_STOPPED || (st == VM_STATUS_EXITED && j->seq_hard_stop_sent))
-                return seq_end(j, RECONCILER_OK, NULL);
+static void on_hard_stop(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        j->vmm_call = NULL;
+        if (res->error < 0)
+                return step_fail_res(j, res, NULL);
+        step_driver_poll_fast(j->r->driver);
+        step_driver_again(j->r->driver);
+}
 
-        if (now_usec(CLOCK_MONOTONIC) >= j->seq_deadline) {
-                if (j->seq_hard_stop_sent)
-                        return seq_end(j, RECONCILER_ERROR_FAILED, "the VM did not stop after StopVm");
-                /* The guest did not shut down in time: stop it hard. An exited
-                 * VM is stopped hard too, so the VMM will not restart it. */
-                log_info("VM %s did not stop within the stop timeout, stopping it hard.", j->seq_id);
-                j->seq_hard_stop_sent = true;
-                j->seq_poll_usec = STEP_POLL_MIN_USEC;
-                j->seq_deadline = now_usec(CLOCK_MONOTONIC) + HARD_STOP_TIMEOUT_USEC;
-                int r = vmm_stop_vm(j->r->vmm, j->seq_id, on_hard_stopped, j, &j->vmm_call);
-                if (r < 0)
-                        seq_end(j, RECONCILER_ERROR_FAILED, "cannot send StopVm");
-                return;
+static void send_hard_stop(Job *j) {
+        j->hard_stop_sent = true;
+        SEND(j, vmm_stop_vm(j->r->vmm, j->act_id, on_hard_stop, j, &j->vmm_call), "StopVm");
+}
+
+static void on_stop_info(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        StepDriver *d = j->r->driver;
+        j->vmm_call = NULL;
+        if (res->error < 0) {
+                if (transient(res))
+                        return step_driver_again(d); /* until the deadline */
+                return step_fail_res(j, res, NULL);
         }
-        seq_poll_later(j, on_wait_stopped_timer);
+        if (!res->info->found)
+                return step_driver_done(d);
+
+        switch (res->info->info->status) {
+        case VM_STATUS_STOPPED:
+        case VM_STATUS_REMOVING:
+                return step_driver_done(d);
+        case VM_STATUS_EXITED:
+                /* The guest is down and `started` is still set: StopVm now, or
+                 * the VMM's auto-restart boots the old VM again. */
+                log_debug("VM %s is down, sending StopVm.", j->act_id);
+                SEND(j, vmm_stop_vm(j->r->vmm, j->act_id, on_down_stopped, j, &j->vmm_call), "StopVm");
+                return;
+        case VM_STATUS_RUNNING:
+                if (j->shutdown_refused && !j->hard_stop_sent)
+                        return send_hard_stop(j);
+                return step_driver_again(d);
+        default: /* stopping: QEMU is exiting after StopVm */
+                return step_driver_again(d);
+        }
 }
 
-static void wait_stopped_query(Job *j) {
-        j->timer = sd_event_source_disable_unref(j->timer);
-        int r = vmm_get_info(j->r->vmm, j->seq_id, on_wait_stopped_info, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send GetInfo");
-}
-
-static void on_hard_stopped(VmmCall *call, const VmmResult *res, void *userdata) {
+static void stop_check(StepDriver *d, void *userdata) {
         Job *j = userdata;
-        j->vmm_call = NULL;
-        if (res->error < 0)
-                return seq_fail(j, res, "StopVm");
-        wait_stopped_query(j);
+        SEND(j, vmm_get_info(j->r->vmm, j->act_id, on_stop_info, j, &j->vmm_call), "GetInfo");
 }
 
 static void on_shutdown_sent(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
         if (res->error < 0) {
-                /* A guest without a working agent refuses: go straight to the hard stop. */
-                log_warning("ShutdownVm of %s failed (%s), stopping it hard.", j->seq_id, res->message);
-                j->seq_deadline = now_usec(CLOCK_MONOTONIC);
+                /* A guest without a working agent, or one already down: look, then stop it hard. */
+                log_warning("ShutdownVm of %s failed (%s), stopping it hard.", j->act_id, res->message);
+                j->shutdown_refused = true;
+                return stop_check(j->r->driver, j);
         }
-        wait_stopped_query(j);
+        step_driver_again(j->r->driver);
 }
 
-void steps_graceful_stop(Job *j, const char *id, job_step_fn next) {
-        uint64_t timeout = j->r->settings->config->stop_timeout_usec;
-        seq_begin(j, id, timeout, next);
-        int r = vmm_shutdown_vm(j->r->vmm, j->seq_id, on_shutdown_sent, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send ShutdownVm");
+static void stop_graceful_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        j->shutdown_refused = j->hard_stop_sent = false;
+        if (j->act_stopped)
+                return step_driver_done(d);
+        j->touched = true;
+        SEND(j, vmm_shutdown_vm(j->r->vmm, j->act_id, on_shutdown_sent, j, &j->vmm_call), "ShutdownVm");
 }
 
-void steps_hard_stop(Job *j, const char *id, job_step_fn next) {
-        seq_begin(j, id, HARD_STOP_TIMEOUT_USEC, next);
-        j->seq_hard_stop_sent = true;
-        int r = vmm_stop_vm(j->r->vmm, j->seq_id, on_hard_stopped, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send StopVm");
+static uint64_t stop_graceful_on_timeout(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        if (j->hard_stop_sent)
+                return 0; /* "… timed out": StopVm did not stop it either */
+        log_info("VM %s did not stop within the stop timeout, stopping it hard.", j->act_id);
+        send_hard_stop(j);
+        return HARD_STOP_TIMEOUT_USEC;
+}
+
+/* ---- stop-hard: a duplicate is not shut down politely ---- */
+
+static uint64_t hard_stop_timeout(void *userdata) {
+        return HARD_STOP_TIMEOUT_USEC;
+}
+
+static void stop_hard_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        j->shutdown_refused = false;
+        send_hard_stop(j);
 }
 
 /* ---- remove, then wait until the VMM no longer knows the VM ---- */
 
-static void wait_gone_query(Job *j);
-
-static int on_wait_gone_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        wait_gone_query(userdata);
-        return 0;
+static uint64_t remove_timeout(void *userdata) {
+        return REMOVE_TIMEOUT_USEC;
 }
 
-static void on_wait_gone_info(VmmCall *call, const VmmResult *res, void *userdata) {
+static void on_gone_info(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
-        if (res->error < 0)
-                return seq_fail(j, res, "GetInfo");
-        if (!res->info->found)
-                return seq_end(j, RECONCILER_OK, NULL);
-        if (now_usec(CLOCK_MONOTONIC) >= j->seq_deadline)
-                return seq_end(j, RECONCILER_ERROR_FAILED, "the VM was not removed in time");
-        seq_poll_later(j, on_wait_gone_timer);
+        if (res->error < 0) {
+                if (transient(res))
+                        return step_driver_again(j->r->driver);
+                return step_fail_res(j, res, NULL);
+        }
+        if (!res->info->found) {
+                j->removed = true;
+                return step_driver_done(j->r->driver);
+        }
+        step_driver_again(j->r->driver);
 }
 
-static void wait_gone_query(Job *j) {
-        j->timer = sd_event_source_disable_unref(j->timer);
-        int r = vmm_get_info(j->r->vmm, j->seq_id, on_wait_gone_info, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send GetInfo");
+static void remove_check(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        SEND(j, vmm_get_info(j->r->vmm, j->act_id, on_gone_info, j, &j->vmm_call), "GetInfo");
+}
+
+static void on_refused_info(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        g_autofree char *why = g_steal_pointer(&j->remove_error);
+        j->vmm_call = NULL;
+        if (res->error >= 0 && !res->info->found) {
+                j->removed = true;
+                return step_driver_done(j->r->driver); /* gone already (a VM retired long ago, say) */
+        }
+        step_fail_kind(j, RECONCILER_ERROR_FAILED, why);
 }
 
 static void on_removed(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
-        if (res->error < 0)
-                return seq_fail(j, res, "RemoveVm");
-        /* ≤0.5.6 removes at once, ≥0.5.7 shows "removing" first: ask either way. */
-        wait_gone_query(j);
+        if (res->error < 0) {
+                if (!transient(res)) {
+                        /* Refused: fine if the VM is gone, else that is the failure. */
+                        g_free(j->remove_error);
+                        j->remove_error = g_strdup(res->message);
+                        SEND(j, vmm_get_info(j->r->vmm, j->act_id, on_refused_info, j, &j->vmm_call), "GetInfo");
+                        return;
+                }
+                return step_fail_res(j, res, NULL);
+        }
+        /* ≤0.5.6 removes at once, ≥0.5.7 shows "removing" first: look at once either way. */
+        remove_check(j->r->driver, j);
 }
 
-void steps_remove(Job *j, const char *id, job_step_fn next) {
-        seq_begin(j, id, REMOVE_TIMEOUT_USEC, next);
-        int r = vmm_remove_vm(j->r->vmm, j->seq_id, on_removed, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send RemoveVm");
-}
-
-/* ---- wait until a VM runs (or fails to boot) ---- */
-
-static void wait_running_query(Job *j);
-
-static int on_wait_running_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        wait_running_query(userdata);
-        return 0;
-}
-
-static void on_wait_running_info(VmmCall *call, const VmmResult *res, void *userdata) {
+static void remove_start(StepDriver *d, void *userdata) {
         Job *j = userdata;
+        j->touched = true;
+        SEND(j, vmm_remove_vm(j->r->vmm, j->act_id, on_removed, j, &j->vmm_call), "RemoveVm");
+}
+
+/* ---- wait until a VM runs (or fails to boot); start ---- */
+
+static uint64_t boot_timeout(void *userdata) {
+        return BOOT_TIMEOUT_USEC;
+}
+
+static const char *boot_id(const Job *j) {
+        return j->new_id ?: j->act_id;
+}
+
+static void on_boot_info(VmmCall *call, const VmmResult *res, void *userdata) {
+        Job *j = userdata;
+        StepDriver *d = j->r->driver;
         j->vmm_call = NULL;
-        if (res->error < 0)
-                return seq_fail(j, res, "GetInfo");
+        if (res->error < 0) {
+                if (transient(res))
+                        return step_driver_again(d);
+                return step_fail_res(j, res, NULL);
+        }
         if (!res->info->found)
-                return seq_end(j, RECONCILER_ERROR_FAILED, "the VM disappeared while booting");
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, "the VM disappeared while booting");
 
         const VmInfo *vm = res->info->info;
         if (!isempty(vm->boot_error)) {
                 g_autofree char *m = g_strdup_printf("the VM failed to boot: %s", vm->boot_error);
-                return seq_end(j, RECONCILER_ERROR_FAILED, m);
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, m);
         }
         if (vm->status == VM_STATUS_RUNNING)
-                return seq_end(j, RECONCILER_OK, NULL);
+                return step_driver_done(d);
         if (vm->status == VM_STATUS_EXITED || vm->status == VM_STATUS_STOPPED)
-                return seq_end(j, RECONCILER_ERROR_FAILED, "the VM stopped while booting");
-        if (now_usec(CLOCK_MONOTONIC) >= j->seq_deadline)
-                return seq_end(j, RECONCILER_ERROR_FAILED, "the VM did not reach running in time");
-        seq_poll_later(j, on_wait_running_timer);
+                return step_fail_kind(j, RECONCILER_ERROR_FAILED, "the VM stopped while booting");
+        step_driver_again(d);
 }
 
-static void wait_running_query(Job *j) {
-        j->timer = sd_event_source_disable_unref(j->timer);
-        int r = vmm_get_info(j->r->vmm, j->seq_id, on_wait_running_info, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send GetInfo");
-}
-
-void steps_wait_running(Job *j, const char *id, job_step_fn next) {
-        seq_begin(j, id, BOOT_TIMEOUT_USEC, next);
-        wait_running_query(j);
+static void boot_check(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        SEND(j, vmm_get_info(j->r->vmm, boot_id(j), on_boot_info, j, &j->vmm_call), "GetInfo");
 }
 
 static void on_started(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
         if (res->error < 0)
-                return seq_fail(j, res, "StartVm");
-        wait_running_query(j);
+                return step_fail_res(j, res, NULL);
+        boot_check(j->r->driver, j);
 }
 
-void steps_start(Job *j, const char *id, job_step_fn next) {
-        seq_begin(j, id, BOOT_TIMEOUT_USEC, next);
-        int r = vmm_start_vm(j->r->vmm, j->seq_id, on_started, j, &j->vmm_call);
-        if (r < 0)
-                seq_end(j, RECONCILER_ERROR_FAILED, "cannot send StartVm");
+static void start_start(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        SEND(j, vmm_start_vm(j->r->vmm, j->act_id, on_started, j, &j->vmm_call), "StartVm");
 }
 
-/* ---- duplicates left by a crash: stop hard, remove, one after the other ---- */
+/* ---- the tables ---- */
 
-static void remove_next_duplicate(Job *j);
+#define STEP_CHECKS { "prepare-checks", "checking the spec against the VMM", prep_checks_start, NULL, NULL, NULL, step_cancel_call }
+#define STEP_ENCRYPT { "encrypt", "encrypting the env to the VM's key", prep_encrypt_start, NULL, NULL, NULL, step_cancel_call }
+#define STEP_CROSS_CHECK { "cross-check", "cross-checking the compose hash with the VMM", prep_cross_check_start, NULL, NULL, NULL, step_cancel_call }
+#define STEP_STOP(desc) { "stop-graceful", desc, stop_graceful_start, stop_check, stop_timeout, stop_graceful_on_timeout, step_cancel_call }
+#define STEP_STOP_HARD(desc) { "stop-hard", desc, stop_hard_start, stop_check, hard_stop_timeout, NULL, step_cancel_call }
+#define STEP_REMOVE(desc) { "remove", desc, remove_start, remove_check, remove_timeout, NULL, step_cancel_call }
+#define STEP_CREATE { "create", "creating the VM", create_start, NULL, NULL, NULL, step_cancel_call }
+#define STEP_WAIT_RUNNING { "wait-running", "waiting for the new VM to boot", NULL, boot_check, boot_timeout, NULL, step_cancel_call }
+#define STEP_START(desc) { "start", desc, start_start, boot_check, boot_timeout, NULL, step_cancel_call }
+#define STEP_UPDATE { "update", "updating the VM in place", update_vm_start, NULL, NULL, NULL, step_cancel_call }
+#define STEP_RECORD { "record", "recording the deployment", record_start, NULL, NULL, NULL, step_cancel_call }
 
-static void on_duplicate_removed(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK)
-                log_warning("Cannot remove duplicate VM %s: %s", j->dup_ids[j->dup_idx - 1], message);
-        remove_next_duplicate(j);
+static const StepDef create_steps[] = {
+        STEP_CHECKS, STEP_ENCRYPT, STEP_CROSS_CHECK, STEP_CREATE, STEP_WAIT_RUNNING, STEP_RECORD,
+};
+static const StepDef recreate_steps[] = {
+        STEP_CHECKS, STEP_ENCRYPT, STEP_CROSS_CHECK, STEP_STOP("stopping the old VM"), STEP_REMOVE("removing the old VM"),
+        STEP_CREATE, STEP_WAIT_RUNNING, STEP_RECORD,
+};
+static const StepDef in_place_steps[] = {
+        STEP_CHECKS, STEP_ENCRYPT, STEP_CROSS_CHECK, STEP_UPDATE, STEP_STOP("stopping the VM to apply the update"),
+        STEP_START("starting the updated VM"), STEP_RECORD,
+};
+static const StepDef in_place_resume_steps[] = {
+        STEP_STOP("stopping the VM to apply the update"), STEP_START("starting the updated VM"), STEP_RECORD,
+};
+static const StepDef start_steps[] = { STEP_START("starting the VM") };
+static const StepDef stop_steps[] = { STEP_STOP("stopping the VM") };
+static const StepDef restart_steps[] = { STEP_STOP("stopping the VM"), STEP_START("starting the VM") };
+static const StepDef remove_duplicate_steps[] = {
+        STEP_STOP_HARD("stopping a duplicate VM"), STEP_REMOVE("removing a duplicate VM"),
+};
+static const StepDef remove_retired_steps[] = {
+        STEP_STOP("stopping the VM under its old name"), STEP_REMOVE("removing the VM under its old name"),
+};
+
+const StepTable table_create = STEP_TABLE("create", create_steps);
+const StepTable table_recreate = STEP_TABLE("recreate", recreate_steps);
+const StepTable table_in_place = STEP_TABLE("update-in-place", in_place_steps);
+const StepTable table_in_place_resume = STEP_TABLE("update-in-place", in_place_resume_steps);
+const StepTable table_start = STEP_TABLE("start", start_steps);
+const StepTable table_stop = STEP_TABLE("stop", stop_steps);
+const StepTable table_restart = STEP_TABLE("restart", restart_steps);
+const StepTable table_remove_duplicate = STEP_TABLE("remove-duplicate", remove_duplicate_steps);
+const StepTable table_remove_retired = STEP_TABLE("remove-renamed", remove_retired_steps);
+
+/* ---- running a table for a job ---- */
+
+/* State while a step runs; -1: leave State and StateReason alone (the VM is
+ * not disturbed by preparing or cleaning up). */
+static int step_state(const Job *j, const char *step) {
+        bool operator_op = j->kind == JOB_STOP || j->kind == JOB_RESTART || j->kind == JOB_START;
+        if (streq(step, "stop-graceful"))
+                return operator_op ? VM_STATE_STOPPING : VM_STATE_UPDATING;
+        if (streq(step, "remove") || streq(step, "update"))
+                return VM_STATE_UPDATING;
+        if (streq(step, "create"))
+                return VM_STATE_CREATING;
+        if (streq(step, "wait-running") || streq(step, "start"))
+                return VM_STATE_STARTING;
+        return -1;
 }
 
-static void on_duplicate_stopped(Job *j, ReconcilerError error, const char *message) {
-        if (error != RECONCILER_OK)
-                return on_duplicate_removed(j, error, message);
-        steps_remove(j, j->dup_ids[j->dup_idx - 1], on_duplicate_removed);
+static void on_table_progress(StepDriver *d, void *userdata) {
+        Job *j = userdata;
+        Reconciler *r = j->r;
+        bool cleanup = streq(step_driver_table_name(d), "remove-duplicate") ||
+                       streq(step_driver_table_name(d), "remove-renamed");
+
+        vm_set_str(r, &r->vm->operation, step_driver_step_name(d), VM_FIELD_OPERATION);
+        vm_set_u32(r, &r->vm->progress, step_driver_progress(d), VM_FIELD_PROGRESS);
+        int s = cleanup ? -1 : step_state(j, step_driver_step_name(d));
+        if (s < 0)
+                return vm_flush(r);
+        g_autofree char *why = step_driver_describe(d);
+        vm_set_state(r, (VmState) s, why);
 }
 
-static void remove_next_duplicate(Job *j) {
-        if (!j->dup_ids || !j->dup_ids[j->dup_idx]) {
-                job_step_fn next = j->dup_next;
-                j->dup_next = NULL;
-                return next(j, RECONCILER_OK, NULL);
+static void on_table_done(StepDriver *d, int code, const char *message, void *userdata) {
+        Job *j = userdata;
+        if (j->abandoned)
+                return;
+        Reconciler *r = j->r;
+        vm_set_str(r, &r->vm->operation, "", VM_FIELD_OPERATION);
+        if (code == 0)
+                vm_set_u32(r, &r->vm->progress, 100, VM_FIELD_PROGRESS);
+        job_step_fn then = j->then;
+        j->then = NULL;
+        then(j, code == 0 ? RECONCILER_OK : j->fail_kind, message);
+}
+
+static const StepDriverEvents table_events = {
+        .progress = on_table_progress,
+        .done = on_table_done,
+};
+
+void job_run_table(Job *j, const StepTable *t, job_step_fn then) {
+        j->then = then;
+        j->fail_kind = RECONCILER_ERROR_FAILED;
+        vm_set_u32(j->r, &j->r->vm->progress, 0, VM_FIELD_PROGRESS);
+        int q = step_driver_run(j->r->driver, t, &table_events, j);
+        if (q < 0) {
+                j->then = NULL;
+                then(j, RECONCILER_ERROR_FAILED, "internal error: cannot start the operation");
         }
-        const char *id = j->dup_ids[j->dup_idx++];
-        log_notice("Removing duplicate VM %s left by an earlier run.", id);
-        steps_hard_stop(j, id, on_duplicate_stopped);
 }
 
-/* A duplicate that cannot be removed is logged and tried again next time: it
- * must not keep the wanted VM from being deployed. */
-void steps_remove_duplicates(Job *j, job_step_fn next) {
-        j->dup_idx = 0;
-        j->dup_next = next;
-        remove_next_duplicate(j);
+/* The job goes away (shutdown): stop its table without acting on its end. */
+void job_cancel_table(Job *j) {
+        if (!step_driver_running(j->r->driver))
+                return;
+        j->abandoned = true;
+        step_driver_abort(j->r->driver, -ECANCELED, "cancelled");
 }

@@ -107,6 +107,11 @@ def test_unknown_method_and_prefix(vmm):
     assert vmm.prpc("Vmm.Status")[0] == 400
     st, _, _ = vmm.request("POST", "/prpc/Status")          # no ?json: protobuf
     assert st == 400
+    # ra-rpc: a GET is JSON without ?json; main.rs trims a "Teepod." prefix
+    st, _, body = vmm.request("GET", "/prpc/Version")
+    assert st == 200 and json.loads(body)["version"] == "0.5.7"
+    assert vmm.prpc("Teepod.Version") == (200, {"version": "0.5.7", "rev": "sim"})
+    assert [c["method"] for c in vmm.calls()][-1] == "Version"
 
 
 def test_empty_body_means_defaults_and_get(vmm):
@@ -119,28 +124,42 @@ def test_empty_body_means_defaults_and_get(vmm):
     assert st == 200 and res["total"] == 2 and res["vms"][0]["configuration"] is None
 
 
-def test_auth(tmp_path):
-    with simlib.start_vmm(tmp_path, token="s3cret") as sim:
+def test_auth_only_logs_up_to_0511(tmp_path):
+    # v0.5.5..v0.5.11 main_routes.rs: only /logs has the `Authorized` guard
+    with simlib.start_vmm(tmp_path, token="s3cret", version="0.5.11") as sim:
+        vm_id = create(sim)
+        assert sim.call("Version", token="")["version"] == "0.5.11"
+        assert sim.prpc("Version", token="wrong")[0] == 200
+        assert sim.request("GET", "/logs?id=%s" % vm_id)[0] == 401
+        st, _, body = sim.request("GET", "/logs?id=%s" % vm_id,
+                                  headers={"Authorization": "Bearer s3cret"})
+        assert st == 200 and b"boot done" in body
+        sim.config(token="")
+        assert sim.request("GET", "/logs?id=%s" % vm_id)[0] == 200
+
+
+def test_auth_everything_from_060(tmp_path):
+    # HEAD (0.6.0) main.rs: HttpAuthFairing on every route
+    with simlib.start_vmm(tmp_path, token="s3cret", version="0.6.0") as sim:
         assert sim.call("Version")["version"]
+        assert sim.prpc("Version", token="")[0] == 401
+        assert sim.prpc("Version", token="wrong")[0] == 401
+        st, _, _ = sim.request("POST", "/prpc/Version?json", b"{}", {"X-Admin-Token": "s3cret"})
+        assert st == 200
+        assert sim.request("GET", "/logs?id=x")[0] == 401
         sim.config(token="")
         assert sim.call("Version", token="")["version"]
-        sim.config(token="s3cret")
-        st, _ = sim.prpc("Version", token="")
-        assert st == 401
-        st, _ = sim.prpc("Version", token="wrong")
-        assert st == 401
-        assert sim.call("Version")["version"]
-        st, _, _ = sim.request("GET", "/logs?id=x")
-        assert st == 401
 
 
 def test_body_limit(vmm):
     big = b'{"name":"' + b"a" * (10 * 1024 * 1024) + b'"}'
     st, _, body = vmm.request("POST", "/prpc/GetComposeHash?json", big, timeout=30)
     assert st == 400 and b"too large" in body
-    ok = b'{"compose_file":"' + b"a" * (10 * 1024 * 1024 - 100) + b'"}'
+    compose = simlib.app_compose(docker_compose="a" * (10 * 1024 * 1024 - 600))
+    ok = json.dumps({"compose_file": compose}).encode()
+    assert len(ok) < 10 * 1024 * 1024
     st, _, body = vmm.request("POST", "/prpc/GetComposeHash?json", ok, timeout=30)
-    assert st == 200
+    assert st == 200 and json.loads(body)["hash"] == simlib.compose_hash(compose)
 
 
 def test_serde_like_decoding(vmm):
@@ -163,18 +182,51 @@ def test_serde_like_decoding(vmm):
 
 
 def test_create_validation(vmm):
-    for name in ("", "bad/name", "tab\tname", "ünicode"):
+    for name in ("bad/name", "tab\tname", "ünicode", "a:b", "a,b"):
         st, res = vmm.prpc("CreateVm", config(name=name))
-        assert st == 400 and "name" in res["error"], name
+        assert (st, res) == (400, {"error": "Invalid name: " + name}), name
     assert vmm.call("CreateVm", config(name="ok-_. @~!$^()"))["id"]
+    assert vmm.call("CreateVm", config(name=""))["id"]     # all() of nothing
     st, res = vmm.prpc("CreateVm", config(image="dstack-9.9.9"))
-    assert st == 400 and "Image not found" in res["error"]
+    assert st == 400 and res["error"].startswith("Failed to load VM") and "image" in res["error"]
     st, res = vmm.prpc("CreateVm", config(app_id=""))
     assert st == 400 and "app_id" in res["error"]
-    st, res = vmm.prpc("CreateVm", config(compose_file="not json"))
-    assert st == 400
+    for bad in ("not json", "{}", '{"manifest_version": 2, "name": "x"}',
+                '{"manifest_version": "2", "name": "x", "runner": "r"}'):
+        st, res = vmm.prpc("CreateVm", config(compose_file=bad))
+        assert st == 400 and "Failed to read compose file" in res["error"], bad
     st, res = vmm.prpc("CreateVm", config(ports=[{"protocol": "sctp"}]))
-    assert st == 400 and "protocol" in res["error"]
+    assert (st, res["error"]) == (400, "Port mapping is not allowed for sctp:0")
+    assert len(vmm.vms()) == 2
+
+
+def test_name_rules_per_version(vmm):
+    # v0.5.5 main_service.rs validate_label: alphanumeric (Unicode), '-', '_'
+    vmm.config(version="0.5.5")
+    for name in ("validator vm", "a.b", "a@b", "x(1)"):
+        st, res = vmm.prpc("CreateVm", config(name=name))
+        assert (st, res) == (400, {"error": "Invalid name: " + name}), name
+        st, res = vmm.prpc("GetComposeHash", {"name": name, "compose_file": COMPOSE})
+        assert st == 400 and "Invalid name" in res["error"]
+    for name in ("validator_vm", "Validator-2", "ünicode", ""):
+        assert vmm.call("CreateVm", config(name=name))["id"], name
+    # v0.5.6+: ASCII alphanumerics and - _ . space @ ~ ! $ ^ ( )
+    vmm.config(version="0.5.6")
+    for name in ("validator vm", "a.b", "a@b~!$^()"):
+        assert vmm.call("CreateVm", config(name=name))["id"], name
+    for name in ("ünicode", "a/b", "a#b"):
+        assert vmm.prpc("CreateVm", config(name=name))[0] == 400, name
+
+
+def test_no_capacity_limits_but_cid_pool(tmp_path):
+    # vcpu/memory limits are GetMeta information only (config.rs "Not yet
+    # implement fully"); the CID pool (max_cvm_number) is real
+    with simlib.start_vmm(tmp_path, max_cvm=2, max_vcpu=4, max_memory=1024) as sim:
+        a = create(sim, name="a", vcpu=64, memory=65536)
+        assert sim.status_of(a) == "running"
+        create(sim, name="b", vcpu=0, memory=0)
+        with pytest.raises(PrpcError, match="CID pool exhausted"):
+            create(sim, name="c")
 
 
 def test_create_app_id_and_configuration(vmm):
@@ -185,11 +237,17 @@ def test_create_app_id_and_configuration(vmm):
     i = info["info"]
     assert i["app_id"] == hashlib.sha256(COMPOSE.encode()).hexdigest()[:40]
     assert i["status"] == "running" and i["boot_progress"] == "done" and i["boot_error"] == ""
-    assert i["image_version"] == "0.5.2" and i["instance_id"] and i["app_url"]
-    assert i["exited_at"] is None and i["uptime"].endswith("s")
+    assert i["image_version"] == "0.5.2" and i["instance_id"]
+    assert i["app_url"] == "https://%s-8090.sim.dstack.invalid" % i["instance_id"]
+    assert i["exited_at"] == "never" and i["uptime"].endswith("s")
     for k, v in c.items():
-        assert i["configuration"][k] == v, k
+        if k != "ports":
+            assert i["configuration"][k] == v, k
+    # the VMM stores and reports the configured address for ""
+    assert i["configuration"]["ports"] == [{"protocol": "tcp", "host_port": 8080,
+                                            "vm_port": 80, "host_address": "127.0.0.1"}]
     assert i["configuration"]["app_id"] == i["app_id"]
+    assert i["configuration"]["stopped"] is False
     for k in ("id", "name", "status", "uptime", "app_url", "app_id", "instance_id",
               "configuration", "exited_at", "boot_progress", "boot_error",
               "shutdown_progress", "image_version", "events"):
@@ -208,8 +266,37 @@ def test_create_stopped(vmm):
     assert vmm.vm(vm_id)["boot_count"] == 0
     vmm.call("StartVm", {"id": vm_id})
     assert vmm.status_of(vm_id) == "running"
-    with pytest.raises(PrpcError, match="already running"):
-        vmm.call("StartVm", {"id": vm_id})
+    assert vmm.call("GetInfo", {"id": vm_id})["info"]["configuration"]["stopped"] is False
+
+
+def test_start_running_vm_is_a_noop(vmm):
+    # app.rs start_vm: the process runs already -> set started, start nothing
+    vm_id = create(vmm)
+    assert vmm.call("StartVm", {"id": vm_id}) is None
+    v = vmm.vm(vm_id)
+    assert v["status"] == "running" and v["boot_count"] == 1
+    assert v["boot_progress"] == "running"
+    # StartVm while a StopVm'ed QEMU is still going down: started again -> running
+    vmm.config(stop_seconds=30)
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopping"
+    vmm.call("StartVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "running" and vmm.vm(vm_id)["boot_count"] == 1
+
+
+def test_configuration_stopped_follows_start_stop(vmm):
+    vm_id = create(vmm, stopped=True)
+
+    def stopped():
+        return vmm.call("GetInfo", {"id": vm_id})["info"]["configuration"]["stopped"]
+    assert stopped() is True
+    vmm.call("StartVm", {"id": vm_id})
+    assert stopped() is False
+    vmm.call("StopVm", {"id": vm_id})
+    assert stopped() is True
+    vmm.call("StartVm", {"id": vm_id})
+    vmm.set_vm(vm_id, status="exited")              # crash: started stays set
+    assert stopped() is False
 
 
 def test_status_filters_and_paging(vmm):
@@ -243,38 +330,58 @@ def test_meta_images_version(tmp_path):
         assert {"name": "dstack-0.5.2", "description": "dstack 0.5.2", "version": "0.5.2",
                 "is_dev": False} in imgs
         create(sim, name="a")
-        create(sim, name="b")
-        with pytest.raises(PrpcError, match="Too many VMs"):
-            create(sim, name="c")
         assert "events" not in sim.call("Status")["vms"][0]   # < 0.5.6
 
 
 # ---- lifecycle --------------------------------------------------------------------
 
-def test_shutdown_is_graceful_and_async(vmm):
-    vmm.config(shutdown_seconds=0.4)
+def test_shutdown_is_graceful_and_async_and_ends_exited(vmm):
+    # main_service.rs shutdown_vm asks the guest and returns; `started` stays
+    # set, so once the guest is down the status is `exited` (app/vm_info.rs)
+    vmm.config(shutdown_seconds=0.4, auto_restart_seconds=-1)
     vm_id = create(vmm)
     t0 = time.monotonic()
     assert vmm.call("ShutdownVm", {"id": vm_id}) is None
     assert time.monotonic() - t0 < 0.3           # returns before the VM is down
     info = vmm.call("GetInfo", {"id": vm_id})["info"]
-    assert info["status"] == "stopping" and info["shutdown_progress"]
-    vmm.wait_status(vm_id, "stopped", 5)
+    assert info["status"] == "running" and info["configuration"]["stopped"] is False
+    vmm.wait_status(vm_id, "exited", 5)
     assert time.monotonic() - t0 >= 0.4
-    assert vmm.call("GetInfo", {"id": vm_id})["info"]["exited_at"]
+    v = vmm.vm(vm_id)
+    assert v["started"] is True and v["process_running"] is False
+    # the exact time the guest went down: ShutdownVm's receipt + 0.4 s
+    [call] = vmm.calls("ShutdownVm")
+    assert abs(v["process_stopped_mono"] - (call["mono"] + 0.4)) < 0.1
+    assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
     with pytest.raises(PrpcError, match="not running"):
         vmm.call("ShutdownVm", {"id": vm_id})
+    # StopVm clears `started`: exited -> stopped
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+
+
+def test_shutdown_with_guest_notification_ends_stopped(vmm):
+    # guest-agent guest_api_service.rs shutdown: notify "powering off" first;
+    # app.rs vm_event_report then clears `started`: stopping -> stopped
+    vmm.config(shutdown_seconds=0.3, guest_shutdown_notify=True)
+    vm_id = create(vmm)
+    vmm.call("ShutdownVm", {"id": vm_id})
+    info = vmm.call("GetInfo", {"id": vm_id})["info"]
+    assert info["status"] == "stopping" and info["shutdown_progress"] == "powering off"
+    vmm.wait_status(vm_id, "stopped", 5)
+    assert vmm.vm(vm_id)["started"] is False
 
 
 def test_shutdown_per_vm_and_forever_then_stop(vmm):
+    vmm.config(auto_restart_seconds=-1)
     vm_id = create(vmm)
     vmm.set_vm(vm_id, shutdown_seconds=-1)          # guest ignores the request
     vmm.call("ShutdownVm", {"id": vm_id})
-    assert vmm.status_of(vm_id) == "stopping"
+    assert vmm.status_of(vm_id) == "running"
     other = create(vmm, name="other")
     vmm.call("ShutdownVm", {"id": other})           # global 0.2 s
-    vmm.wait_status(other, "stopped", 5)
-    assert vmm.status_of(vm_id) == "stopping"
+    vmm.wait_status(other, "exited", 5)
+    assert vmm.status_of(vm_id) == "running"
     vmm.call("StopVm", {"id": vm_id})               # hard kill, immediate
     assert vmm.status_of(vm_id) == "stopped"
     assert vmm.vm(vm_id)["started"] is False
@@ -282,7 +389,15 @@ def test_shutdown_per_vm_and_forever_then_stop(vmm):
     vmm.call("StartVm", {"id": vm_id})
     vmm.set_vm(vm_id, shutdown_seconds=None)
     vmm.call("ShutdownVm", {"id": vm_id})
-    assert vmm.status_of(vm_id) == "stopped"
+    assert vmm.status_of(vm_id) == "exited"
+
+
+def test_stop_takes_stop_seconds(vmm):
+    vmm.config(stop_seconds=0.3)
+    vm_id = create(vmm)
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopping"       # not started, QEMU still going
+    vmm.wait_status(vm_id, "stopped", 5)
 
 
 def test_stop_is_immediate(vmm):
@@ -343,12 +458,21 @@ def test_update_vm_vs_upgrade_app(vmm):
     st, res = vmm.prpc("UpdateVm", {"id": vm_id})
     assert (st, res) == (400, {"error": "Service not found: UpdateVm"})
     new_compose = simlib.app_compose(docker_compose="services: {}\n")
+    # the reply id is app_id_of(the compose just sent), or "" (main_service.rs
+    # upgrade_app / update_vm); the VM's app id stays the original
     r = vmm.call("UpgradeApp", {"id": vm_id, "compose_file": new_compose})
-    assert r == {"id": APP_ID}
+    assert r == {"id": simlib.app_id_of(new_compose)} and r["id"] != APP_ID
+    assert vmm.call("GetInfo", {"id": vm_id})["info"]["app_id"] == APP_ID
     vmm.config(version="0.5.6")
     r = vmm.call("UpdateVm", {"id": vm_id, "compose_file": COMPOSE})
     assert r == {"id": APP_ID}
-    assert vmm.call("UpgradeApp", {"id": vm_id}) == {"id": APP_ID}
+    assert vmm.call("UpgradeApp", {"id": vm_id}) == {"id": ""}
+    assert vmm.call("UpdateVm", {"id": vm_id, "user_config": "x"}) == {"id": ""}
+    for m in ("UpdateVm", "UpgradeApp"):
+        st, res = vmm.prpc(m, {"id": vm_id, "compose_file": "{}"})
+        assert st == 400 and res["error"].startswith("Invalid compose file")
+        st, res = vmm.prpc(m, {"id": "nope", "compose_file": COMPOSE})
+        assert (st, res) == (400, {"error": "The instance nope not found"})
 
 
 def test_update_takes_effect_on_next_start(vmm):
@@ -363,7 +487,7 @@ def test_update_takes_effect_on_next_start(vmm):
     assert v["env"] == {"HOTKEY_PASSPHRASE": "one"}        # still the old boot
     assert v["configuration"]["compose_file"] == new_compose
     assert v["configuration"]["ports"] == [] and v["app_id"] == APP_ID
-    with pytest.raises(PrpcError, match="stop it first"):
+    with pytest.raises(PrpcError, match="vm should be stopped before resize: " + vm_id):
         vmm.call("UpdateVm", {"id": vm_id, "vcpu": 4})
     vmm.call("StopVm", {"id": vm_id})
     vmm.call("UpdateVm", {"id": vm_id, "vcpu": 4, "memory": 4096})
@@ -373,6 +497,96 @@ def test_update_takes_effect_on_next_start(vmm):
     assert v["env"] == {"HOTKEY_PASSPHRASE": "two"} and v["status"] == "running"
     assert v["configuration"]["vcpu"] == 4 and v["configuration"]["memory"] == 4096
     assert v["boot_compose_hash"] == simlib.compose_hash(new_compose)
+    vmm.call("StopVm", {"id": vm_id})
+    with pytest.raises(PrpcError, match="Cannot shrink disk size"):
+        vmm.call("UpdateVm", {"id": vm_id, "disk_size": 1})
+
+
+PORT = {"protocol": "tcp", "host_port": 8080, "vm_port": 80}
+
+
+def test_ports_resolved_to_configured_address(tmp_path):
+    # create_manifest_from_vm_config: "" -> [cvm.port_mapping] address; stored
+    # and reported resolved (VmInfo::to_pb prints the parsed IpAddr)
+    with simlib.start_vmm(tmp_path, port_address="10.1.2.3") as sim:
+        vm_id = create(sim, ports=[dict(PORT, host_address=""),
+                                   dict(PORT, host_port=8443, host_address="0:0::1"),
+                                   dict(PORT, host_port=53, protocol="udp", host_address="127.0.0.2")])
+        ports = sim.call("GetInfo", {"id": vm_id})["info"]["configuration"]["ports"]
+        assert [p["host_address"] for p in ports] == ["10.1.2.3", "::1", "127.0.0.2"]
+        assert sim.call("Status", {})["vms"][0]["configuration"]["ports"] == ports
+        assert sim.config()["port_address"] == "10.1.2.3"
+        for bad in ("localhost", "1.2.3", "01.2.3.4", " 1.2.3.4", "[::1]", "fe80::1%eth0"):
+            st, res = sim.prpc("CreateVm", config(ports=[dict(PORT, host_address=bad)]))
+            assert st == 400 and res["error"].startswith("Invalid host address"), bad
+        st, res = sim.prpc("CreateVm", config(ports=[dict(PORT, host_port=70000)]))
+        assert st == 400 and res["error"].startswith("Invalid host port")
+
+
+def test_port_mapping_disabled_and_ranges(vmm):
+    vmm.config(port_mapping_enabled=False)
+    assert vmm.call("Status", {})["port_mapping_enabled"] is False
+    st, res = vmm.prpc("CreateVm", config())
+    assert (st, res) == (400, {"error": "Port mapping is disabled"})
+    assert vmm.call("CreateVm", config(ports=[]))["id"]      # no ports: fine
+    # the sample vmm.toml range: tcp 1-20000 only
+    vmm.config(port_mapping_enabled=True, port_ranges=[{"protocol": "tcp", "from": 1, "to": 20000}])
+    for p, err in ((dict(PORT, host_port=0, host_address=""), "tcp:0"),
+                   (dict(PORT, host_port=20001, host_address=""), "tcp:20001"),
+                   (dict(PORT, protocol="udp", host_address=""), "udp:8080")):
+        st, res = vmm.prpc("CreateVm", config(ports=[p]))
+        assert (st, res) == (400, {"error": "Port mapping is not allowed for " + err})
+    assert vmm.call("CreateVm", config(ports=[dict(PORT, host_port=20000, host_address="")]))["id"]
+
+
+def test_port_range_cli(tmp_path):
+    with simlib.start_vmm(tmp_path, port_range=["tcp:100-200", "udp:53-53"],
+                          no_port_mapping=True) as sim:
+        c = sim.config()
+        assert c["port_mapping_enabled"] is False and c["port_ranges"] == [
+            {"protocol": "tcp", "from": 100, "to": 200}, {"protocol": "udp", "from": 53, "to": 53}]
+        sim.config(port_mapping_enabled=True)
+        st, res = sim.prpc("CreateVm", config())
+        assert res == {"error": "Port mapping is not allowed for tcp:8080"}
+
+
+def test_update_ports_host_address_has_no_default(vmm):
+    # update_vm: `p.host_address.parse()`; no default, no enabled/range check
+    vm_id = create(vmm)
+    new_compose = simlib.app_compose(name="v2")
+    enc = env_for(vmm, {"HOTKEY_PASSPHRASE": "two"})
+    for m in ("UpdateVm", "UpgradeApp"):
+        st, res = vmm.prpc(m, {"id": vm_id, "compose_file": new_compose, "encrypted_env": enc,
+                               "update_ports": True, "ports": [dict(PORT, host_address="")]})
+        assert st == 400 and res["error"].startswith("Invalid host address"), m
+    v = vmm.vm(vm_id)
+    # what dstack wrote before the failing step stays written
+    assert v["configuration"]["compose_file"] == new_compose
+    assert v["configuration"]["encrypted_env"] == enc
+    assert v["configuration"]["ports"][0]["host_address"] == "127.0.0.1"
+    r = vmm.call("UpdateVm", {"id": vm_id, "update_ports": True,
+                              "ports": [dict(PORT, host_port=9090, host_address="127.0.0.1")]})
+    assert r == {"id": ""}
+    assert vmm.vm(vm_id)["configuration"]["ports"] == [dict(PORT, host_port=9090,
+                                                           host_address="127.0.0.1")]
+    vmm.config(port_mapping_enabled=False)
+    vmm.call("UpdateVm", {"id": vm_id, "update_ports": True,
+                          "ports": [dict(PORT, host_port=0, host_address="::")]})
+    assert vmm.vm(vm_id)["configuration"]["ports"][0]["host_address"] == "::"
+    # without update_ports the ports are not looked at
+    vmm.call("UpdateVm", {"id": vm_id, "ports": [dict(PORT, host_address="bad")]})
+
+
+def test_port_conflicts_from_060(vmm):
+    # HEAD main_service.rs validate_port_mapping_conflicts (not in 0.5.x)
+    a = create(vmm, name="a")
+    create(vmm, name="b")                            # 0.5.7: same host port accepted
+    vmm.config(version="0.6.0")
+    st, res = vmm.prpc("CreateVm", config(name="c"))
+    assert st == 400 and res["error"].startswith("host port mapping conflicts with VM " + a)
+    st, res = vmm.prpc("CreateVm", config(name="d", ports=[dict(PORT, host_address=""),
+                                                           dict(PORT, host_address="0.0.0.0")]))
+    assert st == 400 and res["error"].startswith("duplicate host port mapping: tcp")
 
 
 # ---- KMS and env ---------------------------------------------------------------
@@ -413,6 +627,35 @@ def test_kms_key_is_predictable(tmp_path):
             sim.call("GetAppEnvEncryptPubKey", {"app_id": "abcd"})
         with pytest.raises(PrpcError):
             sim.call("GetAppEnvEncryptPubKey", {"app_id": "xyz"})
+
+
+def test_pubkey_reply_per_version_and_kms(vmm):
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert set(r) == {"public_key", "signature", "timestamp", "signature_v1"}
+    assert r["timestamp"] > 0 and len(r["signature_v1"]) == 130
+    # >= 0.5.6 in front of a KMS that predates signature_v1: every field, defaulted
+    vmm.config(kms_reply="legacy")
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert r["timestamp"] == 0 and r["signature_v1"] == "" and len(r["signature"]) == 130
+    vmm.config(kms_reply="unsigned")
+    r2 = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert r2 == {"public_key": r["public_key"], "signature": "", "timestamp": 0,
+                  "signature_v1": ""}
+    st, _, body = vmm.request("POST", "/prpc/GetAppEnvEncryptPubKey?json",
+                              json.dumps({"app_id": APP_ID}).encode())
+    assert b'"timestamp":0,"signature_v1":""' in body and b'"signature":""' in body
+    # v0.5.5 vmm_rpc.proto PublicKeyResponse: public_key and signature only
+    vmm.config(version="0.5.5", kms_reply="full")
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert set(r) == {"public_key", "signature"} and len(r["signature"]) == 130
+    st, _, _ = vmm.request("POST", "/_sim/config", {"kms_reply": "bogus"})
+    assert st == 400
+
+
+def test_kms_reply_cli(tmp_path):
+    with simlib.start_vmm(tmp_path, kms_reply="legacy") as sim:
+        r = sim.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+        assert (r["timestamp"], r["signature_v1"]) == (0, "")
 
 
 def test_no_kms(vmm):
@@ -533,8 +776,16 @@ def test_logs(tmp_path):
         assert len(body.decode().splitlines()) == 1
         st, _, body = sim.request("GET", "/logs?id=%s&ansi=true" % vm_id)
         assert b"\x1b[" in body
-        assert sim.request("GET", "/logs?id=nope")[0] == 404
+        # v0.5.5..v0.5.11 main_routes.rs vm_logs: errors are 200 with text
+        st, _, body = sim.request("GET", "/logs?id=nope")
+        assert st == 200 and b"No such file or directory" in body
+        st, _, body = sim.request("GET", "/logs?id=%s&ch=bogus" % vm_id)
+        assert (st, body) == (200, b"Unknown channel bogus")
+        # HEAD: 404 / 400
+        sim.config(version="0.6.0")
+        assert sim.request("GET", "/logs?id=nope")[:3:2] == (404, b"VM not found")
         assert sim.request("GET", "/logs?id=%s&ch=bogus" % vm_id)[0] == 400
+        sim.config(version="0.5.7")
         # follow: chunked, heartbeats, ends when the VM stops
         conn = simlib.connect(sim.url, 10)
         conn.request("GET", "/logs?id=%s&follow=true" % vm_id)
@@ -710,7 +961,8 @@ def test_auto_restart(vmm):
     vm_id = create(vmm)
     vmm.set_vm(vm_id, status="exited")          # crash
     vmm.wait_status(vm_id, "running", 5)
-    assert vmm.vm(vm_id)["boot_count"] == 2
+    v = vmm.vm(vm_id)
+    assert v["boot_count"] == 2 and v["auto_restart_count"] == 1
     vmm.call("StopVm", {"id": vm_id})           # clears started: stays down
     vmm.config(auto_restart_seconds=0)
     assert vmm.status_of(vm_id) == "stopped"
@@ -718,6 +970,57 @@ def test_auto_restart(vmm):
     vmm.config(auto_restart_seconds=-1)
     vmm.set_vm(vm_id, status="exited")
     assert vmm.status_of(vm_id) == "exited"
+
+
+def test_auto_restart_on_by_default_after_shutdown(tmp_path):
+    # the sample vmm.toml has [cvm.auto_restart] enabled = true; ShutdownVm
+    # leaves `started`, so the VMM boots the VM again after the delay
+    with simlib.start_vmm(tmp_path, shutdown_seconds=0.1, auto_restart_seconds=0.6) as sim:
+        assert sim.config()["auto_restart_enabled"] is True
+        vm_id = create(sim)
+        t0 = time.monotonic()
+        sim.call("ShutdownVm", {"id": vm_id})
+        sim.wait_status(vm_id, "exited", 5)
+        sim.wait_status(vm_id, "running", 10)
+        assert time.monotonic() - t0 >= 0.7          # 0.1 s to go down + 0.6 s delay
+        v = sim.vm(vm_id)
+        assert v["boot_count"] == 2 and v["auto_restart_count"] == 1
+
+
+def test_default_delay_and_no_auto_restart_flag(tmp_path):
+    with simlib.start_vmm(tmp_path) as sim:
+        assert sim.config()["auto_restart_seconds"] == 5.0
+    with simlib.start_vmm(tmp_path, no_auto_restart=True) as sim:
+        assert sim.config()["auto_restart_enabled"] is False
+        vm_id = create(sim)
+        sim.set_vm(vm_id, status="exited")
+        assert sim.status_of(vm_id) == "exited"
+
+
+def test_stop_after_exit_prevents_auto_restart(vmm):
+    vmm.config(shutdown_seconds=0.05, auto_restart_seconds=0.3)
+    vm_id = create(vmm)
+    vmm.call("ShutdownVm", {"id": vm_id})
+    vmm.wait_status(vm_id, "exited", 5)
+    vmm.call("StopVm", {"id": vm_id})           # as soon as the guest is down
+    assert vmm.status_of(vm_id) == "stopped"
+    deadline = time.monotonic() + 0.8            # well past the restart delay
+    while time.monotonic() < deadline:
+        assert vmm.status_of(vm_id) == "stopped"
+        time.sleep(0.05)
+    assert vmm.vm(vm_id)["boot_count"] == 1
+
+
+def test_auto_restart_of_failing_boot_gives_up_from_060(vmm):
+    # HEAD AutoRestartState: max_retries (5), then a "vmm.auto_restart.exhausted" event
+    vmm.config(version="0.6.0", auto_restart_seconds=0.02, auto_restart_max_retries=3)
+    vm_id = create(vmm, encrypted_env="00" * 80)    # the guest cannot decrypt: exits
+    simlib.wait_until(lambda: any(e["event"] == "vmm.auto_restart.exhausted"
+                                  for e in vmm.vm(vm_id)["events"]), 10, "exhausted event")
+    v = vmm.vm(vm_id)
+    assert v["boot_count"] == 4 and v["status"] == "exited"
+    vmm.call("StartVm", {"id": vm_id})           # resets the budget
+    simlib.wait_until(lambda: vmm.vm(vm_id)["boot_count"] == 8, 10, "three more restarts")
 
 
 def test_reset(vmm):
@@ -728,6 +1031,7 @@ def test_reset(vmm):
     assert vmm.vms() == [] and vmm.calls() == [] and vmm.control("faults")["faults"] == []
     c = vmm.config()
     assert (c["version"], c["kms"], c["shutdown_seconds"]) == ("0.5.7", True, 0.2)
+    assert c["auto_restart_enabled"] is True and c["kms_reply"] == "full"
     assert vmm.call("Version")["version"] == "0.5.7"
 
 

@@ -93,7 +93,11 @@ def test_vm_parameter_change_is_applied(vm_env, name, params, check, prop):
     assert r.ok, r
     create = assert_one_recreate(env, seq, old['id'])
     assert check(create['body']), create['body']
-    assert check(env.the_vm()['configuration'])
+    conf = env.the_vm()['configuration']
+    if name == 'ports':     # the VMM reports "" resolved to its address (dstack.md §2)
+        conf = dict(conf, ports=[dict(p, host_address='') if p['host_address'] == '127.0.0.1' and i == 0 else p
+                                 for i, p in enumerate(conf['ports'])])
+    assert check(conf), conf
     vm = env.assert_converged(h)
     assert env.w.vm_signals(mark, 'VmUpdated') == [(h, h, vm['id'])]
     if prop:

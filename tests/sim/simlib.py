@@ -206,13 +206,17 @@ class VmmSim(Sim):
         return self.control("vm?id=" + urllib.parse.quote(vm_id))
 
     def set_vm(self, vm_id, **kw):
-        """status=running|exited|stopping|stopped|removing, seconds, boot_error,
-        shutdown_seconds, remove_seconds."""
+        """status=running|exited|stopping|stopped|removing (forced through the
+        `started` flag and the process: exited = a crash, started kept), seconds
+        (stopping: the process ends after it; removing: gone after it), started,
+        boot_error, shutdown_seconds, remove_seconds."""
         return self.control("vm", dict(kw, id=vm_id))
 
     def config(self, **kw):
-        """version, rev, shutdown_seconds, remove_seconds, token, kms, resources,
-        images, port_mapping_enabled."""
+        """version, rev, shutdown_seconds, stop_seconds, remove_seconds, token,
+        kms, kms_reply (full|legacy|unsigned), kms_bad_signature, resources, images,
+        port_mapping_enabled, port_address, port_ranges, auto_restart_seconds
+        (negative or None: off), auto_restart_max_retries, guest_shutdown_notify."""
         return self.control("config", kw if kw else None, method="POST" if kw else "GET")
 
     def kms_key(self, app_id):
@@ -329,7 +333,10 @@ def _opts(kw):
 
 def start_vmm(workdir=None, unix=False, **opts):
     """opts map to CLI flags: version="0.5.6", token="t", no_kms=True,
-    shutdown_seconds=0.2, remove_seconds=0.2, kms_seed="s", image=[...], ..."""
+    shutdown_seconds=0.2, remove_seconds=0.2, kms_seed="s", image=[...],
+    auto_restart_seconds=5 (default; -1 or no_auto_restart=True: off),
+    kms_reply="legacy", port_address="10.0.0.1", port_range=["tcp:1-20000"],
+    no_port_mapping=True, guest_shutdown_notify=True, stop_seconds=0.5, ..."""
     sim = _start("vmm_sim.py", VmmSim, workdir, unix, _opts(opts))
     sim.token = opts.get("token")
     return sim

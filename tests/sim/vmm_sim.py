@@ -7,8 +7,8 @@ Control and inspection API under /_sim (see README.md).
 """
 
 import argparse
-import datetime
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 BODY_LIMIT = 10 * 1024 * 1024
-NAME_RE = re.compile(r"^[A-Za-z0-9\-_. @~!$^()]+$")
 ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 DEFAULT_SEED = "platform-launcher-sim"
@@ -225,38 +224,121 @@ def humantime(seconds):
     if seconds <= 0:
         return "0s"
     out = []
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    # humantime::format_duration (truncated to seconds): "2days 1h 3m 4s"
+    days, seconds = divmod(seconds, 86400)
+    if days:
+        out.append("%dday%s" % (days, "s" if days > 1 else ""))
+    for unit, n in (("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= n:
             out.append("%d%s" % (seconds // n, unit))
             seconds %= n
     return " ".join(out)
 
 
-def rfc3339(t):
-    return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(
-        timespec="seconds").replace("+00:00", "Z")
-
-
 # ---------------------------------------------------------------------------
+# Sources cited below (Dstack-TEE/dstack): "v0.5.5" = tag v0.5.5, paths vmm/src/...;
+# "HEAD" = the 2026-08 main branch (Cargo version 0.6.0), paths dstack/vmm/src/...
+# Versions in between were checked where a behaviour changed (v0.5.6, v0.5.7, v0.5.11).
+
+def chain(*msgs):
+    """An anyhow error with context, as ra-rpc sends it: `format!("{err:?}")`
+    (v0.5.5 ra-rpc/src/lib.rs dispatch_prpc) = the outer context, then
+    "Caused by:" and the inner messages, one per line."""
+    msgs = [m for m in msgs if m]
+    if len(msgs) == 1:
+        return msgs[0]
+    if len(msgs) == 2:
+        return "%s\n\nCaused by:\n    %s" % tuple(msgs)
+    return "%s\n\nCaused by:\n%s" % (msgs[0], "\n".join(
+        "    %d: %s" % (i, m) for i, m in enumerate(msgs[1:])))
+
+
+def valid_label(name, ver):
+    """validate_label() in main_service.rs. v0.5.5: every char alphanumeric (Rust
+    char::is_alphanumeric, i.e. Unicode) or '-' '_'. v0.5.6 and later: ASCII
+    alphanumerics and - _ . space @ ~ ! $ ^ ( ). Both accept the empty name."""
+    if ver < (0, 5, 6):
+        return all(c.isalnum() or c in "-_" for c in name)
+    return all((c.isascii() and c.isalnum()) or c in "-_. @~!$^()" for c in name)
+
+
+def parse_ip(s):
+    """Rust `IpAddr::from_str` (std): dotted-quad IPv4 or RFC 4291 IPv6, no zone
+    id, no brackets. Returns the text form Rust prints (`IpAddr`'s Display)."""
+    if not s or "%" in s or s.strip() != s:
+        raise ValueError("invalid IP address syntax")
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        raise ValueError("invalid IP address syntax")
+
+
+def check_app_compose(text):
+    """serde_json::from_str::<AppCompose>() (v0.5.5 dstack-types/src/lib.rs):
+    an object with manifest_version (u32), name and runner (strings); the other
+    known fields are optional but typed. Returns the parsed object or raises
+    ValueError with serde's wording (without line/column)."""
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise ValueError(str(e))
+    if not isinstance(d, dict):
+        raise ValueError("invalid type: %s, expected struct AppCompose" % _typename(d))
+    for k in ("manifest_version", "name", "runner"):
+        if k not in d:
+            raise ValueError("missing field `%s`" % k)
+    mv = d["manifest_version"]
+    if isinstance(mv, bool) or not isinstance(mv, int) or not 0 <= mv < 1 << 32:
+        raise ValueError("invalid type: %s, expected u32" % _typename(mv))
+    for k in ("name", "runner"):
+        if not isinstance(d[k], str):
+            raise ValueError("invalid type: %s, expected a string" % _typename(d[k]))
+    for k in ("public_logs", "public_sysinfo", "public_tcbinfo", "kms_enabled",
+              "local_key_provider_enabled", "no_instance_id", "secure_time",
+              "gateway_enabled", "tproxy_enabled"):
+        if k in d and not isinstance(d[k], bool):
+            raise ValueError("invalid type: %s, expected a boolean" % _typename(d[k]))
+    for k in ("features", "allowed_envs"):
+        if k in d and not (isinstance(d[k], list) and all(isinstance(x, str) for x in d[k])):
+            raise ValueError("invalid type: %s, expected a sequence of strings" % _typename(d[k]))
+    for k in ("docker_compose_file", "storage_fs"):
+        if d.get(k) is not None and not isinstance(d[k], str):
+            raise ValueError("invalid type: %s, expected a string" % _typename(d[k]))
+    return d
+
 
 class VM:
+    """One VM as dstack keeps it: the manifest/config (`cfg`), the persisted
+    `started` flag (v0.5.5 app/qemu.rs VmWorkDir::started/set_started) and the
+    QEMU process under the supervisor (`running`). The status is derived from
+    those two, never stored (see VmmSim.status)."""
+
     def __init__(self, cfg, app_id):
         self.id = str(uuid.uuid4())
         self.cfg = cfg
         self.app_id = app_id
-        self.status = "stopped"
         self.started = False
+        self.running = False        # the QEMU process runs
+        self.removing = False       # >= 0.5.7: RemoveVm in progress
+        self.remove_at = None       # monotonic time the removal completes (None = never)
+        self.poweroff_at = None     # monotonic time the running process exits (None = not scheduled)
+        self.proc_started_wall = None
+        self.proc_stopped_wall = None
+        self.exited_mono = None     # when the process last went away (auto-restart clock)
+        self.proc_started_mono = None
+        self.proc_stopped_mono = None
+        self.restart_attempts = 0
+        self.restart_exhausted = False
         self.boot_error = ""
         self.boot_progress = ""
-        self.started_at = None
-        self.exited_at = None
-        self.exited_mono = None     # for auto-restart
-        self.until = None           # monotonic deadline of stopping/removing
+        self.shutdown_progress = ""
+        self.instance_id = None
         self.shutdown_seconds = None  # per-VM override (None = global)
         self.remove_seconds = None
         self.env = None             # decrypted env of the last successful boot
         self.env_dropped = []
         self.boot_count = 0
+        self.auto_restart_count = 0
         self.boot_compose_hash = None
         self.events = []
         self.created_wall = time.time()
@@ -277,14 +359,21 @@ class VmmSim:
         self.rev = args.rev
         self.token = args.token
         self.kms = not args.no_kms
+        self.kms_reply = args.kms_reply
         self.seed = args.kms_seed
         self.signer = kmscrypto.private_from_seed(self.seed)
         self.kms_bad_signature = False
         self.shutdown_seconds = args.shutdown_seconds
+        self.stop_seconds = args.stop_seconds
         self.remove_seconds = args.remove_seconds
         self.heartbeat_seconds = args.log_heartbeat_seconds
-        self.auto_restart = args.auto_restart_seconds
+        self.auto_restart = -1.0 if args.no_auto_restart else args.auto_restart_seconds
+        self.auto_restart_max = args.auto_restart_max_retries
+        self.guest_notify = args.guest_shutdown_notify
         self.port_mapping = not args.no_port_mapping
+        self.port_address = args.port_address
+        self.port_ranges = parse_ranges(args.port_range) if args.port_range else \
+            [dict(r) for r in DEFAULT_PORT_RANGES]
         self.images = [dict(i) for i in DEFAULT_IMAGES]
         if args.image:
             self.images = [{"name": n, "description": n,
@@ -295,44 +384,104 @@ class VmmSim:
         self.vms = {}
         self.order = []
 
-    # ---- state ticking ----------------------------------------------------
+    def ver(self):
+        return parse_version(self.version)
+
+    # ---- derived status -----------------------------------------------------
+    def status(self, vm):
+        # HEAD app/vm_info.rs VmState::merged_info (v0.5.5 app/qemu.rs the same
+        # without "removing"): removing first, then (started, process running).
+        if vm.removing:
+            return "removing"
+        return {(True, True): "running", (True, False): "exited",
+                (False, True): "stopping", (False, False): "stopped"}[(vm.started, vm.running)]
+
+    # ---- the QEMU process ---------------------------------------------------
+    def proc_exit(self, vm, when_mono=None):
+        """The QEMU process ends (guest powered off, killed, or boot failed)."""
+        if not vm.running:
+            return
+        now = time.monotonic()
+        when_mono = now if when_mono is None else when_mono
+        vm.running = False
+        vm.poweroff_at = None
+        vm.proc_stopped_wall = time.time() - (now - when_mono)
+        vm.proc_stopped_mono = when_mono
+        vm.exited_mono = when_mono
+
     def tick(self):
         now = time.monotonic()
         for vid in list(self.order):
             vm = self.vms[vid]
-            if (self.auto_restart >= 0 and vm.status == "exited" and vm.started
-                    and vm.exited_mono is not None and now >= vm.exited_mono + self.auto_restart):
-                self.boot(vm)
-            if vm.until is not None and now >= vm.until:
-                vm.until = None
-                if vm.status == "stopping":
-                    vm.status = "stopped"
-                    vm.exited_at = time.time()
-                    vm.events.append({"event": "shutdown", "body": "", "timestamp": int(time.time() * 1000)})
-                elif vm.status == "removing":
+            if vm.running and vm.poweroff_at is not None and now >= vm.poweroff_at:
+                self.proc_exit(vm, vm.poweroff_at)
+            if vm.removing:
+                if vm.remove_at is not None and now >= vm.remove_at:
                     self.remove_now(vm)
+                continue
+            self.auto_restart_check(vm, now)
+
+    def auto_restart_check(self, vm, now):
+        # [cvm.auto_restart]: v0.5.5 app.rs try_restart_exited_vms (every
+        # `interval` s, restart every VM whose started flag is set and whose process
+        # is not running); HEAD app.rs the same with AutoRestartState (first retry
+        # after initial_backoff, at most max_retries, then a
+        # "vmm.auto_restart.exhausted" event). The simulator restarts
+        # `auto_restart_seconds` after the exit (not on a 20 s interval grid).
+        if self.auto_restart < 0 or vm.running or not vm.started:
+            return
+        if vm.exited_mono is None:
+            vm.exited_mono = now
+        if now < vm.exited_mono + self.auto_restart:
+            return
+        limit = self.auto_restart_max if self.ver() >= (0, 6, 0) else 0
+        if limit and vm.restart_attempts >= limit:
+            if not vm.restart_exhausted:
+                vm.restart_exhausted = True
+                vm.events.append({"event": "vmm.auto_restart.exhausted",
+                                  "body": "Automatic restart stopped after %d failed attempts"
+                                  % vm.restart_attempts, "timestamp": int(time.time() * 1000)})
+            return
+        vm.restart_attempts += 1
+        vm.auto_restart_count += 1
+        self.boot(vm, at_mono=vm.exited_mono + self.auto_restart)
+
+    def reset_restart_policy(self, vm):
+        # HEAD app.rs start_vm / stop_vm: vm.state.auto_restart.reset()
+        vm.restart_attempts = 0
+        vm.restart_exhausted = False
 
     def remove_now(self, vm):
         del self.vms[vm.id]
         self.order.remove(vm.id)
 
     def get_vm(self, vid):
+        # An unknown id fails in dstack somewhere inside the method (reading the
+        # work dir or the in-memory state); the exact text differs per method and
+        # version, so the simulator answers one message for all.
         self.tick()
         vm = self.vms.get(vid)
         if vm is None:
             raise RpcError("VM not found: %s" % vid)
         return vm
 
-    def ver(self):
-        return parse_version(self.version)
-
-    def boot(self, vm):
-        vm.boot_count += 1
+    def boot(self, vm, at_mono=None):
+        """StartVm with the process not running (v0.5.5 app.rs start_vm): set
+        `started`, deploy QEMU. The simulated guest then decrypts the env; a
+        failure ends the process at once (status `exited`, boot_error set)."""
         vm.started = True
-        vm.started_at = time.time()
-        vm.exited_at = None
+        if vm.running:
+            return
+        now = time.monotonic()
+        at_mono = now if at_mono is None else at_mono
+        vm.boot_count += 1
+        vm.running = True
+        vm.poweroff_at = None
+        vm.exited_mono = None
+        vm.proc_started_wall = time.time() - (now - at_mono)
+        vm.proc_started_mono = at_mono
         vm.boot_error = ""
-        vm.until = None
+        vm.shutdown_progress = ""
         err = None
         try:
             compose = json.loads(vm.cfg["compose_file"])
@@ -355,16 +504,14 @@ class VmmSim:
                     except ValueError as e:
                         err = "invalid env: %s" % e
         vm.boot_compose_hash = hashlib.sha256(vm.cfg["compose_file"].encode()).hexdigest()
+        vm.instance_id = hashlib.sha256(vm.id.encode()).hexdigest()[:40]
         if err:
-            vm.status = "exited"
             vm.boot_error = err
             vm.boot_progress = "failed"
-            vm.exited_at = time.time()
-            vm.exited_mono = time.monotonic()
             vm.env = None
             vm.env_dropped = []
+            self.proc_exit(vm, at_mono)
         else:
-            vm.status = "running"
             vm.boot_progress = "done"
             vm.env = env
             vm.env_dropped = dropped
@@ -374,18 +521,35 @@ class VmmSim:
 
     def info(self, vm, brief=False):
         img = next((i for i in self.images if i["name"] == vm.cfg["image"]), None)
-        running = vm.status in ("running", "stopping")
+        try:
+            gateway = bool(json.loads(vm.cfg["compose_file"]).get("gateway_enabled"))
+        except (ValueError, AttributeError):
+            gateway = False
+
+        def since(wall):
+            # merged_info display_ts: humantime of the time elapsed, or "never"
+            return "never" if wall is None else humantime(time.time() - wall)
+
+        cfg = None
+        if not brief:
+            # v0.5.5 app/qemu.rs VmInfo::to_pb: the stored config; ports with the
+            # resolved address; app_id; stopped = !started
+            cfg = dict(vm.cfg, app_id=vm.app_id, stopped=not vm.started,
+                       ports=[dict(p) for p in vm.cfg["ports"]])
         d = {
-            "id": vm.id, "name": vm.cfg["name"], "status": vm.status,
-            "uptime": humantime(time.time() - vm.started_at) if running and vm.started_at else "",
-            "app_url": "https://%s-8090.sim.dstack.invalid" % vm.app_id if running else None,
+            "id": vm.id, "name": vm.cfg["name"], "status": self.status(vm),
+            "uptime": since(vm.proc_started_wall),
+            # to_pb: app_url only when the compose enables the gateway and the
+            # guest reported its instance id
+            "app_url": ("https://%s-8090.sim.dstack.invalid" % vm.instance_id)
+            if gateway and vm.instance_id else None,
             "app_id": vm.app_id,
-            "instance_id": hashlib.sha256(vm.id.encode()).hexdigest()[:40] if vm.boot_count else None,
-            "configuration": None if brief else dict(vm.cfg, app_id=vm.app_id),
-            "exited_at": rfc3339(vm.exited_at) if vm.exited_at else None,
+            "instance_id": vm.instance_id,
+            "configuration": cfg,
+            "exited_at": since(vm.proc_stopped_wall),
             "boot_progress": vm.boot_progress,
             "boot_error": vm.boot_error,
-            "shutdown_progress": "stopping" if vm.status == "stopping" else "",
+            "shutdown_progress": vm.shutdown_progress,
             "image_version": img["version"] if img else "",
         }
         if self.ver() >= (0, 5, 6):
@@ -394,6 +558,7 @@ class VmmSim:
 
     # ---- prpc methods -----------------------------------------------------
     def m_Status(self, req):
+        # v0.5.5 app.rs list_vms: filter ids/keyword, creation order, paginate
         self.tick()
         vms = [self.vms[i] for i in self.order]
         if req["ids"]:
@@ -416,130 +581,250 @@ class VmmSim:
             return {"found": False, "info": None}
         return {"found": True, "info": self.info(vm)}
 
-    def validate_config(self, cfg):
-        if not cfg["name"] or not NAME_RE.match(cfg["name"]):
-            raise RpcError("Invalid VM name: %r" % cfg["name"])
-        if not any(i["name"] == cfg["image"] for i in self.images):
-            raise RpcError("Image not found: %s" % cfg["image"])
-        try:
-            json.loads(cfg["compose_file"])
-        except ValueError as e:
-            raise RpcError("Invalid compose file: %s" % e)
-        if cfg["vcpu"] == 0 or cfg["vcpu"] > self.resources["max_allocable_vcpu"]:
-            raise RpcError("Invalid vcpu: %d" % cfg["vcpu"])
-        if cfg["memory"] == 0 or cfg["memory"] > self.resources["max_allocable_memory_in_mb"]:
-            raise RpcError("Invalid memory: %d" % cfg["memory"])
-        for p in cfg["ports"]:
-            if p["protocol"] not in ("tcp", "udp"):
-                raise RpcError("Invalid protocol: %r" % p["protocol"])
+    def port_allowed(self, protocol, port):
+        # config.rs PortMappingConfig::is_allowed: enabled and in a range of that
+        # protocol (the protocol text as sent, before it is parsed)
+        return self.port_mapping and any(
+            r["protocol"] == protocol and r["from"] <= port <= r["to"] for r in self.port_ranges)
+
+    def port_map(self, ports, create):
+        """create_manifest_from_vm_config (CreateVm) or update_vm's port list
+        (UpdateVm/UpgradeApp with update_ports), main_service.rs v0.5.5 and HEAD."""
+        out = []
+        for p in ports:
+            if p["host_port"] > 65535:
+                raise RpcError(chain("Invalid host port", "out of range integral type conversion attempted"))
+            if p["vm_port"] > 65535:
+                raise RpcError(chain("Invalid vm port", "out of range integral type conversion attempted"))
+            if create and not self.port_allowed(p["protocol"], p["host_port"]):
+                raise RpcError("Port mapping is not allowed for %s:%d" % (p["protocol"], p["host_port"]))
+            if p["protocol"] not in ("tcp", "udp"):   # config.rs Protocol::from_str
+                raise RpcError(chain("Invalid protocol", "Invalid protocol: %s" % p["protocol"]))
+            if create and p["host_address"] == "":
+                addr = self.port_address      # `[cvm.port_mapping] address`
+            else:
+                # update_vm: `p.host_address.parse()`, no default for ""
+                try:
+                    addr = parse_ip(p["host_address"])
+                except ValueError as e:
+                    raise RpcError(chain("Invalid host address", str(e)))
+            out.append({"protocol": p["protocol"], "host_port": p["host_port"],
+                        "vm_port": p["vm_port"], "host_address": addr})
+        if create and self.ver() >= (0, 6, 0):
+            self.check_port_conflicts(out, None)
+        return out
+
+    def check_port_conflicts(self, mappings, vm_id):
+        # HEAD main_service.rs validate_unique_port_mappings and
+        # validate_port_mapping_conflicts (not in v0.5.11 or earlier)
+        def conflict(a, b):
+            return (a["protocol"] == b["protocol"] and a["host_port"] == b["host_port"] and
+                    (a["host_address"] == b["host_address"] or
+                     ipaddress.ip_address(a["host_address"]).is_unspecified or
+                     ipaddress.ip_address(b["host_address"]).is_unspecified))
+        for i, m in enumerate(mappings):
+            if any(conflict(m, o) for o in mappings[:i]):
+                raise RpcError("duplicate host port mapping: %s %s:%d"
+                               % (m["protocol"], m["host_address"], m["host_port"]))
+        for vid in self.order:
+            if vid == vm_id:
+                continue
+            for m in mappings:
+                if any(conflict(m, o) for o in self.vms[vid].cfg["ports"]):
+                    raise RpcError("host port mapping conflicts with VM %s: %s %s:%d"
+                                   % (vid, m["protocol"], m["host_address"], m["host_port"]))
+
+    def image_ok(self, name):
+        return any(i["name"] == name for i in self.images)
 
     def m_CreateVm(self, req):
         self.tick()
-        self.validate_config(req)
-        if len(self.vms) >= self.resources["max_cvm_number"]:
-            raise RpcError("Too many VMs: the maximum is %d" % self.resources["max_cvm_number"])
+        # main_service.rs create_manifest_from_vm_config, in its order
+        if not valid_label(req["name"], self.ver()):
+            raise RpcError("Invalid name: %s" % req["name"])
+        if req["ports"] and not self.port_mapping:
+            raise RpcError("Port mapping is disabled")
+        ports = self.port_map(req["ports"], create=True)
         if req["app_id"] is None:
             app_id = hashlib.sha256(req["compose_file"].encode()).hexdigest()[:40]
         else:
+            # `id.strip_prefix("0x").to_lowercase()`: not checked further by the
+            # VMM (the simulator refuses what is not 40 hex: its KMS needs 20 bytes)
             a = req["app_id"]
             a = a[2:] if a.startswith("0x") else a
             if len(a) != 40 or not HEX_RE.match(a):
                 raise RpcError("Invalid app_id: %r" % req["app_id"])
             app_id = a.lower()
+        # app.rs load_vm: the image must load, the compose must be an AppCompose,
+        # a CID must be free (cid_pool_size = GetMeta max_cvm_number). The VMM
+        # does not enforce vcpu/memory limits (config.rs: "Max allocable
+        # resources. Not yet implement fully, only for inspect API `GetMeta`").
+        if not self.image_ok(req["image"]):
+            raise RpcError(chain("Failed to load VM", "Failed to load image",
+                                 "No such file or directory (os error 2)"))
+        try:
+            check_app_compose(req["compose_file"])
+        except ValueError as e:
+            raise RpcError(chain("Failed to load VM", "Failed to read compose file", str(e)))
+        if len(self.vms) >= self.resources["max_cvm_number"]:
+            raise RpcError(chain("Failed to load VM", "CID pool exhausted"))
         cfg = dict(req)
         cfg.pop("app_id")
+        cfg.pop("stopped")
+        cfg["ports"] = ports
         vm = VM(cfg, app_id)
         self.vms[vm.id] = vm
         self.order.append(vm.id)
+        # create_vm: set_started(!stopped), then start_vm unless stopped
         if not req["stopped"]:
             self.boot(vm)
         return {"id": vm.id}
 
     def m_StartVm(self, req):
         vm = self.get_vm(req["id"])
-        if vm.status in ("running", "stopping"):
-            raise RpcError("VM is already running")
-        if vm.status == "removing":
-            raise RpcError("VM is being removed")
+        self.reset_restart_policy(vm)
+        if vm.removing and self.ver() >= (0, 5, 7):
+            raise RpcError(chain("Failed to start VM", "VM is being removed"))
+        if vm.running:
+            # app.rs start_vm with the process already running: sets `started`,
+            # reports boot_progress "running", starts nothing, succeeds
+            vm.started = True
+            vm.boot_progress = "running"
+            return None
         self.boot(vm)
         return None
 
     def m_ShutdownVm(self, req):
+        # main_service.rs shutdown_vm: only asks the guest agent to power off;
+        # `started` stays set, so the VM ends `exited` (and is auto-restarted).
+        # The guest agent (guest-agent/src/guest_api_service.rs shutdown) first
+        # notifies the host "shutdown.progress: powering off", which makes the
+        # VMM clear `started` (app.rs vm_event_report): emulated only with
+        # guest_shutdown_notify, because that notification is best effort.
         vm = self.get_vm(req["id"])
-        if vm.status != "running":
+        if not vm.running:
             raise RpcError("VM is not running")
         secs = vm.shutdown_seconds if vm.shutdown_seconds is not None else self.shutdown_seconds
-        vm.status = "stopping"
-        vm.started = False
-        vm.until = None if secs < 0 else time.monotonic() + secs
+        if self.guest_notify:
+            vm.started = False
+            vm.shutdown_progress = "powering off"
+            # vm_event_report records every guest event (HEAD app.rs)
+            vm.events.append({"event": "shutdown.progress", "body": "powering off",
+                              "timestamp": int(time.time() * 1000)})
+            vm.events = vm.events[-20:]
+        if secs >= 0:
+            at = time.monotonic() + secs
+            if vm.poweroff_at is None or at < vm.poweroff_at:
+                vm.poweroff_at = at
         self.tick()
         return None
 
     def m_StopVm(self, req):
+        # app.rs stop_vm: reset the restart policy, clear `started`, stop the
+        # process (the supervisor kills QEMU; `stop_seconds` models how long it
+        # takes, during which the status is `stopping`). No check for removing.
         vm = self.get_vm(req["id"])
-        if vm.status == "removing":
-            raise RpcError("VM is being removed")
-        if vm.status in ("running", "stopping"):
-            vm.exited_at = time.time()
-        vm.status = "stopped"
+        self.reset_restart_policy(vm)
         vm.started = False
-        vm.until = None
+        if vm.running:
+            if self.stop_seconds > 0:
+                at = time.monotonic() + self.stop_seconds
+                if vm.poweroff_at is None or at < vm.poweroff_at:
+                    vm.poweroff_at = at
+            else:
+                self.proc_exit(vm)
         return None
 
     def m_RemoveVm(self, req):
         vm = self.get_vm(req["id"])
         if self.ver() <= (0, 5, 6):
-            if vm.status in ("running", "stopping"):
-                raise RpcError("VM is running, stop it first")
+            # v0.5.5 app.rs remove_vm: refuses while the process runs
+            # (`running` and `stopping`), else removes at once
+            if vm.running:
+                raise RpcError(chain("Failed to remove VM", "VM is running, stop it first"))
             self.remove_now(vm)
             return None
-        if vm.status == "removing":
+        # v0.5.7+ app.rs remove_vm: idempotent; mark removing, then in the
+        # background stop the process, wait for it, delete
+        if vm.removing:
             return None
         secs = vm.remove_seconds if vm.remove_seconds is not None else self.remove_seconds
-        vm.status = "removing"
-        vm.started = False
-        vm.until = time.monotonic() + max(secs, 0)
+        vm.removing = True
+        self.proc_exit(vm)
+        vm.remove_at = time.monotonic() + max(secs, 0)
         self.tick()
         return None
 
     def m_UpdateVm(self, req):
-        vm = self.get_vm(req["id"])
-        running = vm.status in ("running", "stopping")
-        res = {k: req[k] for k in ("vcpu", "memory", "disk_size", "image") if req[k] is not None}
-        if res and running:
-            raise RpcError("VM is running, stop it first to change resources")
-        new = dict(vm.cfg)
+        # v0.5.5 main_service.rs upgrade_app; v0.5.6+ update_vm (UpgradeApp is
+        # the same method). Steps in dstack's order; the files written before a
+        # failing step stay written (compose, env, user config).
+        self.tick()
+        vm = self.vms.get(req["id"])
+        new_id = ""
         if req["compose_file"]:
             try:
-                json.loads(req["compose_file"])
+                check_app_compose(req["compose_file"])
             except ValueError as e:
-                raise RpcError("Invalid compose file: %s" % e)
-            new["compose_file"] = req["compose_file"]
+                raise RpcError(chain("Invalid compose file", str(e)))
+            if vm is None:
+                raise RpcError("The instance %s not found" % req["id"])
+            vm.cfg["compose_file"] = req["compose_file"]
+            # the reply id is the app id of the compose just sent (app_id_of), not
+            # the VM's app id, which stays what the manifest says
+            new_id = hashlib.sha256(req["compose_file"].encode()).hexdigest()[:40]
         if req["encrypted_env"]:
-            new["encrypted_env"] = req["encrypted_env"]
+            if vm is None:
+                raise RpcError(chain("Failed to write encrypted env",
+                                     "No such file or directory (os error 2)"))
+            vm.cfg["encrypted_env"] = req["encrypted_env"]
         if req["user_config"]:
-            new["user_config"] = req["user_config"]
+            if vm is None:
+                raise RpcError(chain("Failed to write user config",
+                                     "No such file or directory (os error 2)"))
+            vm.cfg["user_config"] = req["user_config"]
+        if vm is None:
+            raise RpcError(chain("Failed to read manifest", "No such file or directory (os error 2)"))
+        new = dict(vm.cfg)
+        if self.ver() >= (0, 5, 6):
+            # apply_resource_updates: only on a stopped or exited VM
+            res = {k: req[k] for k in ("vcpu", "memory", "disk_size", "image") if req[k] is not None}
+            if res:
+                if self.status(vm) not in ("stopped", "exited"):
+                    raise RpcError("vm should be stopped before resize: %s" % vm.id)
+                if "disk_size" in res and res["disk_size"] < new["disk_size"]:
+                    raise RpcError("Cannot shrink disk size")
+                new.update(res)
         if req["update_ports"]:
-            for p in req["ports"]:
-                if p["protocol"] not in ("tcp", "udp"):
-                    raise RpcError("Invalid protocol: %r" % p["protocol"])
-            new["ports"] = req["ports"]
-        if req.get("update_kms_urls"):
-            new["kms_urls"] = req["kms_urls"]
-        if req.get("update_gateway_urls"):
-            new["gateway_urls"] = req["gateway_urls"]
-        new.update(res)
-        if "image" in res and not any(i["name"] == res["image"] for i in self.images):
-            raise RpcError("Image not found: %s" % res["image"])
+            new["ports"] = self.port_map(req["ports"], create=False)
+            if self.ver() >= (0, 6, 0):
+                self.check_port_conflicts(new["ports"], vm.id)
+        if self.ver() >= (0, 5, 6):
+            if req["update_kms_urls"]:
+                new["kms_urls"] = req["kms_urls"]
+            if req["update_gateway_urls"]:
+                new["gateway_urls"] = req["gateway_urls"]
+        # put_manifest, then load_vm (which loads the image)
+        if not self.image_ok(new["image"]):
+            raise RpcError(chain("Failed to load VM", "Failed to load image",
+                                 "No such file or directory (os error 2)"))
         vm.cfg = new
-        return {"id": vm.app_id}
+        return {"id": new_id}
 
     m_UpgradeApp = m_UpdateVm
 
     def m_GetComposeHash(self, req):
+        # main_service.rs get_compose_hash: label and AppCompose checked first
+        if not valid_label(req["name"], self.ver()):
+            raise RpcError("Invalid name: %s" % req["name"])
+        try:
+            check_app_compose(req["compose_file"])
+        except ValueError as e:
+            raise RpcError(chain("Invalid compose file", str(e)))
         return {"hash": hashlib.sha256(req["compose_file"].encode()).hexdigest()}
 
     def m_GetAppEnvEncryptPubKey(self, req):
+        # app.rs kms_client: "KMS is not configured" without kms_urls
         if not self.kms:
             raise RpcError("KMS is not configured")
         if len(req["app_id"]) != 40:
@@ -548,14 +833,26 @@ class VmmSim:
         pub = x25519_public(priv)
         app_id = bytes.fromhex(req["app_id"])
         ts = int(time.time())
-        sig = kmscrypto.sign_recoverable(self.signer, kmscrypto.pubkey_message(app_id, pub))
-        sig1 = kmscrypto.sign_recoverable(self.signer, kmscrypto.pubkey_message(app_id, pub, ts))
+        signer = self.signer
         if self.kms_bad_signature:          # signed by a key nobody trusts
-            other = kmscrypto.private_from_seed(self.seed + ":untrusted")
-            sig = kmscrypto.sign_recoverable(other, kmscrypto.pubkey_message(app_id, pub))
-            sig1 = kmscrypto.sign_recoverable(other, kmscrypto.pubkey_message(app_id, pub, ts))
-        return {"public_key": pub.hex(), "signature": sig.hex(), "timestamp": ts,
-                "signature_v1": sig1.hex()}
+            signer = kmscrypto.private_from_seed(self.seed + ":untrusted")
+        sig = kmscrypto.sign_recoverable(signer, kmscrypto.pubkey_message(app_id, pub)).hex()
+        sig1 = kmscrypto.sign_recoverable(signer, kmscrypto.pubkey_message(app_id, pub, ts)).hex()
+        # The KMS behind the VMM: "full" signs both; "legacy" (a KMS older than
+        # the timestamped signature) leaves timestamp 0 and signature_v1 empty;
+        # "unsigned" leaves every signature empty.
+        if self.kms_reply in ("legacy", "unsigned"):
+            ts, sig1 = 0, ""
+        if self.kms_reply == "unsigned":
+            sig = ""
+        # v0.5.5 vmm_rpc.proto PublicKeyResponse has public_key and signature
+        # only; v0.5.6+ adds timestamp and signature_v1, and the VMM copies every
+        # field of the KMS reply (main_service.rs get_app_env_encrypt_pub_key):
+        # prost defaults are serialised, so an older KMS gives 0 and "".
+        if self.ver() < (0, 5, 6):
+            return {"public_key": pub.hex(), "signature": sig}
+        return {"public_key": pub.hex(), "signature": sig, "timestamp": ts,
+                "signature_v1": sig1}
 
     def m_Version(self, req):
         return {"version": self.version, "rev": self.rev}
@@ -601,6 +898,9 @@ class VmmSim:
 
         if path.startswith("/prpc/"):
             key = path[len("/prpc/"):]
+            # main.rs: prpc_routes!(App, RpcHandler, trim: "Teepod.")
+            if key.startswith("Teepod."):
+                key = key[len("Teepod."):]
         elif path == "/logs":
             key = "logs"
         else:
@@ -619,17 +919,25 @@ class VmmSim:
         simcore.serve_with_fault(self.core, h, rec, fault,
                                  lambda: self.prpc(h, path, key, q, raw))
 
-    def authorized(self, h):
+    def authorized(self, h, logs):
+        """Up to v0.5.11 the token (rocket_apitoken `Authorized` guard,
+        main_routes.rs vm_logs) guards only /logs; prpc is open. HEAD (0.6.0)
+        main.rs attaches HttpAuthFairing to every route (Bearer or X-Admin-Token)."""
         if not self.token:
             return True
-        return h.headers.get("Authorization", "") == "Bearer " + self.token
+        if not logs and self.ver() < (0, 6, 0):
+            return True
+        if h.headers.get("Authorization", "") == "Bearer " + self.token:
+            return True
+        return self.ver() >= (0, 6, 0) and h.headers.get("X-Admin-Token", "") == self.token
 
     def prpc(self, h, path, method, q, raw):
-        if not self.authorized(h):
+        if not self.authorized(h, False):
             return json_reply({"error": "Unauthorized"}, 401, pretty=True)
         if not path.startswith("/prpc/") or not self.method_exists(method):
             return json_reply({"error": "Service not found: %s" % method}, 400, pretty=True)
-        if "json" not in q:
+        # ra-rpc rocket_helper.rs: `json: method == Get || query "json"`
+        if "json" not in q and h.command != "GET":
             return json_reply({"error": "simulator speaks only ?json (no protobuf)"}, 400, pretty=True)
         try:
             if h.command == "GET" and not raw.strip():
@@ -648,6 +956,7 @@ class VmmSim:
                 res = getattr(self, "m_" + method)(req)
             except RpcError as e:
                 return json_reply({"error": str(e)}, 400, pretty=True)
+            self.core.cond.notify_all()
         return json_reply(res)
 
     def log_lines(self, vm, ch):
@@ -659,21 +968,33 @@ class VmmSim:
         elif vm.boot_count:
             lines.append("[sim %s] %s: env keys %s" % (ch, name, ",".join(sorted(vm.env or {}))))
             lines.append("[sim %s] %s: boot done" % (ch, name))
-        lines.append("[sim %s] %s: status %s" % (ch, name, vm.status))
+        lines.append("[sim %s] %s: status %s" % (ch, name, self.status(vm)))
         return lines
 
     def logs(self, h, q, rec):
         fq = simcore.flat_query(q)
-        if not self.authorized(h):
+        if not self.authorized(h, True):
             return Reply(401, "Unauthorized\n", "text/plain")
         ch = fq.get("ch", "serial")
-        if ch not in ("serial", "stdout", "stderr"):
-            return Reply(400, "invalid channel: %s\n" % ch, "text/plain")
+        vid = fq.get("id", "")
         with self.lock:
             self.tick()
-            vm = self.vms.get(fq.get("id", ""))
-            if vm is None:
-                return Reply(404, "VM not found\n", "text/plain")
+            vm = self.vms.get(vid)
+            if self.ver() >= (0, 6, 0):
+                # HEAD main_routes.rs vm_logs: 404 for a VM it does not know,
+                # 400 for a bad channel
+                if vm is None:
+                    return Reply(404, "VM not found", "text/plain; charset=utf-8")
+                if ch not in ("serial", "stdout", "stderr"):
+                    return Reply(400, "Unknown channel %s" % ch, "text/plain; charset=utf-8")
+            else:
+                # v0.5.5 (to v0.5.11) main_routes.rs vm_logs: a TextStream that
+                # answers 200 and yields the error text instead of the log
+                if ch not in ("serial", "stdout", "stderr"):
+                    return Reply(200, "Unknown channel %s" % ch, "text/plain; charset=utf-8")
+                if vm is None:
+                    return Reply(200, 'Os { code: 2, kind: NotFound, message: "No such file or directory" }',
+                                 "text/plain; charset=utf-8")
             lines = self.log_lines(vm, ch)
         n = fq.get("lines", "")
         if n.isdigit():
@@ -684,7 +1005,9 @@ class VmmSim:
         text = "".join(ln + "\n" for ln in lines)
         if fq.get("follow", "false") != "true":
             return Reply(200, text, "text/plain; charset=utf-8")
-        # follow: chunked, heartbeat on silence, ends when the VM is gone/stopped
+        # follow: chunked, heartbeat after silence. dstack's tail follows the log
+        # file with no end; the simulator ends the stream when the VM is no longer
+        # running (or gone) so that tests terminate.
         h.send_response(200)
         h.send_header("Content-Type", "text/plain; charset=utf-8")
         h.send_header("Transfer-Encoding", "chunked")
@@ -702,7 +1025,7 @@ class VmmSim:
                 self.core.cond.wait(self.heartbeat_seconds)
                 self.tick()
                 vm = self.vms.get(vid)
-                done = vm is None or vm.status in ("stopped", "exited")
+                done = vm is None or not vm.running
             if done:
                 break
             ok = chunk("[vmm heartbeat]\n")
@@ -711,6 +1034,39 @@ class VmmSim:
         return None
 
     # ---- control API ------------------------------------------------------
+    def set_status(self, vm, st, seconds):
+        """Forces a state through the two facts the status derives from."""
+        now = time.monotonic()
+        if st == "running":
+            vm.removing = False
+            vm.started = True
+            if not vm.running:
+                vm.running = True
+                vm.proc_started_wall = time.time()
+                vm.exited_mono = None
+            vm.poweroff_at = None if not seconds else now + float(seconds)
+        elif st == "exited":            # a crash: `started` stays, the process ends
+            vm.removing = False
+            vm.started = True
+            vm.running = True
+            self.proc_exit(vm)
+        elif st == "stopping":          # not started, the process still runs
+            vm.removing = False
+            vm.started = False
+            if not vm.running:
+                vm.running = True
+                vm.proc_started_wall = time.time()
+            vm.poweroff_at = None if not seconds else now + float(seconds)
+        elif st == "stopped":
+            vm.removing = False
+            vm.started = False
+            self.proc_exit(vm)
+        elif st == "removing":
+            vm.removing = True
+            vm.started = False
+            self.proc_exit(vm)
+            vm.remove_at = None if not seconds else now + float(seconds)
+
     def control(self, h, path, q, body):
         r = self.core.control_common(h, path, q, body)
         if r is not None:
@@ -733,16 +1089,9 @@ class VmmSim:
                 if st is not None:
                     if st not in ("running", "exited", "stopping", "stopped", "removing"):
                         return json_reply({"error": "bad status %r" % st}, 400)
-                    if st in ("exited", "stopped") and vm.status != st:
-                        vm.exited_at = time.time()
-                    if st == "running" and vm.status != "running":
-                        vm.started_at = time.time()
-                        vm.exited_at = None
-                    vm.status = st
-                    vm.until = body.get("seconds") and time.monotonic() + float(body["seconds"])
-                    if st == "exited":
-                        vm.started = True
-                        vm.exited_mono = time.monotonic()
+                    self.set_status(vm, st, body.get("seconds"))
+                if "started" in body:
+                    vm.started = bool(body["started"])
                 if "boot_error" in body:
                     vm.boot_error = body["boot_error"]
                 if "shutdown_seconds" in body:
@@ -754,28 +1103,11 @@ class VmmSim:
             if path == "/_sim/config" and h.command == "GET":
                 return json_reply(self.sim_config())
             if path == "/_sim/config" and h.command == "POST":
-                if "version" in body:
-                    self.version = body["version"]
-                if "rev" in body:
-                    self.rev = body["rev"]
-                if "shutdown_seconds" in body:
-                    self.shutdown_seconds = float(body["shutdown_seconds"])
-                if "remove_seconds" in body:
-                    self.remove_seconds = float(body["remove_seconds"])
-                if "token" in body:
-                    self.token = body["token"] or None
-                if "kms" in body:
-                    self.kms = bool(body["kms"])
-                if "kms_bad_signature" in body:
-                    self.kms_bad_signature = bool(body["kms_bad_signature"])
-                if "resources" in body:
-                    self.resources.update(body["resources"])
-                if "images" in body:
-                    self.images = body["images"]
-                if "port_mapping_enabled" in body:
-                    self.port_mapping = bool(body["port_mapping_enabled"])
-                if "auto_restart_seconds" in body:
-                    self.auto_restart = float(body["auto_restart_seconds"])
+                try:
+                    self.set_config(body)
+                except (ValueError, TypeError, KeyError) as e:
+                    return json_reply({"error": "bad config: %s" % e}, 400)
+                self.core.cond.notify_all()
                 return json_reply(self.sim_config())
             if path == "/_sim/kms-key" and h.command == "GET":
                 a = q.get("app_id", "").lower()
@@ -785,27 +1117,96 @@ class VmmSim:
                                    "public_key": x25519_public(priv).hex()})
         return None
 
+    def set_config(self, body):
+        if "version" in body:
+            self.version = body["version"]
+        if "rev" in body:
+            self.rev = body["rev"]
+        if "shutdown_seconds" in body:
+            self.shutdown_seconds = float(body["shutdown_seconds"])
+        if "stop_seconds" in body:
+            self.stop_seconds = float(body["stop_seconds"])
+        if "remove_seconds" in body:
+            self.remove_seconds = float(body["remove_seconds"])
+        if "token" in body:
+            self.token = body["token"] or None
+        if "kms" in body:
+            self.kms = bool(body["kms"])
+        if "kms_bad_signature" in body:
+            self.kms_bad_signature = bool(body["kms_bad_signature"])
+        if "kms_reply" in body:
+            if body["kms_reply"] not in KMS_REPLIES:
+                raise ValueError("kms_reply must be one of %s" % ", ".join(KMS_REPLIES))
+            self.kms_reply = body["kms_reply"]
+        if "resources" in body:
+            self.resources.update(body["resources"])
+        if "images" in body:
+            self.images = body["images"]
+        if "port_mapping_enabled" in body:
+            self.port_mapping = bool(body["port_mapping_enabled"])
+        if "port_address" in body:
+            self.port_address = parse_ip(body["port_address"])
+        if "port_ranges" in body:
+            self.port_ranges = [{"protocol": r["protocol"], "from": int(r["from"]),
+                                 "to": int(r["to"])} for r in body["port_ranges"]]
+        if "auto_restart_seconds" in body:
+            v = body["auto_restart_seconds"]
+            self.auto_restart = -1.0 if v is None else float(v)
+        if "auto_restart_max_retries" in body:
+            self.auto_restart_max = int(body["auto_restart_max_retries"])
+        if "guest_shutdown_notify" in body:
+            self.guest_notify = bool(body["guest_shutdown_notify"])
+
     def sim_config(self):
         return {"version": self.version, "rev": self.rev,
                 "shutdown_seconds": self.shutdown_seconds,
+                "stop_seconds": self.stop_seconds,
                 "remove_seconds": self.remove_seconds, "token": self.token,
-                "kms": self.kms, "kms_seed": self.seed,
+                "kms": self.kms, "kms_seed": self.seed, "kms_reply": self.kms_reply,
                 "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
                 "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
                 "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
                 "images": self.images, "port_mapping_enabled": self.port_mapping,
-                "auto_restart_seconds": self.auto_restart}
+                "port_address": self.port_address, "port_ranges": self.port_ranges,
+                "auto_restart_seconds": self.auto_restart,
+                "auto_restart_enabled": self.auto_restart >= 0,
+                "auto_restart_max_retries": self.auto_restart_max,
+                "guest_shutdown_notify": self.guest_notify}
 
     def sim_vm(self, vm):
         d = self.info(vm)
-        d.update({"started": vm.started, "env": vm.env, "env_dropped": vm.env_dropped,
-                  "boot_count": vm.boot_count, "boot_compose_hash": vm.boot_compose_hash,
+        d.update({"started": vm.started, "process_running": vm.running,
+                  # CLOCK_MONOTONIC of the last process start/end, comparable with
+                  # the call log's "mono" (e.g. guest down -> CreateVm)
+                  "process_started_mono": vm.proc_started_mono,
+                  "process_stopped_mono": vm.proc_stopped_mono,
+                  "env": vm.env, "env_dropped": vm.env_dropped,
+                  "boot_count": vm.boot_count, "auto_restart_count": vm.auto_restart_count,
+                  "restart_attempts": vm.restart_attempts,
+                  "boot_compose_hash": vm.boot_compose_hash,
                   "shutdown_seconds": vm.shutdown_seconds, "remove_seconds": vm.remove_seconds})
         return d
 
 
 class RpcError(Exception):
     pass
+
+
+KMS_REPLIES = ("full", "legacy", "unsigned")
+# The simulator's default `[cvm.port_mapping] range`: every tcp and udp port.
+# dstack's sample vmm.toml allows only tcp 1-20000 (--port-range tcp:1-20000).
+DEFAULT_PORT_RANGES = [{"protocol": "tcp", "from": 0, "to": 65535},
+                       {"protocol": "udp", "from": 0, "to": 65535}]
+
+
+def parse_ranges(specs):
+    out = []
+    for s in specs:
+        m = re.match(r"^(tcp|udp):([0-9]+)-([0-9]+)$", s)
+        if not m:
+            raise SystemExit("--port-range: expected PROTO:FROM-TO, got %r" % s)
+        out.append({"protocol": m.group(1), "from": int(m.group(2)), "to": int(m.group(3))})
+    return out
 
 
 def main(argv=None):
@@ -816,25 +1217,46 @@ def main(argv=None):
     p.add_argument("--ready-fd", type=int, help="write the URL to this inherited fd")
     p.add_argument("--version", default="0.5.7", help="emulated VMM version")
     p.add_argument("--rev", default="sim")
-    p.add_argument("--token", help="require Authorization: Bearer TOKEN")
+    p.add_argument("--token", help="[auth] token: /logs (<= 0.5.11) or everything (>= 0.6.0) "
+                   "needs Authorization: Bearer TOKEN")
     p.add_argument("--no-kms", action="store_true", help="emulate a VMM without KMS")
     p.add_argument("--kms-seed", default=DEFAULT_SEED,
                    help="KMS private key = sha256(seed || app_id hex)")
+    p.add_argument("--kms-reply", default="full", choices=KMS_REPLIES,
+                   help="what the KMS behind the VMM fills in: full, legacy (no "
+                   "timestamp/signature_v1), unsigned (no signatures)")
     p.add_argument("--shutdown-seconds", type=float, default=0.5,
-                   help="time ShutdownVm stays 'stopping' (negative: forever)")
+                   help="time the guest takes to power off after ShutdownVm (negative: never)")
+    p.add_argument("--stop-seconds", type=float, default=0.0,
+                   help="time QEMU takes to die after StopVm (status 'stopping' meanwhile)")
+    p.add_argument("--guest-shutdown-notify", action="store_true",
+                   help="the guest reports 'powering off' on ShutdownVm, which clears "
+                   "`started` (the VM then ends 'stopped', not 'exited')")
     p.add_argument("--remove-seconds", type=float, default=0.5,
                    help="time an async RemoveVm (>=0.5.7) stays 'removing'")
     p.add_argument("--log-heartbeat-seconds", type=float, default=60.0)
-    p.add_argument("--auto-restart-seconds", type=float, default=-1.0,
-                   help="[cvm.auto_restart]: restart an exited VM whose started flag "
-                   "is set after this delay (negative: disabled)")
+    p.add_argument("--auto-restart-seconds", type=float, default=5.0,
+                   help="[cvm.auto_restart]: restart an exited VM (started flag set, "
+                   "process gone) this long after it exited (negative: disabled)")
+    p.add_argument("--no-auto-restart", action="store_true",
+                   help="[cvm.auto_restart] enabled = false")
+    p.add_argument("--auto-restart-max-retries", type=int, default=5,
+                   help=">= 0.6.0: give up after this many restarts (0: never give up)")
     p.add_argument("--image", action="append", help="image name (repeatable)")
-    p.add_argument("--max-cvm", type=int, default=16)
-    p.add_argument("--max-vcpu", type=int, default=64)
-    p.add_argument("--max-memory", type=int, default=262144)
-    p.add_argument("--no-port-mapping", action="store_true")
+    p.add_argument("--max-cvm", type=int, default=1000,
+                   help="cid_pool_size: CreateVm fails with 'CID pool exhausted' beyond it")
+    p.add_argument("--max-vcpu", type=int, default=64, help="reported by GetMeta only")
+    p.add_argument("--max-memory", type=int, default=262144, help="reported by GetMeta only")
+    p.add_argument("--no-port-mapping", action="store_true",
+                   help="[cvm.port_mapping] enabled = false")
+    p.add_argument("--port-address", default="127.0.0.1",
+                   help="[cvm.port_mapping] address: used for host_address \"\"")
+    p.add_argument("--port-range", action="append",
+                   help="[cvm.port_mapping] range entry PROTO:FROM-TO (repeatable; "
+                   "default every tcp and udp port)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
+    args.port_address = parse_ip(args.port_address)
     simcore.run(VmmSim(args), args.listen, args.ready_file, args.ready_fd)
 
 

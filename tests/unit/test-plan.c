@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The reconciler's decision, desired vs observed vs recorded, without any I/O. */
-#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +8,7 @@
 #include "core/desired.h"
 #include "core/plan.h"
 #include "shared/macro.h"
+#include "tests.h"
 
 static const char doc_template[] =
         "{\"vm_type\":\"validator_vm\",\"compose_content\":\"services:\\n  app:\\n    image: \\\"nginx:latest\\\"\\n\","
@@ -26,12 +26,12 @@ static DesiredVm *desired(const char *required, const char *image, const char *h
         g_autofree char *doc = g_strdup_printf(doc_template, required, image);
         PlatformVmSpec *spec = NULL;
         char *err = NULL;
-        assert(platform_vm_spec_parse(doc, strlen(doc), &spec, &err) == 0);
+        assert_se(platform_vm_spec_parse(doc, strlen(doc), &spec, &err) == 0);
         g_autoptr(LauncherConfig) c = launcher_config_new_default();
         if (hotkey)
                 launcher_config_env_set(c, "HOTKEY_PASSPHRASE", hotkey);
         DesiredVm *d = NULL;
-        assert(desired_vm_build(spec, c, key, &d, &err) == 0);
+        assert_se(desired_vm_build(spec, c, key, &d, &err) == 0);
         platform_vm_spec_free(spec);
         return d;
 }
@@ -69,7 +69,7 @@ static VmDeployState *deployed(const DesiredVm *d, const char *id) {
 static Plan plan(const DesiredVm *d, const VmInfo *vms, size_t n, const VmDeployState *st, bool in_place) {
         PlanInput in = { .desired = d, .vms = vms, .n_vms = n, .state = st, .in_place = in_place };
         Plan p;
-        assert(plan_compute(&in, &p) == 0);
+        assert_se(plan_compute(&in, &p) == 0);
         return p;
 }
 
@@ -87,27 +87,27 @@ int main(void) {
 
         /* Nothing yet: create. */
         p = plan(d, NULL, 0, NULL, false);
-        assert(p.action == PLAN_CREATE && !p.keep);
+        assert_se(p.action == PLAN_CREATE && !p.keep);
         plan_done(&p);
 
         /* Exactly what we deployed, running: nothing, and no change listed. */
         vm_from(&vm[0], d, "id-1", VM_STATUS_RUNNING);
         VmDeployState *st = deployed(d, "id-1");
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_NONE && p.changes[0] == NULL && p.keep == &vm[0]);
+        assert_se(p.action == PLAN_NONE && p.changes[0] == NULL && p.keep == &vm[0]);
         plan_done(&p);
 
         /* Crashed: start it again. */
         vm[0].status = VM_STATUS_EXITED;
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_START);
+        assert_se(p.action == PLAN_START);
         plan_done(&p);
 
         /* Stopped by the operator: left alone, even with changes. */
         vm[0].status = VM_STATUS_STOPPED;
         st->operator_stopped = true;
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_NONE && strstr(p.reason, "operator"));
+        assert_se(p.action == PLAN_NONE && strstr(p.reason, "operator"));
         plan_done(&p);
         st->operator_stopped = false;
         vm[0].status = VM_STATUS_RUNNING;
@@ -115,91 +115,122 @@ int main(void) {
         /* Stopping with nothing to change: wait for it. */
         vm[0].status = VM_STATUS_STOPPING;
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_WAIT);
+        assert_se(p.action == PLAN_WAIT);
         plan_done(&p);
         vm[0].status = VM_STATUS_RUNNING;
 
         /* A VM we did not record: its env is unknown, so it is replaced once. */
         VmDeployState *fresh = vm_deploy_state_new("validator_vm");
         p = plan(d, vm, 1, fresh, false);
-        assert(p.action == PLAN_RECREATE && has_change(&p, "env") && !has_change(&p, "compose_hash"));
+        assert_se(p.action == PLAN_RECREATE && has_change(&p, "env") && !has_change(&p, "compose_hash"));
         plan_done(&p);
 
         /* ... unless an interrupted deployment recorded it as the intent. */
         fresh->intent = vm_intent_new("recreate", "old", d->compose_hash, d->env_fingerprint, d->resources);
         p = plan(d, vm, 1, fresh, false);
-        assert(p.action == PLAN_NONE);
+        assert_se(p.action == PLAN_NONE);
         plan_done(&p);
         vm_deploy_state_free(fresh);
 
         /* A changed secret: recreate (or in place), listed by key name only. */
         DesiredVm *d2 = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.2", "new secret");
         p = plan(d2, vm, 1, st, false);
-        assert(p.action == PLAN_RECREATE && has_change(&p, "env"));
+        assert_se(p.action == PLAN_RECREATE && has_change(&p, "env"));
         for (char **c = p.changes; *c; c++)
-                assert(!strstr(*c, "new secret") && !strstr(*c, "s3"));
+                assert_se(!strstr(*c, "new secret") && !strstr(*c, "s3"));
         plan_done(&p);
         p = plan(d2, vm, 1, st, true);
-        assert(p.action == PLAN_UPDATE_IN_PLACE);
+        assert_se(p.action == PLAN_UPDATE_IN_PLACE);
         plan_done(&p);
 
         /* ... also when the old VM is stuck stopping: the stop goes hard at the deadline. */
         vm[0].status = VM_STATUS_STOPPING;
         p = plan(d2, vm, 1, st, false);
-        assert(p.action == PLAN_RECREATE);
+        assert_se(p.action == PLAN_RECREATE);
         plan_done(&p);
         vm[0].status = VM_STATUS_RUNNING;
 
         /* A new image cannot be applied in place. */
         DesiredVm *d3 = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.3", "s3");
         p = plan(d3, vm, 1, st, true);
-        assert(p.action == PLAN_RECREATE && has_change(&p, "image") && has_change(&p, "compose_hash") == false);
+        assert_se(p.action == PLAN_RECREATE && has_change(&p, "image") && has_change(&p, "compose_hash") == false);
         plan_done(&p);
 
         /* Resources: each one detected. */
         vm[0].configuration.vcpu = 8;
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_RECREATE && has_change(&p, "vcpu"));
+        assert_se(p.action == PLAN_RECREATE && has_change(&p, "vcpu"));
         plan_done(&p);
         vm[0].configuration.vcpu = 16;
         vm[0].configuration.ports[0].host_port = 8080;
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_RECREATE && has_change(&p, "ports"));
+        assert_se(p.action == PLAN_RECREATE && has_change(&p, "ports"));
         plan_done(&p);
         vm[0].configuration.ports[0].host_port = 0;
 
         /* Duplicates: keep the one we recorded, the other goes. */
         vm_from(&vm[1], d, "id-2", VM_STATUS_RUNNING);
         p = plan(d, vm, 2, st, false);
-        assert(p.action == PLAN_NONE && p.keep == &vm[0] && p.n_extra == 1 && p.extra[0] == &vm[1]);
+        assert_se(p.action == PLAN_NONE && p.keep == &vm[0] && p.n_extra == 1 && p.extra[0] == &vm[1]);
         plan_done(&p);
         p = plan(d, (VmInfo[]) { vm[1], vm[0] }, 2, st, false);
-        assert(streq(p.keep->id, "id-1") && p.n_extra == 1 && streq(p.extra[0]->id, "id-2"));
+        assert_se(streq(p.keep->id, "id-1") && p.n_extra == 1 && streq(p.extra[0]->id, "id-2"));
         plan_done(&p);
 
         /* Only a VM being removed: wait for it to go. */
         vm[0].status = VM_STATUS_REMOVING;
         p = plan(d, vm, 1, st, false);
-        assert(p.action == PLAN_WAIT && !p.keep);
+        assert_se(p.action == PLAN_WAIT && !p.keep);
         plan_done(&p);
         vm[0].status = VM_STATUS_RUNNING;
 
         /* Missing required env: blocked, naming the key, whatever runs. */
         DesiredVm *d4 = desired("[\"HOTKEY_PASSPHRASE\",\"EXTRA_KEY\"]", "dstack-0.5.2", "s3");
         p = plan(d4, vm, 1, st, false);
-        assert(p.action == PLAN_BLOCKED && streq(p.reason, "missing env: EXTRA_KEY"));
-        assert(p.keep == &vm[0] && streq(p.keep_compose_hash, d->compose_hash)); /* still observed */
+        assert_se(p.action == PLAN_BLOCKED && streq(p.reason, "missing env: EXTRA_KEY"));
+        assert_se(p.keep == &vm[0] && streq(p.keep_compose_hash, d->compose_hash)); /* still observed */
         plan_done(&p);
 
         /* No usable spec. */
         PlanInput in = { .blocked_reason = "invalid spec from the Platform API: x", .name = "validator_vm",
                          .vms = vm, .n_vms = 1, .state = st };
-        assert(plan_compute(&in, &p) == 0 && p.action == PLAN_BLOCKED && strstr(p.reason, "invalid spec"));
-        assert(p.keep == &vm[0]);
+        assert_se(plan_compute(&in, &p) == 0 && p.action == PLAN_BLOCKED && strstr(p.reason, "invalid spec"));
+        assert_se(p.keep == &vm[0]);
         plan_done(&p);
 
+        /* Ports by meaning (dstack.md §2): the API's one port has host_address
+         * null, the VMM reports it resolved. Nothing to do, on every poll. */
+        g_free(vm[0].configuration.ports[0].host_address);
+        vm[0].configuration.ports[0].host_address = g_strdup("127.0.0.1");
+        p = plan(d, vm, 1, st, false);
+        assert_se(p.action == PLAN_NONE && !has_change(&p, "ports"));
+        plan_done(&p);
+        /* A port that really differs is still a change. */
+        vm[0].configuration.ports[0].vm_port = 8080;
+        p = plan(d, vm, 1, st, false);
+        assert_se(p.action == PLAN_RECREATE && has_change(&p, "ports"));
+        plan_done(&p);
+        vm[0].configuration.ports[0].vm_port = 0;
+
+        VmPort want[] = { { .protocol = "tcp", .host_port = 80, .vm_port = 8080, .host_address = "" } };
+        VmPort have[] = { { .protocol = "tcp", .host_port = 80, .vm_port = 8080, .host_address = "127.0.0.1" } };
+        assert_se(vm_ports_match(want, 1, have, 1));
+        want[0].host_address = "127.0.0.1";
+        assert_se(vm_ports_match(want, 1, have, 1));
+        want[0].host_address = "10.0.0.1";
+        assert_se(!vm_ports_match(want, 1, have, 1));
+        want[0].host_address = "::1";
+        have[0].host_address = "0:0:0::1";
+        assert_se(vm_ports_match(want, 1, have, 1));
+        want[0].host_address = NULL;
+        have[0].protocol = "udp";
+        assert_se(!vm_ports_match(want, 1, have, 1));
+        assert_se(!vm_ports_match(want, 1, have, 0));
+        g_autofree char *text = vm_ports_text(want, 1);
+        assert_se(streq(text, "tcp/80:8080@default"));
+
         /* DSTACK_VMM_URL is provided from GuestVmmUrl. */
-        assert(streq(env_list_get(&d->env, "DSTACK_VMM_URL"), "http://10.0.2.2:10300/"));
+        assert_se(streq(env_list_get(&d->env, "DSTACK_VMM_URL"), "http://10.0.2.2:10300/"));
 
         vm_info_done(&vm[0]);
         vm_info_done(&vm[1]);

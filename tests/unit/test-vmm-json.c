@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <assert.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 
 #include "clients/vmm-json.h"
 #include "shared/macro.h"
+#include "tests.h"
 
 #define S(x) x, strlen(x)
 
@@ -33,22 +34,22 @@ static const char good_status[] =
 static void test_status(void) {
         VmmStatusReply s;
 
-        assert(vmm_parse_status_reply(S(good_status), &s, &err) == 0);
-        assert(s.n_vms == 2 && s.total == 2 && s.port_mapping_enabled);
+        assert_se(vmm_parse_status_reply(S(good_status), &s, &err) == 0);
+        assert_se(s.n_vms == 2 && s.total == 2 && s.port_mapping_enabled);
         VmInfo *v = &s.vms[0];
-        assert(streq(v->id, "a1") && streq(v->name, "validator_vm") && v->status == VM_STATUS_RUNNING);
-        assert(v->exited_at == NULL && streq(v->image_version, "0.5.2") && streq(v->boot_progress, "done"));
-        assert(v->has_configuration);
+        assert_se(streq(v->id, "a1") && streq(v->name, "validator_vm") && v->status == VM_STATUS_RUNNING);
+        assert_se(v->exited_at == NULL && streq(v->image_version, "0.5.2") && streq(v->boot_progress, "done"));
+        assert_se(v->has_configuration);
         VmConfiguration *c = &v->configuration;
-        assert(c->vcpu == 16 && c->memory == 16384 && c->disk_size == 200 && streq(c->image, "dstack-0.5.2"));
-        assert(c->encrypted_env_len == 2 && c->encrypted_env[1] == 0xff);
-        assert(c->n_ports == 2 && c->ports[0].host_port == 8080 && streq(c->ports[0].host_address, "127.0.0.1"));
-        assert(streq(c->ports[1].protocol, "udp") && streq(c->ports[1].host_address, ""));
-        assert(streq(c->kms_urls[0], "https://kms") && !c->kms_urls[1]);
-        assert(s.vms[1].status == VM_STATUS_REMOVING && !s.vms[1].has_configuration && !s.vms[1].name);
+        assert_se(c->vcpu == 16 && c->memory == 16384 && c->disk_size == 200 && streq(c->image, "dstack-0.5.2"));
+        assert_se(c->encrypted_env_len == 2 && c->encrypted_env[1] == 0xff);
+        assert_se(c->n_ports == 2 && c->ports[0].host_port == 8080 && streq(c->ports[0].host_address, "127.0.0.1"));
+        assert_se(streq(c->ports[1].protocol, "udp") && streq(c->ports[1].host_address, ""));
+        assert_se(streq(c->kms_urls[0], "https://kms") && !c->kms_urls[1]);
+        assert_se(s.vms[1].status == VM_STATUS_REMOVING && !s.vms[1].has_configuration && !s.vms[1].name);
         vmm_status_reply_done(&s);
 
-        assert(vmm_parse_status_reply(S("{}"), &s, &err) == 0 && s.n_vms == 0);
+        assert_se(vmm_parse_status_reply(S("{}"), &s, &err) == 0 && s.n_vms == 0);
         vmm_status_reply_done(&s);
 
         expect_error(vmm_parse_status_reply(S("{\"vms\":[{\"id\":\"a\",\"status\":\"running\"},{\"id\":\"b\",\"status\":\"stopped\"},"
@@ -85,10 +86,10 @@ static void test_status(void) {
         expect_error(vmm_parse_status_reply(S("null"), &s, &err), "Status: expected an object, got null");
         expect_error(vmm_parse_status_reply(S(""), &s, &err), "Status: expected an object, got null");
         expect_error(vmm_parse_status_reply(S("[]"), &s, &err), "Status: expected an object, got an array");
-        assert(vmm_parse_status_reply(S("{\"vms\":["), &s, &err) == -EBADMSG);
-        assert(strncmp(err, "Status: malformed JSON: ", 24) == 0);
+        assert_se(vmm_parse_status_reply(S("{\"vms\":["), &s, &err) == -EBADMSG);
+        assert_se(strncmp(err, "Status: malformed JSON: ", 24) == 0);
         err = mfree(err);
-        assert(vmm_parse_status_reply("{}\0x", 4, &s, &err) == -EBADMSG);
+        assert_se(vmm_parse_status_reply("{}\0x", 4, &s, &err) == -EBADMSG);
         err = mfree(err);
 
         char deep[200];
@@ -96,8 +97,8 @@ static void test_status(void) {
         expect_error(vmm_parse_status_reply(deep, sizeof deep, &s, &err), "Status: nested deeper than 32 levels");
         expect_error(vmm_parse_status_reply(S("{\"vms\":[{\"id\":\"a\\u0000b\",\"status\":\"running\"}]}"), &s, &err),
                      "Status: a string contains \\u0000");
-        assert(vmm_parse_status_reply(S("{\"vms\":[{\"id\":\"a\\\\u0000b\",\"status\":\"running\"}]}"), &s, &err) == 0);
-        assert(streq(s.vms[0].id, "a\\u0000b"));
+        assert_se(vmm_parse_status_reply(S("{\"vms\":[{\"id\":\"a\\\\u0000b\",\"status\":\"running\"}]}"), &s, &err) == 0);
+        assert_se(streq(s.vms[0].id, "a\\u0000b"));
         vmm_status_reply_done(&s);
         printf("status: ok\n");
 }
@@ -105,12 +106,12 @@ static void test_status(void) {
 static void test_info(void) {
         VmmInfoReply g;
 
-        assert(vmm_parse_info_reply(S("{\"found\":false,\"info\":null}"), &g, &err) == 0);
-        assert(!g.found && !g.info);
+        assert_se(vmm_parse_info_reply(S("{\"found\":false,\"info\":null}"), &g, &err) == 0);
+        assert_se(!g.found && !g.info);
         vmm_info_reply_done(&g);
-        assert(vmm_parse_info_reply(S("{\"found\":true,\"info\":{\"id\":\"x\",\"status\":\"exited\","
+        assert_se(vmm_parse_info_reply(S("{\"found\":true,\"info\":{\"id\":\"x\",\"status\":\"exited\","
                                       "\"exited_at\":\"2026-11-22T00:00:00Z\",\"boot_error\":\"oops\"}}"), &g, &err) == 0);
-        assert(g.found && g.info->status == VM_STATUS_EXITED && streq(g.info->boot_error, "oops"));
+        assert_se(g.found && g.info->status == VM_STATUS_EXITED && streq(g.info->boot_error, "oops"));
         vmm_info_reply_done(&g);
         expect_error(vmm_parse_info_reply(S("{\"found\":true}"), &g, &err), "GetInfo.info: missing although found is true");
         expect_error(vmm_parse_info_reply(S("{\"found\":true,\"info\":{\"id\":\"x\",\"status\":\"error\"}}"), &g, &err),
@@ -121,19 +122,38 @@ static void test_info(void) {
 static void test_small_replies(void) {
         char *s = NULL;
 
-        assert(vmm_parse_empty_reply("StartVm", S("null"), &err) == 0);
-        assert(vmm_parse_empty_reply("StartVm", S(""), &err) == 0);
-        assert(vmm_parse_empty_reply("StartVm", S("{}"), &err) == 0);
+        assert_se(vmm_parse_empty_reply("StartVm", S("null"), &err) == 0);
+        assert_se(vmm_parse_empty_reply("StartVm", S(""), &err) == 0);
+        assert_se(vmm_parse_empty_reply("StartVm", S("{}"), &err) == 0);
         expect_error(vmm_parse_empty_reply("StopVm", S("42"), &err), "StopVm: expected null, got an integer");
 
-        assert(vmm_parse_id_reply("CreateVm", S("{\"id\":\"abc\"}"), &s, &err) == 0 && streq(s, "abc"));
+        assert_se(vmm_parse_id_reply("CreateVm", S("{\"id\":\"abc\"}"), &s, &err) == 0 && streq(s, "abc"));
         s = mfree(s);
         expect_error(vmm_parse_id_reply("CreateVm", S("{\"id\":\"\"}"), &s, &err), "CreateVm.id: empty");
         expect_error(vmm_parse_id_reply("CreateVm", S("null"), &s, &err), "CreateVm: expected an object, got null");
 
+        /* UpdateVm's id is the app id of the compose sent, or "": never required
+         * (issue 7, defect 5). */
+        const char *app = "0123456789abcdef0123456789abcdef01234567";
+        char u[100];
+        snprintf(u, sizeof u, "{\"id\":\"%s\"}", app);
+        assert_se(vmm_parse_update_reply("UpdateVm", S(u), &s, &err) == 0 && streq(s, app));
+        s = mfree(s);
+        static const char *const none[] = { "{\"id\":\"\"}", "{}", "null", "", "{\"id\":null}", "{\"id\":5}" };
+        for (size_t i = 0; i < ELEMENTSOF(none); i++) {
+                s = (char *) "sentinel";
+                assert_se(vmm_parse_update_reply("UpgradeApp", S(none[i]), &s, &err) == 0);
+                assert_se(!s);
+        }
+        expect_error(vmm_parse_update_reply("UpdateVm", S("[1]"), &s, &err),
+                     "UpdateVm: expected an object or null, got an array");
+        assert_se(vmm_parse_update_reply("UpdateVm", S("{"), &s, &err) == -EBADMSG);
+        assert_se(strncmp(err, "UpdateVm: malformed JSON", 24) == 0);
+        err = mfree(err);
+
         char h[100];
         snprintf(h, sizeof h, "{\"hash\":\"%s\"}", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-        assert(vmm_parse_compose_hash_reply(S(h), &s, &err) == 0 && strlen(s) == 64);
+        assert_se(vmm_parse_compose_hash_reply(S(h), &s, &err) == 0 && strlen(s) == 64);
         s = mfree(s);
         expect_error(vmm_parse_compose_hash_reply(S("{\"hash\":\"ABCD\"}"), &s, &err),
                      "GetComposeHash.hash: expected 64 lowercase hex digits");
@@ -142,38 +162,61 @@ static void test_small_replies(void) {
         char pk[400];
         snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":\"%0130d\",\"timestamp\":1700000000}", 0, 0);
         pk[17] = 'a'; /* high nibble of byte 1 */
-        assert(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0);
-        assert(k.public_key[1] == 0xa0 && k.has_signature && !k.has_signature_v1 && k.has_timestamp && k.timestamp == 1700000000);
+        assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0);
+        assert_se(k.public_key[1] == 0xa0 && k.has_signature && !k.has_signature_v1 && k.has_timestamp && k.timestamp == 1700000000);
         expect_error(vmm_parse_pubkey_reply(S("{\"public_key\":\"00\"}"), &k, &err),
                      "GetAppEnvEncryptPubKey.public_key: expected 32 bytes of hex");
         expect_error(vmm_parse_pubkey_reply(S("{}"), &k, &err), "GetAppEnvEncryptPubKey.public_key: missing");
 
+        /* A ≥0.5.6 VMM in front of an older KMS: every field, defaulted (issue 7,
+         * defect 4). Empty signatures are absent, not malformed; timestamp 0 too. */
+        snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":\"%0130d\",\"timestamp\":0,"
+                 "\"signature_v1\":\"\"}", 0, 0);
+        assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0);
+        assert_se(k.has_signature && !k.has_signature_v1 && !k.has_timestamp && k.timestamp == 0);
+        snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":\"\",\"timestamp\":0,"
+                 "\"signature_v1\":\"\"}", 0);
+        assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0);
+        assert_se(!k.has_signature && !k.has_signature_v1 && !k.has_timestamp);
+        snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":null}", 0);
+        assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0 && !k.has_signature);
+        /* a signature that is there but not 65 bytes is still an error */
+        snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature_v1\":\"00\"}", 0);
+        expect_error(vmm_parse_pubkey_reply(S(pk), &k, &err),
+                     "GetAppEnvEncryptPubKey.signature_v1: expected 65 bytes of hex");
+        snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":7}", 0);
+        expect_error(vmm_parse_pubkey_reply(S(pk), &k, &err),
+                     "GetAppEnvEncryptPubKey.signature: expected a string, got an integer");
+        /* the public key itself may not be empty */
+        expect_error(vmm_parse_pubkey_reply(S("{\"public_key\":\"\"}"), &k, &err),
+                     "GetAppEnvEncryptPubKey.public_key: empty");
+
         VmmVersionReply v;
-        assert(vmm_parse_version_reply(S("{\"version\":\"v0.5.6\",\"rev\":\"abc\"}"), &v, &err) == 0);
-        assert(streq(v.version, "v0.5.6") && streq(v.rev, "abc"));
+        assert_se(vmm_parse_version_reply(S("{\"version\":\"v0.5.6\",\"rev\":\"abc\"}"), &v, &err) == 0);
+        assert_se(streq(v.version, "v0.5.6") && streq(v.rev, "abc"));
         vmm_version_reply_done(&v);
         expect_error(vmm_parse_version_reply(S("{\"rev\":\"abc\"}"), &v, &err), "Version.version: missing");
 
         VmmMetaReply m;
-        assert(vmm_parse_meta_reply(S("{\"kms\":{\"url\":\"x\"},\"resources\":{\"max_cvm_number\":4,"
+        assert_se(vmm_parse_meta_reply(S("{\"kms\":{\"url\":\"x\"},\"resources\":{\"max_cvm_number\":4,"
                                       "\"max_allocable_vcpu\":64,\"max_allocable_memory_in_mb\":65536}}"), &m, &err) == 0);
-        assert(m.max_cvm_number == 4 && m.max_allocable_vcpu == 64 && m.max_allocable_memory_in_mb == 65536);
+        assert_se(m.max_cvm_number == 4 && m.max_allocable_vcpu == 64 && m.max_allocable_memory_in_mb == 65536);
         expect_error(vmm_parse_meta_reply(S("{\"resources\":[]}"), &m, &err),
                      "GetMeta.resources: expected an object, got an array");
 
         VmmImagesReply l;
-        assert(vmm_parse_images_reply(S("{\"images\":[{\"name\":\"dstack-0.5.2\",\"version\":\"0.5.2\",\"is_dev\":true}]}"),
+        assert_se(vmm_parse_images_reply(S("{\"images\":[{\"name\":\"dstack-0.5.2\",\"version\":\"0.5.2\",\"is_dev\":true}]}"),
                                       &l, &err) == 0);
-        assert(l.n_images == 1 && streq(l.images[0].name, "dstack-0.5.2") && l.images[0].is_dev);
+        assert_se(l.n_images == 1 && streq(l.images[0].name, "dstack-0.5.2") && l.images[0].is_dev);
         vmm_images_reply_done(&l);
         expect_error(vmm_parse_images_reply(S("{\"images\":[{\"version\":\"1\"}]}"), &l, &err),
                      "ListImages.images[0].name: missing");
 
-        assert(vmm_parse_error_reply(S("{\n  \"error\": \"VM is running, stop it first\"\n}"), &s) == 0);
-        assert(streq(s, "VM is running, stop it first"));
+        assert_se(vmm_parse_error_reply(S("{\n  \"error\": \"VM is running, stop it first\"\n}"), &s) == 0);
+        assert_se(streq(s, "VM is running, stop it first"));
         s = mfree(s);
-        assert(vmm_parse_error_reply(S("Service not found: /prpc/UpdateVm\n"), &s) == 0);
-        assert(streq(s, "Service not found: /prpc/UpdateVm"));
+        assert_se(vmm_parse_error_reply(S("Service not found: /prpc/UpdateVm\n"), &s) == 0);
+        assert_se(streq(s, "Service not found: /prpc/UpdateVm"));
         s = mfree(s);
         printf("small replies: ok\n");
 }
@@ -181,16 +224,16 @@ static void test_small_replies(void) {
 static void test_versions(void) {
         VmmVersion v;
 
-        assert(vmm_version_parse("v0.5.6", &v) == 0 && v.major == 0 && v.minor == 5 && v.patch == 6);
-        assert(vmm_version_has_update_vm(&v) && !vmm_version_remove_is_async(&v));
-        assert(vmm_version_parse("0.5.7", &v) == 0 && vmm_version_remove_is_async(&v));
-        assert(vmm_version_parse("0.5.5-rc1", &v) == 0 && v.patch == 5 && !vmm_version_has_update_vm(&v));
-        assert(vmm_version_parse("1.0", &v) == 0 && v.major == 1 && vmm_version_remove_is_async(&v));
-        assert(vmm_version_parse("", &v) == -EINVAL);
-        assert(vmm_version_parse("v", &v) == -EINVAL);
-        assert(vmm_version_parse("0.x", &v) == -EINVAL);
-        assert(vmm_version_parse("0.5.6x", &v) == -EINVAL);
-        assert(vmm_version_parse("99999999.1", &v) == -EINVAL);
+        assert_se(vmm_version_parse("v0.5.6", &v) == 0 && v.major == 0 && v.minor == 5 && v.patch == 6);
+        assert_se(vmm_version_has_update_vm(&v) && !vmm_version_remove_is_async(&v));
+        assert_se(vmm_version_parse("0.5.7", &v) == 0 && vmm_version_remove_is_async(&v));
+        assert_se(vmm_version_parse("0.5.5-rc1", &v) == 0 && v.patch == 5 && !vmm_version_has_update_vm(&v));
+        assert_se(vmm_version_parse("1.0", &v) == 0 && v.major == 1 && vmm_version_remove_is_async(&v));
+        assert_se(vmm_version_parse("", &v) == -EINVAL);
+        assert_se(vmm_version_parse("v", &v) == -EINVAL);
+        assert_se(vmm_version_parse("0.x", &v) == -EINVAL);
+        assert_se(vmm_version_parse("0.5.6x", &v) == -EINVAL);
+        assert_se(vmm_version_parse("99999999.1", &v) == -EINVAL);
         printf("versions: ok\n");
 }
 
@@ -204,27 +247,27 @@ static void test_requests(void) {
                 .encrypted_env = env, .encrypted_env_len = 2,
         };
 
-        assert(vmm_build_id_request("x", &a) == 0 && streq(a, "{\"id\":\"x\"}"));
-        assert(vmm_build_id_request("", &a) == -EINVAL);
-        assert(vmm_build_vm_configuration(&conf, &b) == 0);
-        assert(streq(b, "{\"name\":\"vm\",\"image\":\"img\",\"compose_file\":\"{\\\"a\\\":1}\",\"encrypted_env\":\"dead\","
+        assert_se(vmm_build_id_request("x", &a) == 0 && streq(a, "{\"id\":\"x\"}"));
+        assert_se(vmm_build_id_request("", &a) == -EINVAL);
+        assert_se(vmm_build_vm_configuration(&conf, &b) == 0);
+        assert_se(streq(b, "{\"name\":\"vm\",\"image\":\"img\",\"compose_file\":\"{\\\"a\\\":1}\",\"encrypted_env\":\"dead\","
                         "\"vcpu\":2,\"memory\":1024,\"disk_size\":10,\"ports\":[{\"protocol\":\"tcp\",\"host_port\":1,"
                         "\"vm_port\":2,\"host_address\":\"\"}],\"hugepages\":false,\"pin_numa\":false,\"stopped\":false}"));
-        assert(!strstr(b, "null") && !strstr(b, "app_id"));
+        assert_se(!strstr(b, "null") && !strstr(b, "app_id"));
         conf.app_id = (char *) "";
         free(b);
-        assert(vmm_build_vm_configuration(&conf, &b) == 0 && !strstr(b, "app_id"));
+        assert_se(vmm_build_vm_configuration(&conf, &b) == 0 && !strstr(b, "app_id"));
         ports[0].protocol = (char *) "sctp";
-        assert(vmm_build_vm_configuration(&conf, &c) == -EINVAL);
+        assert_se(vmm_build_vm_configuration(&conf, &c) == -EINVAL);
         ports[0].protocol = (char *) "udp";
 
         VmmUpdateRequest u = { .id = "x", .compose_file = "c", .update_ports = true, .ports = ports, .n_ports = 1 };
-        assert(vmm_build_update_request(&u, &c) == 0);
-        assert(streq(c, "{\"id\":\"x\",\"compose_file\":\"c\",\"update_ports\":true,\"ports\":[{\"protocol\":\"udp\","
+        assert_se(vmm_build_update_request(&u, &c) == 0);
+        assert_se(streq(c, "{\"id\":\"x\",\"compose_file\":\"c\",\"update_ports\":true,\"ports\":[{\"protocol\":\"udp\","
                         "\"host_port\":1,\"vm_port\":2,\"host_address\":\"\"}]}"));
         const char *ids[] = { "a", "b", NULL };
-        assert(vmm_build_status_request(ids, NULL, true, &d) == 0 && streq(d, "{\"ids\":[\"a\",\"b\"],\"brief\":true}"));
-        assert(vmm_build_pubkey_request("0123", &e) == 0 && streq(e, "{\"app_id\":\"0123\"}"));
+        assert_se(vmm_build_status_request(ids, NULL, true, &d) == 0 && streq(d, "{\"ids\":[\"a\",\"b\"],\"brief\":true}"));
+        assert_se(vmm_build_pubkey_request("0123", &e) == 0 && streq(e, "{\"app_id\":\"0123\"}"));
         printf("requests: ok\n");
 }
 

@@ -97,6 +97,7 @@ static void add_vm(JsonBuilder *b, const VmInfo *v) {
                 add_int(b, "vcpu", c->vcpu);
                 add_int(b, "memory", c->memory);
                 add_int(b, "disk_size", c->disk_size);
+                add_bool(b, "stopped", c->stopped);
                 json_builder_set_member_name(b, "ports");
                 json_builder_begin_array(b);
                 for (size_t i = 0; i < c->n_ports; i++) {
@@ -131,6 +132,8 @@ static void add_result(JsonBuilder *b, const VmmResult *r) {
         }
         if (r->id)
                 add_str(b, "id", r->id);
+        if (r->compose_app_id)
+                add_str(b, "compose_app_id", r->compose_app_id);
         if (r->hash)
                 add_str(b, "hash", r->hash);
         if (r->pubkey) {
@@ -138,6 +141,7 @@ static void add_result(JsonBuilder *b, const VmmResult *r) {
                 add_str(b, "public_key", pk);
                 add_bool(b, "has_signature", r->pubkey->has_signature);
                 add_bool(b, "has_signature_v1", r->pubkey->has_signature_v1);
+                add_bool(b, "has_timestamp", r->pubkey->has_timestamp);
                 add_int(b, "timestamp", (int64_t) r->pubkey->timestamp);
         }
         if (r->version) {
