@@ -171,7 +171,7 @@ static void spec_result(PlatformCall *call, const HttpResponse *resp, PlatformSp
         res->message = *msg;
 }
 
-static void active_result(const HttpResponse *resp, PlatformActiveResult *res, char **msg) {
+static void active_result(const HttpResponse *resp, PlatformActiveResult *res, char **msg, char *detail, size_t detail_size) {
         res->http_status = resp->status;
         if (resp->error < 0) {
                 res->error = resp->error;
@@ -179,8 +179,13 @@ static void active_result(const HttpResponse *resp, PlatformActiveResult *res, c
         } else if (resp->status != 200) {
                 res->error = -EREMOTEIO;
                 (void) !asprintf(msg, "HTTP %ld", resp->status);
-        } else
-                res->error = platform_parse_active_reply(resp->body, resp->body_len, &res->active_jobs, msg);
+        } else {
+                res->error = platform_parse_active_reply(resp->body, resp->body_len, &res->active, msg);
+                if (res->error >= 0) {
+                        platform_active_format(&res->active, detail, detail_size);
+                        res->detail = detail;
+                }
+        }
         res->message = *msg;
 }
 
@@ -197,7 +202,8 @@ static void on_http_done(HttpCall *hc, const HttpResponse *resp, void *userdata)
                 platform_vm_spec_free(res.spec);
         } else {
                 PlatformActiveResult res = {};
-                active_result(resp, &res, &msg);
+                char detail[PLATFORM_ACTIVE_DETAIL_MAX];
+                active_result(resp, &res, &msg, detail, sizeof detail);
                 call->active_cb(call, &res, call->userdata);
         }
         call_finish(call);

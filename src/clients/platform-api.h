@@ -26,11 +26,35 @@ typedef struct PlatformSpecResult {
         size_t body_len;
 } PlatformSpecResult;
 
+/* GET /validate/active answers {"active":[{"job_id","status","log_url"},...]}
+ * for the queued or running sandbox jobs (dstack.md §5b, alphacore's
+ * validation_api.py list_active_jobs); {"active":[]} = idle. The first
+ * PLATFORM_ACTIVE_JOBS_KEPT jobs are kept for a reason a person can read;
+ * their texts are cut to PLATFORM_ACTIVE_TEXT_MAX bytes, bytes outside
+ * printable ASCII shown as '?'. */
+#define PLATFORM_ACTIVE_JOBS_KEPT 4
+#define PLATFORM_ACTIVE_TEXT_MAX 64
+#define PLATFORM_ACTIVE_DETAIL_MAX 512
+
+typedef struct PlatformActiveJob {
+        char job_id[PLATFORM_ACTIVE_TEXT_MAX + 1];
+        char status[PLATFORM_ACTIVE_TEXT_MAX + 1];
+} PlatformActiveJob;
+
+typedef struct PlatformActive {
+        uint32_t n_active;        /* entries in "active": 0 = idle */
+        size_t n_jobs;            /* min(n_active, PLATFORM_ACTIVE_JOBS_KEPT) */
+        PlatformActiveJob jobs[PLATFORM_ACTIVE_JOBS_KEPT];
+} PlatformActive;
+
 typedef struct PlatformActiveResult {
         int error;                /* as above; -EBADMSG for a bad reply */
-        const char *message;
+        const char *message;      /* names the field for -EBADMSG */
         long http_status;
-        uint32_t active_jobs;
+        PlatformActive active;    /* valid when error == 0 */
+        /* When error == 0: "no active jobs" or "2 active jobs: a1 (running),
+         * b2 (queued)", at most PLATFORM_ACTIVE_DETAIL_MAX bytes. */
+        const char *detail;
 } PlatformActiveResult;
 
 typedef void (*platform_spec_cb)(PlatformCall *call, PlatformSpecResult *result, void *userdata);
@@ -60,6 +84,9 @@ int platform_api_fetch_active(PlatformApi *api, platform_active_cb cb, void *use
 /* Safe from any callback; a no-op for the call whose callback is running. */
 void platform_call_cancel(PlatformCall *call);
 
-/* {"active_jobs": N} (unknown fields ignored). Pure. 0, -EBADMSG with
- * *ret_error naming the field, -ENOMEM. */
-int platform_parse_active_reply(const char *data, size_t len, uint32_t *ret_active_jobs, char **ret_error);
+/* {"active":[{"job_id":s,"status":s,"log_url":s?},...]} (unknown fields
+ * ignored). Pure. 0, -EBADMSG with *ret_error naming the field, -ENOMEM. */
+int platform_parse_active_reply(const char *data, size_t len, PlatformActive *ret, char **ret_error);
+/* The detail text of a parsed reply (see PlatformActiveResult.detail) into
+ * buf; always NUL-terminated, cut to size. */
+void platform_active_format(const PlatformActive *active, char *buf, size_t size);

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target: every dstack VMM reply parser (and the Platform API's
- * /validate/active reply) on the same bytes. The
+/* libFuzzer target: every dstack VMM reply parser on the same bytes. The
  * VMM is local but its replies are still untrusted input: a parser may
  * refuse, never crash, leak or return an unnamed error. */
 #include <errno.h>
@@ -92,9 +91,6 @@ static void fuzz_small(const char *d, size_t n) {
                 vmm_images_reply_done(&l);
         if (vmm_parse_error_reply(d, n, &msg) == 0 && !msg)
                 abort();
-
-        uint32_t jobs;
-        check(platform_parse_active_reply(d, n, &jobs, &err), &err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

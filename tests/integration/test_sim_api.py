@@ -120,15 +120,64 @@ def test_ready_file(tmp_path):
 
 
 def test_validate_active(tmp_path):
-    with simlib.start_api(tmp_path, active='{"active_jobs": 3}') as sim:
+    """alphacore's Validation API shape (dstack.md §5b): {"active": [...]}."""
+    with simlib.start_api(tmp_path) as sim:
         st, h, body = sim.request("GET", "/validate/active")
-        assert st == 200 and json.loads(body) == {"active_jobs": 3}
-        sim.set_active({"active_jobs": 0})
-        assert json.loads(sim.request("GET", "/validate/active")[2]) == {"active_jobs": 0}
+        assert st == 200 and h["content-type"] == "application/json"
+        assert json.loads(body) == {"active": []}
+        sim.set_active({"active": [{"job_id": "x", "status": "queued", "log_url": "/validate/x/log"}]})
+        assert json.loads(sim.request("GET", "/validate/active")[2])["active"][0]["job_id"] == "x"
         sim.set_active(b"garbage", status=503)
         assert sim.request("GET", "/validate/active")[:3:2] == (503, b"garbage")
         assert sim.request("GET", "/nope")[0] == 404
         assert sim.request("POST", DOC, b"{}")[0] == 405
+    one = json.dumps({"active": [{"job_id": "a", "status": "running", "log_url": "/validate/a/log"}]})
+    with simlib.start_api(tmp_path, active=one) as sim:
+        assert json.loads(sim.request("GET", "/validate/active")[2]) == json.loads(one)
+
+
+def active_mode(sim, mode, jobs=None):
+    body = {"mode": mode}
+    if jobs is not None:
+        body["jobs"] = jobs
+    return simlib.http_request(sim.url, "POST", "/_sim/active-mode", json.dumps(body).encode())
+
+
+def test_validate_active_modes(api):
+    assert active_mode(api, "busy", 2)[0] == 200
+    assert json.loads(api.request("GET", "/validate/active")[2]) == {"active": [
+        {"job_id": "job-1", "status": "running", "log_url": "/validate/job-1/log"},
+        {"job_id": "job-2", "status": "running", "log_url": "/validate/job-2/log"}]}
+    assert active_mode(api, "busy", [{"job_id": "q", "status": "queued"}])[0] == 200
+    assert json.loads(api.request("GET", "/validate/active")[2])["active"] == [
+        {"job_id": "q", "status": "queued", "log_url": "/validate/q/log"}]
+    # alphacore lists only queued or running jobs
+    assert active_mode(api, "busy", [{"job_id": "q", "status": "done"}])[0] == 400
+    assert active_mode(api, "idle")[0] == 200
+    assert json.loads(api.request("GET", "/validate/active")[2]) == {"active": []}
+    assert active_mode(api, "malformed")[0] == 200
+    assert json.loads(api.request("GET", "/validate/active")[2]) == {"active_jobs": 1}
+    assert active_mode(api, "unreachable")[0] == 200
+    with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+        api.request("GET", "/validate/active")
+    assert api.get_doc()[0] == 200             # only the gate is away
+    assert active_mode(api, "bogus")[0] == 400
+    assert active_mode(api, "idle")[0] == 200
+    assert api.request("GET", "/validate/active")[0] == 200
+    api.control("reset", {})
+    assert json.loads(api.request("GET", "/validate/active")[2]) == {"active": []}
+
+
+def test_literal_validators(api):
+    """Hostile validators are sent byte for byte (issue 9 defect 5)."""
+    st = simlib.http_request(api.url, "POST", "/_sim/validators",
+                             json.dumps({"etag": '"a\x01b"', "last_modified": "x" * 1000}).encode())[0]
+    assert st == 200
+    _, h, _ = api.get_doc()
+    assert h["etag"] == '"a\x01b"' and h["last-modified"] == "x" * 1000
+    simlib.http_request(api.url, "POST", "/_sim/validators", b"{}")
+    _, h, _ = api.get_doc()
+    assert h["etag"] == api.state()["etag"]
 
 
 def test_head(api):

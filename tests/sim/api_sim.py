@@ -4,6 +4,11 @@
 The document is served as raw bytes (tests may install invalid documents) with a
 strong ETag and Last-Modified; conditional requests get 304. Control API under
 /_sim (see README.md).
+
+/validate/active follows alphacore's Validation API (validation_api.py,
+list_active_jobs; ../shared/design/dstack.md §5b): {"active": [{"job_id",
+"status", "log_url": "/validate/<job_id>/log"}, ...]} listing the jobs whose
+status is "queued" or "running"; {"active": []} = idle.
 """
 
 import argparse
@@ -78,9 +83,12 @@ class ApiSim:
         else:
             doc = example_bytes()
         self.set_doc(doc, None, True, True, None)
-        self.active = (args.active or json.dumps({"active_jobs": 0})).encode()
+        self.active = (args.active or json.dumps({"active": []})).encode()
         self.active_status = 200
+        self.active_mode = "idle"
         self.compose_status = 200
+        self.raw_etag = None            # literal header values (hostile-API tests)
+        self.raw_last_modified = None
 
     def set_doc(self, doc, last_modified, use_etag, use_lm, etag=None):
         self.doc = doc
@@ -111,6 +119,12 @@ class ApiSim:
             if path == COMPOSE_PATH:
                 return self.serve_doc(h, rec)
             if path == ACTIVE_PATH:
+                if self.active_mode == "unreachable":
+                    # the connection dies without a reply, as when the API's
+                    # process is gone behind a proxy
+                    simcore.drop_connection(h)
+                    h._sim_status = None
+                    return None
                 return Reply(self.active_status, self.active, "application/json")
         return json_reply({"error": "not found"}, 404)
 
@@ -118,9 +132,13 @@ class ApiSim:
         if self.compose_status != 200:
             return json_reply({"error": "injected status"}, self.compose_status)
         headers = []
-        if self.use_etag:
+        if self.raw_etag is not None:
+            headers.append(("ETag", self.raw_etag))
+        elif self.use_etag:
             headers.append(("ETag", self.etag))
-        if self.use_lm:
+        if self.raw_last_modified is not None:
+            headers.append(("Last-Modified", self.raw_last_modified))
+        elif self.use_lm:
             headers.append(("Last-Modified", email.utils.formatdate(self.last_modified, usegmt=True)))
         inm = h.headers.get("If-None-Match")
         ims = h.headers.get("If-Modified-Since")
@@ -175,6 +193,19 @@ class ApiSim:
             if path == "/_sim/active" and h.command in ("POST", "PUT"):
                 self.active = raw
                 self.active_status = int(q.get("status", 200))
+                self.active_mode = "raw"
+                return json_reply({"ok": True})
+            if path == "/_sim/active-mode" and h.command == "POST":
+                return self.set_active_mode(body or {})
+            if path == "/_sim/validators" and h.command == "POST":
+                # literal ETag / Last-Modified header values, sent as given
+                # (control bytes, 90 KB...); null = the computed ones again
+                b = body or {}
+                for k in ("etag", "last_modified"):
+                    if b.get(k) is not None and not isinstance(b[k], str):
+                        return json_reply({"error": "%s: must be a string or null" % k}, 400)
+                self.raw_etag = b.get("etag")
+                self.raw_last_modified = b.get("last_modified")
                 return json_reply({"ok": True})
             if path == "/_sim/status" and h.command == "POST":
                 self.compose_status = int((body or {}).get("status", 200))
@@ -182,6 +213,33 @@ class ApiSim:
             if path == "/_sim/state" and h.command == "GET":
                 return json_reply(self.state())
         return json_reply({"error": "no such control endpoint: %s" % path}, 404)
+
+    def set_active_mode(self, b):
+        """idle | busy (jobs: a count or [{"job_id", "status"}]) | malformed
+        (the pre-§5b shape {"active_jobs": N}, which is not the API's) |
+        unreachable (connections dropped without a reply)."""
+        mode = b.get("mode")
+        jobs = b.get("jobs", 1)
+        if mode == "idle":
+            active = []
+        elif mode == "busy":
+            if isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 0:
+                jobs = [{"job_id": "job-%d" % (i + 1), "status": "running"} for i in range(jobs)]
+            if not isinstance(jobs, list) or not all(
+                    isinstance(j, dict) and isinstance(j.get("job_id"), str)
+                    and j.get("status") in ("queued", "running") for j in jobs):
+                return json_reply({"error": "jobs: a count or [{job_id, status: queued|running}]"}, 400)
+            active = [{"job_id": j["job_id"], "status": j["status"],
+                       "log_url": "/validate/%s/log" % j["job_id"]} for j in jobs]
+        elif mode == "malformed":
+            self.active = json.dumps({"active_jobs": 1}).encode()
+        elif mode != "unreachable":
+            return json_reply({"error": "mode: idle, busy, malformed or unreachable"}, 400)
+        if mode in ("idle", "busy"):
+            self.active = json.dumps({"active": active}).encode()
+        self.active_status = 200
+        self.active_mode = mode
+        return json_reply({"ok": True, "mode": mode})
 
     def state(self):
         return {"etag": self.etag if self.use_etag else None,
@@ -199,7 +257,7 @@ def main(argv=None):
     p.add_argument("--ready-file", help="write the URL here (atomically) once listening")
     p.add_argument("--ready-fd", type=int, help="write the URL to this inherited fd")
     p.add_argument("--doc", help="file whose bytes are served as the document")
-    p.add_argument("--active", help="JSON served at /validate/active (default {\"active_jobs\":0})")
+    p.add_argument("--active", help="JSON served at /validate/active (default {\"active\": []})")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     sim = ApiSim(args)

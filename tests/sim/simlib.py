@@ -336,7 +336,7 @@ def start_vmm(workdir=None, unix=False, **opts):
 
 
 def start_api(workdir=None, unix=False, **opts):
-    """opts: doc="/path/file", active='{"active_jobs": 1}'."""
+    """opts: doc="/path/file", active='{"active": []}'."""
     return _start("api_sim.py", ApiSim, workdir, unix, _opts(opts))
 
 
