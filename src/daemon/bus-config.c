@@ -92,6 +92,7 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
         size_t n;
         const SettingInfo *all = setting_info_all(&n);
 
+        bus_updater_settings_changed(m, old);
         for (size_t i = 0; i < n; i++) {
                 const SettingInfo *s = &all[i];
                 if (!s->property || g_str_has_prefix(s->property, "Updater"))
@@ -315,11 +316,15 @@ static int read_setting_value(sd_bus_message *msg, LauncherConfig *c, const Sett
                         return r;
                 for (;;) {
                         char **argv = NULL;
+                        /* read_strv at the end of an aas says -ENXIO, not 0: ask first */
+                        r = sd_bus_message_at_end(msg, false);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
                         r = sd_bus_message_read_strv(msg, &argv);
                         if (r < 0)
                                 return r;
-                        if (r == 0)
-                                break;
                         g_ptr_array_add(list, argv ? argv : g_new0(char *, 1));
                         if (list->len > SETTING_LIST_MAX)
                                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,

@@ -128,6 +128,8 @@ static int manager_connect_bus(Manager *m) {
         if (r >= 0)
                 r = bus_vm_register(m);
         if (r >= 0)
+                r = bus_updater_register(m);
+        if (r >= 0)
                 r = bus_log_control_register(m);
         if (r < 0)
                 return log_error_errno(r, "Cannot register bus objects: %m");
@@ -141,6 +143,15 @@ static int manager_connect_bus(Manager *m) {
         r = reconciler_new(m->event, m->settings, m->state_dir, &ev, &m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the VM reconciler: %m");
+
+        UpdaterEvents uev = bus_updater_events;
+        uev.userdata = m;
+        r = updater_new(m->event, m->bus, m->settings, m->state_dir, m->reconciler, &uev, &m->updater);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the updater: %m");
+        r = updater_start(m->updater);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the updater: %m");
         return reconciler_start(m->reconciler);
 }
 
@@ -159,6 +170,7 @@ static void manager_free(Manager *m) {
         if (!m)
                 return;
         /* Pending authorizations and operations hold bus slots: drop them before the bus. */
+        updater_free(m->updater);
         reconciler_free(m->reconciler);
         polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
@@ -195,6 +207,7 @@ static int run(int argc, char *argv[]) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD); /* child processes are reaped by the event loop */
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
         r = sd_event_default(&m->event);

@@ -6,11 +6,13 @@
 
 #include "core/reconciler.h"
 #include "core/settings.h"
+#include "core/updater.h"
 #include "daemon/polkit.h"
 
 #define LAUNCHER_BUS_NAME "org.platform.Launcher1"
 #define LAUNCHER_OBJECT_PATH "/org/platform/Launcher1"
 #define LAUNCHER_CONFIG_INTERFACE "org.platform.Launcher1.Config"
+#define LAUNCHER_UPDATER_INTERFACE "org.platform.Launcher1.Updater"
 
 /* The daemon's one context, passed down to every handler. */
 typedef struct Manager {
@@ -22,6 +24,7 @@ typedef struct Manager {
         char *runtime_dir;
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
+        Updater *updater;
 } Manager;
 
 /* bus-config.c */
@@ -39,6 +42,13 @@ void manager_set_required_env(Manager *m, char **required);
 /* bus-vm.c */
 extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
+
+/* bus-updater.c */
+extern const UpdaterEvents bus_updater_events;
+int bus_updater_register(Manager *m);
+/* Emits PropertiesChanged for the Updater settings that differ from old and
+ * tells the updater. */
+void bus_updater_settings_changed(Manager *m, const LauncherConfig *old);
 
 /* log-control.c */
 int bus_log_control_register(Manager *m);
