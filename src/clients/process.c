@@ -64,6 +64,8 @@ pid_t process_pid(const Process *p) {
 }
 
 char *process_result_describe(const ProcessResult *r, uint64_t timeout_usec) {
+        if (r->timed_out && timeout_usec < 10 * USEC_PER_SEC)
+                return g_strdup_printf("timed out after %.1f s (process group killed)", (double) timeout_usec / USEC_PER_SEC);
         if (r->timed_out)
                 return g_strdup_printf("timed out after %llu s (process group killed)",
                                        (unsigned long long) ((timeout_usec + USEC_PER_SEC / 2) / USEC_PER_SEC));

@@ -229,7 +229,6 @@ static void tx_finish(Updater *u, UpdaterState state, UpdaterError error, const 
         g_autofree char *from = g_strdup(strempty(u->tx.from));
         g_autofree char *to = g_strdup(isempty(u->tx.to) ? from : u->tx.to);
         bool available = u->tx.available;
-        bool automatic = u->tx.automatic;
         uint64_t spent = u->process_usec;
 
         if (!isempty(u->tx.to) && u->tx.kind == TX_CHECK)
@@ -246,8 +245,7 @@ static void tx_finish(Updater *u, UpdaterState state, UpdaterError error, const 
         else if (error != UPDATER_OK && error != UPDATER_ERROR_DEFERRED && error != UPDATER_ERROR_BUSY)
                 set_error(u, message);
         log_debug("Updater transaction ended; %llu µs in child processes and unit jobs.", (unsigned long long) spent);
-        if (automatic || config(u)->updater_auto_update)
-                schedule_auto(u, 0);
+        schedule_auto(u, 0); /* the next automatic check, or the retry of a failed rollback */
         updater_flush(u);
         if (done)
                 done(u, error, message, from, to, available, ud);

@@ -22,8 +22,9 @@ Test control, interface org.platform.Test.SystemdSim on the same path:
 
   Restarts() → as                   unit names restarted so far, in order
   Reset()                           forget them and every fault
-  FailUnit(s unit, s result)        the next jobs for unit end with result
-                                    ("failed", "timeout", ...), "" = done again
+  FailUnit(s unit, s result)        the next job for unit ends with result
+                                    ("failed", "timeout", ...); each call queues one
+                                    more failing job; "" clears the queue
   HangUnit(s unit, b hang)          jobs for unit never end (no JobRemoved)
   SetJobSeconds(d seconds)
 
@@ -103,7 +104,8 @@ class Manager:
         self.emit('JobNew', '(uos)', (jid, path, unit))
         if unit in self.hang:
             return
-        result = self.fail.get(unit) or 'done'
+        queue = self.fail.get(unit) or []
+        result = queue.pop(0) if queue else 'done'
 
         def removed():
             self.emit('JobRemoved', '(uoss)', (jid, path, unit, result))
@@ -137,7 +139,7 @@ class Manager:
         elif method == 'FailUnit':
             u = self.unit_name(args[0])
             if args[1]:
-                self.fail[u] = args[1]
+                self.fail.setdefault(u, []).append(args[1])
             else:
                 self.fail.pop(u, None)
             inv.return_value(None)
