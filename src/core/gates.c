@@ -203,13 +203,20 @@ int gates_evaluate(Gates *g, const LauncherConfig *cfg, Reconciler *reconciler, 
         case ROUND_LOCK_FRESH:
                 c->closed[GATE_ROUND_LOCK] = TAKE_PTR(detail);
                 break;
-        case ROUND_LOCK_STALE:
-                if (!streq_ptr(g->stale_logged, detail)) {
+        case ROUND_LOCK_STALE: {
+                /* Logged once per lockfile (its path and mtime), not at every check. */
+                struct stat st;
+                g_autofree char *key = stat(cfg->updater_round_lock_file, &st) >= 0
+                                               ? g_strdup_printf("%s@%lld.%ld", cfg->updater_round_lock_file,
+                                                                 (long long) st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
+                                               : g_strdup(detail);
+                if (!streq_ptr(g->stale_logged, key)) {
                         log_warning("Round lockfile %s; not deferring.", detail);
                         g_free(g->stale_logged);
-                        g->stale_logged = g_strdup(detail);
+                        g->stale_logged = TAKE_PTR(key);
                 }
                 break;
+        }
         case ROUND_LOCK_ABSENT:
                 break;
         }

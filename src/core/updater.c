@@ -370,7 +370,8 @@ static void on_prefix_done(StepDriver *d, int code, const char *message, void *u
                 updater_flush(u);
                 if (u->events.deferred)
                         u->events.deferred(u, message, target, u->events.userdata);
-                return tx_finish(u, UPDATER_STATE_DEFERRED, UPDATER_ERROR_DEFERRED, message);
+                g_autofree char *msg = g_strdup_printf("update to %.12s deferred: %s", target, message);
+                return tx_finish(u, UPDATER_STATE_DEFERRED, UPDATER_ERROR_DEFERRED, msg);
         }
         if (code < 0) {
                 log_warning("Updater %s: %s.", step_driver_table_name(d), message);
@@ -440,6 +441,8 @@ int updater_apply(Updater *u, bool force, bool dry_run, updater_done_cb done, vo
 
 int updater_rollback(Updater *u, const char *commit, updater_done_cb done, void *userdata) {
         const char *target = isempty(commit) ? u->st.previous_commit : commit;
+        if (step_driver_running(u->driver) || u->tx.kind != TX_NONE)
+                return -EBUSY;
         if (isempty(target))
                 return -ENOENT;
         int r = tx_begin(u, TX_ROLLBACK, done, userdata);
