@@ -65,7 +65,11 @@ struct Updater {
         sd_event_source *auto_timer;
         sd_event_source *head_timer;
         Process *head_proc;
-        char *own_unit;          /* the unit this daemon runs in ("" when none) */
+        char *own_unit;
+        /* What the automatic check was armed for. */
+        char *armed_repository;
+        bool armed_auto;
+        uint64_t armed_interval;          /* the unit this daemon runs in ("" when none) */
 
         /* The transaction recorded in the state store ("" kind = none). */
         char *rec_kind, *rec_from, *rec_to, *rec_phase;

@@ -114,8 +114,11 @@ static char *proc_failure(const char *what, const ProcessResult *res, uint64_t t
         g_autofree char *out = g_strdup(strempty(res->output));
         g_strstrip(out);
         /* the last line says most; keep the message one line */
-        const char *last = strrchr(out, '\n');
+        char *last = strrchr(out, '\n');
         last = last ? last + 1 : out;
+        size_t n = strlen(last);
+        while (n > 0 && last[n - 1] == '.')
+                last[--n] = 0;
         return isempty(last) ? g_strdup_printf("%s %s", what, how) : g_strdup_printf("%s %s: %s", what, how, last);
 }
 

@@ -537,11 +537,8 @@ static void schedule_auto(Updater *u, uint64_t delay) {
 int updater_set_auto_update(Updater *u, bool on, char **ret_error) {
         LauncherConfig *c = launcher_config_copy(config(u));
         c->updater_auto_update = on;
-        int r = settings_store_commit(u->settings, c, ret_error);
-        if (r < 0)
-                return r;
-        updater_settings_changed(u);
-        return 0;
+        /* The bus layer emits the change and calls updater_settings_changed(). */
+        return settings_store_commit(u->settings, c, ret_error);
 }
 
 /* ---- HEAD outside transactions ---- */
@@ -586,26 +583,36 @@ static char *own_unit(void) {
 }
 
 void updater_settings_changed(Updater *u) {
-        UpdaterState want = enabled(u) ? (u->st.state == UPDATER_STATE_DISABLED ? UPDATER_STATE_IDLE : u->st.state)
-                                       : UPDATER_STATE_DISABLED;
+        LauncherConfig *c = config(u);
+        bool schedule_changed = !streq_ptr(u->armed_repository, c->updater_repository) ||
+                                u->armed_auto != c->updater_auto_update ||
+                                u->armed_interval != c->updater_interval_usec;
         if (u->tx.kind == TX_NONE) {
+                UpdaterState want = !enabled(u)                                ? UPDATER_STATE_DISABLED
+                                    : u->st.state == UPDATER_STATE_DISABLED ? UPDATER_STATE_IDLE
+                                                                            : u->st.state;
                 updater_set_state(u, want);
-                read_head(u);
-                bool on = enabled(u) && (config(u)->updater_auto_update || !isempty(u->rec_kind));
-                if (!on)
-                        schedule_auto(u, 0);
-                else if (!u->auto_timer)
-                        schedule_auto(u, FIRST_CHECK_USEC);
-                else {
-                        /* interval changed: re-arm from now */
-                        schedule_auto(u, 0);
+                if (!streq_ptr(u->armed_repository, c->updater_repository))
+                        read_head(u);
+                if (schedule_changed) {
+                        bool turned_on = c->updater_auto_update && (!u->armed_auto ||
+                                                                    !streq_ptr(u->armed_repository, c->updater_repository));
+                        /* the first check within 10 s of enabling; an interval change re-arms from now */
+                        schedule_auto(u, turned_on ? FIRST_CHECK_USEC : 0);
                 }
         }
+        g_free(u->armed_repository);
+        u->armed_repository = g_strdup(c->updater_repository);
+        u->armed_auto = c->updater_auto_update;
+        u->armed_interval = c->updater_interval_usec;
         updater_flush(u);
 }
 
 int updater_start(Updater *u) {
         (void) load_state(u);
+        u->armed_repository = g_strdup(config(u)->updater_repository);
+        u->armed_auto = config(u)->updater_auto_update;
+        u->armed_interval = config(u)->updater_interval_usec;
         u->st.state = enabled(u) ? UPDATER_STATE_IDLE : UPDATER_STATE_DISABLED;
         read_head(u);
         if (!isempty(u->rec_kind) && enabled(u))
@@ -672,6 +679,7 @@ void updater_free(Updater *u) {
         g_free(u->state_dir);
         g_free(u->state_path);
         g_free(u->own_unit);
+        g_free(u->armed_repository);
         g_free(u->rec_kind);
         g_free(u->rec_from);
         g_free(u->rec_to);

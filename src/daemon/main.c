@@ -108,6 +108,10 @@ static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error 
                 return sd_event_exit(m->event, EXIT_FAILURE);
         }
         log_info("Serving %s.", LAUNCHER_BUS_NAME);
+        /* After the name: a transaction finished at start-up signals under it. */
+        int r = updater_start(m->updater);
+        if (r < 0)
+                log_error_errno(r, "Cannot start the updater: %m");
         (void) sd_notify(false, "READY=1\nSTATUS=Serving " LAUNCHER_BUS_NAME ".");
         return 0;
 }
@@ -149,9 +153,6 @@ static int manager_connect_bus(Manager *m) {
         r = updater_new(m->event, m->bus, m->settings, m->state_dir, m->reconciler, &uev, &m->updater);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the updater: %m");
-        r = updater_start(m->updater);
-        if (r < 0)
-                return log_error_errno(r, "Cannot start the updater: %m");
         return reconciler_start(m->reconciler);
 }
 

@@ -61,8 +61,10 @@ class World:
         files = {
             'version.txt': version + '\n',
             'health.txt': health + '\n',
-            'build.sh': ('while [ -f %s/block-build ]; do sleep 0.02; done\n'
-                         'echo "build $(cat version.txt)" >> %s\n%s' % (d, self.log, '' if build_ok else 'exit 1\n')),
+            'build.sh': ('echo "$(cat version.txt)" > %s/build-started\n'
+                         'while [ -f %s/block-build ]; do sleep 0.02; done\n'
+                         'echo "build $(cat version.txt)" >> %s\n%s' % (d, d, self.log,
+                                                                          '' if build_ok else 'exit 1\n')),
             'health.sh': ('while [ -f %s/block-health ]; do sleep 0.02; done\n'
                           'test "$(cat health.txt)" = ok\n' % d),
         }
