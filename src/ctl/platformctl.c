@@ -29,6 +29,14 @@ static void help(void) {
                "  vm restart [NAME]           Restart the VM\n"
                "  vm logs [-n N] [--channel serial|stdout|stderr] [NAME]\n"
                "                              Print the last N (default 100) log lines\n\n"
+               "Updater commands (the git deployment kept on the release branch):\n"
+               "  updater status              Show the updater's state, problems first\n"
+               "  updater check               Fetch and say whether an update is available\n"
+               "  updater apply [--dry-run] [--force]\n"
+               "                              Apply the branch head now (--dry-run: only say\n"
+               "                              what would happen; --force: skip the busy gates)\n"
+               "  updater rollback [COMMIT]   Go back to COMMIT (default: the previous one)\n"
+               "  updater enable|disable      Turn automatic updates on or off\n\n"
                "Config commands:\n"
                "  config show                 Show all settings\n"
                "  config list-env             List the names of the env values set\n"
@@ -197,6 +205,7 @@ static const struct {
         { "config", verb_config },
         { "vm", verb_vm },
         { "monitor", verb_monitor },
+        { "updater", verb_updater },
 };
 
 int main(int argc, char *argv[]) {
