@@ -395,7 +395,11 @@ static void gates_cancel(void *ud) {
         u->gate_check = NULL;
 }
 
-/* ---- record ---- */
+/* ---- record ----
+ * Phases in the state store: "checkout" (written before the first disturbing
+ * step; a start redoes everything from the checkout), "health" (the restarts
+ * are done; a start only verifies), "reverse" (rolling back). Each is one
+ * fsync'd write, so only the phases a start must tell apart are written. */
 
 static const char *tx_kind_name(Updater *u) {
         TxKind k = u->tx.kind == TX_RESUME ? u->tx.origin : u->tx.kind;
@@ -430,8 +434,6 @@ static void after_checkout(Updater *u, const ProcessResult *res) {
 
 static void checkout_start(StepDriver *d, void *ud) {
         Updater *u = ud;
-        if (!u->tx.reverse)
-                record_phase(u, "checkout");
         updater_set_state(u, u->tx.reverse ? UPDATER_STATE_ROLLING_BACK : UPDATER_STATE_APPLYING);
         /* The tree is clean (checked): reset moves the checked-out branch, or a detached HEAD, to the commit. */
         char *args[] = { (char *) "reset", (char *) "--hard", (char *) "--quiet", (char *) goal(u), NULL };
@@ -474,8 +476,6 @@ static void after_build(Updater *u, const ProcessResult *res) {
 
 static void build_start(StepDriver *d, void *ud) {
         Updater *u = ud;
-        if (!u->tx.reverse)
-                record_phase(u, "build");
         u->tx.index = 0;
         commands_next(u, u->tx.cfg->updater_build_commands, "build", after_build, NULL);
 }
@@ -537,8 +537,6 @@ static void units_next(Updater *u) {
 
 static void units_start(StepDriver *d, void *ud) {
         Updater *u = ud;
-        if (!u->tx.reverse)
-                record_phase(u, "restart");
         u->tx.index = 0;
         units_next(u);
 }
