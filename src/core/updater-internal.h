@@ -76,6 +76,7 @@ struct Updater {
 
         Tx tx;
         uint64_t unit_started;
+        uint64_t health_deadline;      /* CLOCK_MONOTONIC */
         uint64_t process_usec;   /* time spent in child processes and unit jobs during the transaction */
 };
 

@@ -584,6 +584,14 @@ static int on_health_retry(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void health_unhealthy(Updater *u, const char *why) {
+        uint64_t now = (uint64_t) g_get_monotonic_time();
+        if (now + HEALTH_RETRY_USEC >= u->health_deadline) {
+                /* Fail with the reason of the last attempt, not just "timed out". */
+                g_autofree char *msg = g_strdup_printf("unhealthy for %.1f s: %s",
+                                                       (double) u->tx.cfg->updater_health_timeout_usec / USEC_PER_SEC,
+                                                       why);
+                return step_driver_fail(u->driver, -ETIMEDOUT, msg);
+        }
         log_info("Health check: %s; retrying.", why);
         int r = sd_event_add_time_relative(u->event, &u->retry_timer, CLOCK_MONOTONIC, HEALTH_RETRY_USEC,
                                            10 * USEC_PER_MSEC, on_health_retry, u);
@@ -614,18 +622,21 @@ static void health_attempt(Updater *u) {
         LauncherConfig *c = u->tx.cfg;
         int r;
         if (c->updater_health_command[0]) {
-                uint64_t left = step_driver_step_deadline(u->driver);
                 uint64_t now = (uint64_t) g_get_monotonic_time();
                 uint64_t timeout = c->updater_command_timeout_usec;
-                if (left > now && left - now < timeout)
-                        timeout = left - now;
+                if (u->health_deadline > now && u->health_deadline - now < timeout)
+                        timeout = u->health_deadline - now;
                 r = spawn_command(u, "health", c->updater_health_command, MAX(timeout, 100 * USEC_PER_MSEC),
                                   after_health_command);
         } else {
                 if (!u->http && (r = http_context_new(u->event, &u->http)) < 0)
                         return step_driver_fail(u->driver, r, "cannot set up HTTP");
-                HttpRequest req = { .method = HTTP_GET, .endpoint = c->updater_health_url,
-                                    .timeout_usec = HEALTH_HTTP_TIMEOUT_USEC, .max_response_bytes = 64 * 1024 };
+                uint64_t now = (uint64_t) g_get_monotonic_time();
+                uint64_t timeout = HEALTH_HTTP_TIMEOUT_USEC;
+                if (u->health_deadline > now && u->health_deadline - now < timeout)
+                        timeout = MAX(u->health_deadline - now, 100 * USEC_PER_MSEC);
+                HttpRequest req = { .method = HTTP_GET, .endpoint = c->updater_health_url, .timeout_usec = timeout,
+                                    .max_response_bytes = 64 * 1024 };
                 r = http_request_start(u->http, &req, on_health_http, u, &u->http_call);
         }
         if (r < 0)
@@ -639,12 +650,14 @@ static void health_start(StepDriver *d, void *ud) {
         updater_set_state(u, u->tx.reverse ? UPDATER_STATE_ROLLING_BACK : UPDATER_STATE_VERIFYING);
         if (!u->tx.cfg->updater_health_command[0] && isempty(u->tx.cfg->updater_health_url))
                 return step_driver_done(d);
+        u->health_deadline = (uint64_t) g_get_monotonic_time() + u->tx.cfg->updater_health_timeout_usec;
         health_attempt(u);
 }
 
+/* A backstop: the attempts themselves end at health_deadline. */
 static uint64_t health_timeout(void *ud) {
         Updater *u = ud;
-        return u->tx.cfg->updater_health_timeout_usec;
+        return u->tx.cfg->updater_health_timeout_usec + HEALTH_HTTP_TIMEOUT_USEC;
 }
 
 static void health_cancel(void *ud) {

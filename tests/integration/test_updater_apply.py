@@ -223,3 +223,30 @@ def test_unknown_option_and_wrong_type(harness, world):
     for opts in ({'bogus': ['b', True]}, {'force': ['s', 'yes']}):
         r = updater(d, 'Apply', 'a{sv}', [opts])
         assert not r.ok and r.error_name == 'org.freedesktop.DBus.Error.InvalidArgs', r
+
+
+def test_health_url(harness, world):
+    """UpdaterHealthUrl: 2xx = healthy (the API simulator's /validate/active
+    answers 200); a URL where nothing listens = unhealthy until the deadline."""
+    import sys
+    sys.path.insert(0, os.path.join(H.SOURCE_DIR, 'tests', 'sim'))
+    import simlib
+    simdir = os.path.join(harness.workdir, 'api-sim')
+    os.makedirs(simdir)
+    api = simlib.start_api(simdir)
+    harness.procs.procs.append(('api-sim', api.proc))
+    new = world.release('2')
+    d = harness.daemon(config=world.config(updater_health_command=[],
+                                           updater_health_url=api.url + '/validate/active'))
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok and r.result == (world.first, new), r
+    world.release('3')
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterHealthUrl': ['s', 'http://127.0.0.1:9/health'],
+                                         'UpdaterHealthTimeoutUSec': ['t', 1000000]}])
+    assert r.ok, r
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and 'unhealthy for 1.0 s' in r.error_message and '127.0.0.1:9' in r.error_message, r
+    # the same dead URL fails the rollback's verification too: State=failed, retried later
+    assert 'failed too' in r.error_message and prop(d, 'State') == 'failed', r
+    assert world.head() == new
