@@ -22,6 +22,7 @@ typedef struct Tx {
         TxKind kind;
         TxKind origin;           /* for TX_RESUME: what was interrupted (apply or rollback) */
         bool force, dry_run, automatic;
+        UpdaterState prev_state;     /* before the transaction (a dry run restores it) */
         LauncherConfig *cfg;     /* the settings this transaction runs with */
         int lock_fd;
         char *from;              /* HEAD before; what a rollback returns to */

@@ -366,14 +366,16 @@ static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
 static void on_gates(GateCheck *check, char *const closed[_GATE_MAX], void *userdata) {
         Updater *u = userdata;
         u->gate_check = NULL;
-        set_defer_reasons(u, closed);
-        if (u->st.defer_reasons->len == 0)
-                return step_driver_done(u->driver);
+        /* A dry run answers the question and leaves State and DeferReasons alone. */
+        if (!u->tx.dry_run)
+                set_defer_reasons(u, closed);
         g_autoptr(GString) why = g_string_new(NULL);
-        for (guint i = 0; i < u->st.defer_reasons->len; i++) {
-                DeferReason *r = u->st.defer_reasons->pdata[i];
-                g_string_append_printf(why, "%s%s (%s)", i ? "; " : "", r->gate, r->detail);
-        }
+        for (int k = 0; k < _GATE_MAX; k++)
+                if (closed[k])
+                        g_string_append_printf(why, "%s%s (%s)", why->len ? "; " : "", gate_kind_to_string(k),
+                                               closed[k]);
+        if (why->len == 0)
+                return step_driver_done(u->driver);
         step_driver_fail(u->driver, -EAGAIN, why->str);
 }
 
@@ -381,7 +383,8 @@ static void gates_start(StepDriver *d, void *ud) {
         Updater *u = ud;
         if (u->tx.skip || u->tx.force || u->tx.kind == TX_ROLLBACK) {
                 char *none[_GATE_MAX] = {};
-                set_defer_reasons(u, none);
+                if (!u->tx.dry_run)
+                        set_defer_reasons(u, none);
                 return step_driver_done(d);
         }
         int r = gates_evaluate(u->gates, u->tx.cfg, u->reconciler, on_gates, u, &u->gate_check);

@@ -229,18 +229,24 @@ static void tx_finish(Updater *u, UpdaterState state, UpdaterError error, const 
         g_autofree char *from = g_strdup(strempty(u->tx.from));
         g_autofree char *to = g_strdup(isempty(u->tx.to) ? from : u->tx.to);
         bool available = u->tx.available;
+        bool dry_run = u->tx.dry_run;
+        UpdaterState prev_state = u->tx.prev_state;
         uint64_t spent = u->process_usec;
 
         if (!isempty(u->tx.to) && u->tx.kind == TX_CHECK)
                 (void) updater_save_state(u);
         tx_reset(u);
         set_operation(u, "", 0);
-        if (state != UPDATER_STATE_DEFERRED && u->st.defer_reasons->len > 0) {
+        if (dry_run)
+                state = prev_state; /* a question: State, DeferReasons and LastError stay */
+        else if (state != UPDATER_STATE_DEFERRED && u->st.defer_reasons->len > 0) {
                 g_ptr_array_set_size(u->st.defer_reasons, 0);
                 u->changed |= UPDATER_FIELD_DEFER_REASONS;
         }
         updater_set_state(u, enabled(u) ? state : UPDATER_STATE_DISABLED);
-        if (error == UPDATER_OK && state != UPDATER_STATE_DEFERRED)
+        if (dry_run)
+                ;
+        else if (error == UPDATER_OK && state != UPDATER_STATE_DEFERRED)
                 set_error(u, "");
         else if (error != UPDATER_OK && error != UPDATER_ERROR_DEFERRED && error != UPDATER_ERROR_BUSY)
                 set_error(u, message);
@@ -361,6 +367,10 @@ static void on_reverse_done(StepDriver *d, int code, const char *message, void *
 static void on_prefix_done(StepDriver *d, int code, const char *message, void *userdata) {
         Updater *u = userdata;
         Tx *t = &u->tx;
+        if (code == -EAGAIN && t->dry_run) {
+                g_autofree char *msg = g_strdup_printf("update to %.12s would be deferred: %s", t->to, message);
+                return tx_finish(u, t->prev_state, UPDATER_ERROR_DEFERRED, msg);
+        }
         if (code == -EAGAIN) {
                 g_autofree char *target = g_strdup(t->to);
                 g_autofree char *reason = g_strdup_printf("deferred: %s", message);
@@ -395,8 +405,10 @@ static int tx_begin(Updater *u, TxKind kind, updater_done_cb done, void *userdat
                 return -ENOMEDIUM;
         if (step_driver_running(u->driver) || u->tx.kind != TX_NONE)
                 return -EBUSY;
+        UpdaterState prev = u->st.state;
         tx_reset(u);
         u->tx.kind = kind;
+        u->tx.prev_state = prev;
         u->tx.cfg = launcher_config_copy(config(u));
         u->tx.done = done;
         u->tx.userdata = userdata;

@@ -65,6 +65,13 @@ def test_fresh_lockfile_defers_until_it_goes(harness, world):
     d = harness.daemon(config=world.config(updater_round_lock_file=lock))
     wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
     before = tree_state(world)
+    # a dry run says so, and changes nothing (no State, no DeferReasons, no signal)
+    with updater_signals(d) as sc:
+        r = updater(d, 'Apply', 'a{sv}', [{'dry-run': ['b', True]}])
+        assert not r.ok and r.error_name == DEFERRED and 'would be deferred' in r.error_message, r
+        sc.pump()
+        assert not [s for s in sc.signals if s.member == 'UpdateDeferred']
+    assert prop(d, 'State') == 'idle' and prop(d, 'DeferReasons') == []
     assert_deferred(d, world, 'round-lock', before)
     since = prop(d, 'DeferReasons')[0][2]
     # still closed: same since
