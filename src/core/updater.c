@@ -676,6 +676,13 @@ void updater_free(Updater *u) {
         if (!u)
                 return;
         step_driver_free(u->driver);
+        if (u->tx.done) {
+                /* Stopping mid-transaction: the record stays and the next start finishes it. */
+                updater_done_cb done = TAKE_PTR(u->tx.done);
+                done(u, UPDATER_ERROR_FAILED,
+                     "the launcher is stopping; the transaction is finished when it starts again",
+                     strempty(u->tx.from), strempty(u->tx.from), false, u->tx.userdata);
+        }
         updater_steps_cancel_all(u);
         process_cancel(u->proc);
         process_cancel(u->head_proc);

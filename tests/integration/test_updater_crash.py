@@ -166,3 +166,21 @@ def test_auto_update_defers_then_applies_and_skips_quarantine(harness, world):
         sc.pump()
         assert len([s for s in sc.signals if s.member == 'UpdateFailed']) == 1
     assert prop(d, 'QuarantinedCommit') == bad and world.head() == new
+
+
+def test_sigterm_during_update_answers_the_caller_and_the_start_finishes(harness, world):
+    new = world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    world.block('build')
+    t, out = apply_async(d)
+    wait_prop(d, 'Operation', lambda v: v == 'build')
+    d.send_signal(15)
+    t.join(20)
+    assert out and not out[0].ok and 'stopping' in out[0].error_message, out
+    assert d.proc.wait(10) == 0
+    world.block('build', False)
+    with updater_signals(d) as sc:
+        d.start()
+        sc.wait_for(lambda s: s.member == 'UpdateApplied', timeout=30)
+    assert world.head() == new and prop(d, 'State') == 'idle'
