@@ -17,6 +17,9 @@
 #   --no-test           stop after installing and building (tests/demo.sh uses this)
 #   -- ARGS             passed to `meson test`
 # Environment: CC (compiler for a fresh build dir).
+# The dstack SDK oracle (tests/oracle, tests/integration/test_sdk_oracle.py):
+# when node is present, `npm ci` installs it into tests/oracle/node_modules
+# from the committed lockfile before the tests (once per lockfile change).
 #
 # Ends with the line `N passed, N failed[, N skipped]` from meson's testlog.json;
 # exits non-zero on any failure or when no test ran. CI (.ci/run) calls this too.
@@ -79,6 +82,24 @@ if [ "$build" = 1 ]; then
                 meson setup "$builddir" "${setup_args[@]}"
         fi
         meson compile -C "$builddir"
+fi
+
+# The SDK oracle: Debian's nodejs may come without npm (NodeSource's has it).
+if command -v node >/dev/null; then
+        if ! command -v npm >/dev/null && [ "$deps" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+                echo "run-tests.sh: installing npm"
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
+                        echo "run-tests.sh: npm could not be installed; test_sdk_oracle.py will skip"
+        fi
+        lock=tests/oracle/package-lock.json stamp=tests/oracle/node_modules/.installed-lock
+        if command -v npm >/dev/null && ! cmp -s "$lock" "$stamp"; then
+                echo "run-tests.sh: npm ci in tests/oracle (the dstack SDK oracle)"
+                if (cd tests/oracle && npm ci --no-audit --no-fund --loglevel=error); then
+                        cp "$lock" "$stamp"
+                else
+                        echo "run-tests.sh: npm ci failed; test_sdk_oracle.py will skip" >&2
+                fi
+        fi
 fi
 
 [ "$run" = 1 ] || exit 0

@@ -35,6 +35,7 @@ struct HttpCall {
         bool in_callback;
 
         char *etag, *last_modified, *content_type;
+        char *socket_path;         /* unix:/path endpoints, for error texts */
         char errbuf[CURL_ERROR_SIZE];
 
         HttpCall *prev, *next;
@@ -71,6 +72,7 @@ static void call_free(HttpCall *c) {
         free(c->etag);
         free(c->last_modified);
         free(c->content_type);
+        free(c->socket_path);
         free(c);
 }
 
@@ -180,8 +182,18 @@ static void call_finish(HttpCall *c, CURLcode code) {
 
         resp.error = curl_code_to_errno(c, code);
         if (resp.error < 0) {
+                /* libcurl names "localhost port 80" for a unix socket it
+                 * could not connect to: name the socket instead. */
                 if (resp.error == -EFBIG)
                         snprintf(msg, sizeof msg, "response exceeds %zu bytes", c->max_body);
+                else if (c->socket_path && code == CURLE_COULDNT_CONNECT && resp.error == -ENOENT)
+                        snprintf(msg, sizeof msg, "no such socket: %s", c->socket_path);
+                else if (c->socket_path && code == CURLE_COULDNT_CONNECT && resp.error == -ECONNREFUSED)
+                        snprintf(msg, sizeof msg, "nothing listens on socket: %s", c->socket_path);
+                else if (c->socket_path && code == CURLE_COULDNT_CONNECT && (resp.error == -EACCES || resp.error == -EPERM))
+                        snprintf(msg, sizeof msg, "permission denied on socket: %s", c->socket_path);
+                else if (c->socket_path && code == CURLE_COULDNT_CONNECT)
+                        snprintf(msg, sizeof msg, "cannot connect to socket %s: %s", c->socket_path, strerror(-resp.error));
                 else
                         snprintf(msg, sizeof msg, "%s", c->errbuf[0] ? c->errbuf : curl_easy_strerror(code));
                 resp.error_message = msg;
@@ -472,8 +484,12 @@ static int call_setup(HttpCall *c, const HttpRequest *req) {
 
         CURL *e = c->easy;
         curl_easy_setopt(e, CURLOPT_URL, url);
-        if (sock)
+        if (sock) {
+                c->socket_path = strdup(sock);
+                if (!c->socket_path)
+                        return -ENOMEM;
                 curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, sock);
+        }
         curl_easy_setopt(e, CURLOPT_PRIVATE, c);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 #if LIBCURL_VERSION_NUM >= 0x075500

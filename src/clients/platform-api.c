@@ -142,9 +142,16 @@ static void call_finish(PlatformCall *call) {
         free(call);
 }
 
-static void remember_validators(PlatformApi *api, const HttpResponse *resp) {
-        char *e = resp->etag ? strdup(resp->etag) : NULL;
-        char *l = resp->last_modified ? strdup(resp->last_modified) : NULL;
+/* Only valid validators are remembered; an invalid one is dropped (with
+ * the old one: it named an older document), so the next request is plain
+ * and polling goes on. */
+static void remember_validators(PlatformApi *api, const HttpResponse *resp, PlatformSpecResult *res) {
+        bool e_ok = http_etag_is_valid(resp->etag), l_ok = http_date_is_valid(resp->last_modified);
+        char *e = e_ok ? strdup(resp->etag) : NULL;
+        char *l = l_ok ? strdup(resp->last_modified) : NULL;
+
+        res->etag_refused = resp->etag && !e_ok;
+        res->last_modified_refused = resp->last_modified && !l_ok;
         free(api->etag);
         free(api->last_modified);
         api->etag = e;
@@ -166,7 +173,7 @@ static void spec_result(PlatformCall *call, const HttpResponse *resp, PlatformSp
                 res->body_len = resp->body_len;
                 res->error = platform_vm_spec_parse(resp->body, resp->body_len, &res->spec, msg);
                 if (res->error >= 0 && call->api)
-                        remember_validators(call->api, resp);
+                        remember_validators(call->api, resp, res);
         }
         res->message = *msg;
 }

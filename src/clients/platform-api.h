@@ -24,6 +24,10 @@ typedef struct PlatformSpecResult {
         PlatformVmSpec *spec;     /* on 200; the callback may take it (set NULL) */
         const char *body;         /* the document bytes on 200 */
         size_t body_len;
+        /* The reply's ETag / Last-Modified failed http_etag_is_valid() /
+         * http_date_is_valid() and was not remembered (worth a warning). */
+        bool etag_refused;
+        bool last_modified_refused;
 } PlatformSpecResult;
 
 /* GET /validate/active answers {"active":[{"job_id","status","log_url"},...]}
@@ -77,7 +81,8 @@ int platform_api_set_ca_file(PlatformApi *api, const char *path);
 void platform_api_forget_validators(PlatformApi *api);
 
 /* Fetches the document. ETag/Last-Modified are remembered only from a
- * document that parsed, so a 304 always means "the last good one". */
+ * document that parsed, so a 304 always means "the last good one", and only
+ * when valid (shared/validate.h), so a hostile one never wedges polling. */
 int platform_api_fetch_spec(PlatformApi *api, platform_spec_cb cb, void *userdata, PlatformCall **ret);
 int platform_api_fetch_active(PlatformApi *api, platform_active_cb cb, void *userdata, PlatformCall **ret);
 

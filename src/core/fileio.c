@@ -15,7 +15,10 @@ int read_file_limited(const char *path, size_t max, char **ret, size_t *ret_len)
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return -errno;
+        return read_fd_limited(fd, max, ret, ret_len);
+}
 
+int read_fd_limited(int fd, size_t max, char **ret, size_t *ret_len) {
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return -errno;

@@ -6,6 +6,8 @@
 
 /* Reads a whole file of at most max bytes. -ENOENT when absent, -EFBIG when larger. */
 int read_file_limited(const char *path, size_t max, char **ret, size_t *ret_len);
+/* The same from an open fd (read from its current offset; not closed). */
+int read_fd_limited(int fd, size_t max, char **ret, size_t *ret_len);
 
 /* Replaces path atomically: temp file in the same directory with the given
  * mode, write, fsync, rename over path, fsync the directory. The directory is

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 
+#include <stdbool.h>
+
 #include "shared/config-file.h"
 
 /* The settings store: the config file on disk and the last good copy of it in
@@ -11,14 +13,19 @@ typedef struct SettingsStore {
         char *path;
         LauncherConfig *config;
         char *error;                   /* why the file on disk is not in force; NULL when it is */
+        bool file_missing;             /* error is "missing": a commit writes the copy in force back */
         char *vmm_url_override;        /* $VMM_URL, as the Rust launcher honoured it */
 } SettingsStore;
 
 int settings_store_new(const char *path, SettingsStore **ret);
 void settings_store_free(SettingsStore *s);
 
-/* (Re)reads the file. On a bad file returns -EINVAL with s->error set and the
- * previous config untouched. A missing file means defaults. */
+/* (Re)reads the file. On a bad file (unparsable, not owned by us, writable by
+ * group or others, too large) returns < 0 with s->error set and the previous
+ * config untouched; a file readable by others is made 0600. A missing file
+ * means defaults when nothing was loaded, else the copy in force is kept and
+ * reported (-ENOENT). Commits refuse to write over a bad file, and refuse a
+ * config whose file would be larger than the launcher reads (-E2BIG). */
 int settings_store_load(SettingsStore *s);
 
 /* Writes c atomically (0600) and, on success, makes it the config in force

@@ -12,6 +12,7 @@
 #include <json-glib/json-glib.h>
 
 #include "ctl/ctl.h"
+#include "shared/config-file.h"
 #include "shared/macro.h"
 
 void config_info_clear(ConfigInfo *i) {
@@ -21,6 +22,7 @@ void config_info_clear(ConfigInfo *i) {
         g_free(i->update_strategy);
         g_free(i->config_path);
         g_free(i->config_error);
+        g_free(i->metrics_path);
         g_strfreev(i->env_keys);
         g_strfreev(i->required_env);
         g_strfreev(i->missing_env);
@@ -34,6 +36,7 @@ static int read_one(sd_bus_message *reply, const char *name, ConfigInfo *i) {
                 { "UpdateStrategy", offsetof(ConfigInfo, update_strategy), 's' },
                 { "ConfigPath", offsetof(ConfigInfo, config_path), 's' },
                 { "ConfigError", offsetof(ConfigInfo, config_error), 's' },
+                { "MetricsPath", offsetof(ConfigInfo, metrics_path), 's' },
                 { "PollIntervalUSec", offsetof(ConfigInfo, poll_interval_usec), 't' },
                 { "StopTimeoutUSec", offsetof(ConfigInfo, stop_timeout_usec), 't' },
                 { "EnvKeys", offsetof(ConfigInfo, env_keys), 'a' },
@@ -89,11 +92,7 @@ int config_info_get(sd_bus *bus, ConfigInfo *i) {
 }
 
 static char *format_usec(uint64_t usec) {
-        if (usec % (60 * 1000000ULL) == 0)
-                return g_strdup_printf("%" PRIu64 "min", (uint64_t) (usec / (60 * 1000000ULL)));
-        if (usec % 1000000ULL == 0)
-                return g_strdup_printf("%" PRIu64 "s", (uint64_t) (usec / 1000000ULL));
-        return g_strdup_printf("%" PRIu64 "us", usec);
+        return ctl_format_usec_in(usec, NULL);
 }
 
 static char *join_or_none(char **v) {
@@ -114,7 +113,7 @@ void config_info_add_json(JsonBuilder *b, const ConfigInfo *i) {
         struct { const char *k, *v; } strs[] = {
                 { "ApiUrl", i->api_url }, { "VmmUrl", i->vmm_url }, { "GuestVmmUrl", i->guest_vmm_url },
                 { "UpdateStrategy", i->update_strategy }, { "ConfigPath", i->config_path },
-                { "ConfigError", i->config_error },
+                { "ConfigError", i->config_error }, { "MetricsPath", i->metrics_path },
         };
         for (size_t k = 0; k < ELEMENTSOF(strs); k++) {
                 json_builder_set_member_name(b, strs[k].k);
@@ -141,11 +140,12 @@ static void print_json(const ConfigInfo *i) {
 
 /* missing_env: false when the VM's own problem line already names it. */
 void config_info_print_problems(const ConfigInfo *i, bool missing_env) {
+        const char *on = ctl_color(CTL_COLOR_RED), *off = ctl_color(CTL_COLOR_NORMAL);
         if (!isempty(i->config_error))
-                printf("         Problem: config file not in force: %s\n", i->config_error);
+                printf("         %sProblem:%s config file not in force: %s\n", on, off, i->config_error);
         if (missing_env && i->missing_env && i->missing_env[0]) {
                 g_autofree char *m = g_strjoinv(" ", i->missing_env);
-                printf("         Problem: missing env: %s (platformctl config set-env KEY)\n", m);
+                printf("         %sProblem:%s missing env: %s (platformctl config set-env KEY)\n", on, off, m);
         }
 }
 
@@ -160,6 +160,7 @@ void config_info_print(const ConfigInfo *i) {
         printf(" Update strategy: %s\n", i->update_strategy);
         printf("        Env keys: %s\n", keys);
         printf("    Required env: %s\n", req);
+        printf("         Metrics: %s\n", isempty(i->metrics_path) ? "(off)" : i->metrics_path);
         printf("     Config file: %s\n", i->config_path);
 }
 
@@ -181,6 +182,7 @@ static int call(sd_bus *bus, const char *what, const char *method, sd_bus_messag
                 fprintf(stderr, "%s: %s\n", what, strerror(-r));
                 return EXIT_FAILURE;
         }
+        ctl_polkit_agent_open(bus);
         r = sd_bus_call(bus, m, 0, &error, ret_reply);
         if (r < 0)
                 return ctl_bus_error(what, &error, r);
@@ -225,35 +227,25 @@ static char *read_secret(const char *key) {
         return TAKE_PTR(buf);
 }
 
-static int parse_usec(const char *s, uint64_t *ret) {
-        static const struct { const char *suffix; uint64_t mult; } units[] = {
-                { "us", 1 }, { "ms", 1000 }, { "min", 60000000ULL }, { "s", 1000000ULL }, { "h", 3600000000ULL }, { "", 1000000ULL },
-        };
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || s[0] == '-')
-                return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(units); i++)
-                if (streq(end, units[i].suffix)) {
-                        if (v > UINT64_MAX / units[i].mult)
-                                return -ERANGE;
-                        *ret = v * units[i].mult;
-                        return 0;
-                }
-        return -EINVAL;
-}
-
 static int set_setting(sd_bus *bus, const char *name, const char *value) {
-        if (g_str_has_suffix(name, "USec")) {
-                uint64_t usec;
-                if (parse_usec(value, &usec) < 0) {
-                        fprintf(stderr, "Invalid time '%s' for %s: use e.g. 30s, 500ms, 5min.\n", value, name);
-                        return EX_USAGE;
-                }
-                return call(bus, "Failed to change the setting", "SetSettings", NULL, "a{sv}", 1, name, "t", usec);
+        const SettingInfo *info = setting_info_by_property(name);
+        if (!info || info->type != SETTING_USEC)
+                return call(bus, "Failed to change the setting", "SetSettings", NULL, "a{sv}", 1, name, "s", value);
+
+        uint64_t usec;
+        const char *unit = NULL;
+        g_autofree char *min = ctl_format_usec_in(info->min_usec, NULL);
+        g_autofree char *max = ctl_format_usec_in(info->max_usec, NULL);
+        int r = ctl_parse_usec(value, &usec, &unit);
+        if (r < 0 || usec < info->min_usec || usec > info->max_usec) {
+                if (r == -EINVAL)
+                        fprintf(stderr, "Invalid time '%s' for %s: use e.g. 30s, 500ms, 5min, 1h, 1d.\n", value, name);
+                else
+                        fprintf(stderr, "Invalid time '%s' for %s: must be between %s and %s.\n", value, name, min,
+                                max);
+                return EX_USAGE;
         }
-        return call(bus, "Failed to change the setting", "SetSettings", NULL, "a{sv}", 1, name, "s", value);
+        return call(bus, "Failed to change the setting", "SetSettings", NULL, "a{sv}", 1, name, "t", usec);
 }
 
 static int need_args(int argc, int min, int max, const char *usage) {
@@ -307,7 +299,9 @@ static int config_set_env(sd_bus *bus, int argc, char **argv) {
                         return EX_DATAERR;
         } else
                 value = strdup(argv[1]);
-        return call(bus, "Failed to set env value", "SetEnv", NULL, "ss", key, value);
+        CtlFollow *f = ctl_config_change_begin(bus);
+        int r = call(bus, "Failed to set env value", "SetEnv", NULL, "ss", key, value);
+        return ctl_config_change_end(bus, f, r, "Env value set");
 }
 
 static int config_get_env(sd_bus *bus, const char *key) {
@@ -341,10 +335,17 @@ int verb_config(sd_bus *bus, int argc, char **argv) {
         if (streq(verb, "remove-env")) {
                 if ((r = need_args(n, 1, 1, "remove-env KEY")))
                         return r;
-                return call(bus, "Failed to remove env value", "RemoveEnv", NULL, "s", a[0]);
+                CtlFollow *f = ctl_config_change_begin(bus);
+                r = call(bus, "Failed to remove env value", "RemoveEnv", NULL, "s", a[0]);
+                return ctl_config_change_end(bus, f, r, "Env value removed");
         }
-        if (streq(verb, "set-vmm-url"))
-                return need_args(n, 1, 1, "set-vmm-url URL") ?: set_setting(bus, "GuestVmmUrl", a[0]);
+        if (streq(verb, "set-vmm-url")) {
+                if ((r = need_args(n, 1, 1, "set-vmm-url URL")))
+                        return r;
+                CtlFollow *f = ctl_config_change_begin(bus);
+                r = set_setting(bus, "GuestVmmUrl", a[0]);
+                return ctl_config_change_end(bus, f, r, "Guest VMM URL set");
+        }
         if (streq(verb, "set"))
                 return need_args(n, 2, 2, "set SETTING VALUE") ?: set_setting(bus, a[0], a[1]);
         if (streq(verb, "reload"))

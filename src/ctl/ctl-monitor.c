@@ -71,6 +71,26 @@ static void append_value(GString *s, JsonNode *v) {
         g_string_append(s, text);
 }
 
+static bool holds_uint(JsonNode *v) {
+        return JSON_NODE_HOLDS_VALUE(v) && json_node_get_value_type(v) == G_TYPE_INT64 && json_node_get_int(v) >= 0;
+}
+
+/* Times as a person reads them: "...Timestamp" as local time, "...USec" as a
+ * duration; --json keeps the numbers. */
+static void append_property(GString *s, const char *name, JsonNode *v) {
+        if (g_str_has_suffix(name, "Timestamp") && holds_uint(v)) {
+                g_autofree char *t = ctl_format_time((uint64_t) json_node_get_int(v));
+                g_string_append_printf(s, "\"%s\"", t);
+                return;
+        }
+        if (g_str_has_suffix(name, "USec") && holds_uint(v)) {
+                g_autofree char *t = ctl_format_usec_in((uint64_t) json_node_get_int(v), NULL);
+                g_string_append(s, t);
+                return;
+        }
+        append_value(s, v);
+}
+
 static void append_properties(GString *s, JsonArray *args) {
         JsonNode *changed = json_array_get_length(args) > 1 ? json_array_get_element(args, 1) : NULL;
         JsonNode *invalidated = json_array_get_length(args) > 2 ? json_array_get_element(args, 2) : NULL;
@@ -81,7 +101,7 @@ static void append_properties(GString *s, JsonArray *args) {
                 json_object_iter_init(&it, json_node_get_object(changed));
                 while (json_object_iter_next(&it, &name, &v)) {
                         g_string_append_printf(s, " %s=", name);
-                        append_value(s, v);
+                        append_property(s, name, v);
                 }
         }
         if (invalidated && JSON_NODE_HOLDS_ARRAY(invalidated))

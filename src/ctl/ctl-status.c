@@ -30,6 +30,17 @@ static bool vm_names_missing_env(const VmInfo *vms) {
         return false;
 }
 
+/* As systemctl is-active: not 0 when a VM does not run and will not by
+ * itself: blocked, failed, or stopped (only the operator stops it). */
+static int status_exit(const VmInfo *vms) {
+        for (const VmInfo *v = vms; v->path; v++) {
+                const char *state = ctl_json_str(v->props, "State");
+                if (streq(state, "blocked") || streq(state, "failed") || streq(state, "stopped"))
+                        return EX_CONFIG;
+        }
+        return 0;
+}
+
 int verb_status(sd_bus *bus, int argc, char **argv) {
         int r = ctl_parse_common_options(argc, argv, 0, "status");
         if (r)
@@ -41,12 +52,13 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
                 r = vm_info_list(bus, &vms);
         if (r < 0)
                 return -r;
+        int ret = status_exit(vms);
         g_autoptr(JsonObject) updater = NULL;
         if (updater_info_get(bus, &updater) < 0)
                 updater = NULL; /* said why on stderr; the rest still shows */
         if (arg.json) {
                 print_json(vms, &c, updater);
-                return 0;
+                return ret;
         }
 
         /* Problems first: they are why an operator runs this. */
@@ -67,5 +79,5 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
                 printf("\n");
                 updater_info_print(updater);
         }
-        return 0;
+        return ret;
 }

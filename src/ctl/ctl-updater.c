@@ -12,8 +12,6 @@
 
 #define UPDATER_INTERFACE "org.platform.Launcher1.Updater"
 
-enum { ARG_DRY_RUN = 0x200 };
-
 typedef struct UpdaterArgs {
         bool force, dry_run;
         const char *commit;
@@ -338,38 +336,17 @@ static const struct {
         { "disable", updater_disable, 0, "disable" },
 };
 
+/* The options were read by platformctl's one parser (they may stand anywhere). */
 static int parse_updater_args(int argc, char **argv, unsigned allowed, const char *usage, UpdaterArgs *a) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                { "force", no_argument, NULL, ARG_FORCE },
-                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
-                {}
-        };
-        int c;
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":q", options, NULL)) >= 0) {
-                if (ctl_common_option(c))
-                        continue;
-                unsigned need = c == ARG_FORCE ? OPT_FORCE : c == ARG_DRY_RUN ? OPT_DRY_RUN : 0;
-                if (need == 0)
-                        return ctl_option_error(c, argv);
-                if (!(allowed & need)) {
-                        fprintf(stderr, "Usage: platformctl updater %s\n", usage);
-                        return EX_USAGE;
-                }
-                if (c == ARG_FORCE)
-                        a->force = true;
-                else
-                        a->dry_run = true;
-        }
-        int left = argc - optind;
-        if (left > ((allowed & OPT_COMMIT) ? 1 : 0)) {
+        if ((arg.force && !(allowed & OPT_FORCE)) || (arg.dry_run && !(allowed & OPT_DRY_RUN)) ||
+            argc - 1 > ((allowed & OPT_COMMIT) ? 1 : 0)) {
                 fprintf(stderr, "Usage: platformctl updater %s\n", usage);
                 return EX_USAGE;
         }
-        if (left == 1)
-                a->commit = argv[optind];
+        a->force = arg.force;
+        a->dry_run = arg.dry_run;
+        if (argc > 1)
+                a->commit = argv[1];
         return 0;
 }
 
@@ -387,7 +364,6 @@ int verb_updater(sd_bus *bus, int argc, char **argv) {
                 int r = parse_updater_args(argc, argv, updater_verbs[k].opts, updater_verbs[k].usage, &a);
                 if (r)
                         return r;
-                (void) sd_bus_set_allow_interactive_authorization(bus, arg.ask_password);
                 return updater_verbs[k].run(bus, &a);
         }
         fprintf(stderr, "Unknown updater command '%s'. See platformctl --help.\n", argv[0]);

@@ -89,7 +89,7 @@ static char *format_relative(uint64_t now, uint64_t t) {
 }
 
 /* "Mon 2025-06-02 10:00:00 CEST; 3min ago", or "never" for 0. */
-static char *format_timestamp(uint64_t usec) {
+char *ctl_format_timestamp(uint64_t usec) {
         if (usec == 0)
                 return g_strdup("never");
         time_t sec = (time_t) (usec / USEC_PER_SEC);
@@ -114,13 +114,15 @@ static void print_field(const char *label, const char *value) {
 
 static void print_state(JsonObject *p) {
         const char *state = ctl_json_str(p, "State"), *reason = ctl_json_str(p, "StateReason");
-        g_autofree char *s = isempty(reason) ? g_strdup(or_none(state)) : g_strdup_printf("%s (%s)", state, reason);
+        const char *on = ctl_color(ctl_state_color(state)), *off = ctl_color(CTL_COLOR_NORMAL);
+        g_autofree char *s = isempty(reason) ? g_strdup_printf("%s%s%s", on, or_none(state), off)
+                                             : g_strdup_printf("%s%s%s (%s)", on, state, off, reason);
         print_field("State", s);
 }
 
 static void print_timestamps(JsonObject *p) {
-        g_autofree char *check = format_timestamp(ctl_json_uint(p, "LastCheckTimestamp"));
-        g_autofree char *update = format_timestamp(ctl_json_uint(p, "LastUpdateTimestamp"));
+        g_autofree char *check = ctl_format_timestamp(ctl_json_uint(p, "LastCheckTimestamp"));
+        g_autofree char *update = ctl_format_timestamp(ctl_json_uint(p, "LastUpdateTimestamp"));
         print_field("Last check", check);
         print_field("Last update", update);
 }
@@ -136,10 +138,14 @@ void vm_info_print_problems(const VmInfo *vm) {
         const char *state = ctl_json_str(vm->props, "State");
         const char *reason = ctl_json_str(vm->props, "StateReason");
         const char *last_error = ctl_json_str(vm->props, "LastError");
+        const char *on = ctl_color(CTL_COLOR_RED), *off = ctl_color(CTL_COLOR_NORMAL);
         if (streq(state, "blocked") || streq(state, "failed"))
-                printf("         Problem: VM %s %s: %s\n", vm->name, state, or_none(reason));
+                printf("         %sProblem:%s VM %s %s: %s\n", on, off, vm->name, state, or_none(reason));
+        else if (streq(state, "stopped"))
+                printf("         %sProblem:%s VM %s stopped; it stays stopped until platformctl vm start\n", on, off,
+                       vm->name);
         if (!isempty(last_error) && !streq(last_error, reason))
-                printf("         Problem: last error: %s\n", last_error);
+                printf("         %sProblem:%s last error: %s\n", on, off, last_error);
 }
 
 /* The part of "platformctl status" about one VM. */
@@ -327,6 +333,7 @@ static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *text;
 
+        ctl_polkit_agent_open(bus);
         int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "GetLogs", &error, &reply,
                                    "su", a->channel, a->lines);
         if (r < 0)
@@ -353,73 +360,36 @@ static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         return 0;
 }
 
-enum { VM_OPT_FORCE = 1 << 0, VM_OPT_LOGS = 1 << 1 };
+static int vm_history(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        return ctl_vm_history(bus, vm->path, a->lines);
+}
 
 static const struct {
         const char *verb;
         int (*run)(sd_bus *bus, const VmInfo *vm, const VmArgs *a);
-        unsigned opts;
         const char *usage;
 } vm_verbs[] = {
-        { "status", vm_status, 0, "status [NAME]" },
-        { "plan", vm_plan, 0, "plan [NAME]" },
-        { "update", vm_update, VM_OPT_FORCE, "update [--force] [NAME]" },
-        { "start", vm_start, 0, "start [NAME]" },
-        { "stop", vm_stop, 0, "stop [NAME]" },
-        { "restart", vm_restart, 0, "restart [NAME]" },
-        { "logs", vm_logs, VM_OPT_LOGS, "logs [-n N] [--channel serial|stdout|stderr] [NAME]" },
+        { "status", vm_status, "status [NAME]" },
+        { "plan", vm_plan, "plan [NAME]" },
+        { "update", vm_update, "update [--force] [NAME]" },
+        { "start", vm_start, "start [NAME]" },
+        { "stop", vm_stop, "stop [NAME]" },
+        { "restart", vm_restart, "restart [NAME]" },
+        { "logs", vm_logs, "logs [-n N] [--channel serial|stdout|stderr] [NAME]" },
+        { "history", vm_history, "history [-n N] [NAME]" },
 };
 
-static int parse_lines(const char *s, unsigned *ret) {
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || end == s || *end || s[0] == '-' || v < 1 || v > 10000) {
-                fprintf(stderr, "Invalid number of lines '%s': use 1..10000.\n", s);
-                return EX_USAGE;
-        }
-        *ret = (unsigned) v;
-        return 0;
-}
-
-static int parse_vm_args(int argc, char **argv, unsigned allowed, const char *usage, VmArgs *a) {
-        static const struct option options[] = {
-                CTL_COMMON_OPTIONS,
-                { "force", no_argument, NULL, ARG_FORCE },
-                { "lines", required_argument, NULL, 'n' },
-                { "channel", required_argument, NULL, ARG_CHANNEL },
-                {}
-        };
-        int c, r;
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":qn:", options, NULL)) >= 0) {
-                if (ctl_common_option(c))
-                        continue;
-                unsigned need = c == ARG_FORCE ? VM_OPT_FORCE : c == 'n' || c == ARG_CHANNEL ? VM_OPT_LOGS : 0;
-                if (need == 0)
-                        return ctl_option_error(c, argv);
-                if (!(allowed & need)) {
-                        fprintf(stderr, "Usage: platformctl vm %s\n", usage);
-                        return EX_USAGE;
-                }
-                if (c == ARG_FORCE)
-                        a->force = true;
-                else if (c == 'n' && (r = parse_lines(optarg, &a->lines)))
-                        return r;
-                else if (c == ARG_CHANNEL) {
-                        if (!streq(optarg, "serial") && !streq(optarg, "stdout") && !streq(optarg, "stderr")) {
-                                fprintf(stderr, "Invalid log channel '%s': use serial, stdout or stderr.\n", optarg);
-                                return EX_USAGE;
-                        }
-                        a->channel = optarg;
-                }
-        }
-        if (argc - optind > 1) {
+static int parse_vm_args(int argc, char **argv, const char *usage, VmArgs *a) {
+        if (argc > 2) {
                 fprintf(stderr, "Usage: platformctl vm %s\n", usage);
                 return EX_USAGE;
         }
-        a->name = optind < argc ? argv[optind] : NULL;
+        a->name = argc > 1 ? argv[1] : NULL;
+        a->force = arg.force;
+        if (arg.lines)
+                a->lines = arg.lines;
+        if (arg.channel)
+                a->channel = arg.channel;
         return 0;
 }
 
@@ -434,10 +404,9 @@ int verb_vm(sd_bus *bus, int argc, char **argv) {
                 if (!streq(vm_verbs[k].verb, argv[0]))
                         continue;
                 VmArgs a = { .lines = 100, .channel = "serial" };
-                int r = parse_vm_args(argc, argv, vm_verbs[k].opts, vm_verbs[k].usage, &a);
+                int r = parse_vm_args(argc, argv, vm_verbs[k].usage, &a);
                 if (r)
                         return r;
-                (void) sd_bus_set_allow_interactive_authorization(bus, arg.ask_password);
 
                 g_autoptr(VmInfo) list = NULL;
                 const VmInfo *vm;

@@ -19,46 +19,56 @@
  * take Config.StopTimeoutUSec): sd-bus's 25 s default would give up early. */
 #define CTL_LONG_CALL_USEC (10 * 60 * 1000000ULL)
 
+/* Every option, wherever it appears on the command line ("vm update
+ * --no-block" = "--no-block vm update"): parsed once, in platformctl.c. */
 typedef struct CtlOptions {
         bool json;
         bool ask_password;
         bool quiet;
         bool no_block;
+        bool force;
+        bool dry_run;          /* updater apply */
         const char *host;
+        unsigned lines;        /* 0: not given */
+        const char *channel;   /* NULL: not given */
 } CtlOptions;
 
 extern CtlOptions arg;
 
-/* The options every verb accepts after its name too ("vm update --no-block"). */
-enum {
-        ARG_VERSION = 0x100,
-        ARG_JSON,
-        ARG_NO_PAGER,
-        ARG_NO_ASK_PASSWORD,
-        ARG_NO_BLOCK,
-        ARG_FORCE,
-        ARG_CHANNEL,
-};
-#define CTL_COMMON_OPTIONS                                                     \
-        { "json", no_argument, NULL, ARG_JSON },                               \
-        { "no-pager", no_argument, NULL, ARG_NO_PAGER },                       \
-        { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },         \
-        { "no-block", no_argument, NULL, ARG_NO_BLOCK },                       \
-        { "quiet", no_argument, NULL, 'q' }
-
-/* Applies one of CTL_COMMON_OPTIONS to arg; false if c is not one of them. */
-bool ctl_common_option(int c);
-/* getopt's "unknown option" / "missing argument" as one line; returns EX_USAGE. */
-int ctl_option_error(int c, char **argv);
-/* For verbs that take only CTL_COMMON_OPTIONS and at most max_args arguments:
- * argv[0] is the verb. Returns 0 (optind at the first argument) or EX_USAGE. */
+/* For verbs that take no arguments beyond at most max_args: argv[0] is the
+ * verb. Returns 0 or EX_USAGE after printing the usage line. */
 int ctl_parse_common_options(int argc, char **argv, int max_args, const char *usage);
+
+/* ctl-util.c */
+typedef enum CtlColor {
+        CTL_COLOR_NORMAL,
+        CTL_COLOR_RED,
+        CTL_COLOR_GREEN,
+        CTL_COLOR_YELLOW,
+        CTL_COLOR_BOLD,
+} CtlColor;
+/* systemd's rules: $NO_COLOR, $SYSTEMD_COLORS, else stdout a terminal. */
+bool ctl_colors_enabled(void);
+/* The escape sequence, or "" when colour is off. */
+const char *ctl_color(CtlColor c);
+CtlColor ctl_state_color(const char *state);
+/* pkttyagent for interactive authorization, as systemctl runs it; while it
+ * runs, calls on bus may wait for a person typing a password. */
+void ctl_polkit_agent_open(sd_bus *bus);
+void ctl_polkit_agent_close(void);
+/* "30s", "500ms", "5min", "1h", "1d" (a plain number is seconds); ret_unit: the suffix used. */
+int ctl_parse_usec(const char *s, uint64_t *ret, const char **ret_unit);
+char *ctl_format_usec_in(uint64_t usec, const char *unit);
+/* A CLOCK_REALTIME µs value as local time, "never" for 0. */
+char *ctl_format_time(uint64_t usec);
+/* The same with "; 3min ago" (ctl-vm.c). */
+char *ctl_format_timestamp(uint64_t usec);
+/* Per verb group help ("platformctl config --help"). */
+void ctl_help(const char *group);
 
 /* Prints "<what>: <bus error message>" on one line; returns the exit status for it. */
 int ctl_bus_error(const char *what, const sd_bus_error *error, int r);
 
-/* Connects to the system bus (or over SSH with -H). */
-int ctl_connect(sd_bus **ret);
 
 /* ctl-json.c: D-Bus values as JSON (variants unwrapped, dicts as objects,
  * structs as arrays, 64-bit integers as JSON integers). */
@@ -70,7 +80,7 @@ uint64_t ctl_json_uint(JsonObject *o, const char *name);
 
 /* ctl-config.c */
 typedef struct ConfigInfo {
-        char *api_url, *vmm_url, *guest_vmm_url, *update_strategy, *config_path, *config_error;
+        char *api_url, *vmm_url, *guest_vmm_url, *update_strategy, *config_path, *config_error, *metrics_path;
         uint64_t poll_interval_usec, stop_timeout_usec;
         char **env_keys, **required_env, **missing_env;
 } ConfigInfo;
@@ -99,7 +109,18 @@ void vm_info_print_summary(const VmInfo *vm);
  * and returns; else waits, showing the Vm's state changes on stderr if a tty. */
 int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *what);
 
-/* argv[0] is the verb's name, as getopt expects; config gets what follows it. */
+/* ctl-history.c: Vm.GetHistory as a table, newest first, or --json. */
+int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit);
+
+/* ctl-operation.c: follows the VM through a change of config that replaces it
+ * (set-env, remove-env, set-vmm-url): begin before the call (NULL if it cannot
+ * subscribe: then nothing is followed), end with the call's exit status:
+ * prints the plan, then the progress. Returns the exit status. */
+typedef struct CtlFollow CtlFollow;
+CtlFollow *ctl_config_change_begin(sd_bus *bus);
+int ctl_config_change_end(sd_bus *bus, CtlFollow *f, int call_result, const char *what);
+
+/* argv[0] is the verb's name; config gets what follows it. */
 int verb_status(sd_bus *bus, int argc, char **argv);
 int verb_config(sd_bus *bus, int argc, char **argv);
 int verb_vm(sd_bus *bus, int argc, char **argv);

@@ -2,8 +2,11 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <glib.h>
 
 #include "config.h"
 #include "ctl/ctl.h"
@@ -12,60 +15,103 @@
 
 CtlOptions arg = { .ask_password = true };
 
-static void help(void) {
+static const char help_vm[] =
+        "VM commands (NAME: needed only when the launcher manages several VMs):\n"
+        "  vm status [NAME]            Show the VM's state and properties\n"
+        "  vm plan [NAME]              Show what 'vm update' would do\n"
+        "  vm update [--force] [NAME]  Fetch the spec now and apply it if it differs\n"
+        "                              (--force: replace the VM even if equal)\n"
+        "  vm start [NAME]             Start the VM\n"
+        "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
+        "  vm restart [NAME]           Restart the VM\n"
+        "  vm logs [-n N] [--channel serial|stdout|stderr] [NAME]\n"
+        "                              Print the last N (default 100) log lines\n"
+        "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
+        "                              first (the last N, default 100)\n";
+
+static const char help_updater[] =
+        "Updater commands (the git deployment kept on its release branch):\n"
+        "  updater status              Show the updater's state, problems first\n"
+        "  updater check               Fetch and say whether an update is available\n"
+        "  updater apply [--dry-run] [--force]\n"
+        "                              Apply the branch head now (--dry-run: only say\n"
+        "                              what would happen; --force: skip the busy gates)\n"
+        "  updater rollback [COMMIT]   Go back to COMMIT (default: the previous one)\n"
+        "  updater enable|disable      Turn automatic updates on or off\n";
+
+static const char help_config[] =
+        "Config commands:\n"
+        "  config show                 Show all settings\n"
+        "  config list-env             List the names of the env values set\n"
+        "  config set-env KEY [VALUE|-] Set an env value (no VALUE or '-': read from\n"
+        "                              stdin, or a prompt that does not echo)\n"
+        "  config get-env KEY          Print an env value\n"
+        "  config remove-env KEY       Remove an env value\n"
+        "  config set-vmm-url URL      Set the VMM URL the VM uses (DSTACK_VMM_URL)\n"
+        "  config set SETTING VALUE    Set a setting (ApiUrl, VmmUrl, GuestVmmUrl,\n"
+        "                              PollIntervalUSec, StopTimeoutUSec, UpdateStrategy,\n"
+        "                              UpdaterRepository, UpdaterRemote, UpdaterBranch,\n"
+        "                              UpdaterIntervalUSec); times take us, ms, s, min, h, d\n"
+        "  config reload               Re-read the config file\n"
+        "set-env, remove-env and set-vmm-url change what the VM runs with: the plan\n"
+        "that follows is printed and the VM followed until it is done (--no-block:\n"
+        "return at once).\n";
+
+static const char help_options[] =
+        "Options (accepted anywhere on the command line):\n"
+        "  -h --help                   Show this help (after a command: its help)\n"
+        "     --version                Show the version\n"
+        "     --json                   Print JSON (monitor: one object per line)\n"
+        "     --no-pager               Accepted for compatibility; no pager is used\n"
+        "     --no-ask-password        Do not ask for authentication\n"
+        "  -H --host=[USER@]HOST[:PORT] Operate on a remote host (over SSH)\n"
+        "     --no-block               Do not wait for VM operations to finish\n"
+        "  -q --quiet                  Print less (no progress, no monitor banner)\n";
+
+static const char help_exit[] =
+        "Exit status: 0 success, 1 failure, 64 usage, 65 invalid argument,\n"
+        "66 not found (env value, VM), 69 launcher, host, VMM or API unreachable,\n"
+        "75 busy or deferred, 77 access denied, 78 blocked (status: the VM is\n"
+        "blocked, failed or stopped by the operator).\n";
+
+void ctl_help(const char *group) {
+        if (g_strcmp0(group, "vm") == 0) {
+                printf("platformctl [OPTIONS...] vm COMMAND [NAME]\n\n%s\n%s", help_vm, help_options);
+                return;
+        }
+        if (g_strcmp0(group, "config") == 0) {
+                printf("platformctl [OPTIONS...] config COMMAND ...\n\n%s\n%s", help_config, help_options);
+                return;
+        }
+        if (g_strcmp0(group, "status") == 0) {
+                printf("platformctl [OPTIONS...] status\n\n"
+                       "Show the VM and the settings, problems first. Exits 78 when the VM is\n"
+                       "blocked, failed or stopped by the operator, as systemctl is-active does.\n\n%s",
+                       help_options);
+                return;
+        }
+        if (g_strcmp0(group, "updater") == 0) {
+                printf("platformctl [OPTIONS...] updater COMMAND ...\n\n%s\n%s", help_updater, help_options);
+                return;
+        }
+        if (g_strcmp0(group, "monitor") == 0) {
+                printf("platformctl [OPTIONS...] monitor\n\n"
+                       "Print the launcher's signals and state changes as they happen, one line\n"
+                       "each (times as local time), until Ctrl-C.\n\n%s", help_options);
+                return;
+        }
         printf("platformctl [OPTIONS...] COMMAND ...\n\n"
                "Query or change the Platform Network validator launcher.\n\n"
                "Commands:\n"
                "  status                      Show the VM and the settings, problems first\n"
                "  monitor                     Print the launcher's signals and state changes\n"
                "                              as they happen, one line each, until Ctrl-C\n\n"
-               "VM commands (NAME: needed only when the launcher manages several VMs):\n"
-               "  vm status [NAME]            Show the VM's state and properties\n"
-               "  vm plan [NAME]              Show what 'vm update' would do\n"
-               "  vm update [--force] [NAME]  Fetch the spec now and apply it if it differs\n"
-               "                              (--force: replace the VM even if equal)\n"
-               "  vm start [NAME]             Start the VM\n"
-               "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
-               "  vm restart [NAME]           Restart the VM\n"
-               "  vm logs [-n N] [--channel serial|stdout|stderr] [NAME]\n"
-               "                              Print the last N (default 100) log lines\n\n"
-               "Updater commands (the git deployment kept on the release branch):\n"
-               "  updater status              Show the updater's state, problems first\n"
-               "  updater check               Fetch and say whether an update is available\n"
-               "  updater apply [--dry-run] [--force]\n"
-               "                              Apply the branch head now (--dry-run: only say\n"
-               "                              what would happen; --force: skip the busy gates)\n"
-               "  updater rollback [COMMIT]   Go back to COMMIT (default: the previous one)\n"
-               "  updater enable|disable      Turn automatic updates on or off\n\n"
-               "Config commands:\n"
-               "  config show                 Show all settings\n"
-               "  config list-env             List the names of the env values set\n"
-               "  config set-env KEY [VALUE|-] Set an env value (no VALUE or '-': read from\n"
-               "                              stdin, or a prompt that does not echo)\n"
-               "  config get-env KEY          Print an env value\n"
-               "  config remove-env KEY       Remove an env value\n"
-               "  config set-vmm-url URL      Set the VMM URL the VM uses (DSTACK_VMM_URL)\n"
-               "  config set SETTING VALUE    Set a setting (ApiUrl, VmmUrl, GuestVmmUrl,\n"
-               "                              PollIntervalUSec, StopTimeoutUSec, UpdateStrategy,\n"
-               "                              UpdaterRepository, UpdaterRemote, UpdaterBranch,\n"
-               "                              UpdaterIntervalUSec); times take us, ms, s, min, h\n"
-               "  config reload               Re-read the config file\n\n"
-               "Options (also accepted after status, monitor and vm commands):\n"
-               "  -h --help                   Show this help\n"
-               "     --version                Show the version\n"
-               "     --json                   Print JSON (monitor: one object per line)\n"
-               "     --no-pager               Accepted for compatibility; no pager is used\n"
-               "     --no-ask-password        Do not ask for authentication\n"
-               "  -H --host=[USER@]HOST       Operate on a remote host (over SSH)\n"
-               "     --no-block               Do not wait for VM operations to finish\n"
-               "  -q --quiet                  Print less (no progress, no monitor banner)\n\n"
-               "VM operations wait until done (showing the VM's state on stderr when it\n"
-               "is a terminal); with --no-block, until the launcher has taken the\n"
-               "operation up or refused it. Interrupted, the operation goes on.\n\n"
-               "Exit status: 0 success, 1 failure, 64 usage, 65 invalid argument,\n"
-               "66 not found (env value, VM), 69 launcher, VMM or API unreachable,\n"
-               "75 busy or deferred, 77 access denied, 78 blocked (missing env, invalid\n"
-               "spec, VM stopped by the operator).\n");
+               "%s\n%s\n%s\n%s\n"
+               "VM operations wait until done, showing each step with its elapsed time and\n"
+               "deadline on a terminal (one line per step otherwise); with --no-block, until\n"
+               "the launcher has taken the operation up or refused it. Interrupted, the\n"
+               "operation goes on: follow it with platformctl monitor.\n\n%s",
+               help_vm, help_updater, help_config, help_options, help_exit);
 }
 
 /* For a launcher error that came without a message (there should be one). */
@@ -110,89 +156,161 @@ int ctl_bus_error(const char *what, const sd_bus_error *error, int r) {
         return EXIT_FAILURE;
 }
 
-int ctl_connect(sd_bus **ret) {
+/* sd-bus connects lazily (for -H, ssh runs only now): one property read
+ * tells an unreachable host, a bus without the launcher, and a working one
+ * apart, and activates the launcher where it is bus-activatable. (Not
+ * Peer.Ping: sd-bus answers that itself on some paths, without the launcher.) */
+static int check_connection(sd_bus *bus) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_get_property(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE,
+                                    "ConfigPath", &error, &reply, "s");
+        if (r >= 0)
+                return 0;
+        if (sd_bus_error_has_names(&error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
+                fprintf(stderr, "%s is not on the bus%s%s: is platform-launcher.service running?\n",
+                        LAUNCHER_BUS_NAME, arg.host ? " of " : "", strempty(arg.host));
+                return -EX_UNAVAILABLE;
+        }
+        /* A local failure (the connection, ssh) comes as "System.Error.E...", not from a peer. */
+        bool transport = !error.name || g_str_has_prefix(error.name, "System.Error.") || sd_bus_is_open(bus) <= 0 ||
+                         sd_bus_error_has_names(&error, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_DISCONNECTED);
+        if (transport && arg.host) {
+                fprintf(stderr, "Cannot reach the system bus of %s over SSH: %s\n", arg.host,
+                        strerror(sd_bus_error_get_errno(&error) ?: -r));
+                return -EX_UNAVAILABLE;
+        }
+        if (transport) {
+                fprintf(stderr, "Cannot connect to the system bus: %s\n",
+                        strerror(sd_bus_error_get_errno(&error) ?: -r));
+                return -EX_UNAVAILABLE;
+        }
+        return 0; /* any other answer: the launcher is there; the verb reports its own errors */
+}
+
+static int connect_bus(sd_bus **ret, bool needs_launcher) {
         sd_bus *bus = NULL;
         int r = arg.host ? sd_bus_open_system_remote(&bus, arg.host) : sd_bus_open_system(&bus);
         if (r < 0) {
-                fprintf(stderr, "Cannot connect to the system bus: %s\n", strerror(-r));
+                if (arg.host)
+                        fprintf(stderr, "Cannot reach %s: %s\n", arg.host, strerror(-r));
+                else
+                        fprintf(stderr, "Cannot connect to the system bus: %s\n", strerror(-r));
                 return -EX_UNAVAILABLE;
         }
         (void) sd_bus_set_allow_interactive_authorization(bus, arg.ask_password);
+        r = needs_launcher ? check_connection(bus) : 0;
+        if (r < 0) {
+                sd_bus_flush_close_unref(bus);
+                return r;
+        }
         *ret = bus;
         return 0;
 }
 
-bool ctl_common_option(int c) {
-        switch (c) {
-        case ARG_JSON:
-                arg.json = true;
-                return true;
-        case ARG_NO_PAGER:
-                return true;
-        case ARG_NO_ASK_PASSWORD:
-                arg.ask_password = false;
-                return true;
-        case ARG_NO_BLOCK:
-                arg.no_block = true;
-                return true;
-        case 'q':
-                arg.quiet = true;
-                return true;
-        }
-        return false;
-}
-
-/* For getopt run with opterr = 0 and a leading ':' in its optstring. */
-int ctl_option_error(int c, char **argv) {
-        const char *opt = argv[optind - 1];
-        if (c == ':')
-                fprintf(stderr, "Option '%s' needs an argument. See platformctl --help.\n", opt);
-        else if (optopt > 0 && optopt < 0x100)
-                fprintf(stderr, "Unknown option '-%c'. See platformctl --help.\n", optopt);
-        else
-                fprintf(stderr, "Unknown option '%s'. See platformctl --help.\n", opt);
-        return EX_USAGE;
-}
-
 int ctl_parse_common_options(int argc, char **argv, int max_args, const char *usage) {
-        static const struct option options[] = { CTL_COMMON_OPTIONS, {} };
-        int c;
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":q", options, NULL)) >= 0)
-                if (!ctl_common_option(c))
-                        return ctl_option_error(c, argv);
-        if (argc - optind > max_args) {
+        if (argc - 1 > max_args) {
                 fprintf(stderr, "Usage: platformctl %s\n", usage);
                 return EX_USAGE;
         }
         return 0;
 }
 
-static int parse_argv(int argc, char *argv[]) {
+static int parse_lines(const char *s, unsigned *ret) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || s[0] == '-' || v < 1 || v > 10000) {
+                fprintf(stderr, "Invalid number of lines '%s': use 1..10000.\n", s);
+                return -EX_USAGE;
+        }
+        *ret = (unsigned) v;
+        return 0;
+}
+
+/* getopt permutes: options may come anywhere, the positional words stay in
+ * order ("set-env KEY -" keeps its '-': a lone dash is not an option; a
+ * value starting with '-' goes after "--"). Returns 1 to run a verb, 0 when
+ * done (help, version), or minus an exit status. */
+static int parse_argv(int argc, char *argv[], bool *ret_help) {
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_JSON,
+                ARG_NO_PAGER,
+                ARG_NO_ASK_PASSWORD,
+                ARG_NO_BLOCK,
+                ARG_FORCE,
+                ARG_CHANNEL,
+                ARG_DRY_RUN,
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "host", required_argument, NULL, 'H' },
-                CTL_COMMON_OPTIONS,
+                { "json", no_argument, NULL, ARG_JSON },
+                { "no-pager", no_argument, NULL, ARG_NO_PAGER },
+                { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },
+                { "no-block", no_argument, NULL, ARG_NO_BLOCK },
+                { "quiet", no_argument, NULL, 'q' },
+                { "force", no_argument, NULL, ARG_FORCE },
+                { "lines", required_argument, NULL, 'n' },
+                { "channel", required_argument, NULL, ARG_CHANNEL },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 {}
         };
-        int c;
-        /* '+': stop at the first non-option so "set-env KEY -" keeps its '-'. */
-        while ((c = getopt_long(argc, argv, "+hH:q", options, NULL)) >= 0)
+        int c, r;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, ":hH:qn:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        help();
-                        return 0;
+                        *ret_help = true;
+                        break;
                 case ARG_VERSION:
                         printf("platformctl %s\n", PACKAGE_VERSION);
                         return 0;
                 case 'H':
                         arg.host = optarg;
                         break;
-                default:
-                        if (!ctl_common_option(c))
+                case ARG_JSON:
+                        arg.json = true;
+                        break;
+                case ARG_NO_PAGER:
+                        break;
+                case ARG_NO_ASK_PASSWORD:
+                        arg.ask_password = false;
+                        break;
+                case ARG_NO_BLOCK:
+                        arg.no_block = true;
+                        break;
+                case 'q':
+                        arg.quiet = true;
+                        break;
+                case ARG_FORCE:
+                        arg.force = true;
+                        break;
+                case ARG_DRY_RUN:
+                        arg.dry_run = true;
+                        break;
+                case 'n':
+                        if ((r = parse_lines(optarg, &arg.lines)) < 0)
+                                return r;
+                        break;
+                case ARG_CHANNEL:
+                        if (!streq(optarg, "serial") && !streq(optarg, "stdout") && !streq(optarg, "stderr")) {
+                                fprintf(stderr, "Invalid log channel '%s': use serial, stdout or stderr.\n", optarg);
                                 return -EX_USAGE;
+                        }
+                        arg.channel = optarg;
+                        break;
+                case ':':
+                        fprintf(stderr, "Option '%s' needs an argument. See platformctl --help.\n", argv[optind - 1]);
+                        return -EX_USAGE;
+                default:
+                        if (optopt > 0 && optopt < 0x100)
+                                fprintf(stderr, "Unknown option '-%c'. See platformctl --help.\n", optopt);
+                        else
+                                fprintf(stderr, "Unknown option '%s'. See platformctl --help.\n", argv[optind - 1]);
+                        return -EX_USAGE;
                 }
         return 1;
 }
@@ -200,38 +318,101 @@ static int parse_argv(int argc, char *argv[]) {
 static const struct {
         const char *name;
         int (*run)(sd_bus *bus, int argc, char **argv);
+        bool needs_launcher;  /* monitor also waits for the launcher to come */
 } verbs[] = {
-        { "status", verb_status },
-        { "config", verb_config },
-        { "vm", verb_vm },
-        { "monitor", verb_monitor },
-        { "updater", verb_updater },
+        { "status", verb_status, true },
+        { "config", verb_config, true },
+        { "vm", verb_vm, true },
+        { "monitor", verb_monitor, false },
+        { "updater", verb_updater, true },
 };
 
-int main(int argc, char *argv[]) {
-        int r = parse_argv(argc, argv);
+/* The Rust launcher's CLI, installed as "platform" (a symlink to platformctl):
+ * "platform config show|set-env|get-env|list-env|remove-env|set-vmm-url|
+ * set-passphrase". Rewrites argv into platformctl's words. */
+static int platform_compat(int *argc, char ***argv, char **rewritten) {
+        if (*argc < 1 || !streq((*argv)[0], "config")) {
+                if (*argc >= 1 && streq((*argv)[0], "run"))
+                        fprintf(stderr, "The launcher now runs as platform-launcher.service: "
+                                        "systemctl start platform-launcher.service\n");
+                else
+                        fprintf(stderr, "Usage: platform config show | set-env KEY [VALUE] | get-env KEY | list-env "
+                                        "| remove-env KEY | set-vmm-url URL | set-passphrase [PASSPHRASE]\n"
+                                        "(the Rust launcher's commands; see platformctl --help for all)\n");
+                return -EX_USAGE;
+        }
+        if (*argc < 2) {
+                rewritten[0] = (char *) "config";
+                rewritten[1] = (char *) "show";
+                *argc = 2;
+                *argv = rewritten;
+                return 0;
+        }
+        if (streq((*argv)[1], "set-passphrase")) {
+                if (*argc > 3) {
+                        fprintf(stderr, "Usage: platform config set-passphrase [PASSPHRASE]\n");
+                        return -EX_USAGE;
+                }
+                rewritten[0] = (char *) "config";
+                rewritten[1] = (char *) "set-env";
+                rewritten[2] = (char *) "HOTKEY_PASSPHRASE";
+                rewritten[3] = *argc > 2 ? (*argv)[2] : NULL;
+                *argc = *argc > 2 ? 4 : 3;
+                *argv = rewritten;
+        }
+        return 0;
+}
+
+static int run(int argc, char *argv[]) {
+        const char *self = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+        bool compat = streq(self, "platform");
+        bool help_asked = false;
+        int r = parse_argv(argc, argv, &help_asked);
         if (r <= 0)
                 return -r;
+
+        argc -= optind;
+        argv += optind;
+        char *rewritten[5] = {};
+        if (compat && !help_asked && (r = platform_compat(&argc, &argv, rewritten)) < 0)
+                return -r;
+        if (help_asked) {
+                ctl_help(argc > 0 ? argv[0] : NULL);
+                return 0;
+        }
 
         (void) launcher_bus_errors_register();
 
         char *status_argv[] = { (char *) "status", NULL };
-        if (optind >= argc) {
+        if (argc == 0) {
                 argc = 1;
                 argv = status_argv;
-                optind = 0;
         }
         for (size_t k = 0; k < ELEMENTSOF(verbs); k++) {
-                if (!streq(verbs[k].name, argv[optind]))
+                if (!streq(verbs[k].name, argv[0]))
                         continue;
+                if (arg.force && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "update"))) {
+                        fprintf(stderr, "--force applies to 'vm update' only.\n");
+                        return EX_USAGE;
+                }
+                if ((arg.lines || arg.channel) && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {
+                        fprintf(stderr, "--lines and --channel apply to 'vm logs' only.\n");
+                        return EX_USAGE;
+                }
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-                r = ctl_connect(&bus);
+                r = connect_bus(&bus, verbs[k].needs_launcher);
                 if (r < 0)
                         return -r;
                 if (verbs[k].run == verb_config)
-                        return verb_config(bus, argc - optind - 1, argv + optind + 1);
-                return verbs[k].run(bus, argc - optind, argv + optind);
+                        return verb_config(bus, argc - 1, argv + 1);
+                return verbs[k].run(bus, argc, argv);
         }
-        fprintf(stderr, "Unknown command '%s'. See platformctl --help.\n", argv[optind]);
+        fprintf(stderr, "Unknown command '%s'. See platformctl --help.\n", argv[0]);
         return EX_USAGE;
+}
+
+int main(int argc, char *argv[]) {
+        int r = run(argc, argv);
+        ctl_polkit_agent_close();
+        return r;
 }

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "daemon/audit.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
@@ -123,15 +124,18 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
 /* Writes c (taking it), emits what changed, maps failures to bus errors. */
 static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         g_autoptr(LauncherConfig) old = launcher_config_copy(m->settings->config);
+        bool had_error = m->settings->error;
         g_autofree char *why = NULL;
 
         int r = settings_store_commit(m->settings, c, &why);
         if (r == -EBADMSG)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_INVALID_CONFIG, why);
+        if (r == -E2BIG)
+                return sd_bus_error_set(error, SD_BUS_ERROR_LIMITS_EXCEEDED, why);
         if (r < 0)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
 
-        bus_config_emit_changes(m, old, false);
+        bus_config_emit_changes(m, old, had_error != !!m->settings->error);
         manager_config_changed(m);
         return 0;
 }
@@ -186,7 +190,7 @@ static int method_set_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         r = commit(m, c, error);
         if (r < 0)
                 return r;
-        log_info("Env value '%s' set.", key);
+        audit_log(msg, "set env value", key);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -219,7 +223,7 @@ static int method_remove_env(sd_bus_message *msg, void *userdata, sd_bus_error *
         r = commit(m, c, error);
         if (r < 0)
                 return r;
-        log_info("Env value '%s' removed.", key);
+        audit_log(msg, "removed env value", key);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -245,7 +249,7 @@ static int method_get_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
                 r = sd_bus_message_append(reply, "s", value);
         if (r < 0)
                 return r;
-        log_info("Env value '%s' read by %s.", key, strempty(sd_bus_message_get_sender(msg)));
+        audit_log(msg, "read env value", key);
         return sd_bus_send(NULL, reply, NULL);
 }
 
@@ -411,7 +415,9 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         r = commit(m, TAKE_PTR(c), error);
         if (r < 0)
                 return r;
-        log_info("Settings changed by %s.", strempty(sd_bus_message_get_sender(msg)));
+        g_autofree gpointer *names = g_hash_table_get_keys_as_array(seen, NULL);
+        g_autofree char *keys = g_strjoinv(", ", (char **) names);
+        audit_log(msg, "changed settings", keys);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -440,7 +446,7 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r < 0)
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_INVALID_CONFIG,
                                          "Config file is invalid and was not loaded: %s", why);
-        log_info("Configuration reloaded.");
+        audit_log(msg, "reloaded the configuration", NULL);
         return sd_bus_reply_method_return(msg, NULL);
 }
 
@@ -452,6 +458,7 @@ static const sd_bus_vtable config_vtable[] = {
         SD_BUS_PROPERTY("PollIntervalUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("StopTimeoutUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("UpdateStrategy", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("MetricsPath", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("EnvKeys", "as", property_get_env_keys, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RequiredEnv", "as", property_get_required_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MissingEnv", "as", property_get_missing_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

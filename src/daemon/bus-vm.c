@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 
+#include "daemon/audit.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
@@ -121,23 +122,77 @@ static int reply_error(sd_bus_message *msg, ReconcilerError e, const char *messa
         return sd_bus_reply_method_errorf(msg, name, "%s", strempty(message));
 }
 
-static void on_operation_done(Reconciler *r, ReconcilerError error, const char *message, void *userdata) {
-        sd_bus_message *msg = userdata;
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(msg, NULL) : reply_error(msg, error, message);
-        if (q < 0)
-                log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(msg));
-        sd_bus_message_unref(msg);
+/* A call waiting for an operation: answered when it ends, or at shutdown.
+ * hist records an operator's operation in the history (NULL for GetLogs). */
+typedef struct PendingOp {
+        Manager *m;
+        sd_bus_message *msg;
+        VmOp *hist;
+} PendingOp;
+
+static PendingOp *pending_op_new(Manager *m, sd_bus_message *msg, const Vm *vm, const char *action) {
+        PendingOp *op = g_new0(PendingOp, 1);
+        op->m = m;
+        op->msg = sd_bus_message_ref(msg);
+        if (action)
+                op->hist = bus_history_op_new(m, msg, vm, action);
+        if (!m->pending_ops)
+                m->pending_ops = g_hash_table_new(g_direct_hash, g_direct_equal);
+        g_hash_table_add(m->pending_ops, op);
+        return op;
 }
 
-static int operation_started(sd_bus_message *msg, int q, const Vm *vm, sd_bus_error *error) {
+static void pending_op_free(PendingOp *op) {
+        g_hash_table_remove(op->m->pending_ops, op);
+        bus_history_op_free(op->hist);
+        sd_bus_message_unref(op->msg);
+        g_free(op);
+}
+
+static void on_operation_done(Reconciler *r, ReconcilerError error, const char *message, void *userdata) {
+        PendingOp *op = userdata;
+        if (op->hist)
+                bus_history_op_done(g_steal_pointer(&op->hist), error == RECONCILER_OK, message);
+        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(op->msg, NULL) : reply_error(op->msg, error, message);
+        if (q < 0)
+                log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(op->msg));
+        pending_op_free(op);
+}
+
+static int operation_started(PendingOp *op, int q, const Vm *vm, sd_bus_error *error) {
+        if (q < 0)
+                pending_op_free(op);
         if (q == -EBUSY)
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Another operation on VM %s is running.", vm->name);
         if (q == -ENOENT)
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
         if (q < 0)
                 return q;
-        sd_bus_message_ref(msg); /* until on_operation_done */
-        return 1;
+        return 1; /* op answers the call */
+}
+
+void bus_vm_shutdown(Manager *m) {
+        /* The reconciler drops its waiters when freed: answer every caller
+         * still waiting (Update, Start, Stop, Restart, GetLogs) and free them. */
+        if (!m->pending_ops)
+                return;
+        GHashTableIter it;
+        gpointer key;
+        g_hash_table_iter_init(&it, m->pending_ops);
+        while (g_hash_table_iter_next(&it, &key, NULL)) {
+                PendingOp *op = key;
+                int q = sd_bus_reply_method_errorf(op->msg, SD_BUS_ERROR_NO_REPLY,
+                                                   "platform-launcherd is stopping; %s did not finish.",
+                                                   strempty(sd_bus_message_get_member(op->msg)));
+                if (q < 0)
+                        log_debug_errno(q, "Cannot answer %s at shutdown: %m", sd_bus_message_get_member(op->msg));
+                g_hash_table_iter_remove(&it);
+                bus_history_op_free(op->hist);
+                sd_bus_message_unref(op->msg);
+                g_free(op);
+        }
+        g_hash_table_destroy(m->pending_ops);
+        m->pending_ops = NULL;
 }
 
 /* Common head of every gated method: the VM, then polkit. > 0: go on. */
@@ -187,29 +242,34 @@ static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return operation_started(msg, reconciler_update(m->reconciler, vm, force, on_operation_done, msg), vm, error);
+        audit_log(msg, "asked to update VM", vm->name);
+        PendingOp *op = pending_op_new(m, msg, vm, "update");
+        return operation_started(op, reconciler_update(m->reconciler, vm, force, on_operation_done, op), vm, error);
 }
 
 typedef int (*operator_fn)(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);
 
-static int operator_method(sd_bus_message *msg, Manager *m, operator_fn fn, sd_bus_error *error) {
+static int operator_method(sd_bus_message *msg, Manager *m, operator_fn fn, const char *action, sd_bus_error *error) {
         Vm *vm;
         int q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return operation_started(msg, fn(m->reconciler, vm, on_operation_done, msg), vm, error);
+        g_autofree char *what = g_strconcat("asked to ", action, " VM", NULL);
+        audit_log(msg, what, vm->name);
+        PendingOp *op = pending_op_new(m, msg, vm, action);
+        return operation_started(op, fn(m->reconciler, vm, on_operation_done, op), vm, error);
 }
 
 static int method_start(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return operator_method(msg, userdata, reconciler_start_vm, error);
+        return operator_method(msg, userdata, reconciler_start_vm, "start", error);
 }
 
 static int method_stop(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return operator_method(msg, userdata, reconciler_stop_vm, error);
+        return operator_method(msg, userdata, reconciler_stop_vm, "stop", error);
 }
 
 static int method_restart(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        return operator_method(msg, userdata, reconciler_restart_vm, error);
+        return operator_method(msg, userdata, reconciler_restart_vm, "restart", error);
 }
 
 static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -240,11 +300,12 @@ static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 }
 
 static void on_logs(Reconciler *r, ReconcilerError error, const char *message, const char *text, void *userdata) {
-        sd_bus_message *msg = userdata;
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(msg, "s", text) : reply_error(msg, error, message);
+        PendingOp *op = userdata;
+        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(op->msg, "s", text)
+                                       : reply_error(op->msg, error, message);
         if (q < 0)
                 log_debug_errno(q, "Cannot reply to GetLogs: %m");
-        sd_bus_message_unref(msg);
+        pending_op_free(op);
 }
 
 static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -265,8 +326,9 @@ static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (q <= 0)
                 return q < 0 ? q : 1;
 
-        q = reconciler_get_logs(m->reconciler, vm, channel, lines, on_logs, msg);
-        return operation_started(msg, q, vm, error);
+        PendingOp *op = pending_op_new(m, msg, vm, NULL);
+        q = reconciler_get_logs(m->reconciler, vm, channel, lines, on_logs, op);
+        return operation_started(op, q, vm, error);
 }
 
 static const sd_bus_vtable vm_vtable[] = {
@@ -301,6 +363,12 @@ static const sd_bus_vtable vm_vtable[] = {
                                 method_get_logs, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("VmUpdated", SD_BUS_ARGS("s", old_compose_hash, "s", new_compose_hash, "s", vm_id), 0),
         SD_BUS_SIGNAL_WITH_ARGS("UpdateFailed", SD_BUS_ARGS("s", target_compose_hash, "s", reason), 0),
+        SD_BUS_METHOD_WITH_ARGS("GetHistory", SD_BUS_ARGS("u", limit), SD_BUS_RESULT("a(tssssssst)", entries),
+                                bus_history_method_get, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("HistoryAdded",
+                                SD_BUS_ARGS("t", timestamp, "s", kind, "s", action, "s", trigger, "s", from, "s", to,
+                                            "s", result, "s", reason, "t", duration),
+                                0),
         SD_BUS_VTABLE_END,
 };
 
@@ -330,6 +398,7 @@ static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata
                 if (fields & vm_props[i].field)
                         names[n++] = vm_props[i].name;
         names[n] = NULL;
+        bus_history_vm_changed(m->history, vm, fields);
         _cleanup_free_ char *p = vm_path(vm);
         if (n > 0 && p) {
                 int q = sd_bus_emit_properties_changed_strv(m->bus, p, VM_INTERFACE, (char **) names);
@@ -344,6 +413,7 @@ static void on_vm_updated(Reconciler *r, Vm *vm, const char *old_hash, const cha
         _cleanup_free_ char *p = vm_path(vm);
         if (p)
                 (void) sd_bus_emit_signal(m->bus, p, VM_INTERFACE, "VmUpdated", "sss", old_hash, new_hash, id);
+        bus_history_vm_updated(m->history, vm, old_hash, new_hash);
 }
 
 static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const char *reason, void *userdata) {
@@ -351,6 +421,7 @@ static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const ch
         _cleanup_free_ char *p = vm_path(vm);
         if (p)
                 (void) sd_bus_emit_signal(m->bus, p, VM_INTERFACE, "UpdateFailed", "ss", target, reason);
+        bus_history_update_failed(m->history, vm, target, reason);
 }
 
 static void on_required_env_changed(Reconciler *r, char **required, void *userdata) {

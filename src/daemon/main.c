@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include <systemd/sd-daemon.h>
@@ -18,6 +19,7 @@ typedef struct Options {
         const char *config_path;
         const char *state_dir;
         const char *runtime_dir;
+        bool allow_core_dumps;
 } Options;
 
 static void help(void) {
@@ -30,6 +32,8 @@ static void help(void) {
                "     --state-dir=DIR     State directory (default %s, $PLATFORM_LAUNCHER_STATE_DIR)\n"
                "     --runtime-dir=DIR   Runtime directory (default %s, $PLATFORM_LAUNCHER_RUNTIME_DIR)\n"
                "     --log-level=LEVEL   emerg..debug (default info, $PLATFORM_LAUNCHER_LOG_LEVEL)\n"
+               "     --allow-core-dumps  Stay dumpable for debugging: a core dump holds the secrets\n"
+               "                         ($PLATFORM_LAUNCHER_ALLOW_CORE_DUMPS=1)\n"
                "\nThe bus is the system bus, or $DBUS_SYSTEM_BUS_ADDRESS. $VMM_URL overrides VmmUrl.\n",
                DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR);
 }
@@ -40,7 +44,7 @@ static const char *env_or(const char *name, const char *fallback) {
 }
 
 static int parse_argv(int argc, char *argv[], Options *o) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_LOG_LEVEL };
+        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_LOG_LEVEL, ARG_ALLOW_CORE_DUMPS };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -48,12 +52,14 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
+                { "allow-core-dumps", no_argument, NULL, ARG_ALLOW_CORE_DUMPS },
                 {}
         };
 
         o->config_path = env_or("PLATFORM_LAUNCHER_CONFIG", DEFAULT_CONFIG_PATH);
         o->state_dir = env_or("PLATFORM_LAUNCHER_STATE_DIR", DEFAULT_STATE_DIR);
         o->runtime_dir = env_or("PLATFORM_LAUNCHER_RUNTIME_DIR", DEFAULT_RUNTIME_DIR);
+        o->allow_core_dumps = streq(env_or("PLATFORM_LAUNCHER_ALLOW_CORE_DUMPS", "0"), "1");
 
         int c;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -72,6 +78,9 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                         break;
                 case ARG_RUNTIME_DIR:
                         o->runtime_dir = optarg;
+                        break;
+                case ARG_ALLOW_CORE_DUMPS:
+                        o->allow_core_dumps = true;
                         break;
                 case ARG_LOG_LEVEL: {
                         int level = log_level_from_string(optarg);
@@ -97,6 +106,18 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         (void) sd_notify(false, "RELOADING=1");
         (void) manager_reload_config(m, NULL);
         (void) sd_notify(false, "READY=1\nSTATUS=Configuration reloaded.");
+        return 0;
+}
+
+static int on_exit_answer_callers(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+        /* Runs before sd-bus's own exit handler closes the connection, so
+         * every waiting caller still gets its answer from us. */
+        updater_free(m->updater); /* answers a caller waiting on a transaction */
+        m->updater = NULL;
+        bus_vm_shutdown(m);
+        polkit_registry_free(m->polkit);
+        m->polkit = NULL;
         return 0;
 }
 
@@ -142,11 +163,20 @@ static int manager_connect_bus(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot request %s: %m", LAUNCHER_BUS_NAME);
 
+        r = bus_history_new(m, &m->history);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the history: %m");
+
         ReconcilerEvents ev = bus_vm_events;
         ev.userdata = m;
-        r = reconciler_new(m->event, m->settings, m->state_dir, &ev, &m->reconciler);
+        r = metrics_new(m->event, m->settings, &ev, &m->metrics);
+        if (r >= 0)
+                r = reconciler_new(m->event, m->settings, m->state_dir, metrics_events(m->metrics), &m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the VM reconciler: %m");
+        r = metrics_start(m->metrics, m->reconciler);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the metrics timer: %m");
 
         UpdaterEvents uev = bus_updater_events;
         uev.userdata = m;
@@ -172,7 +202,10 @@ static void manager_free(Manager *m) {
                 return;
         /* Pending authorizations and operations hold bus slots: drop them before the bus. */
         updater_free(m->updater);
+        bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
+        bus_history_free(m->history);
+        metrics_free(m->metrics);
         polkit_registry_free(m->polkit);
         sd_bus_flush_close_unref(m->bus);
         sd_event_unref(m->event);
@@ -189,7 +222,15 @@ static int run(int argc, char *argv[]) {
         if (r <= 0)
                 return r;
 
+        /* Before any secret is read: a crash must not write them into a core
+         * file, and no same-uid process may read our memory through /proc. */
+        if (!o.allow_core_dumps && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+                return log_error_errno(errno, "Cannot make the process non-dumpable: %m");
+        if (o.allow_core_dumps)
+                log_warning("Core dumps allowed (--allow-core-dumps): a core file holds the secrets.");
+
         Manager *m = NULL;
+        _cleanup_(sd_event_source_unrefp) sd_event_source *exit_source = NULL;
         manager_new(&o, &m);
 
         r = mkdir_p(m->state_dir, 0700);
@@ -218,6 +259,10 @@ static int run(int argc, char *argv[]) {
                 r = sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
         if (r >= 0)
                 r = sd_event_add_signal(m->event, NULL, SIGHUP, on_sighup, m);
+        if (r >= 0)
+                r = sd_event_add_exit(m->event, &exit_source, on_exit_answer_callers, m);
+        if (r >= 0)
+                r = sd_event_source_set_priority(exit_source, SD_EVENT_PRIORITY_IMPORTANT);
         if (r < 0) {
                 log_error_errno(r, "Cannot set up the event loop: %m");
                 goto finish;

@@ -7,6 +7,8 @@
 #include "core/reconciler.h"
 #include "core/settings.h"
 #include "core/updater.h"
+#include "daemon/bus-history.h"
+#include "daemon/metrics.h"
 #include "daemon/polkit.h"
 
 #define LAUNCHER_BUS_NAME "org.platform.Launcher1"
@@ -25,6 +27,9 @@ typedef struct Manager {
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
         Updater *updater;
+        GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
+        BusHistory *history;  /* bus-history.c */
+        Metrics *metrics;     /* between the reconciler and the bus layer */
 } Manager;
 
 /* bus-config.c */
@@ -42,6 +47,8 @@ void manager_set_required_env(Manager *m, char **required);
 /* bus-vm.c */
 extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
+/* Answers every call still waiting for an operation ("stopping") and frees it. */
+void bus_vm_shutdown(Manager *m);
 
 /* bus-updater.c */
 extern const UpdaterEvents bus_updater_events;

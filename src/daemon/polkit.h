@@ -15,12 +15,15 @@
  * polkit), then polkit's CheckAuthorization with subject system-bus-name and
  * the caller's ALLOW_INTERACTIVE_AUTHORIZATION flag. When the answer arrives,
  * the original message is put back on the read queue so the handler runs from
- * the top and finds the decision. polkit not reachable = access denied. */
+ * the top and finds the decision. polkit not reachable = access denied.
+ * Authorizations in flight are bounded per sender, per uid and in total;
+ * beyond, the call is answered LimitsExceeded. */
 
 typedef struct PolkitRegistry PolkitRegistry;
 
 PolkitRegistry *polkit_registry_new(void);
 void polkit_registry_free(PolkitRegistry *r);
+unsigned polkit_registry_pending(const PolkitRegistry *r);
 
 /* details: NULL or a NULL-terminated list of key, value pairs. */
 int polkit_check(sd_bus_message *m, const char *action, const char *const *details, PolkitRegistry *registry,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "shared/config-file.h"
+#include "shared/json-load.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
 
@@ -95,6 +96,16 @@ static const char *check_units(char *const *v) {
         return n > SETTING_LIST_MAX ? "has too many units" : NULL;
 }
 
+/* node_exporter's textfile collector reads *.prom files only. */
+static const char *check_metrics_path(const char *v) {
+        if (isempty(v))
+                return NULL;
+        if (v[0] != '/' || strstr(v, "/../") || g_str_has_suffix(v, "/..") || !g_str_has_suffix(v, ".prom") ||
+            g_str_has_suffix(v, "/.prom"))
+                return "must be an absolute path ending in \".prom\" (or empty for no metrics)";
+        return NULL;
+}
+
 #define STR(prop, key, field, def, check)                                                    \
         { .property = prop, .file_key = key, .type = SETTING_STRING,                         \
           .offset = offsetof(LauncherConfig, field), .default_string = def, .check_string = check }
@@ -142,6 +153,7 @@ static const SettingInfo settings[] = {
         STR("UpdaterAllowedSignersFile", "updater_allowed_signers_file", updater_allowed_signers_file, "",
             check_abs_path_or_empty),
         BOOL("UpdaterAutoUpdate", "updater_auto_update", updater_auto_update, false),
+        STR("MetricsPath", "metrics_path", metrics_path, "", check_metrics_path),
 };
 
 const SettingInfo *setting_info_all(size_t *ret_n) {
@@ -551,18 +563,15 @@ int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, ch
                 return 0;
         }
 
-        if (memchr(data, '\0', len))
-                return fail(ret_error, "file contains a NUL byte");
-
-        g_autoptr(JsonParser) parser = json_parser_new();
-        g_autoptr(GError) error = NULL;
-        if (!json_parser_load_from_data(parser, data, (gssize) len, &error))
-                return fail(ret_error, "not valid JSON: %s", error->message);
-
-        JsonNode *root = json_parser_get_root(parser);
-        if (!root || !JSON_NODE_HOLDS_OBJECT(root))
-                return fail(ret_error, "top level must be a JSON object");
-        JsonObject *obj = json_node_get_object(root);
+        /* The one JSON edge: size, NUL, depth guards; errors give a position, never a token. */
+        g_autoptr(JsonParser) parser = NULL;
+        JsonObject *obj = NULL;
+        _cleanup_free_ char *why = NULL;
+        int r = json_load_object(data, len, CONFIG_FILE_MAX, NULL, &parser, &obj, &why);
+        if (r == -EINVAL)
+                return fail(ret_error, "%s", why);
+        if (r < 0)
+                return r;
 
         for (size_t k = 0; k < ELEMENTSOF(settings); k++) {
                 JsonNode *n = json_object_get_member(obj, settings[k].file_key);
@@ -651,9 +660,22 @@ char *launcher_config_serialize(const LauncherConfig *c) {
         json_generator_set_indent(gen, 2);
         json_generator_set_root(gen, root);
         char *text = json_generator_to_data(gen, NULL);
-        char *withnl = g_strconcat(text, "\n", NULL);
+
+        /* json-glib (1.6) writes U+001F raw, which RFC 8259, serde_json and
+         * Python refuse; outside strings the generator writes no control
+         * byte, so every 0x1f is inside one. */
+        size_t n = 0;
+        for (const char *p = text; *p; p++)
+                n += *p == 0x1f ? 6 : 1;
+        GString *out_text = g_string_sized_new(n + 2); /* no realloc: no stray copy of a secret */
+        for (const char *p = text; *p; p++)
+                if (*p == 0x1f)
+                        g_string_append(out_text, "\\u001f");
+                else
+                        g_string_append_c(out_text, *p);
+        g_string_append_c(out_text, '\n');
         erase_and_free(text);
-        return withnl;
+        return g_string_free(out_text, FALSE);
 }
 
 static gboolean collect_key(gpointer k, gpointer v, gpointer data) {

@@ -44,6 +44,7 @@ typedef struct LauncherConfig {
         uint64_t updater_command_timeout_usec;
         char *updater_allowed_signers_file;
         bool updater_auto_update;
+        char *metrics_path;  /* Prometheus textfile, "" = none */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
         JsonObject *file;   /* the root object as read, for the keys we do not know */

@@ -18,7 +18,7 @@ static int fail(char **ret_error, const char *what, const char *fmt, ...) {
         va_end(ap);
         if (r < 0)
                 return -ENOMEM;
-        if (ret_error && asprintf(ret_error, "%s: %s", what, msg) < 0) {
+        if (ret_error && (what ? asprintf(ret_error, "%s: %s", what, msg) : asprintf(ret_error, "%s", msg)) < 0) {
                 *ret_error = NULL;
                 return -ENOMEM;
         }
@@ -57,6 +57,125 @@ static int prescan(const char *data, size_t len, size_t max, const char *what, c
         return 0;
 }
 
+static const char *parse_error_kind(const GError *e) {
+        if (e->domain != JSON_PARSER_ERROR)
+                return "syntax error";
+        switch (e->code) {
+        case JSON_PARSER_ERROR_TRAILING_COMMA:
+                return "trailing comma";
+        case JSON_PARSER_ERROR_MISSING_COMMA:
+                return "missing comma";
+        case JSON_PARSER_ERROR_MISSING_COLON:
+                return "missing colon";
+        case JSON_PARSER_ERROR_INVALID_BAREWORD:
+                return "invalid bare word";
+        case JSON_PARSER_ERROR_EMPTY_MEMBER_NAME:
+                return "empty member name";
+        case JSON_PARSER_ERROR_INVALID_DATA:
+                return "invalid data";
+        default:
+                return "syntax error";
+        }
+}
+
+#define PATH_NAME_MAX 64
+
+/* A member name that may appear in an error: a plain identifier, what a
+ * setting or a valid env key looks like (env key names are public: EnvKeys).
+ * Anything else could be a pasted secret and is shown as "?". */
+static bool name_is_plain(const char *s, size_t n) {
+        if (n == 0 || n > PATH_NAME_MAX || !(g_ascii_isalpha(s[0]) || s[0] == '_'))
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!g_ascii_isalnum(s[i]) && s[i] != '_')
+                        return false;
+        return true;
+}
+
+typedef struct PathFrame {
+        bool object;
+        bool expect_key;
+        char key[PATH_NAME_MAX + 1];  /* "" = none yet, "?" = not shown */
+} PathFrame;
+
+static size_t offset_of(const char *data, size_t len, unsigned line, unsigned column) {
+        size_t i = 0;
+        for (unsigned l = 1; l < line && i < len; i++)
+                if (data[i] == '\n')
+                        l++;
+        return MIN(len, i + (column > 0 ? column - 1 : 0));
+}
+
+char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned column) {
+        PathFrame stack[JSON_LOAD_MAX_DEPTH + 1];
+        unsigned depth = 0;
+        size_t end = offset_of(data, len, line, column), str_start = 0;
+        bool in_string = false;
+
+        for (size_t i = 0; i < end; i++) {
+                char c = data[i];
+                if (in_string) {
+                        if (c == '\\')
+                                i++;
+                        else if (c == '"') {
+                                in_string = false;
+                                PathFrame *f = depth > 0 ? &stack[depth - 1] : NULL;
+                                if (f && f->object && f->expect_key) {
+                                        size_t n = i - str_start;
+                                        if (name_is_plain(data + str_start, n)) {
+                                                memcpy(f->key, data + str_start, n);
+                                                f->key[n] = '\0';
+                                        } else
+                                                strcpy(f->key, "?");
+                                        f->expect_key = false;
+                                }
+                        }
+                } else if (c == '"') {
+                        in_string = true;
+                        str_start = i + 1;
+                } else if (c == '{' || c == '[') {
+                        if (depth > JSON_LOAD_MAX_DEPTH)
+                                return NULL;
+                        stack[depth++] = (PathFrame) { .object = c == '{', .expect_key = c == '{' };
+                } else if ((c == '}' || c == ']') && depth > 0)
+                        depth--;
+                else if (c == ',' && depth > 0 && stack[depth - 1].object) {
+                        stack[depth - 1].expect_key = true;
+                        stack[depth - 1].key[0] = '\0';
+                }
+        }
+
+        GString *path = g_string_new(NULL);
+        for (unsigned k = 0; k < depth; k++) {
+                if (!stack[k].object)
+                        g_string_append(path, "[]");
+                else if (stack[k].key[0]) {
+                        if (path->len > 0)
+                                g_string_append_c(path, '.');
+                        g_string_append(path, stack[k].key);
+                }
+        }
+        if (path->len == 0) {
+                g_string_free(path, TRUE);
+                return NULL;
+        }
+        return g_string_free(path, FALSE);
+}
+
+int json_load_syntax_error(const GError *e, const char *data, size_t len, char **ret_error) {
+        /* json-glib's message quotes the offending token, which may be a
+         * secret: only its position ("<data>:LINE:COLUMN: ...") is taken. */
+        unsigned line, column;
+        if (!e->message || sscanf(e->message, "<data>:%u:%u:", &line, &column) != 2) {
+                *ret_error = g_strdup_printf("not valid JSON (%s)", parse_error_kind(e));
+                return -EINVAL;
+        }
+        g_autofree char *where = data ? json_load_path_at(data, len, line, column) : NULL;
+        *ret_error = g_strdup_printf("not valid JSON at line %u, column %u (%s%s%s)", line, column, parse_error_kind(e),
+                                     where ? ", in " : "", strempty(where));
+        return -EINVAL;
+}
+
 int json_load_object(const char *data, size_t len, size_t max, const char *what,
                      JsonParser **ret_parser, JsonObject **ret_obj, char **ret_error) {
         int r = prescan(data, len, max, what, ret_error);
@@ -64,8 +183,11 @@ int json_load_object(const char *data, size_t len, size_t max, const char *what,
                 return r;
         g_autoptr(JsonParser) p = json_parser_new_immutable();
         g_autoptr(GError) err = NULL;
-        if (!json_parser_load_from_data(p, data, (gssize) len, &err))
-                return fail(ret_error, what, "not valid JSON: %s", err->message);
+        if (!json_parser_load_from_data(p, data, (gssize) len, &err)) {
+                g_autofree char *why = NULL;
+                (void) json_load_syntax_error(err, data, len, &why);
+                return fail(ret_error, what, "%s", why);
+        }
         JsonNode *root = json_parser_get_root(p);
         if (!root || !JSON_NODE_HOLDS_OBJECT(root))
                 return fail(ret_error, what, "must be a JSON object");

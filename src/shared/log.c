@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <systemd/sd-journal.h>
 
@@ -107,4 +108,29 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 
         errno = saved;
         return ret;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+bool log_ratelimit_test(LogRatelimit *rl, int level) {
+        if (level > max_level || target == LOG_TARGET_NULL)
+                return false;
+        uint64_t now = now_usec();
+        if (rl->begin_usec == 0 || now - rl->begin_usec >= rl->interval_usec) {
+                if (rl->suppressed > 0)
+                        log_full(level, "(%u similar messages suppressed)", rl->suppressed);
+                rl->begin_usec = now;
+                rl->num = 0;
+                rl->suppressed = 0;
+        }
+        if (rl->num < rl->burst) {
+                rl->num++;
+                return true;
+        }
+        rl->suppressed++;
+        return false;
 }

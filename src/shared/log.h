@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <syslog.h>
 
 #include "shared/macro.h"
@@ -46,3 +47,25 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #define log_warning_errno(e, ...) log_full_errno(LOG_WARNING, (e), __VA_ARGS__)
 #define log_error_errno(e, ...) log_full_errno(LOG_ERR, (e), __VA_ARGS__)
 #define log_oom() log_full_errno(LOG_ERR, ENOMEM, "Out of memory.")
+
+/* Rate limit for a log line a peer can trigger at will: at most burst lines
+ * per interval; the first line of the next interval says how many were
+ * dropped. Lives in the owner's context, not in a static. */
+typedef struct LogRatelimit {
+        uint64_t interval_usec;
+        unsigned burst;
+        uint64_t begin_usec;
+        unsigned num;
+        unsigned suppressed;
+} LogRatelimit;
+
+#define LOG_RATELIMIT_INIT(interval, b) { .interval_usec = (interval), .burst = (b) }
+
+/* true: log now. When a new interval starts after drops, logs the count first. */
+bool log_ratelimit_test(LogRatelimit *rl, int level);
+
+#define log_full_ratelimit(rl, level, ...)                                       \
+        do {                                                                      \
+                if (log_ratelimit_test((rl), (level)))                            \
+                        log_full((level), __VA_ARGS__);                           \
+        } while (false)

@@ -3,6 +3,7 @@
 
 #include <glib.h>
 
+#include "shared/url.h"
 #include "shared/validate.h"
 
 static bool is_alpha_(char c) {
@@ -30,37 +31,8 @@ bool env_value_is_valid(const char *value) {
         return n <= ENV_VALUE_MAX && g_utf8_validate(value, (gssize) n, NULL);
 }
 
-static bool host_char_ok(char c) {
-        return is_alpha_(c) || is_digit(c) || c == '-' || c == '.' || c == '[' || c == ']' || c == ':';
-}
-
 bool url_is_valid(const char *url) {
-        if (!url)
-                return false;
-        for (const char *p = url; *p; p++)
-                if ((unsigned char) *p <= 0x20 || (unsigned char) *p == 0x7f)
-                        return false;
-        if (strlen(url) > 2048)
-                return false;
-
-        if (g_str_has_prefix(url, "unix:"))
-                return url[5] == '/' && url[6] != '\0';
-
-        const char *rest;
-        if (g_str_has_prefix(url, "http://"))
-                rest = url + 7;
-        else if (g_str_has_prefix(url, "https://"))
-                rest = url + 8;
-        else
-                return false;
-
-        size_t hostlen = strcspn(rest, "/?#");
-        if (hostlen == 0)
-                return false;
-        for (size_t i = 0; i < hostlen; i++)
-                if (!host_char_ok(rest[i]))
-                        return false; /* rejects userinfo ('@') among others */
-        return true;
+        return url_check(url, NULL) == NULL;
 }
 
 bool vm_name_is_valid(const char *name) {
@@ -68,6 +40,38 @@ bool vm_name_is_valid(const char *name) {
                 return false;
         for (const char *p = name; *p; p++)
                 if (!is_alpha_(*p) && !is_digit(*p) && !strchr("-. @~!$^()", *p))
+                        return false;
+        return true;
+}
+
+bool http_etag_is_valid(const char *etag) {
+        if (!etag)
+                return false;
+        size_t n = strnlen(etag, HTTP_VALIDATOR_MAX + 1);
+        if (n > HTTP_VALIDATOR_MAX)
+                return false;
+        const char *p = etag;
+        if (strncmp(p, "W/", 2) == 0)
+                p += 2;
+        size_t k = strlen(p);
+        if (k < 2 || p[0] != '"' || p[k - 1] != '"')
+                return false;
+        for (size_t i = 1; i < k - 1; i++) {
+                unsigned char c = (unsigned char) p[i];
+                if (c < 0x21 || c == '"' || c > 0x7e)
+                        return false;
+        }
+        return true;
+}
+
+bool http_date_is_valid(const char *date) {
+        if (!date)
+                return false;
+        size_t n = strnlen(date, HTTP_VALIDATOR_MAX + 1);
+        if (n == 0 || n > HTTP_VALIDATOR_MAX || date[0] == ' ' || date[n - 1] == ' ')
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) date[i] < 0x20 || (unsigned char) date[i] > 0x7e)
                         return false;
         return true;
 }

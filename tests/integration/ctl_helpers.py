@@ -21,6 +21,15 @@ def one_line_error(p, code, text):
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
+def error_after_steps(p, code, text):
+    """A long operation that failed: its step lines (not a terminal: one per
+    step), then the error on one last line."""
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert lines and text in lines[-1], p.stderr
+    assert not any(line.startswith('Failed') for line in lines[:-1]), p.stderr
+
+
 def fields(stdout):
     """'   Label: value' lines as a dict."""
     out = {}
@@ -59,6 +68,20 @@ def run_on_pty(bus, *args, timeout=20):
             p.wait()
         os.close(master)
     return p.returncode, p.stdout.read(), out.decode().replace('\r\n', '\n')
+
+
+def screen_lines(err):
+    """What a terminal shows at the end: each line as last redrawn (after its
+    last carriage return), without colour and line-clearing escapes, and
+    without the elapsed-time suffix " (N s)" platformctl redraws each second."""
+    import re
+    out = []
+    for line in err.split('\n'):
+        line = re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', line.split('\r')[-1])
+        line = re.sub(r' \(\d+ s\)$', '', line)
+        if line:
+            out.append(line)
+    return out
 
 
 class Monitor:

@@ -86,7 +86,8 @@ class Vm(dbus.service.Object):
 
     @staticmethod
     def typed(props):
-        return {k: WRAP[VM_TYPES[k]](v) for k, v in props.items()}
+        # A property the XML does not have yet (Operation, Progress) by its value's type.
+        return {k: WRAP[VM_TYPES.get(k, 's' if isinstance(v, str) else 'u')](v) for k, v in props.items()}
 
     def set(self, props):
         changed = self.typed(props)
@@ -183,6 +184,14 @@ class Fake(dbus.service.Object):
     @dbus.service.method(PROPS, in_signature='s', out_signature='a{sv}')
     def GetAll(self, iface):
         return CONFIG_PROPS if iface == CONFIG else {}
+
+    @dbus.service.method(CONFIG, in_signature='ss', out_signature='', message_keyword='msg')
+    def SetEnv(self, key, value, msg):
+        """Replies at once; then runs the script 'SetEnv' of every VM (what the change sets in motion)."""
+        self.calls.append({'vm': '', 'method': 'SetEnv', 'args': [str(key)], 'no_reply': bool(msg.get_no_reply())})
+        for vm in self.vms.values():
+            if 'SetEnv' in vm.scripts:
+                GLib.idle_add(lambda vm=vm: vm.run('SetEnv', [], msg, lambda: None, lambda e: None) and False)
 
     @dbus.service.method(OM, in_signature='', out_signature='a{oa{sa{sv}}}')
     def GetManagedObjects(self):

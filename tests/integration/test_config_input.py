@@ -118,3 +118,35 @@ def test_updater_settings_persist(daemon):
 def test_wrong_method_signature(daemon):
     r = daemon.call('SetEnv', 's', ['ONLY_KEY'])
     assert not r.ok and r.error_name == INVALID_ARGS, r
+
+
+# Issue 9 defect 11: URLs are parsed with curl_url; the unix form is strict.
+BAD_URLS = [
+    ('ipv6-unclosed', 'ApiUrl', 'http://[::1'),
+    ('port-99999', 'ApiUrl', 'http://127.0.0.1:99999/'),
+    ('port-0', 'VmmUrl', 'http://127.0.0.1:0'),
+    ('host-dash', 'ApiUrl', 'http://-/'),
+    ('unix-dotdot', 'VmmUrl', 'unix:/tmp/../etc/passwd'),
+    ('unix-dot', 'VmmUrl', 'unix:/run/./vmm.sock'),
+    ('unix-108-bytes', 'VmmUrl', 'unix:/' + 's' * 107),
+    ('fragment', 'ApiUrl', 'https://api.example/x#y'),
+]
+
+
+@pytest.mark.parametrize('name,key,url', BAD_URLS, ids=[b[0] for b in BAD_URLS])
+def test_set_settings_rejects_bad_url(daemon, name, key, url):
+    before = file_state(daemon.config_path)
+    old = daemon.get(key)
+    r = daemon.call('SetSettings', 'a{sv}', [{key: ['s', url]}])
+    assert not r.ok and r.error_name == INVALID_ARGS, r
+    assert "'%s'" % key in r.error_message, r.error_message
+    assert daemon.get(key) == old
+    assert file_state(daemon.config_path) == before
+
+
+def test_set_settings_accepts_good_urls(daemon):
+    for key, url in (('ApiUrl', 'http://[::1]:8080/api'), ('VmmUrl', 'unix:/' + 's' * 106),
+                     ('ApiUrl', 'https://api.platform.network')):
+        r = daemon.call('SetSettings', 'a{sv}', [{key: ['s', url]}])
+        assert r.ok, (url, r)
+        assert daemon.get(key) == url

@@ -3,6 +3,7 @@
 import json
 import os
 import select
+import signal
 import subprocess
 import time
 
@@ -190,3 +191,215 @@ def test_monitor_human_secret_free(daemon, bus, harness):
     assert SECRET not in line
     m.send_signal(2)
     assert m.wait(10) == 0
+
+
+# --- issue 10: a CLI as finished as systemd's ---------------------------------
+
+@pytest.mark.parametrize('args,header', [
+    (('config', '--help'), 'Config commands:'),
+    (('--help', 'config'), 'Config commands:'),
+    (('vm', '--help'), 'VM commands'),
+    (('vm', 'update', '-h'), 'VM commands'),
+    (('status', '--help'), 'Exits 78 when the VM is'),
+    (('monitor', '--help'), 'until Ctrl-C'),
+    (('--help',), 'Exit status:'),
+])
+def test_help_on_every_verb_group(args, header):
+    # No bus needed for help.
+    p = subprocess.run([PLATFORMCTL] + list(args), capture_output=True, text=True, timeout=10,
+                       env={'PATH': os.environ['PATH'], 'DBUS_SYSTEM_BUS_ADDRESS': 'unix:path=/nonexistent'})
+    assert p.returncode == 0, p
+    assert header in p.stdout and p.stderr == '', p
+
+
+def test_options_anywhere(daemon, bus):
+    for args in (('config', 'show', '--json'), ('config', '--json', 'show'), ('--json', 'config', 'show'),
+                 ('config', 'show', '-q', '--json', '--no-pager')):
+        p = ctl(bus, *args)
+        assert p.returncode == 0, (args, p.stderr)
+        assert json.loads(p.stdout)['Config']['EnvKeys'] == ['HOTKEY_PASSPHRASE', 'VALIDATOR_BASE_URL'], args
+    # A lone '-' is an argument (read the value from stdin), '--' ends the options.
+    p = ctl(bus, 'config', 'set-env', 'DASHED', '-', '--no-ask-password', stdin='v1\n')
+    assert p.returncode == 0, p.stderr
+    p = ctl(bus, 'config', 'set-env', '--', 'DASHED', '-starts-with-a-dash')
+    assert p.returncode == 0, p.stderr
+    assert ctl(bus, 'config', 'get-env', 'DASHED').stdout == '-starts-with-a-dash\n'
+
+
+@pytest.mark.parametrize('setting,value,message', [
+    ('PollIntervalUSec', '0s', "Invalid time '0s' for PollIntervalUSec: must be between 1s and 1d."),
+    ('PollIntervalUSec', '2d', "Invalid time '2d' for PollIntervalUSec: must be between 1s and 1d."),
+    ('StopTimeoutUSec', '500ms', "Invalid time '500ms' for StopTimeoutUSec: must be between 1s and 1h."),
+    ('StopTimeoutUSec', '61min', "Invalid time '61min' for StopTimeoutUSec: must be between 1s and 1h."),
+    ('StopTimeoutUSec', '5 min', "Invalid time '5 min' for StopTimeoutUSec: use e.g. 30s, 500ms, 5min, 1h, 1d."),
+])
+def test_durations_in_the_users_words(daemon, bus, setting, value, message):
+    before = daemon.get(setting)
+    p = ctl(bus, 'config', 'set', setting, value)
+    assert p.returncode == 64 and p.stderr == message + '\n', p
+    assert daemon.get(setting) == before
+
+
+def test_durations_accepted_and_shown(daemon, bus):
+    assert ctl(bus, 'config', 'set', 'PollIntervalUSec', '1d').returncode == 0
+    assert daemon.get('PollIntervalUSec') == 86400 * 1000000
+    assert ctl(bus, 'config', 'set', 'StopTimeoutUSec', '90s').returncode == 0
+    out = ctl(bus, 'config', 'show').stdout
+    assert 'Poll interval: 1d\n' in out and 'Stop timeout: 90s\n' in out, out
+
+
+def test_absent_launcher_names_the_unit(bus):
+    for args in (('status',), ('config', 'show'), ('vm', 'plan')):
+        p = ctl(bus, *args)
+        assert p.returncode == 69, p
+        assert p.stderr == ('org.platform.Launcher1 is not on the bus: '
+                            'is platform-launcher.service running?\n'), p
+
+
+def test_colour_only_on_a_terminal_or_when_asked(bus, polkit, harness, daemon_binary):
+    harness.daemon(config='{"env": ')   # a config problem: a red "Problem:"
+    red = '\x1b[0;1;31mProblem:\x1b[0m'
+
+    def status(**env):
+        e = bus.env()
+        for k in ('NO_COLOR', 'SYSTEMD_COLORS'):
+            e.pop(k, None)
+        e.update(env)
+        return subprocess.run([PLATFORMCTL, 'status'], env=e, capture_output=True, text=True, timeout=30).stdout
+    assert red not in status() and '\x1b' not in status()           # a pipe
+    assert red in status(SYSTEMD_COLORS='1')
+    assert red in status(SYSTEMD_COLORS='256', NO_COLOR='1')        # systemd: SYSTEMD_COLORS first
+    assert '\x1b' not in status(SYSTEMD_COLORS='0')
+    # On a terminal: colour, unless NO_COLOR (whatever its value) or SYSTEMD_COLORS=no.
+    import pty
+    for env, coloured in (({}, True), ({'NO_COLOR': ''}, False), ({'SYSTEMD_COLORS': 'no'}, False),
+                          ({'TERM': 'dumb'}, False)):
+        master, slave = pty.openpty()
+        e = bus.env()
+        e.pop('NO_COLOR', None)
+        e.pop('SYSTEMD_COLORS', None)
+        e.setdefault('TERM', 'xterm')
+        e.update(env)
+        p = subprocess.Popen([PLATFORMCTL, 'status'], env=e, stdout=slave, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL)
+        os.close(slave)
+        out = b''
+        while True:
+            if not select.select([master], [], [], 20)[0]:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        p.wait(10)
+        os.close(master)
+        assert (red.encode() in out) == coloured, (env, out)
+
+
+def test_platform_compat_command(daemon, bus):
+    """The Rust launcher's "platform config ..." verbs, through the same binary."""
+    platform = os.path.join(os.path.dirname(PLATFORMCTL), 'platform')
+    assert os.readlink(platform) == 'platformctl'
+
+    def run(*args, stdin=None):
+        return subprocess.run([platform] + list(args), env=bus.env(), input=stdin, capture_output=True,
+                              text=True, timeout=60)
+    assert run('config', 'set-env', 'COMPAT_KEY', 'compat-value').returncode == 0
+    assert run('config', 'get-env', 'COMPAT_KEY').stdout == 'compat-value\n'
+    assert 'COMPAT_KEY' in run('config', 'list-env').stdout.split()
+    assert run('config', 'set-vmm-url', 'http://10.0.2.2:7777/').returncode == 0
+    assert daemon.get('GuestVmmUrl') == 'http://10.0.2.2:7777/'
+    p = run('config', 'set-passphrase', stdin='word ' * 12)
+    assert p.returncode == 0, p.stderr
+    assert ctl(bus, 'config', 'get-env', 'HOTKEY_PASSPHRASE').stdout == ('word ' * 12).rstrip('\n') + '\n'
+    for args in (('config', 'show'), ('config',)):
+        out = run(*args).stdout
+        assert 'Guest VMM URL: http://10.0.2.2:7777/' in out, (args, out)
+    assert run('config', 'remove-env', 'COMPAT_KEY').returncode == 0
+    assert 'COMPAT_KEY' not in daemon.get('EnvKeys')
+    p = run('run')
+    assert p.returncode == 64 and 'systemctl start platform-launcher.service' in p.stderr, p
+    p = run('bogus')
+    assert p.returncode == 64 and p.stderr.startswith('Usage: platform config show'), p
+
+
+def test_monitor_human_durations(daemon, bus, harness):
+    m = harness.spawn('platformctl-monitor', [PLATFORMCTL, 'monitor'], stdout=subprocess.PIPE,
+                      stderr=subprocess.PIPE, text=True)
+    assert read_line(m.stderr, 10).startswith('Monitoring'), m
+    assert ctl(bus, 'config', 'set', 'StopTimeoutUSec', '90s').returncode == 0
+    line = read_line(m.stdout, 10)
+    assert line.endswith(' config: StopTimeoutUSec=90s\n'), line
+    m.send_signal(2)
+    assert m.wait(10) == 0
+
+
+def test_polkit_agent_on_a_terminal(daemon, bus, polkit):
+    """nobody at a terminal: platformctl runs pkttyagent, polkit asks it for an
+    admin password (as systemctl does); without a terminal or with
+    --no-ask-password nobody is asked and the answer is 77 at once."""
+    import fcntl
+    import pty
+    import termios
+    master, slave = pty.openpty()
+
+    def controlling_terminal():   # a login's terminal: pkttyagent opens /dev/tty
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    p = subprocess.Popen(H.as_user_argv('nobody', [PLATFORMCTL, 'config', 'set-env', 'AGENT_KEY', 'v']),
+                         env=bus.env(), stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    out = b''
+    deadline = time.monotonic() + 20
+    try:
+        while b'Password:' not in out and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+            elif p.poll() is not None:
+                break
+        assert b'AUTHENTICATING FOR org.platform.launcher1.configure' in out, out
+        assert b'Password:' in out, out
+        # The prompt is where this test ends: polkit-agent-helper-1 is setuid and
+        # answers polkitd on the host's system bus, never on this test's private one.
+        os.killpg(p.pid, signal.SIGTERM)
+        assert p.wait(10) != 0
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        os.close(master)
+    assert 'AGENT_KEY' not in daemon.get('EnvKeys')
+    # Not a terminal: no agent, no prompt.
+    q = ctl(bus, 'config', 'set-env', 'AGENT_KEY', 'v', user='nobody')
+    assert q.returncode == 77 and 'AUTHENTICATING' not in q.stderr + q.stdout, q
+    # A terminal but --no-ask-password: the same.
+    master, slave = pty.openpty()
+    q = subprocess.Popen(H.as_user_argv('nobody', [PLATFORMCTL, '--no-ask-password', 'config', 'set-env', 'AGENT_KEY',
+                                                   'v']),
+                         env=bus.env(), stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    out = b''
+    try:
+        while True:
+            if not select.select([master], [], [], 20)[0]:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert q.wait(10) == 77, out
+    finally:
+        if q.poll() is None:
+            q.kill()
+            q.wait()
+        os.close(master)
+    assert b'AUTHENTICATING' not in out and b'Interactive authentication required' in out, out

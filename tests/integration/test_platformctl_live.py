@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(SOURCE_DIR, 'tests', 'sim'))
 import simlib  # noqa: E402
 from simlib import api, api_process, vmm, vmm_process  # noqa: E402,F401 (fixtures)
 
-from ctl_helpers import PLATFORMCTL, Monitor, fields, one_line_error, run_on_pty  # noqa: E402
+from ctl_helpers import PLATFORMCTL, Monitor, error_after_steps, fields, one_line_error, run_on_pty  # noqa: E402
 
 OP_TIMEOUT = 120
 
@@ -157,7 +157,7 @@ def test_logs(running, bus):
 def test_blocked_by_missing_env(launcher, bus, api):
     api.patch_doc(required_env=['HOTKEY_PASSPHRASE', 'NOT_SET_HERE'])
     p = ctl(bus, 'vm', 'update')
-    one_line_error(p, 78, 'Failed to update validator_vm: ')
+    error_after_steps(p, 78, 'Failed to update validator_vm: ')
     v = wait_vm(bus, lambda v: v['State'] == 'blocked', 'State=blocked')
     assert 'NOT_SET_HERE' in v['StateReason']
     lines = ctl(bus, 'status').stdout.splitlines()
@@ -177,4 +177,36 @@ def test_busy_while_another_operation_runs(running, bus, vmm):
 
 def test_blocked_error_names_the_missing_key(launcher, bus, api):
     api.patch_doc(required_env=['NOT_SET_HERE'])
-    one_line_error(ctl(bus, 'vm', 'update'), 78, 'NOT_SET_HERE')
+    error_after_steps(ctl(bus, 'vm', 'update'), 78, 'NOT_SET_HERE')
+
+
+def test_set_env_prints_the_plan_and_follows_the_replacement(running, bus, vmm):
+    """A change of a secret replaces the VM: the operator is told before, and
+    sees it through, never only from the log."""
+    p = ctl(bus, 'config', 'set-env', 'VALIDATOR_BASE_URL', 'https://validator-2.example')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith('Env value set. This replaces VM validator_vm (recreate): it is down from its '
+                               'graceful stop (up to 5s) until the new VM has booted.\n'), p.stdout
+    # Followed to the end: one line per step, then the new VM.
+    assert 'Compose hash ' in p.stderr and ', VM id ' in p.stderr, p.stderr
+    v = vm_props(bus)
+    assert v['State'] == 'running' and v['Id'] != running['Id'], v
+    assert p.stderr.rstrip('\n').endswith(v['Id']), p.stderr
+
+
+def test_set_vmm_url_no_block_returns_at_once(running, bus):
+    t0 = time.monotonic()
+    p = ctl(bus, '--no-block', 'config', 'set-vmm-url', 'http://10.0.2.2:9999/')
+    assert p.returncode == 0, p.stderr
+    assert time.monotonic() - t0 < 5
+    assert 'This replaces VM validator_vm (recreate)' in p.stdout or 'is updating VM validator_vm now' in p.stdout, \
+        p.stdout
+    assert 'Follow it with platformctl monitor' in p.stdout, p.stdout
+    wait_vm(bus, lambda v: v['State'] == 'running' and v['Id'] != running['Id'], 'the replacement to finish')
+
+
+def test_set_env_of_an_unused_key_says_nothing_changes(running, bus):
+    p = ctl(bus, 'config', 'set-env', 'NOT_IN_THE_COMPOSE', 'x')
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == 'Env value set. VM validator_vm is not changed (plan: none).\n', p.stdout
+    assert vm_props(bus)['Id'] == running['Id']

@@ -8,13 +8,14 @@ reconciler. test_platformctl_live.py runs the commands against the real daemon.
 """
 import json
 import os
+import signal
 import subprocess
 import time
 
 import pytest
 
 import harness as H
-from ctl_helpers import PLATFORMCTL, Monitor, ctl, fields, one_line_error, run_on_pty
+from ctl_helpers import PLATFORMCTL, Monitor, ctl, fields, one_line_error, run_on_pty, screen_lines
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fake_launcher.py')
 FAKE_IFACE = 'org.platform.Launcher1.Fake'
@@ -205,7 +206,8 @@ def test_operation_calls_method_and_waits(vm, bus, verb, method):
     p = ctl(bus, 'vm', verb)
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 >= 0.3, 'returned before the reply'
-    assert p.stdout == '' and p.stderr == '', p
+    # Not a terminal: one line per step.
+    assert p.stdout == '' and p.stderr == 'running\n', p
     calls = vm.calls()
     assert [c['method'] for c in calls] == [method]
     assert calls[0]['no_reply'] is False
@@ -255,7 +257,9 @@ ERRORS = [
 def test_operation_errors_one_line(vm, bus, name, message, code):
     vm.script('Update', [{'props': {'State': 'updating'}}, {'error': [name, message]}])
     p = ctl(bus, 'vm', 'update')
-    one_line_error(p, code, 'Failed to update validator_vm: ' + message)
+    # The step line, then the error on one line.
+    assert p.returncode == code, p
+    assert p.stderr.splitlines() == ['updating', 'Failed to update validator_vm: ' + message], p
 
 
 def test_error_without_message(vm, bus):
@@ -283,7 +287,7 @@ def test_progress_on_a_terminal(vm, bus):
     rc, out, err = run_on_pty(bus, 'vm', 'update')
     assert rc == 0, err
     assert out == ''
-    assert err.splitlines() == [
+    assert screen_lines(err) == [
         'updating: creating the new VM',
         'updating: starting vm-5678',
         'running',
@@ -296,17 +300,54 @@ def test_progress_then_error_on_a_terminal(vm, bus):
                        {'error': ['org.platform.Launcher1.Error.Failed', 'StopVm failed: VM not found: vm-1234']}])
     rc, _, err = run_on_pty(bus, 'vm', 'stop')
     assert rc == 1
-    assert err.splitlines() == ['stopping', 'Failed to stop validator_vm: StopVm failed: VM not found: vm-1234'], err
+    assert screen_lines(err) == ['stopping', 'Failed to stop validator_vm: StopVm failed: VM not found: vm-1234'], err
 
 
-def test_no_progress_when_quiet_or_not_a_terminal(vm, bus):
+def test_no_progress_when_quiet_one_line_per_step_when_not_a_terminal(vm, bus):
     steps = [{'props': {'State': 'starting'}}, {'props': {'State': 'running'}}]
     vm.script('Start', steps)
     rc, _, err = run_on_pty(bus, '-q', 'vm', 'start')
     assert rc == 0 and err == '', err
     vm.set_vm(State='stopped')
+    vm.script('Start', [{'props': {'State': 'starting', 'StateReason': 'booting: 1 s of 60 s'}},
+                        {'props': {'StateReason': 'booting: 2 s of 60 s'}},
+                        {'props': {'State': 'running', 'StateReason': ''}}])
     p = ctl(bus, 'vm', 'start')
-    assert p.returncode == 0 and p.stderr == '', p
+    # The launcher's own counter does not make a new step.
+    assert p.returncode == 0 and p.stderr == 'starting: booting: 1 s of 60 s\nrunning\n', p
+
+
+def test_terminal_shows_elapsed_time_of_a_step(vm, bus):
+    vm.script('Stop', [{'props': {'State': 'stopping', 'StateReason': 'stopping the old VM'}}, {'delay': 2.5},
+                       {'props': {'State': 'stopped', 'StateReason': ''}}])
+    rc, _, err = run_on_pty(bus, 'vm', 'stop')
+    assert rc == 0, err
+    assert '\rstopping: stopping the old VM (2 s)\x1b[K' in err, repr(err)
+    assert screen_lines(err) == ['stopping: stopping the old VM', 'stopped'], repr(err)
+
+
+def test_terminal_keeps_the_launchers_own_deadline(vm, bus):
+    vm.script('Stop', [{'props': {'State': 'stopping', 'StateReason': 'stopping the old VM: 1 s of 60 s'}},
+                       {'delay': 1.2},
+                       {'props': {'StateReason': 'stopping the old VM: 2 s of 60 s', 'Operation': 'stop-graceful',
+                                  'Progress': 40}},
+                       {'delay': 1.2},
+                       {'props': {'State': 'stopped', 'StateReason': '', 'Operation': ''}}])
+    rc, _, err = run_on_pty(bus, 'vm', 'stop')
+    assert rc == 0, err
+    assert '\rstopping: stopping the old VM: 2 s of 60 s [40%]\x1b[K' in err, repr(err)
+    assert ' s of 60 s (' not in err, repr(err)
+
+
+def test_ctrl_c_leaves_the_operation_running(vm, bus):
+    vm.script('Stop', [{'props': {'State': 'stopping'}}, {'delay': 30}])
+    p = subprocess.Popen([PLATFORMCTL, 'vm', 'stop'], env=bus.env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stderr.readline() == 'stopping\n'
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
+    assert p.returncode == 130
+    assert err == 'The operation continues; follow it with platformctl monitor.\n', err
 
 
 def test_progress_ignores_other_vms(fake, bus):
@@ -320,7 +361,7 @@ def test_progress_ignores_other_vms(fake, bus):
     rc, _, err = run_on_pty(bus, 'vm', 'start', 'validator_vm')
     p.wait(10)
     assert rc == 0
-    assert err.splitlines() == ['starting', 'running'], err
+    assert screen_lines(err) == ['starting', 'running'], err
 
 
 # --- logs -----------------------------------------------------------------
@@ -344,8 +385,8 @@ USAGE = [
     (('vm', 'logs', '--channel'), "Option '--channel' needs an argument."),
     (('vm', 'update', '--bogus'), "Unknown option '--bogus'."),
     (('vm', 'start', '-x'), "Unknown option '-x'."),
-    (('vm', 'status', '--force'), 'Usage: platformctl vm status [NAME]'),
-    (('vm', 'update', '-n', '5'), 'Usage: platformctl vm update [--force] [NAME]'),
+    (('vm', 'status', '--force'), "--force applies to 'vm update' only."),
+    (('vm', 'update', '-n', '5'), "--lines and --channel apply to 'vm logs' only."),
     (('vm', 'stop', 'a', 'b'), 'Usage: platformctl vm stop [NAME]'),
     (('vm', 'frobnicate'), "Unknown vm command 'frobnicate'."),
     (('monitor', 'now'), 'Usage: platformctl monitor'),
@@ -420,3 +461,83 @@ def test_monitor_sees_launcher_go_and_come(fake, bus, harness):
     FakeLauncher(bus).add_vm('validator_vm', State='pending')
     assert m.line().endswith(' vm validator_vm: added org.platform.Launcher1.Vm')
     assert m.stop() == 0
+
+
+@pytest.mark.parametrize('state,code', [('running', 0), ('pending', 0), ('updating', 0), ('blocked', 78),
+                                        ('failed', 78), ('stopped', 78)])
+def test_status_exit_code_like_systemctl_is_active(vm, bus, state, code):
+    vm.set_vm(State=state)
+    p = ctl(bus, 'status')
+    assert p.returncode == code
+    # A non-zero exit is explained on the first line.
+    assert p.stdout.startswith('         Problem: VM validator_vm ') == (code != 0), p.stdout
+    p = ctl(bus, 'status', '--json')
+    assert p.returncode == code and json.loads(p.stdout)['Vms'][0]['State'] == state
+
+
+def test_monitor_prints_times_as_times(vm, bus, harness):
+    m = Monitor(harness, bus)
+    t = 1767225600 * 1000000     # 2026-01-01 00:00:00 UTC
+    vm.set_vm(LastCheckTimestamp=t, UpdateCount=3)
+    line = m.line()
+    stamp = time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(t / 1e6))
+    assert 'vm validator_vm: ' in line and ' UpdateCount=3' in line, line
+    assert ' LastCheckTimestamp="%s"' % stamp in line, line
+    assert str(t) not in line
+    assert m.stop() == 0
+
+
+# --- a config change that replaces the VM ---------------------------------------
+
+def test_set_env_follows_the_replacement_it_causes(vm, bus):
+    vm.set_plan('recreate', [['env', 'HOTKEY', 'HOTKEY (changed)']])
+    # The launcher begins a moment after the change is answered (so the plan is asked first).
+    vm.script('SetEnv', [{'delay': 0.5}, {'props': {'State': 'stopping', 'StateReason': 'stopping the old VM'}},
+                         {'delay': 0.3},
+                         {'props': {'State': 'creating', 'StateReason': 'creating the new VM'}},
+                         {'props': {'State': 'running', 'StateReason': '', 'Id': 'vm-new'}},
+                         {'signal': ['VmUpdated', ['c' * 64, 'c' * 64, 'vm-new']]}])
+    p = ctl(bus, 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 0, p
+    assert p.stdout == ('Env value set. This replaces VM validator_vm (recreate): it is down from its graceful '
+                        'stop (up to 1min) until the new VM has booted.\n'), p.stdout
+    assert p.stderr.splitlines() == ['stopping: stopping the old VM', 'creating: creating the new VM', 'running',
+                                     'Compose hash %s -> %s, VM id vm-new' % ('c' * 64, 'c' * 64)], p.stderr
+
+
+def test_set_env_reports_a_failed_replacement(vm, bus):
+    vm.set_plan('recreate', [])
+    vm.script('SetEnv', [{'props': {'State': 'updating', 'StateReason': 'creating the new VM'}},
+                         {'props': {'State': 'running', 'StateReason': ''}},
+                         {'signal': ['UpdateFailed', ['d' * 64, 'CreateVm failed: no capacity']]}])
+    p = ctl(bus, 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 1, p
+    assert p.stderr.splitlines()[-1] == 'Updating VM validator_vm failed: CreateVm failed: no capacity', p.stderr
+
+
+def test_set_env_no_block_and_json(vm, bus):
+    vm.set_plan('recreate', [])
+    vm.script('SetEnv', [{'delay': 20}])
+    t0 = time.monotonic()
+    p = ctl(bus, '--no-block', 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 0 and time.monotonic() - t0 < 5, p
+    assert p.stdout.endswith('Follow it with platformctl monitor or platformctl vm status.\n'), p.stdout
+    p = ctl(bus, '--json', '--no-block', 'config', 'set-env', 'HOTKEY', 'v2')
+    assert p.returncode == 0 and p.stdout == '', p
+
+
+def test_set_env_does_not_wait_for_a_launcher_that_never_begins(vm, bus):
+    """The plan said recreate but nothing moves: bounded (30 s), then exit 75 with where to look."""
+    vm.set_plan('recreate', [])
+    t0 = time.monotonic()
+    p = ctl(bus, 'config', 'set-env', 'HOTKEY', 'v2', timeout=60)
+    assert p.returncode == 75, p
+    assert 25 <= time.monotonic() - t0 < 45
+    assert p.stderr == 'The launcher has not begun on the VM; see platformctl vm plan and platformctl monitor.\n'
+
+
+def test_set_env_without_consequence_returns_at_once(vm, bus):
+    vm.set_plan('none', [])
+    p = ctl(bus, 'config', 'set-env', 'UNUSED', 'x')
+    assert p.returncode == 0 and p.stdout == 'Env value set. VM validator_vm is not changed (plan: none).\n', p
+    assert p.stderr == ''

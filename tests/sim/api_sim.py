@@ -145,7 +145,10 @@ class ApiSim:
         rec["conditional"] = bool(inm or ims)
         not_modified = False
         if inm is not None:
-            not_modified = self.use_etag and etag_list_matches(inm, self.etag)
+            if self.raw_etag is not None:
+                not_modified = etag_list_matches(inm, self.raw_etag)
+            else:
+                not_modified = self.use_etag and etag_list_matches(inm, self.etag)
         elif ims is not None and self.use_lm:
             try:
                 t = email.utils.parsedate_to_datetime(ims).timestamp()

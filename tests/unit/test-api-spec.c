@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include "shared/api-spec.h"
 #include "shared/macro.h"
 #include "shared/strv.h"
+#include "tests.h"
 
 /* The example of dstack.md §5, as the API sends it (pretty-printed). */
 static const char example[] =
@@ -37,40 +37,40 @@ static PlatformVmSpec *parse_ok(const char *doc) {
         int r = platform_vm_spec_parse(doc, strlen(doc), &spec, &err);
         if (r < 0)
                 fprintf(stderr, "unexpected error: %s\n", strempty(err));
-        assert(r == 0 && spec && !err);
+        assert_se(r == 0 && spec && !err);
         return spec;
 }
 
 static void test_example(void) {
         _cleanup_platform_vm_spec_ PlatformVmSpec *s = parse_ok(example);
-        assert(streq(s->compose_content, "services:\n  app:\n    image: \"nginx:latest\"\n"));
-        assert(streq(s->description, "Validator VM"));
-        assert(strv_length(s->required_env) == 1 && streq(s->required_env[0], "EXTRA_KEY"));
-        assert(streq(s->updated_at, "2026-08-01T12:00:00Z"));
-        assert(strv_length(s->env_keys) == 3 && streq(s->env_keys[1], "HOTKEY_PASSPHRASE"));
-        assert(s->manifest.manifest_version == 2);
-        assert(streq(s->manifest.name, "validator_vm") && streq(s->manifest.runner, "docker-compose"));
-        assert(s->manifest.kms_enabled && s->manifest.gateway_enabled && !s->manifest.local_key_provider_enabled);
-        assert(streq(s->manifest.key_provider_id, ""));
-        assert(s->manifest.public_logs && s->manifest.public_sysinfo && s->manifest.public_tcbinfo);
-        assert(!s->manifest.no_instance_id && !s->manifest.secure_time);
-        assert(streq(s->vm.name, "validator_vm") && streq(s->vm.image, "dstack-0.5.2"));
-        assert(s->vm.vcpu == 16 && s->vm.memory_mb == 16384 && s->vm.disk_size_gb == 200);
-        assert(streq(s->vm.user_config, ""));
-        assert(s->vm.n_ports == 1 && s->vm.ports[0].protocol == PORT_PROTOCOL_TCP);
-        assert(s->vm.ports[0].host_port == 0 && s->vm.ports[0].vm_port == 0);
-        assert(streq(s->vm.ports[0].host_address, ""));
-        assert(!s->vm.hugepages && !s->vm.pin_numa && !s->vm.stopped);
+        assert_se(streq(s->compose_content, "services:\n  app:\n    image: \"nginx:latest\"\n"));
+        assert_se(streq(s->description, "Validator VM"));
+        assert_se(strv_length(s->required_env) == 1 && streq(s->required_env[0], "EXTRA_KEY"));
+        assert_se(streq(s->updated_at, "2026-08-01T12:00:00Z"));
+        assert_se(strv_length(s->env_keys) == 3 && streq(s->env_keys[1], "HOTKEY_PASSPHRASE"));
+        assert_se(s->manifest.manifest_version == 2);
+        assert_se(streq(s->manifest.name, "validator_vm") && streq(s->manifest.runner, "docker-compose"));
+        assert_se(s->manifest.kms_enabled && s->manifest.gateway_enabled && !s->manifest.local_key_provider_enabled);
+        assert_se(streq(s->manifest.key_provider_id, ""));
+        assert_se(s->manifest.public_logs && s->manifest.public_sysinfo && s->manifest.public_tcbinfo);
+        assert_se(!s->manifest.no_instance_id && !s->manifest.secure_time);
+        assert_se(streq(s->vm.name, "validator_vm") && streq(s->vm.image, "dstack-0.5.2"));
+        assert_se(s->vm.vcpu == 16 && s->vm.memory_mb == 16384 && s->vm.disk_size_gb == 200);
+        assert_se(streq(s->vm.user_config, ""));
+        assert_se(s->vm.n_ports == 1 && s->vm.ports[0].protocol == PORT_PROTOCOL_TCP);
+        assert_se(s->vm.ports[0].host_port == 0 && s->vm.ports[0].vm_port == 0);
+        assert_se(streq(s->vm.ports[0].host_address, ""));
+        assert_se(!s->vm.hugepages && !s->vm.pin_numa && !s->vm.stopped);
 }
 
 static char *replace(const char *doc, const char *from, const char *to) {
         const char *at = strstr(doc, from);
         if (!at) {
                 fprintf(stderr, "test bug: \"%s\" not in the example\n", from);
-                assert(false);
+                assert_se(false);
         }
         char *out = NULL;
-        assert(asprintf(&out, "%.*s%s%s", (int) (at - doc), doc, to, at + strlen(from)) > 0);
+        assert_se(asprintf(&out, "%.*s%s%s", (int) (at - doc), doc, to, at + strlen(from)) > 0);
         return out;
 }
 
@@ -158,9 +158,9 @@ static void test_rejected(void) {
                 int r = platform_vm_spec_parse(doc, strlen(doc), &spec, &err);
                 if (r != -EINVAL || !err || !g_str_has_prefix(err, bad[i].error)) {
                         fprintf(stderr, "case %zu: want \"%s\", got %d \"%s\"\n", i, bad[i].error, r, strempty(err));
-                        assert(false);
+                        assert_se(false);
                 }
-                assert(!spec);
+                assert_se(!spec);
         }
 }
 
@@ -178,9 +178,9 @@ static void test_bad_bytes(void) {
                 int r = platform_vm_spec_parse(raw[i].doc, raw[i].len, &spec, &err);
                 if (r != -EINVAL || !err || !g_str_has_prefix(err, raw[i].error)) {
                         fprintf(stderr, "raw %zu: want \"%s\", got %d \"%s\"\n", i, raw[i].error, r, strempty(err));
-                        assert(false);
+                        assert_se(false);
                 }
-                assert(!spec);
+                assert_se(!spec);
         }
 
         /* 129 ports */
@@ -191,8 +191,8 @@ static void test_bad_bytes(void) {
         _cleanup_free_ char *doc = replace(example, "\"ports\": [{", ports->str), *err = NULL;
         g_string_free(ports, TRUE);
         PlatformVmSpec *spec = NULL;
-        assert(platform_vm_spec_parse(doc, strlen(doc), &spec, &err) == -EINVAL);
-        assert(streq(err, "provisioning.vm_parameters.ports: must have at most 128 elements"));
+        assert_se(platform_vm_spec_parse(doc, strlen(doc), &spec, &err) == -EINVAL);
+        assert_se(streq(err, "provisioning.vm_parameters.ports: must have at most 128 elements"));
 
         /* compose_content just over 1 MiB */
         GString *big = g_string_new("\"compose_content\": \"");
@@ -201,11 +201,11 @@ static void test_bad_bytes(void) {
         g_string_append(big, "\", \"x\": \"");
         _cleanup_free_ char *doc2 = replace(example, "\"compose_content\": \"", big->str), *err2 = NULL;
         g_string_free(big, TRUE);
-        assert(platform_vm_spec_parse(doc2, strlen(doc2), &spec, &err2) == -EINVAL);
-        assert(streq(err2, "compose_content: must be at most 1048576 bytes"));
+        assert_se(platform_vm_spec_parse(doc2, strlen(doc2), &spec, &err2) == -EINVAL);
+        assert_se(streq(err2, "compose_content: must be at most 1048576 bytes"));
 
         /* The error pointer is optional. */
-        assert(platform_vm_spec_parse("[]", 2, &spec, NULL) == -EINVAL);
+        assert_se(platform_vm_spec_parse("[]", 2, &spec, NULL) == -EINVAL);
 }
 
 int main(void) {

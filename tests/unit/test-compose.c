@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "shared/json-out.h"
 #include "shared/macro.h"
 #include "shared/strv.h"
+#include "tests.h"
 
 /* dstack.md §5 with the inputs of vectors/compose-hash.txt; %s = required_env. */
 #define DOC_FMT \
@@ -41,11 +41,11 @@ static const char vector_app_compose[] =
 static PlatformVmSpec *spec_from(const char *compose_json, const char *required, const char *env_keys) {
         _cleanup_free_ char *doc = NULL, *err = NULL;
         PlatformVmSpec *spec = NULL;
-        assert(asprintf(&doc, DOC_FMT, compose_json, required, env_keys) > 0);
+        assert_se(asprintf(&doc, DOC_FMT, compose_json, required, env_keys) > 0);
         int r = platform_vm_spec_parse(doc, strlen(doc), &spec, &err);
         if (r < 0)
                 fprintf(stderr, "parse: %s\n", strempty(err));
-        assert(r == 0 && spec);
+        assert_se(r == 0 && spec);
         return spec;
 }
 
@@ -55,13 +55,13 @@ static void test_vector(void) {
         size_t n = 0;
         char hash[COMPOSE_HASH_HEX_LEN + 1], app_id[APP_ID_HEX_LEN + 1];
 
-        assert(compose_build(spec, &out, &n) == 0);
-        assert(n == strlen(vector_app_compose));
-        assert(streq(out, vector_app_compose));
-        assert(compose_hash(out, n, hash) == 0);
-        assert(streq(hash, "70cfd2f4b998b97f124bdeb743a964a8fac44151ca8183dd8f0a4df1177cb4db"));
+        assert_se(compose_build(spec, &out, &n) == 0);
+        assert_se(n == strlen(vector_app_compose));
+        assert_se(streq(out, vector_app_compose));
+        assert_se(compose_hash(out, n, hash) == 0);
+        assert_se(streq(hash, "70cfd2f4b998b97f124bdeb743a964a8fac44151ca8183dd8f0a4df1177cb4db"));
         compose_app_id(hash, app_id);
-        assert(streq(app_id, "70cfd2f4b998b97f124bdeb743a964a8fac44151"));
+        assert_se(streq(app_id, "70cfd2f4b998b97f124bdeb743a964a8fac44151"));
 }
 
 /* serde_json writes struct fields of a BTreeMap in byte-wise order. */
@@ -69,13 +69,13 @@ static void test_keys_sorted(void) {
         _cleanup_platform_vm_spec_ PlatformVmSpec *spec = spec_from(VECTOR_COMPOSE, "", "");
         _cleanup_free_ char *out = NULL;
         size_t n;
-        assert(compose_build(spec, &out, &n) == 0);
+        assert_se(compose_build(spec, &out, &n) == 0);
         g_autoptr(JsonParser) p = json_parser_new();
-        assert(json_parser_load_from_data(p, out, (gssize) n, NULL));
+        assert_se(json_parser_load_from_data(p, out, (gssize) n, NULL));
         GList *keys = json_object_get_members(json_node_get_object(json_parser_get_root(p)));
-        assert(g_list_length(keys) == 14);
+        assert_se(g_list_length(keys) == 14);
         for (GList *k = keys; k && k->next; k = k->next)
-                assert(strcmp(k->data, k->next->data) < 0);
+                assert_se(strcmp(k->data, k->next->data) < 0);
         g_list_free(keys);
 }
 
@@ -86,14 +86,14 @@ static void test_union(void) {
         _cleanup_strv_free_ char **l = NULL;
         const char *want[] = { "A_KEY", "B", "DSTACK_VMM_URL", "HOTKEY_PASSPHRASE",
                                "VALIDATOR_BASE_URL", "ZED", "Z_UP", "_X", "a_lower" };
-        assert(compose_allowed_envs(spec, &l) == 0);
-        assert(strv_length(l) == ELEMENTSOF(want));
+        assert_se(compose_allowed_envs(spec, &l) == 0);
+        assert_se(strv_length(l) == ELEMENTSOF(want));
         for (size_t i = 0; i < ELEMENTSOF(want); i++)
-                assert(streq(l[i], want[i]));
+                assert_se(streq(l[i], want[i]));
 
         _cleanup_free_ char *out = NULL;
-        assert(compose_build(spec, &out, NULL) == 0);
-        assert(g_str_has_prefix(out, "{\"allowed_envs\":[\"A_KEY\",\"B\",\"DSTACK_VMM_URL\",\"HOTKEY_PASSPHRASE\","
+        assert_se(compose_build(spec, &out, NULL) == 0);
+        assert_se(g_str_has_prefix(out, "{\"allowed_envs\":[\"A_KEY\",\"B\",\"DSTACK_VMM_URL\",\"HOTKEY_PASSPHRASE\","
                                 "\"VALIDATOR_BASE_URL\",\"ZED\",\"Z_UP\",\"_X\",\"a_lower\"],"
                                 "\"docker_compose_file\":\"x\","));
 }
@@ -109,7 +109,7 @@ static void check_escape(const char *in, size_t n, const char *want) {
         _cleanup_free_ char *got = json_of(in, n);
         if (!got || !streq(got, want)) {
                 fprintf(stderr, "escape: got %s want %s\n", strempty(got), want);
-                assert(false);
+                assert_se(false);
         }
 }
 
@@ -124,17 +124,17 @@ static void test_escaping(void) {
         check_escape("", 0, "\"\"");
 
         _cleanup_free_ char *bad = json_of("\xc3", 1);
-        assert(!bad);
+        assert_se(!bad);
         _cleanup_free_ char *surrogate = json_of("\xed\xa0\x80", 3);
-        assert(!surrogate);
+        assert_se(!surrogate);
 }
 
 static void test_escaping_in_compose(void) {
         _cleanup_platform_vm_spec_ PlatformVmSpec *spec =
                 spec_from("\"q\\\" b\\\\ c\\u0001 d\\u007f e\\u00e9 f\\/ g\\ud83d\\ude00\"", "", "");
         _cleanup_free_ char *out = NULL;
-        assert(compose_build(spec, &out, NULL) == 0);
-        assert(strstr(out, "\"docker_compose_file\":\"q\\\" b\\\\ c\\u0001 d\x7f e\xc3\xa9 f/ g\xf0\x9f\x98\x80\","));
+        assert_se(compose_build(spec, &out, NULL) == 0);
+        assert_se(strstr(out, "\"docker_compose_file\":\"q\\\" b\\\\ c\\u0001 d\x7f e\xc3\xa9 f/ g\xf0\x9f\x98\x80\","));
 }
 
 /* A spec built in code (not parsed) can still carry bad bytes: refuse them. */
@@ -142,9 +142,9 @@ static void test_build_refuses_invalid_utf8(void) {
         _cleanup_platform_vm_spec_ PlatformVmSpec *spec = spec_from(VECTOR_COMPOSE, "", "");
         _cleanup_free_ char *out = NULL;
         free(spec->compose_content);
-        assert((spec->compose_content = strdup("a\xff")));
-        assert(compose_build(spec, &out, NULL) == -EINVAL);
-        assert(!out);
+        assert_se((spec->compose_content = strdup("a\xff")));
+        assert_se(compose_build(spec, &out, NULL) == -EINVAL);
+        assert_se(!out);
 }
 
 static void test_writer(void) {
@@ -164,21 +164,21 @@ static void test_writer(void) {
         json_out_key(&j, "b");
         json_out_bool(&j, true);
         json_out_end_object(&j);
-        assert(json_out_finish(&j, &out, NULL) == 0);
-        assert(streq(out, "{\"a\":[-5,18446744073709551615,{},[],false],\"b\":true}"));
+        assert_se(json_out_finish(&j, &out, NULL) == 0);
+        assert_se(streq(out, "{\"a\":[-5,18446744073709551615,{},[],false],\"b\":true}"));
 }
 
 static void check_allowed(const char *compose, int want_r, const char *want_joined) {
         _cleanup_strv_free_ char **l = NULL;
         _cleanup_free_ char *err = NULL;
         int r = compose_parse_allowed_envs(compose, strlen(compose), &l, &err);
-        assert(r == want_r);
+        assert_se(r == want_r);
         if (r < 0) {
-                assert(err && g_str_has_prefix(err, "compose_file"));
+                assert_se(err && g_str_has_prefix(err, "compose_file"));
                 return;
         }
         g_autofree char *joined = g_strjoinv(",", l);
-        assert(streq(joined, want_joined));
+        assert_se(streq(joined, want_joined));
 }
 
 static void test_parse_allowed_envs(void) {

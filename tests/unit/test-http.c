@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP client on a real sd-event loop against tests/unit/http-test-server.py.
  * argv[1] = python3, argv[2] = the server script. */
-#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -17,6 +17,7 @@
 #include "clients/http.h"
 #include "test-spawn.h"
 #include "shared/macro.h"
+#include "tests.h"
 
 typedef struct Result {
         bool done;
@@ -56,7 +57,7 @@ static char *strdup_or_null(const char *s) {
 
 static void on_done(HttpCall *call, const HttpResponse *resp, void *userdata) {
         Result *r = userdata;
-        assert(!r->done);
+        assert_se(!r->done);
         r->done = true;
         r->error = resp->error;
         r->status = resp->status;
@@ -70,7 +71,7 @@ static void on_done(HttpCall *call, const HttpResponse *resp, void *userdata) {
 /* Runs the loop until r->done. */
 static void run_until_done(Env *env, Result *r) {
         while (!r->done)
-                assert(sd_event_run(env->event, UINT64_MAX) >= 0);
+                assert_se(sd_event_run(env->event, UINT64_MAX) >= 0);
 }
 
 static void get(Env *env, const char *endpoint, const char *path, HttpRequest *tmpl, Result *r) {
@@ -78,7 +79,7 @@ static void get(Env *env, const char *endpoint, const char *path, HttpRequest *t
         req.endpoint = endpoint;
         req.path = path;
         result_clear(r);
-        assert(http_request_start(env->http, &req, on_done, r, NULL) == 0);
+        assert_se(http_request_start(env->http, &req, on_done, r, NULL) == 0);
         run_until_done(env, r);
 }
 
@@ -86,32 +87,32 @@ static void test_basic(Env *env) {
         Result r = {};
 
         get(env, env->tcp, "/ok", NULL, &r);
-        assert(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
-        assert(r.etag && streq(r.etag, "\"v1\""));
-        assert(r.last_modified && strstr(r.last_modified, "2026"));
+        assert_se(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
+        assert_se(r.etag && streq(r.etag, "\"v1\""));
+        assert_se(r.last_modified && strstr(r.last_modified, "2026"));
 
         _cleanup_free_ char *etag = strdup(r.etag), *lm = strdup(r.last_modified);
         get(env, env->tcp, "/ok", &(HttpRequest) { .if_none_match = etag }, &r);
-        assert(r.error == 0 && r.status == 304 && r.body[0] == '\0');
+        assert_se(r.error == 0 && r.status == 304 && r.body[0] == '\0');
         get(env, env->tcp, "/ok", &(HttpRequest) { .if_modified_since = lm }, &r);
-        assert(r.error == 0 && r.status == 304);
+        assert_se(r.error == 0 && r.status == 304);
 
         get(env, env->tcp, "/status?code=500", NULL, &r);
-        assert(r.error == 0 && r.status == 500 && strstr(r.body, "status 500"));
+        assert_se(r.error == 0 && r.status == 500 && strstr(r.body, "status 500"));
 
         get(env, env->tcp, "/slowbody?ms=200", NULL, &r);
-        assert(r.error == 0 && r.status == 200 && streq(r.body, "slow body"));
+        assert_se(r.error == 0 && r.status == 200 && streq(r.body, "slow body"));
 
         get(env, env->unix_ep, "/ok", NULL, &r);
-        assert(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
+        assert_se(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
 
         const char body[] = "{\"id\":\"x\"}";
         get(env, env->tcp, "/echo",
             &(HttpRequest) { .method = HTTP_POST, .body = body, .body_len = strlen(body), .bearer_token = "tok" }, &r);
-        assert(r.error == 0 && r.status == 200);
-        assert(strstr(r.body, "\"authorization\": \"Bearer tok\""));
-        assert(strstr(r.body, "\"content_type\": \"application/json\""));
-        assert(strstr(r.body, "{\\\"id\\\":\\\"x\\\"}"));
+        assert_se(r.error == 0 && r.status == 200);
+        assert_se(strstr(r.body, "\"authorization\": \"Bearer tok\""));
+        assert_se(strstr(r.body, "\"content_type\": \"application/json\""));
+        assert_se(strstr(r.body, "{\\\"id\\\":\\\"x\\\"}"));
         result_clear(&r);
         printf("basic: ok\n");
 }
@@ -121,43 +122,71 @@ static void test_failures(Env *env) {
         uint64_t t0 = now_usec();
 
         get(env, env->tcp, "/hang", &(HttpRequest) { .timeout_usec = 300 * USEC_PER_MSEC }, &r);
-        assert(r.error == -ETIMEDOUT && r.status == 0 && r.message);
-        assert(r.at - t0 >= 290 * USEC_PER_MSEC && r.at - t0 < 3 * USEC_PER_SEC);
+        assert_se(r.error == -ETIMEDOUT && r.status == 0 && r.message);
+        assert_se(r.at - t0 >= 290 * USEC_PER_MSEC && r.at - t0 < 3 * USEC_PER_SEC);
 
         get(env, env->tcp, "/big?n=2000000", &(HttpRequest) { .max_response_bytes = 1000000 }, &r);
-        assert(r.error == -EFBIG && streq(r.message, "response exceeds 1000000 bytes"));
+        assert_se(r.error == -EFBIG && streq(r.message, "response exceeds 1000000 bytes"));
         get(env, env->tcp, "/bigchunked?n=2000000", &(HttpRequest) { .max_response_bytes = 1000000 }, &r);
-        assert(r.error == -EFBIG && streq(r.message, "response exceeds 1000000 bytes"));
+        assert_se(r.error == -EFBIG && streq(r.message, "response exceeds 1000000 bytes"));
         get(env, env->tcp, "/big?n=1000000", &(HttpRequest) { .max_response_bytes = 1000000 }, &r);
-        assert(r.error == 0 && strlen(r.body) == 1000000);
+        assert_se(r.error == 0 && strlen(r.body) == 1000000);
 
         get(env, env->tcp, "/drop", NULL, &r);
-        assert(r.error == -ECONNRESET);
+        assert_se(r.error == -ECONNRESET);
 
         /* A port nobody listens on: bind, learn the port, close. */
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t sl = sizeof sa;
-        assert(bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0);
-        assert(getsockname(fd, (struct sockaddr *) &sa, &sl) == 0);
+        assert_se(bind(fd, (struct sockaddr *) &sa, sizeof sa) == 0);
+        assert_se(getsockname(fd, (struct sockaddr *) &sa, &sl) == 0);
         close(fd);
         char ep[64];
         snprintf(ep, sizeof ep, "http://127.0.0.1:%u", ntohs(sa.sin_port));
         get(env, ep, "/ok", NULL, &r);
-        assert(r.error == -ECONNREFUSED);
+        assert_se(r.error == -ECONNREFUSED);
 
+        /* A missing unix socket is named, not "localhost port 80"
+         * (issue 9 defect 11). */
         get(env, "unix:/nonexistent/vmm.sock", "/ok", NULL, &r);
-        assert(r.error < 0 && r.error != -ETIMEDOUT);
+        assert_se(r.error == -ENOENT && streq(r.message, "no such socket: /nonexistent/vmm.sock"));
+
+        /* A socket file nobody listens on (bound, never listening). */
+        char stale[] = "/tmp/test-http-stale-XXXXXX";
+        assert_se(mkdtemp(stale));
+        char sp[64], sep[80];
+        snprintf(sp, sizeof sp, "%s/s.sock", stale);
+        snprintf(sep, sizeof sep, "unix:%s", sp);
+        int ufd = socket(AF_UNIX, SOCK_STREAM, 0);
+        struct sockaddr_un su = { .sun_family = AF_UNIX };
+        snprintf(su.sun_path, sizeof su.sun_path, "%s", sp);
+        assert_se(ufd >= 0 && bind(ufd, (struct sockaddr *) &su, sizeof su) == 0);
+        get(env, sep, "/ok", NULL, &r);
+        char want[200];
+        snprintf(want, sizeof want, "nothing listens on socket: %s", sp);
+        assert_se(r.error == -ECONNREFUSED && streq(r.message, want));
+        close(ufd);
+        assert_se(unlink(sp) == 0 && rmdir(stale) == 0);
+
+        /* Endpoints url_check() refuses never start. */
+        static const char *const bad_eps[] = {
+                "http://[::1", "http://127.0.0.1:99999", "http://-/", "unix:/tmp/../etc/passwd", "unix:rel",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad_eps); i++) {
+                HttpRequest b = { .endpoint = bad_eps[i], .path = "/ok" };
+                assert_se(http_request_start(env->http, &b, on_done, &r, NULL) == -EINVAL);
+        }
 
         HttpRequest bad = { .endpoint = "ftp://x", .path = "/" };
-        assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
+        assert_se(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         bad = (HttpRequest) { .endpoint = env->tcp, .path = "/ok", .bearer_token = "a\r\nX-Evil: 1" };
-        assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
+        assert_se(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         bad = (HttpRequest) { .endpoint = env->tcp, .path = "/ok\r\n" };
-        assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
+        assert_se(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
         bad = (HttpRequest) { .endpoint = env->tcp, .path = "/echo", .method = HTTP_POST, .body_len = 5 };
-        assert(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
-        assert(http_context_n_calls(env->http) == 0);
+        assert_se(http_request_start(env->http, &bad, on_done, &r, NULL) == -EINVAL);
+        assert_se(http_context_n_calls(env->http) == 0);
         result_clear(&r);
         printf("failures: ok\n");
 }
@@ -178,27 +207,31 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         return sd_event_source_set_time_relative(s, 10 * USEC_PER_MSEC);
 }
 
-/* While a request hangs, a 10 ms timer keeps firing on schedule. */
+/* While a request hangs for 1 s, a 10 ms timer keeps firing. A blocking
+ * client would stall the loop for the whole second (one gap of ~1000 ms,
+ * a tick or two); the bounds leave room for a loaded machine, where the
+ * scheduler alone can delay a tick by tens of ms (this test failed 1 run
+ * in 8 at load 6 on 2 cores with a 60 ms bound). */
 static void test_loop_not_blocked(Env *env) {
         Ticks t = {};
         Result r = {};
 
-        assert(sd_event_add_time_relative(env->event, &t.src, CLOCK_MONOTONIC, 10 * USEC_PER_MSEC, 1, on_tick, &t) >= 0);
-        assert(sd_event_source_set_enabled(t.src, SD_EVENT_ON) >= 0);
+        assert_se(sd_event_add_time_relative(env->event, &t.src, CLOCK_MONOTONIC, 10 * USEC_PER_MSEC, 1, on_tick, &t) >= 0);
+        assert_se(sd_event_source_set_enabled(t.src, SD_EVENT_ON) >= 0);
         uint64_t t0 = now_usec();
         get(env, env->tcp, "/hang", &(HttpRequest) { .timeout_usec = 1 * USEC_PER_SEC }, &r);
         uint64_t elapsed = now_usec() - t0;
-        assert(r.error == -ETIMEDOUT);
+        assert_se(r.error == -ETIMEDOUT);
         printf("loop: %u ticks in %llu ms, max gap %llu ms\n", t.n,
                (unsigned long long) (elapsed / 1000), (unsigned long long) (t.max_gap / 1000));
-        assert(t.n >= 80);
-        assert(t.max_gap < 60 * USEC_PER_MSEC);
+        assert_se(t.n >= 20);
+        assert_se(t.max_gap < 400 * USEC_PER_MSEC);
         sd_event_source_disable_unref(t.src);
         result_clear(&r);
 }
 
 static void on_never(HttpCall *call, const HttpResponse *resp, void *userdata) {
-        assert(!"cancelled callback fired");
+        assert_se(!"cancelled callback fired");
 }
 
 static int on_cancel_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -217,19 +250,19 @@ static void test_cancel(Env *env) {
         bool stop = false;
         HttpRequest req = { .endpoint = env->tcp, .path = "/slow?ms=300" };
 
-        assert(http_request_start(env->http, &req, on_never, NULL, &call) == 0);
-        assert(sd_event_add_time_relative(env->event, &s1, CLOCK_MONOTONIC, 50 * USEC_PER_MSEC, 1, on_cancel_timer, call) >= 0);
-        assert(sd_event_add_time_relative(env->event, &s2, CLOCK_MONOTONIC, 600 * USEC_PER_MSEC, 1, on_stop_timer, &stop) >= 0);
+        assert_se(http_request_start(env->http, &req, on_never, NULL, &call) == 0);
+        assert_se(sd_event_add_time_relative(env->event, &s1, CLOCK_MONOTONIC, 50 * USEC_PER_MSEC, 1, on_cancel_timer, call) >= 0);
+        assert_se(sd_event_add_time_relative(env->event, &s2, CLOCK_MONOTONIC, 600 * USEC_PER_MSEC, 1, on_stop_timer, &stop) >= 0);
         while (!stop)
-                assert(sd_event_run(env->event, UINT64_MAX) >= 0);
-        assert(http_context_n_calls(env->http) == 0);
+                assert_se(sd_event_run(env->event, UINT64_MAX) >= 0);
+        assert_se(http_context_n_calls(env->http) == 0);
         sd_event_source_unref(s1);
         sd_event_source_unref(s2);
 
         /* Cancel right after start, before the loop ever ran. */
-        assert(http_request_start(env->http, &req, on_never, NULL, &call) == 0);
+        assert_se(http_request_start(env->http, &req, on_never, NULL, &call) == 0);
         http_call_cancel(call);
-        assert(http_context_n_calls(env->http) == 0);
+        assert_se(http_context_n_calls(env->http) == 0);
         printf("cancel: ok\n");
 }
 
@@ -251,11 +284,11 @@ static void test_cancel_in_callback(Env *env) {
         HttpRequest fast = { .endpoint = env->tcp, .path = "/ok" };
         HttpRequest slow = { .endpoint = env->tcp, .path = "/slow?ms=200" };
 
-        assert(http_request_start(env->http, &slow, on_never, NULL, &p.other) == 0);
-        assert(http_request_start(env->http, &fast, on_done_cancel_other, &p, NULL) == 0);
+        assert_se(http_request_start(env->http, &slow, on_never, NULL, &p.other) == 0);
+        assert_se(http_request_start(env->http, &fast, on_done_cancel_other, &p, NULL) == 0);
         run_until_done(env, &p.r);
-        assert(p.r.status == 200);
-        assert(http_context_n_calls(env->http) == 0);
+        assert_se(p.r.status == 200);
+        assert_se(http_context_n_calls(env->http) == 0);
         result_clear(&p.r);
         printf("cancel in callback: ok\n");
 }
@@ -269,18 +302,18 @@ static void test_concurrent(Env *env) {
 
         for (size_t i = 0; i < N_CONCURRENT; i++) {
                 req.endpoint = i % 2 ? env->tcp : env->unix_ep;
-                assert(http_request_start(env->http, &req, on_done, &rs[i], NULL) == 0);
+                assert_se(http_request_start(env->http, &req, on_done, &rs[i], NULL) == 0);
         }
-        assert(http_context_n_calls(env->http) == N_CONCURRENT);
+        assert_se(http_context_n_calls(env->http) == N_CONCURRENT);
         for (size_t i = 0; i < N_CONCURRENT; i++) {
                 run_until_done(env, &rs[i]);
-                assert(rs[i].error == 0 && rs[i].status == 200 && streq(rs[i].body, "slow"));
+                assert_se(rs[i].error == 0 && rs[i].status == 200 && streq(rs[i].body, "slow"));
                 result_clear(&rs[i]);
         }
         uint64_t elapsed = now_usec() - t0;
         printf("concurrent: %d requests of 300 ms in %llu ms\n", N_CONCURRENT, (unsigned long long) (elapsed / 1000));
         /* Serially this would take 19 s. */
-        assert(elapsed < 5 * USEC_PER_SEC);
+        assert_se(elapsed < 5 * USEC_PER_SEC);
 }
 
 typedef struct FreeCtx {
@@ -302,21 +335,21 @@ static void test_free_in_flight(Env *env) {
         FreeCtx f = { .env = env };
 
         for (int i = 0; i < 3; i++)
-                assert(http_request_start(env->http, &hang, on_never, NULL, NULL) == 0);
-        assert(sd_event_run(env->event, 50 * USEC_PER_MSEC) >= 0);
+                assert_se(http_request_start(env->http, &hang, on_never, NULL, NULL) == 0);
+        assert_se(sd_event_run(env->event, 50 * USEC_PER_MSEC) >= 0);
         env->http = http_context_free(env->http);
 
-        assert(http_context_new(env->event, &env->http) == 0);
+        assert_se(http_context_new(env->event, &env->http) == 0);
         for (int i = 0; i < 3; i++)
-                assert(http_request_start(env->http, &hang, on_never, NULL, NULL) == 0);
-        assert(http_request_start(env->http, &fast, on_done_free_ctx, &f, NULL) == 0);
+                assert_se(http_request_start(env->http, &hang, on_never, NULL, NULL) == 0);
+        assert_se(http_request_start(env->http, &fast, on_done_free_ctx, &f, NULL) == 0);
         run_until_done(env, &f.r);
-        assert(env->http == NULL && f.r.status == 200);
+        assert_se(env->http == NULL && f.r.status == 200);
         /* Let the loop settle: no stale source may fire into freed memory. */
         for (int i = 0; i < 5; i++)
-                assert(sd_event_run(env->event, 20 * USEC_PER_MSEC) >= 0);
+                assert_se(sd_event_run(env->event, 20 * USEC_PER_MSEC) >= 0);
         result_clear(&f.r);
-        assert(http_context_new(env->event, &env->http) == 0);
+        assert_se(http_context_new(env->event, &env->http) == 0);
         printf("free in flight: ok\n");
 }
 
@@ -327,14 +360,14 @@ static void test_tls(Env *env) {
         char ep[64];
 
         get(env, env->tls, "/ok", NULL, &r);
-        assert(r.error == -EPROTO && r.message);
+        assert_se(r.error == -EPROTO && r.message);
         get(env, env->tls, "/ok", &(HttpRequest) { .ca_file = env->ca_file }, &r);
-        assert(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
+        assert_se(r.error == 0 && r.status == 200 && streq(r.body, "hello"));
         snprintf(ep, sizeof ep, "https://localhost:%s", strrchr(env->tls, ':') + 1);
         get(env, ep, "/ok", &(HttpRequest) { .ca_file = env->ca_file }, &r);
-        assert(r.error == -EPROTO);
+        assert_se(r.error == -EPROTO);
         get(env, env->tls, "/ok", &(HttpRequest) { .ca_file = "/nonexistent/ca.pem" }, &r);
-        assert(r.error == -EPROTO);
+        assert_se(r.error == -EPROTO);
         result_clear(&r);
         printf("tls: ok\n");
 }
@@ -349,20 +382,20 @@ int main(int argc, char *argv[]) {
         Env env = {};
         char port[32], dir[] = "/tmp/test-http-XXXXXX", sock[128];
 
-        assert(argc == 3);
-        assert(mkdtemp(dir));
+        assert_se(argc == 3);
+        assert_se(mkdtemp(dir));
         snprintf(sock, sizeof sock, "%s/srv.sock", dir);
         pid_t pid = start_server(argv[1], argv[2], sock, dir, port, sizeof port);
         char *tls_port = strchr(port, ' ');
-        assert(tls_port);
+        assert_se(tls_port);
         *tls_port++ = '\0';
         snprintf(env.tcp, sizeof env.tcp, "http://127.0.0.1:%s/", port);
         snprintf(env.tls, sizeof env.tls, "https://127.0.0.1:%s", tls_port);
         snprintf(env.ca_file, sizeof env.ca_file, "%s/cert.pem", dir);
         snprintf(env.unix_ep, sizeof env.unix_ep, "unix:%s", sock);
 
-        assert(sd_event_new(&env.event) >= 0);
-        assert(http_context_new(env.event, &env.http) == 0);
+        assert_se(sd_event_new(&env.event) >= 0);
+        assert_se(http_context_new(env.event, &env.http) == 0);
 
         test_basic(&env);
         test_failures(&env);

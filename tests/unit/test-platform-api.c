@@ -30,6 +30,7 @@ typedef struct SpecOut {
         PlatformVmSpec *spec;
         char *body;
         char *message;
+        bool etag_refused, last_modified_refused;
 } SpecOut;
 
 static void spec_out_clear(SpecOut *o) {
@@ -48,6 +49,8 @@ static void on_spec(PlatformCall *call, PlatformSpecResult *r, void *userdata) {
         o->spec = TAKE_PTR(r->spec);
         o->body = r->body ? strndup(r->body, r->body_len) : NULL;
         o->message = r->message ? strdup(r->message) : NULL;
+        o->etag_refused = r->etag_refused;
+        o->last_modified_refused = r->last_modified_refused;
 }
 
 static void run_until(Env *env, bool *done) {
@@ -59,6 +62,9 @@ static void fetch(Env *env, SpecOut *o) {
         spec_out_clear(o);
         assert_se(platform_api_fetch_spec(env->api, on_spec, o, NULL) == 0);
         run_until(env, &o->done);
+        if (getenv("TEST_VERBOSE"))
+                fprintf(stderr, "fetch: error=%d status=%ld unchanged=%d message=%s\n",
+                        o->error, o->status, o->unchanged, strempty(o->message));
 }
 
 typedef struct HttpOut {
@@ -140,6 +146,59 @@ static void test_spec(Env *env) {
         assert_se(o.error == 0 && o.status == 200 && o.spec->vm.vcpu == 16);
         spec_out_clear(&o);
         printf("spec: ok\n");
+}
+
+/* Issue 9 defect 5: one bad validator stopped polling until restart (a
+ * control byte was refused locally on every request; a 90 KB ETag was
+ * answered 431 by the server every time). Now it is never remembered. */
+static void test_validators(Env *env) {
+        SpecOut o = {};
+
+        fetch(env, &o);
+        fetch(env, &o);
+        assert_se(o.error == 0 && o.status == 304);
+
+        /* The ETag is refused; the valid Last-Modified still makes the
+         * next requests conditional (304). */
+        control(env, "/_sim/validators", "{\"etag\": \"\\\"a\\u0001b\\\"\"}");
+        fetch(env, &o);
+        assert_se(o.error == 0 && o.status == 200 && o.spec && o.etag_refused && !o.last_modified_refused);
+        for (int i = 0; i < 3; i++) {
+                fetch(env, &o);
+                assert_se(o.error == 0 && o.status == 304 && o.unchanged);
+        }
+
+        size_t big = 90 * 1024;
+        _cleanup_free_ char *body = malloc(big + 64);
+        assert_se(body);
+        int k = snprintf(body, 64, "{\"etag\": \"\\\"");
+        memset(body + k, 'x', big);
+        strcpy(body + k + big, "\\\"\"}");
+        control(env, "/_sim/validators", body);
+        platform_api_forget_validators(env->api);
+        fetch(env, &o);
+        assert_se(o.error == 0 && o.status == 200 && o.spec && o.etag_refused);
+        for (int i = 0; i < 3; i++) {
+                fetch(env, &o);
+                assert_se(o.error == 0 && o.status == 304);
+        }
+
+        /* Both refused: plain requests, whole documents, no error. */
+        control(env, "/_sim/validators", "{\"etag\": \"W/\\\"\\u00e9\\\"\", \"last_modified\": \"Mon\\u0001\"}");
+        platform_api_forget_validators(env->api);
+        for (int i = 0; i < 3; i++) {
+                fetch(env, &o);
+                assert_se(o.error == 0 && o.status == 200 && o.spec && o.etag_refused && o.last_modified_refused);
+        }
+
+        /* Valid validators again: conditional requests resume. */
+        control(env, "/_sim/validators", "{}");
+        fetch(env, &o);
+        assert_se(o.error == 0 && o.status == 200 && !o.etag_refused && !o.last_modified_refused);
+        fetch(env, &o);
+        assert_se(o.error == 0 && o.status == 304 && o.unchanged);
+        spec_out_clear(&o);
+        printf("validators: ok\n");
 }
 
 typedef struct ActiveOut {
@@ -353,6 +412,7 @@ int main(int argc, char *argv[]) {
         assert_se(platform_api_new(env.http, env.url, &env.api) == 0);
 
         test_spec(&env);
+        test_validators(&env);
         test_active(&env);
         test_cancel_and_free(&env);
 

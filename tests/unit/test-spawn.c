@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include <assert.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,12 +7,13 @@
 #include <unistd.h>
 
 #include "test-spawn.h"
+#include "tests.h"
 
 pid_t test_spawn_ready(const char *const *argv, char *line, size_t linesz) {
         int p[2];
-        assert(pipe2(p, O_CLOEXEC) == 0);
+        assert_se(pipe2(p, O_CLOEXEC) == 0);
         pid_t pid = fork();
-        assert(pid >= 0);
+        assert_se(pid >= 0);
         if (pid == 0) {
                 char fdbuf[16];
                 const char *args[64];
@@ -30,7 +30,7 @@ pid_t test_spawn_ready(const char *const *argv, char *line, size_t linesz) {
         }
         close(p[1]);
         FILE *f = fdopen(p[0], "r");
-        assert(f && fgets(line, (int) linesz, f));
+        assert_se(f && fgets(line, (int) linesz, f));
         fclose(f);
         line[strcspn(line, "\n")] = '\0';
         return pid;

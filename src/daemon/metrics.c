@@ -1,0 +1,337 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "core/fileio.h"
+#include "daemon/metrics.h"
+#include "shared/log.h"
+#include "shared/macro.h"
+
+struct Metrics {
+        sd_event *event;
+        SettingsStore *settings;
+        Reconciler *reconciler;
+        ReconcilerEvents inner;   /* forwarded to */
+        ReconcilerEvents events;  /* given to the reconciler */
+        sd_event_source *timer;
+        uint64_t last_write;      /* CLOCK_MONOTONIC */
+        char *last_path;          /* the file last written, removed when the path changes */
+        char *last_text;          /* what it holds */
+        char *last_error;         /* the path that last failed, logged once */
+        uint64_t deploys, deploy_failures;
+        uint64_t errors[_METRICS_ERROR_MAX];
+        metrics_section_fn updater_section;
+        void *updater_userdata;
+};
+
+static uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Prometheus label values: backslash, double quote and newline escaped. */
+static void append_label(GString *s, const char *v) {
+        for (const char *p = v; *p; p++)
+                if (*p == '\\' || *p == '"')
+                        g_string_append_printf(s, "\\%c", *p);
+                else if (*p == '\n')
+                        g_string_append(s, "\\n");
+                else
+                        g_string_append_c(s, *p);
+}
+
+static void header(GString *s, const char *name, const char *type, const char *help) {
+        g_string_append_printf(s, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void vm_sample(GString *s, const char *name, const Vm *vm, const char *extra_label, const char *extra_value,
+                      const char *value) {
+        g_string_append_printf(s, "%s{vm=\"", name);
+        append_label(s, vm->name);
+        if (extra_label) {
+                g_string_append_printf(s, "\",%s=\"", extra_label);
+                append_label(s, extra_value);
+        }
+        g_string_append_printf(s, "\"} %s\n", value);
+}
+
+static void vm_uint(GString *s, const char *name, const Vm *vm, uint64_t v) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%" PRIu64, v);
+        vm_sample(s, name, vm, NULL, NULL, buf);
+}
+
+static void vm_seconds(GString *s, const char *name, const Vm *vm, uint64_t usec) {
+        char buf[48];
+        snprintf(buf, sizeof buf, "%" PRIu64 ".%06" PRIu64, (uint64_t) (usec / USEC_PER_SEC),
+                 (uint64_t) (usec % USEC_PER_SEC));
+        vm_sample(s, name, vm, NULL, NULL, buf);
+}
+
+typedef enum VmMetric {
+        VM_METRIC_STATE,
+        VM_METRIC_RESTARTS,
+        VM_METRIC_UPDATES,
+        VM_METRIC_LAST_CHECK,
+        VM_METRIC_LAST_CHECK_AGE,
+        VM_METRIC_LAST_UPDATE,
+        VM_METRIC_LAST_UPDATE_AGE,
+        VM_METRIC_BLOCKED,
+        VM_METRIC_LAST_ERROR,
+        _VM_METRIC_MAX,
+} VmMetric;
+
+static const struct {
+        const char *name, *type, *help;
+} vm_metrics[_VM_METRIC_MAX] = {
+        [VM_METRIC_STATE] = { "platform_launcher_vm_state", "gauge", "1 for the VM's current state, 0 for the others." },
+        [VM_METRIC_RESTARTS] = { "platform_launcher_vm_restarts_total", "counter",
+                                 "Times the launcher started the VM again after it exited (RestartCount)." },
+        [VM_METRIC_UPDATES] = { "platform_launcher_vm_updates_total", "counter",
+                                "Deploys of a new spec to the VM (UpdateCount)." },
+        [VM_METRIC_LAST_CHECK] = { "platform_launcher_vm_last_check_timestamp_seconds", "gauge",
+                                   "When the spec was last checked (0 = never)." },
+        [VM_METRIC_LAST_CHECK_AGE] = { "platform_launcher_vm_last_check_age_seconds", "gauge",
+                                       "Seconds since the spec was last checked (absent = never)." },
+        [VM_METRIC_LAST_UPDATE] = { "platform_launcher_vm_last_update_timestamp_seconds", "gauge",
+                                    "When the VM was last updated (0 = never)." },
+        [VM_METRIC_LAST_UPDATE_AGE] = { "platform_launcher_vm_last_update_age_seconds", "gauge",
+                                        "Seconds since the VM was last updated (absent = never)." },
+        [VM_METRIC_BLOCKED] = { "platform_launcher_vm_blocked", "gauge",
+                                "1 while the spec cannot be applied (missing env, invalid spec)." },
+        [VM_METRIC_LAST_ERROR] = { "platform_launcher_vm_last_error", "gauge", "1 while the VM has a LastError." },
+};
+
+static void render_vm_metric(GString *s, VmMetric k, Vm *const *vms, uint64_t now) {
+        header(s, vm_metrics[k].name, vm_metrics[k].type, vm_metrics[k].help);
+        for (Vm *const *p = vms; p && *p; p++) {
+                const Vm *vm = *p;
+                switch (k) {
+                case VM_METRIC_STATE:
+                        for (VmState st = 0; st < _VM_STATE_MAX; st++)
+                                vm_sample(s, vm_metrics[k].name, vm, "state", vm_state_to_string(st),
+                                          st == vm->state ? "1" : "0");
+                        break;
+                case VM_METRIC_RESTARTS:
+                        vm_uint(s, vm_metrics[k].name, vm, vm->restart_count);
+                        break;
+                case VM_METRIC_UPDATES:
+                        vm_uint(s, vm_metrics[k].name, vm, vm->update_count);
+                        break;
+                case VM_METRIC_LAST_CHECK:
+                        vm_seconds(s, vm_metrics[k].name, vm, vm->last_check_usec);
+                        break;
+                case VM_METRIC_LAST_CHECK_AGE:
+                        if (vm->last_check_usec)
+                                vm_seconds(s, vm_metrics[k].name, vm,
+                                           now > vm->last_check_usec ? now - vm->last_check_usec : 0);
+                        break;
+                case VM_METRIC_LAST_UPDATE:
+                        vm_seconds(s, vm_metrics[k].name, vm, vm->last_update_usec);
+                        break;
+                case VM_METRIC_LAST_UPDATE_AGE:
+                        if (vm->last_update_usec)
+                                vm_seconds(s, vm_metrics[k].name, vm,
+                                           now > vm->last_update_usec ? now - vm->last_update_usec : 0);
+                        break;
+                case VM_METRIC_BLOCKED:
+                        vm_uint(s, vm_metrics[k].name, vm, vm->state == VM_STATE_BLOCKED);
+                        break;
+                case VM_METRIC_LAST_ERROR:
+                        vm_uint(s, vm_metrics[k].name, vm, !isempty(vm->last_error));
+                        break;
+                default:
+                        break;
+                }
+        }
+}
+
+static void counter(GString *s, const char *name, const char *help, uint64_t v) {
+        header(s, name, "counter", help);
+        g_string_append_printf(s, "%s %" PRIu64 "\n", name, v);
+}
+
+char *metrics_render(Metrics *mt, uint64_t now) {
+        GString *s = g_string_new(NULL);
+        Vm *const *vms = mt->reconciler ? reconciler_vms(mt->reconciler) : NULL;
+        for (VmMetric k = 0; k < _VM_METRIC_MAX; k++)
+                render_vm_metric(s, k, vms, now);
+        counter(s, "platform_launcher_deploys_total", "Successful VM deploys (VmUpdated) since the launcher started.",
+                mt->deploys);
+        counter(s, "platform_launcher_deploy_failures_total",
+                "Failed VM deploys (UpdateFailed) since the launcher started.", mt->deploy_failures);
+        counter(s, "platform_launcher_api_errors_total",
+                "Platform API errors since the launcher started (each new LastError naming the API).",
+                mt->errors[METRICS_ERROR_API]);
+        counter(s, "platform_launcher_vmm_errors_total",
+                "VMM errors since the launcher started (each new LastError naming the VMM).",
+                mt->errors[METRICS_ERROR_VMM]);
+        if (mt->updater_section)
+                mt->updater_section(s, mt->updater_userdata);
+        return g_string_free(s, FALSE);
+}
+
+static void metrics_write(Metrics *mt) {
+        const char *path = mt->settings->config->metrics_path;
+
+        if (!streq_ptr(path, mt->last_path)) {
+                /* A path given up: its stale numbers must not be collected any more. */
+                if (!isempty(mt->last_path) && unlink(mt->last_path) < 0 && errno != ENOENT)
+                        log_warning_errno(-errno, "Cannot remove the old metrics file %s: %m", mt->last_path);
+                g_free(mt->last_path);
+                mt->last_path = g_strdup(path);
+                g_clear_pointer(&mt->last_text, g_free);
+        }
+        mt->last_write = now_usec(CLOCK_MONOTONIC);
+        if (isempty(path))
+                return;
+
+        g_autofree char *text = metrics_render(mt, now_usec(CLOCK_REALTIME));
+        if (streq_ptr(text, mt->last_text))
+                return;
+        int r = write_file_atomic(path, text, strlen(text), 0644);
+        if (r < 0) {
+                if (!streq_ptr(mt->last_error, path))
+                        log_warning_errno(r, "Cannot write the metrics file %s: %m", path);
+                g_free(mt->last_error);
+                mt->last_error = g_strdup(path);
+                return;
+        }
+        g_clear_pointer(&mt->last_error, g_free);
+        g_free(mt->last_text);
+        mt->last_text = g_steal_pointer(&text);
+}
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Metrics *mt = userdata;
+        metrics_write(mt);
+        int r = sd_event_source_set_time(s, now_usec(CLOCK_MONOTONIC) + METRICS_REFRESH_USEC);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return r;
+}
+
+/* Something changed: write soon, but not more often than every few seconds. */
+static void metrics_changed(Metrics *mt) {
+        if (!mt->timer)
+                return;
+        uint64_t at = MAX(now_usec(CLOCK_MONOTONIC), mt->last_write + METRICS_MIN_INTERVAL_USEC);
+        uint64_t next = 0;
+        if (sd_event_source_get_time(mt->timer, &next) >= 0 && next <= at)
+                return;
+        (void) sd_event_source_set_time(mt->timer, at);
+        (void) sd_event_source_set_enabled(mt->timer, SD_EVENT_ONESHOT);
+}
+
+void metrics_count_error(Metrics *mt, MetricsError kind) {
+        if (kind < 0 || kind >= _METRICS_ERROR_MAX)
+                return;
+        mt->errors[kind]++;
+        metrics_changed(mt);
+}
+
+void metrics_set_updater_section(Metrics *mt, metrics_section_fn fn, void *userdata) {
+        mt->updater_section = fn;
+        mt->updater_userdata = userdata;
+        metrics_changed(mt);
+}
+
+/* ---- the reconciler's events: counted, then forwarded ---- */
+
+static void on_vm_added(Reconciler *r, Vm *vm, void *userdata) {
+        Metrics *mt = userdata;
+        metrics_changed(mt);
+        if (mt->inner.vm_added)
+                mt->inner.vm_added(r, vm, mt->inner.userdata);
+}
+
+static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
+        Metrics *mt = userdata;
+        metrics_changed(mt);
+        if (mt->inner.vm_removed)
+                mt->inner.vm_removed(r, vm, mt->inner.userdata);
+}
+
+static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata) {
+        Metrics *mt = userdata;
+        if (fields & VM_FIELD_LAST_ERROR) {
+                /* The reconciler's own words (reconciler-tick.c): "Platform API unreachable: ...",
+                 * "VMM unreachable: ..."; other VMM failures name the VMM call. */
+                if (g_str_has_prefix(vm->last_error, "Platform API"))
+                        mt->errors[METRICS_ERROR_API]++;
+                else if (g_str_has_prefix(vm->last_error, "VMM") || strstr(vm->last_error, "Vm failed"))
+                        mt->errors[METRICS_ERROR_VMM]++;
+        }
+        metrics_changed(mt);
+        if (mt->inner.vm_changed)
+                mt->inner.vm_changed(r, vm, fields, mt->inner.userdata);
+}
+
+static void on_vm_updated(Reconciler *r, Vm *vm, const char *old_hash, const char *new_hash, const char *vm_id,
+                          void *userdata) {
+        Metrics *mt = userdata;
+        mt->deploys++;
+        metrics_changed(mt);
+        if (mt->inner.vm_updated)
+                mt->inner.vm_updated(r, vm, old_hash, new_hash, vm_id, mt->inner.userdata);
+}
+
+static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const char *reason, void *userdata) {
+        Metrics *mt = userdata;
+        mt->deploy_failures++;
+        metrics_changed(mt);
+        if (mt->inner.update_failed)
+                mt->inner.update_failed(r, vm, target, reason, mt->inner.userdata);
+}
+
+static void on_required_env_changed(Reconciler *r, char **required_env, void *userdata) {
+        Metrics *mt = userdata;
+        if (mt->inner.required_env_changed)
+                mt->inner.required_env_changed(r, required_env, mt->inner.userdata);
+}
+
+int metrics_new(sd_event *event, SettingsStore *settings, const ReconcilerEvents *inner, Metrics **ret) {
+        Metrics *mt = g_new0(Metrics, 1);
+        mt->event = sd_event_ref(event);
+        mt->settings = settings;
+        mt->inner = *inner;
+        mt->events = (ReconcilerEvents) {
+                .vm_added = on_vm_added,
+                .vm_removed = on_vm_removed,
+                .vm_changed = on_vm_changed,
+                .vm_updated = on_vm_updated,
+                .update_failed = on_update_failed,
+                .required_env_changed = on_required_env_changed,
+                .userdata = mt,
+        };
+        *ret = mt;
+        return 0;
+}
+
+const ReconcilerEvents *metrics_events(Metrics *mt) {
+        return &mt->events;
+}
+
+int metrics_start(Metrics *mt, Reconciler *r) {
+        mt->reconciler = r;
+        return sd_event_add_time(mt->event, &mt->timer, CLOCK_MONOTONIC, now_usec(CLOCK_MONOTONIC), 10 * 1000,
+                                 on_timer, mt);
+}
+
+void metrics_free(Metrics *mt) {
+        if (!mt)
+                return;
+        sd_event_source_disable_unref(mt->timer);
+        sd_event_unref(mt->event);
+        g_free(mt->last_path);
+        g_free(mt->last_text);
+        g_free(mt->last_error);
+        g_free(mt);
+}

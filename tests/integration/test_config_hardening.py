@@ -1,0 +1,241 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Hostile or broken config and state files (issue 9, defects 2, 3, 6, 8, 9).
+
+Every parser that sees secrets reports a position and a field, never the text
+it choked on; the file the daemon writes it can read back; a deep, missing,
+foreign or group-writable file never costs the settings in force."""
+import json
+import os
+import signal
+import stat
+import time
+
+import pytest
+
+import harness as H
+from launcher import (CONFIGURE, INVALID_CONFIG, LIMITS_EXCEEDED, RUST_CONFIG, SECRET, file_state,
+                      assert_no_secret_logged, properties_changed)
+
+# json-glib quotes ~37 characters of the token it stopped at: make them a marker.
+MARKER = SECRET + 'LEAKMARK-0123456789abcdefghijklmnopqrstuvwxyz'
+SYNTAX_ERRORS = [
+    # a string constant where a comma belongs: json-glib quotes the string
+    ('missing-comma', '{"env": {"A": "%s" "B": "x"}}' % MARKER),
+    # a bare word: json-glib quotes the identifier
+    ('bare-word', '{"env": {"A": %s}}' % MARKER.replace('-', '_')),
+    # truncated in the middle of the secret
+    ('truncated', '{"env": {"A": "%s' % MARKER),
+]
+IDS = [s[0] for s in SYNTAX_ERRORS]
+
+
+@pytest.fixture
+def daemon_config():
+    return RUST_CONFIG
+
+
+def marker_parts():
+    # Any 12-character piece of the marker would be a leak (json-glib cuts it at 37).
+    return [MARKER[i:i + 12] for i in range(0, len(MARKER) - 12, 6)]
+
+
+def assert_no_marker(text, where):
+    for p in marker_parts() + [MARKER.replace('-', '_')[7:19]]:
+        assert p not in text, 'secret text leaked into %s: %r' % (where, text[:300])
+
+
+def wait_config_error(daemon, pred, timeout=10):
+    """Poll ConfigError (a bounded wait on a condition) until pred holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        err = daemon.get('ConfigError')
+        if pred(err):
+            return err
+        assert time.monotonic() < deadline, 'ConfigError stayed %r' % err
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize('name,text', SYNTAX_ERRORS, ids=IDS)
+def test_syntax_error_next_to_secret_never_quotes_it(daemon, bus, name, text):
+    daemon.write_config(text)
+    with properties_changed(bus) as sc:
+        r = daemon.call('Reload')
+        assert not r.ok and r.error_name == INVALID_CONFIG, r
+        sc.wait_for(lambda s: 'ConfigError' in s.args[1] or 'ConfigError' in s.args[2])
+        err = daemon.get('ConfigError')
+        assert err.startswith(daemon.config_path + ': '), err
+        assert 'not valid JSON' in err and ('line 1' in err or name == 'truncated'), err
+        assert_no_marker(err, 'ConfigError')
+        assert_no_marker(r.error_message, 'the Reload error')
+        # A SIGHUP takes the same path and must not leak either.
+        daemon.send_signal(signal.SIGHUP)
+        daemon.write_config(RUST_CONFIG)
+        assert daemon.call('Reload').ok
+        sc.wait_for(lambda s: s.args[1].get('ConfigError') == '')
+        for s in sc.signals:
+            assert_no_marker(repr(s.args), 'PropertiesChanged')
+    assert_no_marker(daemon.log_text(), 'the daemon log')
+    assert_no_secret_logged(daemon)
+
+
+@pytest.mark.parametrize('name,text', SYNTAX_ERRORS, ids=IDS)
+def test_syntax_error_at_start_never_quotes_secret(bus, polkit, harness, daemon_binary, name, text):
+    d = harness.daemon(config=text)
+    err = d.get('ConfigError')
+    assert 'not valid JSON' in err, err
+    assert_no_marker(err, 'ConfigError')
+    assert_no_marker(d.log_text(), 'the daemon log')
+
+
+SYNTAX_POSITIONS = [
+    # (file, what ConfigError must say)
+    ('{\n  "env": {\n    "A": "%s" "B": "x"\n  }\n}\n' % MARKER, ['line 3, column', 'missing comma', 'in env.A']),
+    ('{"stop_timeout_usec": 5,\n "env": {"HOTKEY": %s}}' % MARKER.replace('-', '_'),
+     ['line 2, column', 'in env.HOTKEY']),
+    # a secret pasted where a key belongs is never shown as a member name
+    ('{"env": {"%s": "v", "B" "x"}}' % MARKER, ['line 1, column', 'missing colon', 'in env)']),
+    ('{"env": {"%s": 1 "B": 2}}' % MARKER, ['line 1, column', 'missing comma', 'in env.?)']),
+    ('{"a": [1, 2,, 3]}', ['line 1, column', 'in a[])']),
+]
+
+
+@pytest.mark.parametrize('text,expect', SYNTAX_POSITIONS, ids=[str(i) for i in range(len(SYNTAX_POSITIONS))])
+def test_syntax_error_gives_line_column_and_field(daemon, text, expect):
+    daemon.write_config(text)
+    assert not daemon.call('Reload').ok
+    err = daemon.get('ConfigError')
+    for e in expect:
+        assert e in err, err
+    assert_no_marker(err, 'ConfigError')
+
+
+CONTROL_VALUE = ''.join(chr(1 + i % 31) for i in range(128 * 1024))  # \u00XX: 6 bytes each
+
+
+def test_file_too_large_to_read_back_is_refused(daemon):
+    """Seven 128 KiB values of control characters would make a 5.5 MB file over the 4 MiB read limit."""
+    accepted, refused = [], None
+    for i in range(7):
+        before = file_state(daemon.config_path)
+        r = daemon.call('SetEnv', 'ss', ['CTRL_%d' % i, CONTROL_VALUE], timeout=30)
+        if r.ok:
+            accepted.append('CTRL_%d' % i)
+            continue
+        assert r.error_name == LIMITS_EXCEEDED, r
+        assert 'bytes' in r.error_message and CONTROL_VALUE[:8] not in r.error_message, r
+        assert file_state(daemon.config_path) == before
+        refused = i
+    assert refused is not None and 3 <= len(accepted) < 7, accepted
+    assert os.path.getsize(daemon.config_path) <= 4 * 1024 * 1024
+    with open(daemon.config_path) as f:
+        assert set(accepted) <= set(json.load(f)["env"])  # strict JSON: other tools read it too
+    assert daemon.get('ConfigError') == ''
+    # Nothing wedged: small writes still work, and a restart keeps everything.
+    assert daemon.call('SetEnv', 'ss', ['SMALL', SECRET + 'small']).ok
+    daemon.restart()
+    assert daemon.get('ConfigError') == ''
+    keys = daemon.get('EnvKeys')
+    assert set(accepted) | {'SMALL', 'HOTKEY_PASSPHRASE'} <= set(keys), keys
+    assert daemon.call('GetEnv', 's', [accepted[0]], timeout=30).result == (CONTROL_VALUE,)
+    assert daemon.call('GetEnv', 's', ['SMALL']).result == (SECRET + 'small',)
+
+
+DEEP = '[' * 3000000
+
+
+def test_deep_nesting_on_sighup_keeps_daemon_up(daemon):
+    daemon.write_config(DEEP)
+    daemon.send_signal(signal.SIGHUP)
+    err = wait_config_error(daemon, lambda e: e != '')
+    assert 'nested deeper than' in err, err
+    assert daemon.running()
+    assert daemon.call('GetEnv', 's', ['HOTKEY_PASSPHRASE']).result == (SECRET + 'hotkey words here',)
+
+
+def test_deep_nesting_at_start(bus, polkit, harness, daemon_binary):
+    d = harness.daemon(config='{"x": ' + DEEP)
+    assert 'nested deeper than' in d.get('ConfigError')
+
+
+def test_deep_nesting_in_state_file_at_start(bus, polkit, harness, daemon_binary):
+    d = harness.daemon(config={'env': {}}, start=False)
+    with open(os.path.join(d.state_dir, 'vm.json'), 'w') as f:
+        f.write('{"name": ' + '[' * 60000)  # the state limit is 64 KiB
+    d.start()
+    assert d.running()
+    assert os.path.exists(os.path.join(d.state_dir, 'vm.json.corrupt'))
+    assert 'nested deeper than' in d.log_text()
+
+
+def test_missing_file_on_sighup_keeps_last_good_copy(daemon, bus):
+    keys = daemon.get('EnvKeys')
+    os.unlink(daemon.config_path)
+    with properties_changed(bus) as sc:
+        daemon.send_signal(signal.SIGHUP)
+        sc.wait_for(lambda s: s.args[1].get('ConfigError', '') != '')
+    err = daemon.get('ConfigError')
+    assert err.startswith(daemon.config_path + ': ') and 'missing' in err, err
+    assert daemon.get('EnvKeys') == keys
+    assert daemon.get('GuestVmmUrl') == 'http://10.0.2.2:16850/'
+    assert daemon.call('GetEnv', 's', ['HOTKEY_PASSPHRASE']).result == (SECRET + 'hotkey words here',)
+    r = daemon.call('Reload')
+    assert not r.ok and r.error_name == INVALID_CONFIG and 'missing' in r.error_message, r
+    # The next change writes the copy in force back, and the error clears.
+    with properties_changed(bus) as sc:
+        assert daemon.call('SetEnv', 'ss', ['AFTER', SECRET + 'after']).ok
+        sc.wait_for(lambda s: s.args[1].get('ConfigError', None) == '')
+    doc = daemon.read_config()
+    assert set(doc['env']) == set(keys) | {'AFTER'}
+    assert doc['dstack_vmm_url'] == 'http://10.0.2.2:16850/'
+    assert stat.S_IMODE(os.stat(daemon.config_path).st_mode) == 0o600
+    assert_no_secret_logged(daemon)
+
+
+def test_missing_file_at_start_is_defaults_without_error(bus, polkit, harness, daemon_binary, tmp_path):
+    d = harness.daemon(args=['--config=' + str(tmp_path / 'none.json')])
+    assert d.get('ConfigError') == ''
+    d.send_signal(signal.SIGHUP)
+    assert d.call('Reload').ok and d.get('ConfigError') == ''
+
+
+@pytest.mark.parametrize('how', ['owner', 'group-writable', 'other-writable'])
+def test_foreign_or_writable_file_is_refused(daemon, bus, how):
+    if how == 'owner':
+        os.chown(daemon.config_path, 65534, 65534)
+    else:
+        os.chmod(daemon.config_path, 0o620 if how == 'group-writable' else 0o602)
+    before = file_state(daemon.config_path)
+    doc = json.loads(RUST_CONFIG)
+    r = daemon.call('Reload')
+    assert not r.ok and r.error_name == INVALID_CONFIG, r
+    err = daemon.get('ConfigError')
+    if how == 'owner':
+        assert 'owned by uid 65534' in err, err
+    else:
+        assert 'writable by group or others' in err, err
+    # Settings in force are kept, the file is left alone, writes are refused.
+    assert daemon.get('GuestVmmUrl') == doc['dstack_vmm_url']
+    r = daemon.call('SetEnv', 'ss', ['X', SECRET + 'x'])
+    assert not r.ok and r.error_name == INVALID_CONFIG, r
+    assert file_state(daemon.config_path) == before
+    # The operator fixes it; a reload puts it in force.
+    os.chown(daemon.config_path, 0, 0)
+    os.chmod(daemon.config_path, 0o600)
+    assert daemon.call('Reload').ok and daemon.get('ConfigError') == ''
+
+
+def test_foreign_file_at_start_is_not_loaded(bus, polkit, harness, daemon_binary):
+    d = harness.daemon(config={'env': {'A': SECRET + 'a'}, 'vmm_url': 'http://127.0.0.1:9/'}, start=False)
+    os.chown(d.config_path, 65534, 65534)
+    d.start()
+    assert 'owned by uid 65534' in d.get('ConfigError')
+    assert d.get('EnvKeys') == [] and d.get('VmmUrl') == 'http://localhost:10300'
+
+
+@pytest.mark.parametrize('mode', [0o644, 0o640, 0o604])
+def test_readable_mode_is_fixed_on_load(daemon, mode):
+    os.chmod(daemon.config_path, mode)
+    assert daemon.call('Reload').ok
+    assert stat.S_IMODE(os.stat(daemon.config_path).st_mode) == 0o600
+    assert daemon.get('ConfigError') == ''
+    assert 'made it 0600' in daemon.log_text()
