@@ -285,7 +285,8 @@ int process_spawn(sd_event *event, const ProcessOptions *o, process_done_cb cb, 
 
         g_autofree char *path = find_executable(o->argv[0]);
         if (!path)
-                return -ENOENT;
+                return log_warning_errno(ENOENT, "%s: %s not found (PATH %s).", o->name ? o->name : o->argv[0],
+                                         o->argv[0], PROCESS_PATH);
 
         sigset_t chld;
         sigemptyset(&chld);
@@ -313,7 +314,9 @@ int process_spawn(sd_event *event, const ProcessOptions *o, process_done_cb cb, 
         if (sr < 0) {
                 close(pipes[0][0]);
                 close(pipes[1][0]);
-                return sr; /* glibc reports a failed exec or chdir here */
+                /* glibc reports a failed exec or chdir here */
+                return log_warning_errno(sr, "%s: cannot start %s in %s: %m", o->name ? o->name : o->argv[0], path,
+                                         cwd);
         }
 
         Process *p = g_new0(Process, 1);

@@ -128,7 +128,8 @@ static void fail_proc(Updater *u, const char *what, const ProcessResult *res) {
 }
 
 static void fail_spawn(Updater *u, const char *what, int r) {
-        g_autofree char *msg = g_strdup_printf("cannot run %s: %s", what, r == -ENOENT ? "program not found" : g_strerror(-r));
+        /* ENOENT: the program, or the repository as its working directory. */
+        g_autofree char *msg = g_strdup_printf("cannot run %s in %s: %s", what, repo(u), g_strerror(-r));
         step_driver_fail(u->driver, r, msg);
 }
 

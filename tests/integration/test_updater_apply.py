@@ -246,7 +246,7 @@ def test_health_url(harness, world):
                                          'UpdaterHealthTimeoutUSec': ['t', 1000000]}])
     assert r.ok, r
     r = updater(d, 'Apply', 'a{sv}', [{}])
-    assert not r.ok and 'unhealthy for 1.0 s' in r.error_message and '127.0.0.1:9' in r.error_message, r
+    assert not r.ok and 'nhealthy for 1.0 s' in r.error_message and '127.0.0.1:9' in r.error_message, r
     # the same dead URL fails the rollback's verification too: State=failed, retried later
     assert 'failed too' in r.error_message and prop(d, 'State') == 'failed', r
     assert world.head() == new
