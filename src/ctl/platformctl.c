@@ -395,8 +395,10 @@ static int run(int argc, char *argv[]) {
                         fprintf(stderr, "--force applies to 'vm update' only.\n");
                         return EX_USAGE;
                 }
-                if ((arg.lines || arg.channel) && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {
-                        fprintf(stderr, "--lines and --channel apply to 'vm logs' only.\n");
+                if ((arg.lines && !(verbs[k].run == verb_vm && argc > 1 &&
+                                    (streq(argv[1], "logs") || streq(argv[1], "history")))) ||
+                    (arg.channel && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs")))) {
+                        fprintf(stderr, "--lines applies to 'vm logs' and 'vm history', --channel to 'vm logs' only.\n");
                         return EX_USAGE;
                 }
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;

@@ -29,6 +29,33 @@ static bool escaped_nul_at(const char *data, size_t len, size_t i) {
         return len - i >= 6 && memcmp(data + i, "\\u0000", 6) == 0;
 }
 
+/* The code unit of a "\\uXXXX" escape at data[i], or -1. */
+static int escape_unit_at(const char *data, size_t len, size_t i) {
+        if (len - i < 6 || data[i] != '\\' || data[i + 1] != 'u')
+                return -1;
+        int v = 0;
+        for (size_t k = i + 2; k < i + 6; k++) {
+                int d = g_ascii_xdigit_value(data[k]);
+                if (d < 0)
+                        return -1;
+                v = v * 16 + d;
+        }
+        return v;
+}
+
+/* json-glib decodes a lone UTF-16 surrogate escape into bytes that are not
+ * UTF-8; kept (in an unknown key, say) and written back, they make a file
+ * nothing reads again. Only a high surrogate followed by a low one is text. */
+static bool lone_surrogate_at(const char *data, size_t len, size_t i) {
+        int u = escape_unit_at(data, len, i);
+        if (u >= 0xDC00 && u <= 0xDFFF)
+                return true;
+        if (u < 0xD800 || u > 0xDBFF)
+                return false;
+        int next = escape_unit_at(data, len, i + 6);
+        return next < 0xDC00 || next > 0xDFFF;
+}
+
 static int prescan(const char *data, size_t len, size_t max, const char *what, char **ret_error) {
         unsigned depth = 0;
         bool in_string = false;
@@ -45,6 +72,10 @@ static int prescan(const char *data, size_t len, size_t max, const char *what, c
                         else if (c == '\\') {
                                 if (escaped_nul_at(data, len, i))
                                         return fail(ret_error, what, "contains an escaped NUL (\\u0000)");
+                                if (lone_surrogate_at(data, len, i))
+                                        return fail(ret_error, what, "contains a lone UTF-16 surrogate escape");
+                                if (escape_unit_at(data, len, i) >= 0xD800 && escape_unit_at(data, len, i) <= 0xDBFF)
+                                        i += 6; /* the pair's low half */
                                 i++;
                         }
                 } else if (c == '"')
@@ -92,9 +123,14 @@ static bool name_is_plain(const char *s, size_t n) {
         return true;
 }
 
+/* A string in key position becomes the frame's key only when its ':'
+ * follows: a value pasted where a key was forgotten ({"A": "x", "hunter2"})
+ * sits in key position too, and must never be shown. */
 typedef struct PathFrame {
         bool object;
         bool expect_key;
+        bool have_pending;
+        char pending[PATH_NAME_MAX + 1];
         char key[PATH_NAME_MAX + 1];  /* "" = none yet, "?" = not shown */
 } PathFrame;
 
@@ -123,10 +159,11 @@ char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned co
                                 if (f && f->object && f->expect_key) {
                                         size_t n = i - str_start;
                                         if (name_is_plain(data + str_start, n)) {
-                                                memcpy(f->key, data + str_start, n);
-                                                f->key[n] = '\0';
+                                                memcpy(f->pending, data + str_start, n);
+                                                f->pending[n] = '\0';
                                         } else
-                                                strcpy(f->key, "?");
+                                                strcpy(f->pending, "?");
+                                        f->have_pending = true;
                                         f->expect_key = false;
                                 }
                         }
@@ -139,8 +176,12 @@ char *json_load_path_at(const char *data, size_t len, unsigned line, unsigned co
                         stack[depth++] = (PathFrame) { .object = c == '{', .expect_key = c == '{' };
                 } else if ((c == '}' || c == ']') && depth > 0)
                         depth--;
-                else if (c == ',' && depth > 0 && stack[depth - 1].object) {
+                else if (c == ':' && depth > 0 && stack[depth - 1].have_pending) {
+                        strcpy(stack[depth - 1].key, stack[depth - 1].pending);
+                        stack[depth - 1].have_pending = false;
+                } else if (c == ',' && depth > 0 && stack[depth - 1].object) {
                         stack[depth - 1].expect_key = true;
+                        stack[depth - 1].have_pending = false;
                         stack[depth - 1].key[0] = '\0';
                 }
         }

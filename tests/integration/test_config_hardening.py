@@ -18,6 +18,7 @@ from launcher import (CONFIGURE, INVALID_CONFIG, LIMITS_EXCEEDED, RUST_CONFIG, S
 
 # json-glib quotes ~37 characters of the token it stopped at: make them a marker.
 MARKER = SECRET + 'LEAKMARK-0123456789abcdefghijklmnopqrstuvwxyz'
+PLAIN_MARKER = 'hunter2LEAKMARK_identifier_shaped'  # looks like a key: must still never be shown
 SYNTAX_ERRORS = [
     # a string constant where a comma belongs: json-glib quotes the string
     ('missing-comma', '{"env": {"A": "%s" "B": "x"}}' % MARKER),
@@ -96,6 +97,8 @@ SYNTAX_POSITIONS = [
     ('{"env": {"%s": "v", "B" "x"}}' % MARKER, ['line 1, column', 'missing colon', 'in env)']),
     ('{"env": {"%s": 1 "B": 2}}' % MARKER, ['line 1, column', 'missing comma', 'in env.?)']),
     ('{"a": [1, 2,, 3]}', ['line 1, column', 'in a[])']),
+    # a value where its key was forgotten sits in key position: not a name to show
+    ('{"env": {"A": "x", "%s"}}' % PLAIN_MARKER, ['line 1, column', 'in env)']),
 ]
 
 
@@ -107,6 +110,18 @@ def test_syntax_error_gives_line_column_and_field(daemon, text, expect):
     for e in expect:
         assert e in err, err
     assert_no_marker(err, 'ConfigError')
+    assert PLAIN_MARKER not in err, err
+
+
+def test_lone_surrogate_is_refused_before_it_can_be_written_back(daemon):
+    """json-glib decodes "\\ud8ee" to bytes that are not UTF-8: kept in an unknown key
+    and written back on the next change, they made a file nothing reads again."""
+    daemon.write_config('{"x-note": {"A": "\\ud8ee00"}, "api_url": "http://127.0.0.1:9/x"}')
+    assert not daemon.call('Reload').ok
+    assert 'lone UTF-16 surrogate' in daemon.get('ConfigError')
+    daemon.write_config('{"x-note": "\\ud83d\\ude00 a pair is fine"}')
+    assert daemon.call('Reload').ok
+    assert daemon.get('ConfigError') == ''
 
 
 CONTROL_VALUE = ''.join(chr(1 + i % 31) for i in range(128 * 1024))  # \u00XX: 6 bytes each
