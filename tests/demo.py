@@ -103,6 +103,44 @@ def main():
         step('The file on disk (0600): Rust keys kept, new keys beside them', ['ls', '-l', daemon.config_path])
         step('The launcher after the changes', ctl + ['status'])
 
+        # ---- The Updater: a git deployment kept on its release branch (issue 8) ----
+        import json
+        import updater_world
+        world = updater_world.World(h)
+        lock = os.path.join(world.dir, 'round.lock')
+        with open(lock, 'w') as f:
+            json.dump({'pid': os.getpid(), 'round': 42}, f)
+        good = world.release('2')
+        cfg = world.config(updater_round_lock_file=lock)
+        settings = {'UpdaterRepository': ['s', cfg['updater_repository']],
+                    'UpdaterBuildCommands': ['aas', cfg['updater_build_commands']],
+                    'UpdaterRestartCommands': ['aas', cfg['updater_restart_commands']],
+                    'UpdaterHealthCommand': ['as', cfg['updater_health_command']],
+                    'UpdaterHealthTimeoutUSec': ['t', cfg['updater_health_timeout_usec']],
+                    'UpdaterRoundLockFile': ['s', lock]}
+        umon = subprocess.Popen([ctl_bin, 'monitor'], env=bus.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        umon.stderr.readline()   # the banner: its matches are in place
+        r = daemon.call('SetSettings', 'a{sv}', [settings])
+        print('\n# The Updater now keeps %s on origin/release (SetSettings: %s)' % (
+            world.work, 'ok' if r.ok else r))
+        step('A validation round holds its lockfile: a new release is deferred, nothing is touched',
+             ctl + ['updater', 'apply'])
+        step('Status shows why, problems first', ctl + ['status'])
+        os.unlink(lock)
+        step('The round ended (lockfile gone): the update applies (build, restart, health check)',
+             ctl + ['updater', 'apply'])
+        bad = world.release('3', health='bad')
+        step('A bad release: its health check fails, so it is rolled back and quarantined',
+             ctl + ['updater', 'apply'])
+        step('The deployment is back on the good commit', ctl + ['updater', 'status'])
+        print('  git HEAD: %s (good %s, quarantined %s)' % (world.head()[:12], good[:12], bad[:12]))
+        umon.terminate()
+        print('\n\033[1m# Updater signals seen by platformctl monitor\033[0m')
+        for line in umon.communicate(timeout=5)[0].splitlines():
+            if ' Update' in line and 'updater' in line:
+                print('  ' + line)
+
         monitor.terminate()
         out = monitor.communicate(timeout=5)[0]
         print('\n\033[1m# Signals seen on the bus (busctl monitor)\033[0m')

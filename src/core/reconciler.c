@@ -425,6 +425,13 @@ Vm *const *reconciler_vms(Reconciler *r) {
         return r->vms;
 }
 
+bool reconciler_busy(Reconciler *r) {
+        if (r->job && r->job->kind != JOB_TICK)
+                return true;
+        VmState s = r->vm->state;
+        return s == VM_STATE_CREATING || s == VM_STATE_STARTING || s == VM_STATE_UPDATING || s == VM_STATE_STOPPING;
+}
+
 Vm *reconciler_find_vm(Reconciler *r, const char *name) {
         return streq(r->vm->name, name) ? r->vm : NULL;
 }

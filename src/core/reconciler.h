@@ -120,6 +120,9 @@ void reconciler_settings_changed(Reconciler *r);
 /* The managed VMs (at most one today). NULL-terminated, owned by r. */
 Vm *const *reconciler_vms(Reconciler *r);
 Vm *reconciler_find_vm(Reconciler *r, const char *name);
+/* A VM operation is in progress (the Updater's "vm-operation" gate): an
+ * operator operation, or a VM being created, started, updated or stopped. */
+bool reconciler_busy(Reconciler *r);
 
 /* What Update would do, from the last fetched spec and the last observation;
  * no I/O, no side effects. When that data is older than a poll, or the last

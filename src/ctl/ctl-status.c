@@ -5,7 +5,7 @@
 #include "ctl/ctl.h"
 #include "shared/macro.h"
 
-static void print_json(const VmInfo *vms, const ConfigInfo *c) {
+static void print_json(const VmInfo *vms, const ConfigInfo *c, JsonObject *updater) {
         g_autoptr(JsonBuilder) b = json_builder_new();
         json_builder_begin_object(b);
         json_builder_set_member_name(b, "Vms");
@@ -14,6 +14,10 @@ static void print_json(const VmInfo *vms, const ConfigInfo *c) {
                 json_builder_add_value(b, json_node_init_object(json_node_alloc(), v->props));
         json_builder_end_array(b);
         config_info_add_json(b, c);
+        if (updater) {
+                json_builder_set_member_name(b, "Updater");
+                json_builder_add_value(b, json_node_init_object(json_node_alloc(), updater));
+        }
         json_builder_end_object(b);
         g_autoptr(JsonNode) root = json_builder_get_root(b);
         ctl_json_print(root, true);
@@ -49,8 +53,11 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
         if (r < 0)
                 return -r;
         int ret = status_exit(vms);
+        g_autoptr(JsonObject) updater = NULL;
+        if (updater_info_get(bus, &updater) < 0)
+                updater = NULL; /* said why on stderr; the rest still shows */
         if (arg.json) {
-                print_json(vms, &c);
+                print_json(vms, &c, updater);
                 return ret;
         }
 
@@ -58,6 +65,8 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
         for (const VmInfo *v = vms; v->path; v++)
                 vm_info_print_problems(v);
         config_info_print_problems(&c, !vm_names_missing_env(vms));
+        if (updater)
+                updater_info_print_problems(updater);
 
         if (!vms[0].path)
                 printf("%16s: (none yet)\n\n", "VM");
@@ -66,5 +75,9 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
                 printf("\n");
         }
         config_info_print(&c);
+        if (updater) {
+                printf("\n");
+                updater_info_print(updater);
+        }
         return ret;
 }

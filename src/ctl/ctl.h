@@ -27,6 +27,7 @@ typedef struct CtlOptions {
         bool quiet;
         bool no_block;
         bool force;
+        bool dry_run;          /* updater apply */
         const char *host;
         unsigned lines;        /* 0: not given */
         const char *channel;   /* NULL: not given */
@@ -124,3 +125,10 @@ int verb_status(sd_bus *bus, int argc, char **argv);
 int verb_config(sd_bus *bus, int argc, char **argv);
 int verb_vm(sd_bus *bus, int argc, char **argv);
 int verb_monitor(sd_bus *bus, int argc, char **argv);
+int verb_updater(sd_bus *bus, int argc, char **argv);
+
+/* ctl-updater.c: the Updater's properties (GetAll) as a JSON object.
+ * Returns 0, or minus the exit status after printing why. */
+int updater_info_get(sd_bus *bus, JsonObject **ret);
+void updater_info_print_problems(JsonObject *u);
+void updater_info_print(JsonObject *u);

@@ -29,6 +29,16 @@ static const char help_vm[] =
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
         "                              first (the last N, default 100)\n";
 
+static const char help_updater[] =
+        "Updater commands (the git deployment kept on its release branch):\n"
+        "  updater status              Show the updater's state, problems first\n"
+        "  updater check               Fetch and say whether an update is available\n"
+        "  updater apply [--dry-run] [--force]\n"
+        "                              Apply the branch head now (--dry-run: only say\n"
+        "                              what would happen; --force: skip the busy gates)\n"
+        "  updater rollback [COMMIT]   Go back to COMMIT (default: the previous one)\n"
+        "  updater enable|disable      Turn automatic updates on or off\n";
+
 static const char help_config[] =
         "Config commands:\n"
         "  config show                 Show all settings\n"
@@ -80,6 +90,10 @@ void ctl_help(const char *group) {
                        help_options);
                 return;
         }
+        if (g_strcmp0(group, "updater") == 0) {
+                printf("platformctl [OPTIONS...] updater COMMAND ...\n\n%s\n%s", help_updater, help_options);
+                return;
+        }
         if (g_strcmp0(group, "monitor") == 0) {
                 printf("platformctl [OPTIONS...] monitor\n\n"
                        "Print the launcher's signals and state changes as they happen, one line\n"
@@ -92,12 +106,12 @@ void ctl_help(const char *group) {
                "  status                      Show the VM and the settings, problems first\n"
                "  monitor                     Print the launcher's signals and state changes\n"
                "                              as they happen, one line each, until Ctrl-C\n\n"
-               "%s\n%s\n%s\n"
+               "%s\n%s\n%s\n%s\n"
                "VM operations wait until done, showing each step with its elapsed time and\n"
                "deadline on a terminal (one line per step otherwise); with --no-block, until\n"
                "the launcher has taken the operation up or refused it. Interrupted, the\n"
                "operation goes on: follow it with platformctl monitor.\n\n%s",
-               help_vm, help_config, help_options, help_exit);
+               help_vm, help_updater, help_config, help_options, help_exit);
 }
 
 /* For a launcher error that came without a message (there should be one). */
@@ -227,6 +241,7 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 ARG_NO_BLOCK,
                 ARG_FORCE,
                 ARG_CHANNEL,
+                ARG_DRY_RUN,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -240,6 +255,7 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "lines", required_argument, NULL, 'n' },
                 { "channel", required_argument, NULL, ARG_CHANNEL },
+                { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 {}
         };
         int c, r;
@@ -271,6 +287,9 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                         break;
                 case ARG_FORCE:
                         arg.force = true;
+                        break;
+                case ARG_DRY_RUN:
+                        arg.dry_run = true;
                         break;
                 case 'n':
                         if ((r = parse_lines(optarg, &arg.lines)) < 0)
@@ -305,6 +324,7 @@ static const struct {
         { "config", verb_config, true },
         { "vm", verb_vm, true },
         { "monitor", verb_monitor, false },
+        { "updater", verb_updater, true },
 };
 
 /* The Rust launcher's CLI, installed as "platform" (a symlink to platformctl):

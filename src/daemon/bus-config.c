@@ -93,15 +93,12 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
         size_t n;
         const SettingInfo *all = setting_info_all(&n);
 
+        bus_updater_settings_changed(m, old);
         for (size_t i = 0; i < n; i++) {
                 const SettingInfo *s = &all[i];
                 if (!s->property || g_str_has_prefix(s->property, "Updater"))
                         continue; /* Updater settings are not Config properties */
-                bool differ = s->type == SETTING_STRING
-                                      ? !streq(*setting_string_ptr((LauncherConfig *) old, s),
-                                               *setting_string_ptr((LauncherConfig *) new, s))
-                                      : *setting_usec_ptr((LauncherConfig *) old, s) !=
-                                                *setting_usec_ptr((LauncherConfig *) new, s);
+                bool differ = !setting_equal(old, new, s);
                 if (differ && !(streq(s->property, "VmmUrl") && m->settings->vmm_url_override))
                         g_ptr_array_add(names, (char *) s->property);
         }
@@ -256,6 +253,108 @@ static int method_get_env(sd_bus_message *msg, void *userdata, sd_bus_error *err
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Reads the variant's value (of the right type, checked by the caller) into c. */
+static int read_setting_value(sd_bus_message *msg, LauncherConfig *c, const SettingInfo *info, sd_bus_error *error) {
+        const char *name = info->property, *why = NULL;
+        int r;
+
+        switch (info->type) {
+        case SETTING_USEC: {
+                uint64_t v;
+                r = sd_bus_message_read(msg, "v", "t", &v);
+                if (r < 0)
+                        return r;
+                why = setting_check_usec(info, v);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Setting '%s' %s: must be between %" PRIu64 " and %" PRIu64 " µs.", name,
+                                                 why, info->min_usec, info->max_usec);
+                *setting_usec_ptr(c, info) = v;
+                return 0;
+        }
+        case SETTING_STRING: {
+                const char *v;
+                r = sd_bus_message_read(msg, "v", "s", &v);
+                if (r < 0)
+                        return r;
+                why = setting_check_string(info, v);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' %s.", name, why);
+                char **p = setting_string_ptr(c, info);
+                g_free(*p);
+                *p = g_strdup(v);
+                return 0;
+        }
+        case SETTING_BOOL: {
+                int v;
+                r = sd_bus_message_read(msg, "v", "b", &v);
+                if (r < 0)
+                        return r;
+                *setting_bool_ptr(c, info) = v;
+                return 0;
+        }
+        case SETTING_STRV: {
+                g_auto(GStrv) v = NULL;
+                r = sd_bus_message_enter_container(msg, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_read_strv(msg, &v);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+                if (!v)
+                        v = g_new0(char *, 1);
+                why = setting_check_strv(info, v);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' %s.", name, why);
+                g_strfreev(*setting_strv_ptr(c, info));
+                *setting_strv_ptr(c, info) = TAKE_PTR(v);
+                return 0;
+        }
+        case SETTING_ARGVV: {
+                g_autoptr(GPtrArray) list = g_ptr_array_new_with_free_func((GDestroyNotify) g_strfreev);
+                r = sd_bus_message_enter_container(msg, 'v', "aas");
+                if (r >= 0)
+                        r = sd_bus_message_enter_container(msg, 'a', "as");
+                if (r < 0)
+                        return r;
+                for (;;) {
+                        char **argv = NULL;
+                        /* read_strv at the end of an aas says -ENXIO, not 0: ask first */
+                        r = sd_bus_message_at_end(msg, false);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                break;
+                        r = sd_bus_message_read_strv(msg, &argv);
+                        if (r < 0)
+                                return r;
+                        g_ptr_array_add(list, argv ? argv : g_new0(char *, 1));
+                        if (list->len > SETTING_LIST_MAX)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                         "Setting '%s' has too many commands (at most %u).", name,
+                                                         SETTING_LIST_MAX);
+                }
+                r = sd_bus_message_exit_container(msg);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+                g_ptr_array_add(list, NULL);
+                char ***v = (char ***) g_ptr_array_steal(list, NULL);
+                why = setting_check_argvv(info, v);
+                if (why) {
+                        argvv_free(v);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' %s.", name, why);
+                }
+                argvv_free(*setting_argvv_ptr(c, info));
+                *setting_argvv_ptr(c, info) = v;
+                return 0;
+        }
+        }
+        return -EINVAL;
+}
+
 /* Reads one {sv} entry of SetSettings into c; returns 0 at the end of the array. */
 static int read_setting(sd_bus_message *msg, LauncherConfig *c, GHashTable *seen, sd_bus_error *error) {
         const char *name, *contents;
@@ -274,7 +373,7 @@ static int read_setting(sd_bus_message *msg, LauncherConfig *c, GHashTable *seen
         if (!g_hash_table_add(seen, (char *) info->property))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' given twice.", name);
 
-        const char *want = info->type == SETTING_USEC ? "t" : "s";
+        const char *want = setting_signature(info);
         r = sd_bus_message_peek_type(msg, NULL, &contents);
         if (r < 0)
                 return r;
@@ -282,30 +381,9 @@ static int read_setting(sd_bus_message *msg, LauncherConfig *c, GHashTable *seen
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' must be of type '%s', got '%s'.",
                                          name, want, contents);
 
-        const char *why;
-        if (info->type == SETTING_USEC) {
-                uint64_t v;
-                r = sd_bus_message_read(msg, "v", "t", &v);
-                if (r < 0)
-                        return r;
-                why = setting_check_usec(info, v);
-                if (why)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Setting '%s' %s: must be between %" PRIu64 " and %" PRIu64 " µs.", name,
-                                                 why, info->min_usec, info->max_usec);
-                *setting_usec_ptr(c, info) = v;
-        } else {
-                const char *v;
-                r = sd_bus_message_read(msg, "v", "s", &v);
-                if (r < 0)
-                        return r;
-                why = setting_check_string(info, v);
-                if (why)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting '%s' %s.", name, why);
-                char **p = setting_string_ptr(c, info);
-                g_free(*p);
-                *p = g_strdup(v);
-        }
+        r = read_setting_value(msg, c, info, error);
+        if (r < 0)
+                return r;
 
         r = sd_bus_message_exit_container(msg);
         return r < 0 ? r : 1;

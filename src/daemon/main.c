@@ -113,6 +113,8 @@ static int on_exit_answer_callers(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
         /* Runs before sd-bus's own exit handler closes the connection, so
          * every waiting caller still gets its answer from us. */
+        updater_free(m->updater); /* answers a caller waiting on a transaction */
+        m->updater = NULL;
         bus_vm_shutdown(m);
         polkit_registry_free(m->polkit);
         m->polkit = NULL;
@@ -127,6 +129,10 @@ static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error 
                 return sd_event_exit(m->event, EXIT_FAILURE);
         }
         log_info("Serving %s.", LAUNCHER_BUS_NAME);
+        /* After the name: a transaction finished at start-up signals under it. */
+        int r = updater_start(m->updater);
+        if (r < 0)
+                log_error_errno(r, "Cannot start the updater: %m");
         (void) sd_notify(false, "READY=1\nSTATUS=Serving " LAUNCHER_BUS_NAME ".");
         return 0;
 }
@@ -146,6 +152,8 @@ static int manager_connect_bus(Manager *m) {
                 r = bus_config_register(m);
         if (r >= 0)
                 r = bus_vm_register(m);
+        if (r >= 0)
+                r = bus_updater_register(m);
         if (r >= 0)
                 r = bus_log_control_register(m);
         if (r < 0)
@@ -169,6 +177,12 @@ static int manager_connect_bus(Manager *m) {
         r = metrics_start(m->metrics, m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the metrics timer: %m");
+
+        UpdaterEvents uev = bus_updater_events;
+        uev.userdata = m;
+        r = updater_new(m->event, m->bus, m->settings, m->state_dir, m->reconciler, &uev, &m->updater);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the updater: %m");
         return reconciler_start(m->reconciler);
 }
 
@@ -187,6 +201,7 @@ static void manager_free(Manager *m) {
         if (!m)
                 return;
         /* Pending authorizations and operations hold bus slots: drop them before the bus. */
+        updater_free(m->updater);
         bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
         bus_history_free(m->history);
@@ -234,6 +249,7 @@ static int run(int argc, char *argv[]) {
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
+        sigaddset(&mask, SIGCHLD); /* child processes are reaped by the event loop */
         sigprocmask(SIG_BLOCK, &mask, NULL);
 
         r = sd_event_default(&m->event);

@@ -6,6 +6,7 @@
 
 #include "core/reconciler.h"
 #include "core/settings.h"
+#include "core/updater.h"
 #include "daemon/bus-history.h"
 #include "daemon/metrics.h"
 #include "daemon/polkit.h"
@@ -13,6 +14,7 @@
 #define LAUNCHER_BUS_NAME "org.platform.Launcher1"
 #define LAUNCHER_OBJECT_PATH "/org/platform/Launcher1"
 #define LAUNCHER_CONFIG_INTERFACE "org.platform.Launcher1.Config"
+#define LAUNCHER_UPDATER_INTERFACE "org.platform.Launcher1.Updater"
 
 /* The daemon's one context, passed down to every handler. */
 typedef struct Manager {
@@ -24,6 +26,7 @@ typedef struct Manager {
         char *runtime_dir;
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
+        Updater *updater;
         GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
         BusHistory *history;  /* bus-history.c */
         Metrics *metrics;     /* between the reconciler and the bus layer */
@@ -46,6 +49,13 @@ extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
 /* Answers every call still waiting for an operation ("stopping") and frees it. */
 void bus_vm_shutdown(Manager *m);
+
+/* bus-updater.c */
+extern const UpdaterEvents bus_updater_events;
+int bus_updater_register(Manager *m);
+/* Emits PropertiesChanged for the Updater settings that differ from old and
+ * tells the updater. */
+void bus_updater_settings_changed(Manager *m, const LauncherConfig *old);
 
 /* log-control.c */
 int bus_log_control_register(Manager *m);

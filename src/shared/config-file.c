@@ -42,6 +42,60 @@ static const char *check_ref_name(const char *v) {
         return NULL;
 }
 
+static const char *check_abs_path_or_empty(const char *v) {
+        if (isempty(v))
+                return NULL;
+        if (v[0] != '/' || strstr(v, "/../") || g_str_has_suffix(v, "/.."))
+                return "must be an absolute path without \"..\" (or empty)";
+        return NULL;
+}
+
+static const char *check_http_url_or_empty(const char *v) {
+        return isempty(v) ? NULL : check_http_url(v);
+}
+
+static const char *check_unreachable(const char *v) {
+        return streq(v, "busy") || streq(v, "idle") ? NULL : "must be \"busy\" or \"idle\"";
+}
+
+static const char *check_argv(char *const *argv) {
+        size_t n = 0;
+        for (char *const *a = argv; a && *a; a++, n++)
+                if (strlen(*a) > SETTING_ARG_MAX)
+                        return "has an argument that is too long";
+        if (n > SETTING_ARGV_MAX)
+                return "has a command with too many arguments";
+        if (n > 0 && isempty(argv[0]))
+                return "has a command with an empty program name";
+        return NULL;
+}
+
+static const char *check_health_command(char *const *v) {
+        return check_argv(v);
+}
+
+/* The units that host the VMs: restarting any of them stops every VM (the
+ * Rust launcher's self-update did exactly that). */
+static const char *check_units(char *const *v) {
+        static const char *const forbidden[] = { "dstack-vmm", "dstack-kms", "dstack-gateway" };
+        size_t n = 0;
+        for (char *const *u = v; u && *u; u++, n++) {
+                g_autofree char *base = g_str_has_suffix(*u, ".service") ? g_strndup(*u, strlen(*u) - 8) : g_strdup(*u);
+                if (streq(base, forbidden[0]))
+                        return "must not contain dstack-vmm (restarting it stops every VM)";
+                if (streq(base, forbidden[1]))
+                        return "must not contain dstack-kms (restarting it stops every VM)";
+                if (streq(base, forbidden[2]))
+                        return "must not contain dstack-gateway (restarting it stops every VM)";
+                if (isempty(*u) || strlen(*u) > 255 || (*u)[0] == '-' || (*u)[0] == '.')
+                        return "must be unit names (letters, digits, \":-_.\\@\", not starting with \"-\")";
+                for (const char *p = *u; *p; p++)
+                        if (!g_ascii_isalnum(*p) && !strchr(":-_.\\@", *p))
+                                return "must be unit names (letters, digits, \":-_.\\@\", not starting with \"-\")";
+        }
+        return n > SETTING_LIST_MAX ? "has too many units" : NULL;
+}
+
 /* node_exporter's textfile collector reads *.prom files only. */
 static const char *check_metrics_path(const char *v) {
         if (isempty(v))
@@ -59,6 +113,16 @@ static const char *check_metrics_path(const char *v) {
         { .property = prop, .file_key = key, .type = SETTING_USEC,                           \
           .offset = offsetof(LauncherConfig, field), .default_usec = def, .min_usec = min, .max_usec = max }
 
+#define BOOL(prop, key, field, def)                                                          \
+        { .property = prop, .file_key = key, .type = SETTING_BOOL,                           \
+          .offset = offsetof(LauncherConfig, field), .default_bool = def }
+#define STRV(prop, key, field, check)                                                        \
+        { .property = prop, .file_key = key, .type = SETTING_STRV,                           \
+          .offset = offsetof(LauncherConfig, field), .check_strv = check }
+#define ARGVV(prop, key, field)                                                              \
+        { .property = prop, .file_key = key, .type = SETTING_ARGVV,                          \
+          .offset = offsetof(LauncherConfig, field) }
+
 static const SettingInfo settings[] = {
         STR("ApiUrl", "api_url", api_url, "https://api.platform.network/config/compose/validator_vm", check_url),
         STR("VmmUrl", "vmm_url", vmm_url, "http://localhost:10300", check_url),
@@ -69,8 +133,26 @@ static const SettingInfo settings[] = {
         STR("UpdaterRepository", "updater_repository", updater_repository, "", check_repository),
         STR("UpdaterRemote", "updater_remote", updater_remote, "origin", check_ref_name),
         STR("UpdaterBranch", "updater_branch", updater_branch, "release", check_ref_name),
-        USEC("UpdaterIntervalUSec", "updater_interval_usec", updater_interval_usec, 300 * SEC, 60 * SEC,
+        USEC("UpdaterIntervalUSec", "updater_interval_usec", updater_interval_usec, 300 * SEC, 1 * SEC,
              7 * 24 * 3600 * SEC),
+        STR("UpdaterRoundLockFile", "updater_round_lock_file", updater_round_lock_file, "", check_abs_path_or_empty),
+        USEC("UpdaterRoundLockMaxAgeUSec", "updater_round_lock_max_age_usec", updater_round_lock_max_age_usec,
+             2 * 3600 * SEC, 1 * SEC, 30 * 24 * 3600 * SEC),
+        STR("UpdaterValidationApiUrl", "updater_validation_api_url", updater_validation_api_url, "",
+            check_http_url_or_empty),
+        STR("UpdaterApiUnreachable", "updater_api_unreachable", updater_api_unreachable, "busy", check_unreachable),
+        ARGVV("UpdaterBuildCommands", "updater_build_commands", updater_build_commands),
+        STRV("UpdaterRestartUnits", "updater_restart_units", updater_restart_units, check_units),
+        ARGVV("UpdaterRestartCommands", "updater_restart_commands", updater_restart_commands),
+        STRV("UpdaterHealthCommand", "updater_health_command", updater_health_command, check_health_command),
+        STR("UpdaterHealthUrl", "updater_health_url", updater_health_url, "", check_http_url_or_empty),
+        USEC("UpdaterHealthTimeoutUSec", "updater_health_timeout_usec", updater_health_timeout_usec, 120 * SEC,
+             1 * SEC, 24 * 3600 * SEC),
+        USEC("UpdaterCommandTimeoutUSec", "updater_command_timeout_usec", updater_command_timeout_usec, 600 * SEC,
+             100 * 1000ULL, 24 * 3600 * SEC),
+        STR("UpdaterAllowedSignersFile", "updater_allowed_signers_file", updater_allowed_signers_file, "",
+            check_abs_path_or_empty),
+        BOOL("UpdaterAutoUpdate", "updater_auto_update", updater_auto_update, false),
         STR("MetricsPath", "metrics_path", metrics_path, "", check_metrics_path),
 };
 
@@ -106,6 +188,247 @@ uint64_t *setting_usec_ptr(LauncherConfig *c, const SettingInfo *info) {
         return (uint64_t *) ((uint8_t *) c + info->offset);
 }
 
+bool *setting_bool_ptr(LauncherConfig *c, const SettingInfo *info) {
+        return (bool *) ((uint8_t *) c + info->offset);
+}
+
+char ***setting_strv_ptr(LauncherConfig *c, const SettingInfo *info) {
+        return (char ***) ((uint8_t *) c + info->offset);
+}
+
+char ****setting_argvv_ptr(LauncherConfig *c, const SettingInfo *info) {
+        return (char ****) ((uint8_t *) c + info->offset);
+}
+
+const char *setting_check_strv(const SettingInfo *info, char *const *value) {
+        size_t n = 0;
+        for (char *const *s = value; s && *s; s++, n++)
+                if (strlen(*s) > SETTING_ARG_MAX)
+                        return "has an entry that is too long";
+        if (n > SETTING_ARGV_MAX)
+                return "has too many entries";
+        return info->check_strv ? info->check_strv(value) : NULL;
+}
+
+const char *setting_check_argvv(const SettingInfo *info, char **const *value) {
+        if (argvv_length(value) > SETTING_LIST_MAX)
+                return "has too many commands";
+        for (char **const *a = value; a && *a; a++) {
+                if (!(*a)[0])
+                        return "has an empty command (each must be a non-empty argv list)";
+                const char *why = check_argv(*a);
+                if (why)
+                        return why;
+        }
+        return NULL;
+}
+
+const char *setting_signature(const SettingInfo *info) {
+        switch (info->type) {
+        case SETTING_USEC:
+                return "t";
+        case SETTING_BOOL:
+                return "b";
+        case SETTING_STRV:
+                return "as";
+        case SETTING_ARGVV:
+                return "aas";
+        default:
+                return "s";
+        }
+}
+
+size_t argvv_length(char **const *l) {
+        size_t n = 0;
+        while (l && l[n])
+                n++;
+        return n;
+}
+
+char ***argvv_copy(char **const *l) {
+        size_t n = argvv_length(l);
+        char ***c = g_new0(char **, n + 1);
+        for (size_t i = 0; i < n; i++)
+                c[i] = g_strdupv(l[i]);
+        return c;
+}
+
+void argvv_free(char ***l) {
+        for (size_t i = 0; l && l[i]; i++)
+                g_strfreev(l[i]);
+        g_free(l);
+}
+
+static void setting_set_default(LauncherConfig *c, const SettingInfo *info) {
+        switch (info->type) {
+        case SETTING_STRING:
+                *setting_string_ptr(c, info) = g_strdup(info->default_string);
+                break;
+        case SETTING_USEC:
+                *setting_usec_ptr(c, info) = info->default_usec;
+                break;
+        case SETTING_BOOL:
+                *setting_bool_ptr(c, info) = info->default_bool;
+                break;
+        case SETTING_STRV:
+                *setting_strv_ptr(c, info) = g_new0(char *, 1);
+                break;
+        case SETTING_ARGVV:
+                *setting_argvv_ptr(c, info) = g_new0(char **, 1);
+                break;
+        }
+}
+
+static void setting_copy(LauncherConfig *dst, const LauncherConfig *src_c, const SettingInfo *info) {
+        LauncherConfig *src = (LauncherConfig *) src_c;
+        switch (info->type) {
+        case SETTING_STRING:
+                *setting_string_ptr(dst, info) = g_strdup(*setting_string_ptr(src, info));
+                break;
+        case SETTING_USEC:
+                *setting_usec_ptr(dst, info) = *setting_usec_ptr(src, info);
+                break;
+        case SETTING_BOOL:
+                *setting_bool_ptr(dst, info) = *setting_bool_ptr(src, info);
+                break;
+        case SETTING_STRV:
+                *setting_strv_ptr(dst, info) = g_strdupv(*setting_strv_ptr(src, info));
+                break;
+        case SETTING_ARGVV:
+                *setting_argvv_ptr(dst, info) = argvv_copy(*setting_argvv_ptr(src, info));
+                break;
+        }
+}
+
+static void setting_clear(LauncherConfig *c, const SettingInfo *info) {
+        switch (info->type) {
+        case SETTING_STRING:
+                g_clear_pointer(setting_string_ptr(c, info), g_free);
+                break;
+        case SETTING_STRV:
+                g_clear_pointer(setting_strv_ptr(c, info), g_strfreev);
+                break;
+        case SETTING_ARGVV:
+                argvv_free(*setting_argvv_ptr(c, info));
+                *setting_argvv_ptr(c, info) = NULL;
+                break;
+        default:
+                break;
+        }
+}
+
+static bool strv_eq(char *const *a, char *const *b) {
+        return g_strv_equal((const char *const *) a, (const char *const *) b);
+}
+
+bool setting_equal(const LauncherConfig *a_c, const LauncherConfig *b_c, const SettingInfo *info) {
+        LauncherConfig *a = (LauncherConfig *) a_c, *b = (LauncherConfig *) b_c;
+        switch (info->type) {
+        case SETTING_STRING:
+                return streq(*setting_string_ptr(a, info), *setting_string_ptr(b, info));
+        case SETTING_USEC:
+                return *setting_usec_ptr(a, info) == *setting_usec_ptr(b, info);
+        case SETTING_BOOL:
+                return *setting_bool_ptr(a, info) == *setting_bool_ptr(b, info);
+        case SETTING_STRV:
+                return strv_eq(*setting_strv_ptr(a, info), *setting_strv_ptr(b, info));
+        case SETTING_ARGVV: {
+                char ***x = *setting_argvv_ptr(a, info), ***y = *setting_argvv_ptr(b, info);
+                if (argvv_length(x) != argvv_length(y))
+                        return false;
+                for (size_t i = 0; x[i]; i++)
+                        if (!strv_eq(x[i], y[i]))
+                                return false;
+                return true;
+        }
+        }
+        return false;
+}
+
+static int fail(char **ret_error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+
+/* JSON ↔ the list and bool types. */
+static int parse_strv_node(JsonNode *node, char ***ret) {
+        if (!JSON_NODE_HOLDS_ARRAY(node))
+                return -EINVAL;
+        JsonArray *a = json_node_get_array(node);
+        guint n = json_array_get_length(a);
+        if (n > SETTING_ARGV_MAX)
+                return -E2BIG;
+        g_auto(GStrv) v = g_new0(char *, n + 1);
+        for (guint i = 0; i < n; i++) {
+                JsonNode *e = json_array_get_element(a, i);
+                if (!JSON_NODE_HOLDS_VALUE(e) || json_node_get_value_type(e) != G_TYPE_STRING)
+                        return -EINVAL;
+                v[i] = g_strdup(json_node_get_string(e));
+        }
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+static int parse_list_setting(LauncherConfig *c, const SettingInfo *info, JsonNode *node, char **ret_error) {
+        if (info->type == SETTING_BOOL) {
+                if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_BOOLEAN)
+                        return fail(ret_error, "%s: must be true or false", info->file_key);
+                *setting_bool_ptr(c, info) = json_node_get_boolean(node);
+                return 0;
+        }
+        if (info->type == SETTING_STRV) {
+                char **v = NULL;
+                if (parse_strv_node(node, &v) < 0)
+                        return fail(ret_error, "%s: must be an array of strings", info->file_key);
+                const char *why = setting_check_strv(info, v);
+                if (why) {
+                        g_strfreev(v);
+                        return fail(ret_error, "%s: %s", info->file_key, why);
+                }
+                g_strfreev(*setting_strv_ptr(c, info));
+                *setting_strv_ptr(c, info) = v;
+                return 0;
+        }
+        if (!JSON_NODE_HOLDS_ARRAY(node) || json_array_get_length(json_node_get_array(node)) > SETTING_LIST_MAX)
+                return fail(ret_error, "%s: must be an array of at most %u argv arrays", info->file_key,
+                            SETTING_LIST_MAX);
+        JsonArray *a = json_node_get_array(node);
+        guint n = json_array_get_length(a);
+        char ***v = g_new0(char **, n + 1);
+        for (guint i = 0; i < n; i++)
+                if (parse_strv_node(json_array_get_element(a, i), &v[i]) < 0) {
+                        argvv_free(v);
+                        return fail(ret_error, "%s[%u]: must be an array of strings", info->file_key, i);
+                }
+        const char *why = setting_check_argvv(info, v);
+        if (why) {
+                argvv_free(v);
+                return fail(ret_error, "%s: %s", info->file_key, why);
+        }
+        argvv_free(*setting_argvv_ptr(c, info));
+        *setting_argvv_ptr(c, info) = v;
+        return 0;
+}
+
+static JsonNode *strv_to_node(char *const *v) {
+        JsonArray *a = json_array_new();
+        for (char *const *s = v; s && *s; s++)
+                json_array_add_string_element(a, *s);
+        JsonNode *n = json_node_init_array(json_node_alloc(), a);
+        json_array_unref(a);
+        return n;
+}
+
+static JsonNode *list_setting_to_node(const LauncherConfig *c, const SettingInfo *info) {
+        if (info->type == SETTING_BOOL)
+                return json_node_init_boolean(json_node_alloc(), *setting_bool_ptr((LauncherConfig *) c, info));
+        if (info->type == SETTING_STRV)
+                return strv_to_node(*setting_strv_ptr((LauncherConfig *) c, info));
+        JsonArray *a = json_array_new();
+        for (char ***l = *setting_argvv_ptr((LauncherConfig *) c, info); l && *l; l++)
+                json_array_add_element(a, strv_to_node(*l));
+        JsonNode *n = json_node_init_array(json_node_alloc(), a);
+        json_array_unref(a);
+        return n;
+}
+
 static int key_compare(gconstpointer a, gconstpointer b, gpointer unused) {
         return strcmp(a, b);
 }
@@ -120,12 +443,8 @@ static GTree *env_tree_new(void) {
 
 LauncherConfig *launcher_config_new_default(void) {
         LauncherConfig *c = g_new0(LauncherConfig, 1);
-        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
-                if (settings[i].type == SETTING_STRING)
-                        *setting_string_ptr(c, &settings[i]) = g_strdup(settings[i].default_string);
-                else
-                        *setting_usec_ptr(c, &settings[i]) = settings[i].default_usec;
-        }
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                setting_set_default(c, &settings[i]);
         c->env = env_tree_new();
         c->file = json_object_new();
         return c;
@@ -138,13 +457,8 @@ static gboolean copy_env(gpointer k, gpointer v, gpointer data) {
 
 LauncherConfig *launcher_config_copy(const LauncherConfig *src) {
         LauncherConfig *c = g_new0(LauncherConfig, 1);
-        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
-                if (settings[i].type == SETTING_STRING)
-                        *setting_string_ptr(c, &settings[i]) =
-                                g_strdup(*setting_string_ptr((LauncherConfig *) src, &settings[i]));
-                else
-                        *setting_usec_ptr(c, &settings[i]) = *setting_usec_ptr((LauncherConfig *) src, &settings[i]);
-        }
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                setting_copy(c, src, &settings[i]);
         c->env = env_tree_new();
         g_tree_foreach(src->env, copy_env, c->env);
         c->file = json_object_ref(src->file);
@@ -155,8 +469,7 @@ void launcher_config_free(LauncherConfig *c) {
         if (!c)
                 return;
         for (size_t i = 0; i < ELEMENTSOF(settings); i++)
-                if (settings[i].type == SETTING_STRING)
-                        g_free(*setting_string_ptr(c, &settings[i]));
+                setting_clear(c, &settings[i]);
         if (c->env)
                 g_tree_destroy(c->env);
         if (c->file)
@@ -177,6 +490,8 @@ static int parse_setting(LauncherConfig *c, const SettingInfo *info, JsonNode *n
         /* null means "not set", as serde writes an Option that is None. */
         if (JSON_NODE_HOLDS_NULL(node))
                 return 0;
+        if (info->type == SETTING_BOOL || info->type == SETTING_STRV || info->type == SETTING_ARGVV)
+                return parse_list_setting(c, info, node, ret_error);
 
         if (info->type == SETTING_STRING) {
                 if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_STRING)
@@ -282,12 +597,20 @@ static const SettingInfo *setting_by_file_key(const char *key) {
 }
 
 static bool setting_is_default(const LauncherConfig *c, const SettingInfo *info) {
+        if (info->type == SETTING_BOOL)
+                return *setting_bool_ptr((LauncherConfig *) c, info) == info->default_bool;
+        if (info->type == SETTING_STRV)
+                return !(*setting_strv_ptr((LauncherConfig *) c, info))[0];
+        if (info->type == SETTING_ARGVV)
+                return !(*setting_argvv_ptr((LauncherConfig *) c, info))[0];
         if (info->type == SETTING_STRING)
                 return streq(*setting_string_ptr((LauncherConfig *) c, info), info->default_string);
         return *setting_usec_ptr((LauncherConfig *) c, info) == info->default_usec;
 }
 
 static JsonNode *setting_to_node(const LauncherConfig *c, const SettingInfo *info) {
+        if (info->type == SETTING_BOOL || info->type == SETTING_STRV || info->type == SETTING_ARGVV)
+                return list_setting_to_node(c, info);
         JsonNode *n = json_node_alloc();
         if (info->type == SETTING_STRING)
                 return json_node_init_string(n, *setting_string_ptr((LauncherConfig *) c, info));
@@ -403,12 +726,8 @@ char *launcher_config_env_check(const LauncherConfig *c) {
 }
 
 bool launcher_config_equal_settings(const LauncherConfig *a, const LauncherConfig *b) {
-        for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
-                const SettingInfo *s = &settings[i];
-                if (s->type == SETTING_STRING
-                            ? !streq(*setting_string_ptr((LauncherConfig *) a, s), *setting_string_ptr((LauncherConfig *) b, s))
-                            : *setting_usec_ptr((LauncherConfig *) a, s) != *setting_usec_ptr((LauncherConfig *) b, s))
+        for (size_t i = 0; i < ELEMENTSOF(settings); i++)
+                if (!setting_equal(a, b, &settings[i]))
                         return false;
-        }
         return true;
 }

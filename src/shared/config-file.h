@@ -31,6 +31,19 @@ typedef struct LauncherConfig {
         char *updater_remote;
         char *updater_branch;
         uint64_t updater_interval_usec;
+        char *updater_round_lock_file;
+        uint64_t updater_round_lock_max_age_usec;
+        char *updater_validation_api_url;
+        char *updater_api_unreachable;
+        char ***updater_build_commands;     /* NULL-terminated list of argv (NULL-terminated) */
+        char **updater_restart_units;
+        char ***updater_restart_commands;
+        char **updater_health_command;
+        char *updater_health_url;
+        uint64_t updater_health_timeout_usec;
+        uint64_t updater_command_timeout_usec;
+        char *updater_allowed_signers_file;
+        bool updater_auto_update;
         char *metrics_path;  /* Prometheus textfile, "" = none */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
@@ -38,9 +51,17 @@ typedef struct LauncherConfig {
 } LauncherConfig;
 
 typedef enum SettingType {
-        SETTING_STRING,
-        SETTING_USEC,
+        SETTING_STRING,     /* s */
+        SETTING_USEC,       /* t */
+        SETTING_BOOL,       /* b */
+        SETTING_STRV,       /* as: never NULL, maybe empty */
+        SETTING_ARGVV,      /* aas: a list of argv lists; never NULL, maybe empty */
 } SettingType;
+
+/* Limits of the list settings (argv lists are also refused empty). */
+#define SETTING_LIST_MAX 64u
+#define SETTING_ARGV_MAX 256u
+#define SETTING_ARG_MAX 4096u
 
 /* One setting: its bus property name, its key in the file, where it lives. */
 typedef struct SettingInfo {
@@ -53,6 +74,9 @@ typedef struct SettingInfo {
         /* Returns NULL when valid, else a static explanation ("must be ..."). */
         const char *(*check_string)(const char *value);
         uint64_t min_usec, max_usec;
+        bool default_bool;
+        /* as / aas: NULL when valid, else why not (static text). */
+        const char *(*check_strv)(char *const *value);
 } SettingInfo;
 
 const SettingInfo *setting_info_all(size_t *ret_n);
@@ -64,6 +88,21 @@ const char *setting_check_usec(const SettingInfo *info, uint64_t value);
 
 char **setting_string_ptr(LauncherConfig *c, const SettingInfo *info);
 uint64_t *setting_usec_ptr(LauncherConfig *c, const SettingInfo *info);
+bool *setting_bool_ptr(LauncherConfig *c, const SettingInfo *info);
+char ***setting_strv_ptr(LauncherConfig *c, const SettingInfo *info);
+char ****setting_argvv_ptr(LauncherConfig *c, const SettingInfo *info);
+
+/* For as and aas settings: NULL when valid, else why not (static text). */
+const char *setting_check_strv(const SettingInfo *info, char *const *value);
+const char *setting_check_argvv(const SettingInfo *info, char **const *value);
+/* The D-Bus signature of a setting's type: "s", "t", "b", "as", "aas". */
+const char *setting_signature(const SettingInfo *info);
+bool setting_equal(const LauncherConfig *a, const LauncherConfig *b, const SettingInfo *info);
+
+/* aas helpers: copy and free a NULL-terminated list of argv lists. */
+char ***argvv_copy(char **const *l);
+void argvv_free(char ***l);
+size_t argvv_length(char **const *l);
 
 LauncherConfig *launcher_config_new_default(void);
 LauncherConfig *launcher_config_copy(const LauncherConfig *c);

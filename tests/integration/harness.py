@@ -915,6 +915,51 @@ class Hostnamed:
             return self.procs.stop(self.proc)
 
 
+class SystemdSim:
+    """tests/sim/systemd_sim.py: a stand-in org.freedesktop.systemd1 Manager
+    (RestartUnit, Subscribe, JobNew/JobRemoved) with test controls."""
+
+    NAME = 'org.freedesktop.systemd1'
+    PATH = '/org/freedesktop/systemd1'
+    CONTROL = 'org.platform.Test.SystemdSim'
+
+    def __init__(self, bus, workdir, procs, job_seconds=0.02):
+        self.bus, self.procs = bus, procs
+        self.log_path = os.path.join(workdir, 'systemd-sim.log')
+        self.job_seconds = job_seconds
+        self.proc = None
+
+    def start(self, timeout=DEFAULT_TIMEOUT):
+        argv = [PYTHON, os.path.join(SOURCE_DIR, 'tests', 'sim', 'systemd_sim.py'),
+                '--job-seconds', str(self.job_seconds)]
+        self.proc = self.procs.spawn('systemd-sim', argv, env=self.bus.env(), stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log_path, 'ab'))
+        self.bus.wait_for_name(self.NAME, timeout, proc=self.proc)
+        return self
+
+    def _call(self, method, sig=None, args=None):
+        r = self.bus.call(self.NAME, self.PATH, self.CONTROL, method, sig, args)
+        if not r.ok:
+            raise HarnessError('systemd sim %s: %r' % (method, r))
+        return r.result
+
+    def restarts(self):
+        return list(self._call('Restarts')[0])
+
+    def reset(self):
+        self._call('Reset')
+
+    def fail_unit(self, unit, result='failed'):
+        self._call('FailUnit', 'ss', [unit, result])
+
+    def hang_unit(self, unit, hang=True):
+        self._call('HangUnit', 'sb', [unit, hang])
+
+    def stop(self):
+        if self.proc is not None:
+            return self.procs.stop(self.proc)
+
+
 # ---------------------------------------------------------------------------
 # One test's world
 # ---------------------------------------------------------------------------
@@ -956,6 +1001,10 @@ class Harness:
 
     def hostnamed(self, **kw):
         return Hostnamed(self.bus, self.workdir, self.procs, **kw).start()
+
+    def systemd(self, **kw):
+        """The systemd Manager stand-in on the private bus (root: bus policy)."""
+        return SystemdSim(self.bus, self.workdir, self.procs, **kw).start()
 
     def spawn(self, name, argv, user=None, **kw):
         """Start a helper (simulator, client) on the bus, tracked for cleanup."""

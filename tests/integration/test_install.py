@@ -197,7 +197,8 @@ def test_man_page_renders_without_warnings(page):
 def test_bus_api_man_page_names_every_member_and_action():
     """org.platform.Launcher1(5) keeps up with the interface XML and the policy."""
     text = open(os.path.join(H.SOURCE_DIR, 'man', 'org.platform.Launcher1.5.scd')).read()
-    for xml in ('org.platform.Launcher1.Config.xml', 'org.platform.Launcher1.Vm.xml'):
+    for xml in ('org.platform.Launcher1.Config.xml', 'org.platform.Launcher1.Vm.xml',
+                'org.platform.Launcher1.Updater.xml'):
         root = ET.parse(os.path.join(H.SOURCE_DIR, 'dbus', xml)).getroot()
         for kind in ('property', 'method', 'signal'):
             for el in root.iter(kind):

@@ -11,6 +11,7 @@ CASES = [
     ('org.platform.Launcher1.Config', H.DAEMON_PATH),
     ('org.freedesktop.LogControl1', '/org/freedesktop/LogControl1'),
     ('org.platform.Launcher1.Vm', H.DAEMON_PATH + '/vm/validator_5fvm'),
+    ('org.platform.Launcher1.Updater', H.DAEMON_PATH),
 ]
 
 

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+#include "clients/http.h"
+#include "clients/process.h"
+#include "clients/systemd.h"
+#include "core/step-driver.h"
+#include "core/updater.h"
+
+/* Shared by updater.c (object, state store, public API, timers) and
+ * updater-steps.c (the step tables of one transaction). */
+
+typedef enum TxKind {
+        TX_NONE,
+        TX_CHECK,
+        TX_APPLY,
+        TX_ROLLBACK,   /* the operator's Rollback */
+        TX_RESUME,     /* a transaction found in the state store at start-up */
+} TxKind;
+
+typedef struct Tx {
+        TxKind kind;
+        TxKind origin;           /* for TX_RESUME: what was interrupted (apply or rollback) */
+        bool force, dry_run, automatic;
+        UpdaterState prev_state;     /* before the transaction (a dry run restores it) */
+        LauncherConfig *cfg;     /* the settings this transaction runs with */
+        int lock_fd;
+        char *from;              /* HEAD before; what a rollback returns to */
+        char *to;                /* the pinned target */
+        char *requested;         /* Rollback's argument */
+        bool skip;               /* nothing to do: the remaining steps pass */
+        bool available;
+        bool reverse;            /* the rollback table is running */
+        char *fail_reason;       /* why the forward table failed */
+        size_t index;            /* the command or unit within a step */
+        int sub;
+        bool self_unit_pending;  /* the launcher's own unit restarts last */
+        updater_done_cb done;
+        void *userdata;
+} Tx;
+
+typedef void (*proc_next_fn)(Updater *u, const ProcessResult *res);
+
+struct Updater {
+        sd_event *event;
+        sd_bus *bus;
+        SettingsStore *settings;
+        char *state_dir;
+        char *state_path;
+        Reconciler *reconciler;
+        UpdaterEvents events;
+        UpdaterStatus st;
+        uint32_t changed;
+
+        StepDriver *driver;
+        Gates *gates;
+        GateCheck *gate_check;
+        SystemdClient *systemd;
+        SystemdCall *unit_call;
+        Process *proc;
+        proc_next_fn proc_next;
+        uint64_t proc_timeout;
+        HttpContext *http;
+        HttpCall *http_call;
+        sd_event_source *retry_timer;
+        sd_event_source *auto_timer;
+        sd_event_source *head_timer;
+        Process *head_proc;
+        char *own_unit;
+        /* What the automatic check was armed for. */
+        char *armed_repository;
+        bool armed_auto;
+        uint64_t armed_interval;          /* the unit this daemon runs in ("" when none) */
+
+        /* The transaction recorded in the state store ("" kind = none). */
+        char *rec_kind, *rec_from, *rec_to, *rec_phase;
+
+        Tx tx;
+        uint64_t unit_started;
+        uint64_t health_deadline;      /* CLOCK_MONOTONIC */
+        uint64_t process_usec;   /* time spent in child processes and unit jobs during the transaction */
+};
+
+/* updater.c */
+uint64_t updater_now_realtime(void);
+void updater_set_str(Updater *u, char **field, const char *value, UpdaterField bit);
+void updater_set_state(Updater *u, UpdaterState s);
+void updater_flush(Updater *u);
+int updater_save_state(Updater *u);
+/* phase "" clears the record. */
+int updater_record(Updater *u, const char *kind, const char *from, const char *to, const char *phase);
+void updater_quarantine(Updater *u, const char *commit);
+void defer_reason_free(gpointer p);
+
+/* updater-steps.c */
+extern const StepTable updater_check_table;
+extern const StepTable updater_apply_table;
+extern const StepTable updater_rollback_table;   /* the operator's Rollback: lock, resolve, verify, dirty, record */
+extern const StepTable updater_forward_table;    /* checkout, build, restart, health, commit */
+extern const StepTable updater_reverse_table;    /* back to tx.from */
+extern const StepTable updater_verify_table;     /* after a self-restart: health, commit */
+void updater_steps_cancel_all(Updater *u);
+int updater_lock(Updater *u, char **ret_error);
+void updater_unlock(Updater *u);
+int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next);
