@@ -74,6 +74,15 @@ static int prescan(const char *data, size_t len, size_t max, const char *what, c
                         else if (c == '\\') {
                                 if (escaped_nul_at(data, len, i))
                                         return fail(ret_error, what, "contains an escaped NUL (\\u0000)");
+                                /* json-glib's scanner also takes C escapes ("\\777" is
+                                 * the byte 0xff): only JSON's own, or the text read is
+                                 * not the text written back. */
+                                if (i + 1 >= len || !strchr("\"\\/bfnrtu", data[i + 1]) ||
+                                    (data[i + 1] == 'u' && escape_unit_at(data, len, i) < 0)) {
+                                        g_autofree char *where = path_at_offset(data, i);
+                                        return fail(ret_error, what, "contains an escape JSON does not have at byte %zu%s%s",
+                                                    i, where ? ", in " : "", strempty(where));
+                                }
                                 if (lone_surrogate_at(data, len, i)) {
                                         g_autofree char *where = path_at_offset(data, i);
                                         return fail(ret_error, what, "contains a lone UTF-16 surrogate escape (not UTF-8) at byte %zu%s%s",
