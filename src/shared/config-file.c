@@ -630,6 +630,20 @@ static JsonNode *env_to_node(const LauncherConfig *c) {
         return n;
 }
 
+/* json-glib (1.6) appends ".0" to a double whose text has no '.', also to
+ * "3e+74": "3e+74.0" is not JSON, and the file written would not be read
+ * again. At p (outside strings): is this such a ".0"? */
+static bool number_has_dot_zero_after_exponent(const char *text, const char *p) {
+        if (p[0] != '.' || p[1] != '0' || g_ascii_isdigit(p[2]) || p == text || !g_ascii_isdigit(p[-1]))
+                return false;
+        const char *q = p - 1;
+        while (q > text && g_ascii_isdigit(*q))
+                q--;
+        if ((*q == '+' || *q == '-') && q > text)
+                q--;
+        return *q == 'e' || *q == 'E';
+}
+
 char *launcher_config_serialize(const LauncherConfig *c) {
         g_autoptr(JsonObject) out = json_object_new();
         bool have_env = false;
@@ -668,11 +682,22 @@ char *launcher_config_serialize(const LauncherConfig *c) {
         for (const char *p = text; *p; p++)
                 n += *p == 0x1f ? 6 : 1;
         GString *out_text = g_string_sized_new(n + 2); /* no realloc: no stray copy of a secret */
-        for (const char *p = text; *p; p++)
+        bool in_string = false;
+        for (const char *p = text; *p; p++) {
+                if (in_string && *p == '\\' && p[1]) {
+                        g_string_append_c(out_text, *p++);
+                        g_string_append_c(out_text, *p);
+                        continue;
+                }
+                if (*p == '"')
+                        in_string = !in_string;
                 if (*p == 0x1f)
                         g_string_append(out_text, "\\u001f");
+                else if (!in_string && number_has_dot_zero_after_exponent(text, p))
+                        p++; /* drop ".0" */
                 else
                         g_string_append_c(out_text, *p);
+        }
         g_string_append_c(out_text, '\n');
         erase_and_free(text);
         return g_string_free(out_text, FALSE);

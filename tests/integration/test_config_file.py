@@ -40,6 +40,19 @@ def test_round_trip_keeps_unknown_keys_and_rust_keys(daemon):
     assert_no_secret_logged(daemon)
 
 
+def test_unknown_numbers_are_written_back_as_json(daemon):
+    """json-glib writes the double 3e+74 as "3e+74.0" (not JSON): the file the daemon
+    wrote after a change would not be read again (found by fuzz-config-file)."""
+    daemon.write_config('{"operator_numbers": [3e+74, 1.5e-7, -2E10, 0.25, 12], "env": {}}')
+    assert daemon.call('Reload').ok
+    assert daemon.call('SetEnv', 'ss', ['K', SECRET + 'k']).ok
+    doc = json.loads(open(daemon.config_path).read())  # strict JSON
+    assert doc['operator_numbers'] == [3e+74, 1.5e-7, -2e10, 0.25, 12]
+    daemon.restart()
+    assert daemon.get('ConfigError') == ''
+    assert daemon.call('GetEnv', 's', ['K']).result == (SECRET + 'k',)
+
+
 def test_written_atomically_with_mode_0600(daemon):
     os.chmod(daemon.config_path, 0o644)
     assert daemon.call('SetEnv', 'ss', ['K', SECRET + 'k']).ok
