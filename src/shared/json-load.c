@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -254,6 +255,38 @@ int json_load_syntax_error(const GError *e, const char *data, size_t len, char *
         return -EINVAL;
 }
 
+/* json-glib turns a number beyond double's range ("1e99999") into inf, and
+ * writes it back as "inf.0": not JSON. Such a number is refused here, with
+ * its path (names shown only when plain, as above). */
+static bool find_non_finite(JsonNode *node, GString *path) {
+        if (JSON_NODE_HOLDS_VALUE(node))
+                return json_node_get_value_type(node) == G_TYPE_DOUBLE && !isfinite(json_node_get_double(node));
+        if (JSON_NODE_HOLDS_ARRAY(node)) {
+                JsonArray *a = json_node_get_array(node);
+                for (guint i = 0; i < json_array_get_length(a); i++) {
+                        size_t keep = path->len;
+                        g_string_append(path, "[]");
+                        if (find_non_finite(json_array_get_element(a, i), path))
+                                return true;
+                        g_string_truncate(path, keep);
+                }
+        } else if (JSON_NODE_HOLDS_OBJECT(node)) {
+                JsonObject *o = json_node_get_object(node);
+                g_autoptr(GList) members = json_object_get_members(o);
+                for (GList *l = members; l; l = l->next) {
+                        const char *name = l->data;
+                        size_t keep = path->len;
+                        if (path->len > 0)
+                                g_string_append_c(path, '.');
+                        g_string_append(path, name_is_plain(name, strlen(name)) ? name : "?");
+                        if (find_non_finite(json_object_get_member(o, name), path))
+                                return true;
+                        g_string_truncate(path, keep);
+                }
+        }
+        return false;
+}
+
 int json_load_object(const char *data, size_t len, size_t max, const char *what,
                      JsonParser **ret_parser, JsonObject **ret_obj, char **ret_error) {
         int r = prescan(data, len, max, what, ret_error);
@@ -269,6 +302,9 @@ int json_load_object(const char *data, size_t len, size_t max, const char *what,
         JsonNode *root = json_parser_get_root(p);
         if (!root || !JSON_NODE_HOLDS_OBJECT(root))
                 return fail(ret_error, what, "must be a JSON object");
+        g_autoptr(GString) path = g_string_new(NULL);
+        if (find_non_finite(root, path))
+                return fail(ret_error, what, "a number is out of range%s%s", path->len ? ", in " : "", path->str);
         *ret_obj = json_node_get_object(root);
         *ret_parser = g_steal_pointer(&p);
         return 0;

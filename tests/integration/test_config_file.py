@@ -51,6 +51,10 @@ def test_unknown_numbers_are_written_back_as_json(daemon):
     daemon.restart()
     assert daemon.get('ConfigError') == ''
     assert daemon.call('GetEnv', 's', ['K']).result == (SECRET + 'k',)
+    # beyond double's range json-glib reads inf and would write "inf.0": refused, named
+    daemon.write_config('{"operator_numbers": {"big": 2999e99999}, "env": {}}')
+    assert not daemon.call('Reload').ok
+    assert 'a number is out of range, in operator_numbers.big' in daemon.get('ConfigError')
 
 
 def test_written_atomically_with_mode_0600(daemon):
