@@ -393,6 +393,7 @@ void reconciler_free(Reconciler *r) {
         g_free(r->fetch_error);
         g_free(r->observe_error);
         g_free(r->not_allowed_logged);
+        g_free(r->adopt_logged);
         g_free(r->spec_digest);
         g_strfreev(r->required_env);
         g_free(r->vmm_url);
