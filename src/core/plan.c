@@ -155,6 +155,14 @@ static void decide_existing(const PlanInput *in, Plan *p, GPtrArray *changes) {
         }
 
         bool in_place_ok = compare(p, in->desired, changes);
+        const VmIntent *intent = in->state ? in->state->intent : NULL;
+        if (intent && streq(intent->op, "in-place") && streq(intent->target_compose_hash, p->keep_compose_hash)) {
+                /* UpdateVm took effect before an interruption, but the VM may
+                 * still run the old compose: the tick restarts it. Say so. */
+                p->action = PLAN_UPDATE_IN_PLACE;
+                p->reason = g_strdup("finishing an interrupted in-place update");
+                return;
+        }
         if (!plan_vm_is_ours(vm, p->keep_compose_hash, in->state)) {
                 /* Not deployed by us (the Rust launcher's VM, or a lost state
                  * store): never replaced silently (issue 10). Update redeploys. */

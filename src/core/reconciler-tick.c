@@ -236,6 +236,8 @@ static void log_not_allowed(Reconciler *r, const DesiredVm *d) {
         r->not_allowed_logged = g_steal_pointer(&k);
 }
 
+static bool adopt_allowed(const Job *j);
+
 static void decide(Job *j) {
         Reconciler *r = j->r;
 
@@ -269,8 +271,10 @@ static void decide(Job *j) {
         if (j->desired)
                 log_not_allowed(r, j->desired);
 
-        /* Duplicates go only beside a VM of ours: a VM we did not deploy is left alone. */
-        if (j->plan.n_extra > 0 && j->plan.action != PLAN_BLOCKED && j->plan.action != PLAN_ADOPT) {
+        /* Duplicates go only beside a VM of ours, or one being adopted now:
+         * VMs we did not deploy are otherwise left alone. */
+        if (j->plan.n_extra > 0 && j->plan.action != PLAN_BLOCKED &&
+            (j->plan.action != PLAN_ADOPT || adopt_allowed(j))) {
                 GPtrArray *ids = g_ptr_array_new();
                 for (size_t i = 0; i < j->plan.n_extra; i++)
                         g_ptr_array_add(ids, g_strdup(j->plan.extra[i]->id));
@@ -585,6 +589,8 @@ static void dispatch(Job *j) {
         case PLAN_RECREATE:
                 return start_deploy(j, &table_recreate);
         case PLAN_UPDATE_IN_PLACE:
+                if (adopt_interrupted(j))
+                        return;
                 return start_deploy(j, &table_in_place);
         default:
                 return job_finish(j, RECONCILER_ERROR_FAILED, "internal error: unknown plan");

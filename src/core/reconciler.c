@@ -493,6 +493,17 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
         if (q < 0)
                 return q;
         *ret_action = g_strdup(plan_action_to_string(p.action));
+        if (p.action == PLAN_ADOPT) {
+                /* Why, first: a row ("reason", "", text) that platformctl shows as such. */
+                size_t n = g_strv_length(p.changes);
+                char **c = g_new0(char *, n + 4);
+                c[0] = g_strdup("reason");
+                c[1] = g_strdup("");
+                c[2] = g_strdup(p.reason);
+                memcpy(c + 3, p.changes, n * sizeof(char *));
+                g_free(p.changes);
+                p.changes = c;
+        }
         *ret_changes = g_steal_pointer(&p.changes);
         plan_done(&p);
 

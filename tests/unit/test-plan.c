@@ -158,6 +158,12 @@ int main(void) {
         p = plan(d, vm, 1, fresh, false);
         assert_se(p.action == PLAN_NONE);
         plan_done(&p);
+        /* An interrupted in-place update is finished by a restart: the plan says so. */
+        vm_intent_free(fresh->intent);
+        fresh->intent = vm_intent_new("in-place", "id-1", d->compose_hash, d->env_fingerprint, d->resources);
+        p = plan(d, vm, 1, fresh, false);
+        assert_se(p.action == PLAN_UPDATE_IN_PLACE && strstr(p.reason, "interrupted"));
+        plan_done(&p);
         vm_deploy_state_free(fresh);
 
         /* A changed secret: recreate (or in place), listed by key name only. */
