@@ -161,7 +161,8 @@ def test_adopt_policy_setting(vm_env):
     r = env.config_call('SetSettings', 'a{sv}', [{'AdoptPolicy': ['s', 'redeploy']}], user='nobody')
     assert not r.ok
     seq = env.last_seq()
-    assert env.config_call('SetSettings', 'a{sv}', [{'AdoptPolicy': ['s', 'redeploy']}]).ok
+    p = ctl(env.bus, 'config', 'set', 'AdoptPolicy', 'redeploy')
+    assert p.returncode == 0, (p.stdout, p.stderr)
     assert env.daemon.read_config()['adopt_policy'] == 'redeploy'
     assert env.daemon.read_config()['dstack_vmm_url'] == env.guest_vmm_url
     # The next check redeploys it.
