@@ -566,9 +566,11 @@ static void dispatch(Job *j) {
                 return job_finish(j, RECONCILER_OK, NULL);
         case PLAN_BLOCKED:
                 /* Nothing new can be applied, but the VM that was deployed is kept
-                 * running: it is started again if it exited (the API may be away). */
+                 * running: it is started again if it exited (the API may be away).
+                 * So is a VM with the name that we did not deploy (the Rust
+                 * launcher's) while we have deployed none. */
                 if (p->keep && p->keep->status == VM_STATUS_EXITED && !r->state->operator_stopped &&
-                    streq(r->state->vm_id, p->keep->id))
+                    (streq(r->state->vm_id, p->keep->id) || isempty(r->state->vm_id)))
                         return auto_start(j);
                 if (r->spec || r->spec_error)
                         vm_note_error_cause(r, ERROR_CAUSE_BLOCKED, p->reason);

@@ -186,3 +186,20 @@ def test_adopted_vm_that_exits_is_started_as_it_is(vm_env):
     assert env.the_vm()['id'] == vm_id and env.get('RestartCount') == 1
     action, _ = env.plan()
     assert action == 'adopt'
+
+
+def test_adopted_vm_is_started_while_the_spec_is_blocked(vm_env):
+    """Missing env blocks any new deployment, but the Rust launcher's VM is
+    still kept up: when it exits it is started as it is; nothing else."""
+    env = vm_env(daemon=False, poll_sec=1, vmm_opts={'no_auto_restart': True},
+                 api_doc={'required_env': ['NEEDED_KEY']})
+    vm_id = rust_vm(env, status='exited')
+    env.daemon.write_config(rust_config_text(env))
+    seq = env.last_seq()
+    env.start_daemon()
+    env.wait_vm_object()
+    env.vmm.wait_status(vm_id, 'running', timeout=30)
+    env.wait_prop('State', 'blocked')
+    assert 'NEEDED_KEY' in env.get('StateReason')
+    assert [m for _, m in env.writes_since(seq)] == ['StartVm']
+    assert env.the_vm()['id'] == vm_id
