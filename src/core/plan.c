@@ -15,6 +15,7 @@ static const char *const action_names[_PLAN_ACTION_MAX] = {
         [PLAN_START] = "start",
         [PLAN_BLOCKED] = "blocked",
         [PLAN_WAIT] = "wait",
+        [PLAN_ADOPT] = "adopt",
 };
 
 const char *plan_action_to_string(PlanAction a) {
@@ -46,6 +47,14 @@ static char *known_fingerprint(const VmInfo *vm, const char *vm_hash, const VmDe
         if (st && st->intent && !isempty(vm_hash) && streq(st->intent->target_compose_hash, vm_hash))
                 return g_strdup(st->intent->target_env_fingerprint);
         return g_strdup("");
+}
+
+bool plan_vm_is_ours(const VmInfo *vm, const char *vm_hash, const VmDeployState *st) {
+        if (!st)
+                return false;
+        if (!isempty(st->vm_id) && streq(st->vm_id, vm->id))
+                return true;
+        return st->intent && !isempty(vm_hash) && streq(st->intent->target_compose_hash, vm_hash);
 }
 
 static int score(const VmInfo *vm, const char *hash, const PlanInput *in) {
@@ -146,6 +155,31 @@ static void decide_existing(const PlanInput *in, Plan *p, GPtrArray *changes) {
         }
 
         bool in_place_ok = compare(p, in->desired, changes);
+        const VmIntent *intent = in->state ? in->state->intent : NULL;
+        if (intent && streq(intent->op, "in-place") && streq(intent->target_compose_hash, p->keep_compose_hash)) {
+                /* UpdateVm took effect before an interruption, but the VM may
+                 * still run the old compose: the tick restarts it. Say so. */
+                p->action = PLAN_UPDATE_IN_PLACE;
+                p->reason = g_strdup("finishing an interrupted in-place update");
+                return;
+        }
+        if (!plan_vm_is_ours(vm, p->keep_compose_hash, in->state)) {
+                /* Not deployed by us (the Rust launcher's VM, or a lost state
+                 * store): never replaced silently (issue 10). Update redeploys. */
+                p->action = PLAN_ADOPT;
+                p->adopt_action = in->in_place && in_place_ok ? PLAN_UPDATE_IN_PLACE : PLAN_RECREATE;
+                if (vm->status == VM_STATUS_EXITED || vm->status == VM_STATUS_STOPPED)
+                        p->reason = g_strdup_printf(
+                                "adopt: the VM was not deployed by this launcher and is %s; it is started as it "
+                                "is. Its env cannot be read; it will be redeployed once with the local env (run "
+                                "'platformctl vm update' or set AdoptPolicy=redeploy)",
+                                vm_status_to_string(vm->status));
+                else
+                        p->reason = g_strdup(
+                                "adopt: the env of the running VM cannot be read; it will be redeployed once with "
+                                "the local env (run 'platformctl vm update' or set AdoptPolicy=redeploy)");
+                return;
+        }
         /* A VM stuck in "stopping" (a guest that never finishes) is replaced
          * all the same: the stop goes hard at StopTimeoutUSec. */
         if (vm->status == VM_STATUS_STOPPING && changes->len == 0 && !in->force) {

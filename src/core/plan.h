@@ -18,6 +18,11 @@ typedef enum PlanAction {
         PLAN_START,
         PLAN_BLOCKED,
         PLAN_WAIT,          /* a VM with the name is stopping or being removed */
+        PLAN_ADOPT,         /* a VM with the name that the state store has no record of
+                             * deploying (the Rust launcher's): its env cannot be read, so
+                             * it cannot be compared in full. Automatic checks keep it
+                             * (and start it if it exited); Update, or AdoptPolicy=redeploy,
+                             * redeploys it once as adopt_action says. */
         _PLAN_ACTION_MAX,
 } PlanAction;
 
@@ -32,6 +37,7 @@ typedef struct Plan {
         size_t n_extra;
         char *keep_compose_hash;    /* of keep's own compose_file; "" if unknown */
         char *keep_env_fingerprint; /* what we know was sent to keep; "" if unknown */
+        PlanAction adopt_action;    /* PLAN_ADOPT: what redeploying means (recreate or in place) */
 } Plan;
 
 typedef struct PlanInput {
@@ -44,6 +50,10 @@ typedef struct PlanInput {
         bool in_place;
         bool force;
 } PlanInput;
+
+/* Whether vm is one the state store records as ours: the deployed VM, or the
+ * target of an interrupted deployment. */
+bool plan_vm_is_ours(const VmInfo *vm, const char *vm_compose_hash, const VmDeployState *st);
 
 int plan_compute(const PlanInput *in, Plan *ret);
 void plan_done(Plan *p);

@@ -120,6 +120,7 @@ struct Reconciler {
         char *fetch_error;
         char *observe_error;
         char *not_allowed_logged;
+        char *adopt_logged;             /* the id of the VM last reported as adopted */
         ErrorCause last_error_cause;
         char *spec_digest;              /* sha256 of the document kept in spec.json */       /* the keys last named in the "not allowed" notice */
 };

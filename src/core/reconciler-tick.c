@@ -236,6 +236,8 @@ static void log_not_allowed(Reconciler *r, const DesiredVm *d) {
         r->not_allowed_logged = g_steal_pointer(&k);
 }
 
+static bool adopt_allowed(const Job *j);
+
 static void decide(Job *j) {
         Reconciler *r = j->r;
 
@@ -269,7 +271,10 @@ static void decide(Job *j) {
         if (j->desired)
                 log_not_allowed(r, j->desired);
 
-        if (j->plan.n_extra > 0 && j->plan.action != PLAN_BLOCKED) {
+        /* Duplicates go only beside a VM of ours, or one being adopted now:
+         * VMs we did not deploy are otherwise left alone. */
+        if (j->plan.n_extra > 0 && j->plan.action != PLAN_BLOCKED &&
+            (j->plan.action != PLAN_ADOPT || adopt_allowed(j))) {
                 GPtrArray *ids = g_ptr_array_new();
                 for (size_t i = 0; i < j->plan.n_extra; i++)
                         g_ptr_array_add(ids, g_strdup(j->plan.extra[i]->id));
@@ -389,7 +394,9 @@ static void after_auto_start(Job *j, ReconcilerError error, const char *message)
                 return job_finish(j, error, msg);
         }
         vm_set_str(r, &r->vm->vmm_status, "running", VM_FIELD_VMM_STATUS);
-        if (j->plan.action == PLAN_BLOCKED)
+        if (j->plan.action == PLAN_ADOPT)
+                vm_set_state(r, VM_STATE_RUNNING, j->plan.reason);
+        else if (j->plan.action == PLAN_BLOCKED)
                 /* Running again; still nothing newer can be applied. */
                 vm_set_state(r, r->spec || r->spec_error ? VM_STATE_BLOCKED : VM_STATE_PENDING, j->plan.reason);
         else
@@ -461,6 +468,41 @@ static bool adopt_interrupted(Job *j) {
         return true;
 }
 
+/* An Update (also one that joined this tick), or AdoptPolicy=redeploy. */
+static bool adopt_allowed(const Job *j) {
+        return is_update(j) || (j->kind == JOB_TICK && j->waiters->len > 0) ||
+               streq(j->r->settings->config->adopt_policy, "redeploy");
+}
+
+/* A VM with our name that we did not deploy (issue 10, migration from the
+ * Rust launcher). Its env cannot be read, so it is never replaced silently:
+ * an automatic check keeps it as it is (and starts it if it exited: keeping
+ * a validator up is the launcher's job) and says so in StateReason; Update or
+ * AdoptPolicy=redeploy redeploys it once, after which it is ours. */
+static void adopt(Job *j) {
+        Reconciler *r = j->r;
+        Plan *p = &j->plan;
+
+        if (adopt_allowed(j)) {
+                log_notice("Redeploying VM %s (%s), which this launcher did not deploy, with the local env%s.",
+                           p->keep->id, r->vm->name, is_update(j) ? "" : " (AdoptPolicy=redeploy)");
+                p->action = p->adopt_action;
+                return start_deploy(j, p->action == PLAN_UPDATE_IN_PLACE ? &table_in_place : &table_recreate);
+        }
+        if (!streq_ptr(r->adopt_logged, p->keep->id)) {
+                /* Said once per VM, not every poll. */
+                log_notice("VM %s was not deployed by this launcher; keeping it as it is. %s", p->keep->id,
+                           p->reason);
+                g_free(r->adopt_logged);
+                r->adopt_logged = g_strdup(p->keep->id);
+        }
+        if (p->keep->status == VM_STATUS_EXITED || p->keep->status == VM_STATUS_STOPPED)
+                return auto_start(j);
+        vm_set_state(r, p->keep->status == VM_STATUS_RUNNING ? VM_STATE_RUNNING : VM_STATE_STOPPING, p->reason);
+        r->fail_backoff_usec = 0;
+        job_finish(j, RECONCILER_OK, NULL);
+}
+
 /* ---- VMs under an old name (a rename) go once the VM under the new name runs ---- */
 
 static void remove_next_retired(Job *j);
@@ -524,9 +566,11 @@ static void dispatch(Job *j) {
                 return job_finish(j, RECONCILER_OK, NULL);
         case PLAN_BLOCKED:
                 /* Nothing new can be applied, but the VM that was deployed is kept
-                 * running: it is started again if it exited (the API may be away). */
+                 * running: it is started again if it exited (the API may be away).
+                 * So is a VM with the name that we did not deploy (the Rust
+                 * launcher's) while we have deployed none. */
                 if (p->keep && p->keep->status == VM_STATUS_EXITED && !r->state->operator_stopped &&
-                    streq(r->state->vm_id, p->keep->id))
+                    (streq(r->state->vm_id, p->keep->id) || isempty(r->state->vm_id)))
                         return auto_start(j);
                 if (r->spec || r->spec_error)
                         vm_note_error_cause(r, ERROR_CAUSE_BLOCKED, p->reason);
@@ -540,11 +584,15 @@ static void dispatch(Job *j) {
                 if (adopt_interrupted(j))
                         return;
                 return auto_start(j);
+        case PLAN_ADOPT:
+                return adopt(j);
         case PLAN_CREATE:
                 return start_deploy(j, &table_create);
         case PLAN_RECREATE:
                 return start_deploy(j, &table_recreate);
         case PLAN_UPDATE_IN_PLACE:
+                if (adopt_interrupted(j))
+                        return;
                 return start_deploy(j, &table_in_place);
         default:
                 return job_finish(j, RECONCILER_ERROR_FAILED, "internal error: unknown plan");

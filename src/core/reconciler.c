@@ -393,6 +393,7 @@ void reconciler_free(Reconciler *r) {
         g_free(r->fetch_error);
         g_free(r->observe_error);
         g_free(r->not_allowed_logged);
+        g_free(r->adopt_logged);
         g_free(r->spec_digest);
         g_strfreev(r->required_env);
         g_free(r->vmm_url);
@@ -492,6 +493,17 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
         if (q < 0)
                 return q;
         *ret_action = g_strdup(plan_action_to_string(p.action));
+        if (p.action == PLAN_ADOPT) {
+                /* Why, first: a row ("reason", "", text) that platformctl shows as such. */
+                size_t n = g_strv_length(p.changes);
+                char **c = g_new0(char *, n + 4);
+                c[0] = g_strdup("reason");
+                c[1] = g_strdup("");
+                c[2] = g_strdup(p.reason);
+                memcpy(c + 3, p.changes, n * sizeof(char *));
+                g_free(p.changes);
+                p.changes = c;
+        }
         *ret_changes = g_steal_pointer(&p.changes);
         plan_done(&p);
 

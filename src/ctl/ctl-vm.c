@@ -230,14 +230,22 @@ static int vm_status(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
 
 static void print_plan(const char *action, JsonArray *changes) {
         size_t w[2] = { strlen("FIELD"), strlen("CURRENT") };
-        guint n = json_array_get_length(changes);
+        guint n = json_array_get_length(changes), rows = 0;
+        const char *reason = NULL;
         for (guint k = 0; k < n; k++) {
                 JsonArray *c = json_array_get_array_element(changes, k);
+                if (streq(json_array_get_string_element(c, 0), "reason")) {
+                        reason = json_array_get_string_element(c, 2); /* "adopt": why, not a change */
+                        continue;
+                }
+                rows++;
                 for (guint col = 0; col < 2; col++)
                         w[col] = MAX(w[col], strlen(json_array_get_string_element(c, col)));
         }
         printf("Action: %s\n", action);
-        if (n == 0) {
+        if (reason)
+                printf("Reason: %s\n", reason);
+        if (rows == 0) {
                 if (!arg.quiet)
                         printf("No changes.\n");
                 return;
@@ -245,6 +253,8 @@ static void print_plan(const char *action, JsonArray *changes) {
         printf("%-*s  %-*s  %s\n", (int) w[0], "FIELD", (int) w[1], "CURRENT", "TARGET");
         for (guint k = 0; k < n; k++) {
                 JsonArray *c = json_array_get_array_element(changes, k);
+                if (streq(json_array_get_string_element(c, 0), "reason"))
+                        continue;
                 printf("%-*s  %-*s  %s\n", (int) w[0], json_array_get_string_element(c, 0), (int) w[1],
                        json_array_get_string_element(c, 1), json_array_get_string_element(c, 2));
         }

@@ -23,6 +23,10 @@ static const char *check_strategy(const char *v) {
         return streq(v, "recreate") || streq(v, "in-place") ? NULL : "must be \"recreate\" or \"in-place\"";
 }
 
+static const char *check_adopt_policy(const char *v) {
+        return streq(v, "keep") || streq(v, "redeploy") ? NULL : "must be \"keep\" or \"redeploy\"";
+}
+
 static const char *check_repository(const char *v) {
         if (isempty(v))
                 return NULL; /* updater disabled */
@@ -130,6 +134,7 @@ static const SettingInfo settings[] = {
         USEC("PollIntervalUSec", "poll_interval_usec", poll_interval_usec, 5 * SEC, 1 * SEC, 24 * 3600 * SEC),
         USEC("StopTimeoutUSec", "stop_timeout_usec", stop_timeout_usec, 60 * SEC, 1 * SEC, 3600 * SEC),
         STR("UpdateStrategy", "update_strategy", update_strategy, "recreate", check_strategy),
+        STR("AdoptPolicy", "adopt_policy", adopt_policy, "keep", check_adopt_policy),
         STR("UpdaterRepository", "updater_repository", updater_repository, "", check_repository),
         STR("UpdaterRemote", "updater_remote", updater_remote, "origin", check_ref_name),
         STR("UpdaterBranch", "updater_branch", updater_branch, "release", check_ref_name),

@@ -27,6 +27,7 @@ typedef struct LauncherConfig {
         uint64_t poll_interval_usec;
         uint64_t stop_timeout_usec;
         char *update_strategy;
+        char *adopt_policy;  /* "keep" or "redeploy": a VM with our name we did not deploy */
         char *updater_repository;
         char *updater_remote;
         char *updater_branch;

@@ -80,8 +80,10 @@ def test_duplicates_of_the_deployed_vm_are_removed(vm_env):
 
 def test_duplicates_found_at_first_start_are_cleaned(vm_env):
     """Before the daemon ever ran, two VMs with the managed name and an old
-    compose exist: after start-up there is exactly one VM, the desired one."""
-    env = vm_env(daemon=False)
+    compose exist: with AdoptPolicy=redeploy (VMs it did not deploy are
+    replaced at first start; the default keeps them, test_migration.py),
+    after start-up there is exactly one VM, the desired one."""
+    env = vm_env(daemon=False, extra_config={'adopt_policy': 'redeploy'})
     old_compose = simlib.app_compose(docker_compose='services:\n  old:\n    image: "busybox"\n')
     a = _direct_create(env, old_compose)
     b = _direct_create(env, old_compose)

@@ -88,3 +88,78 @@ def test_plan_start_for_exited_vm(vm_env):
     env.wait_prop('VmmStatus', 'exited')
     action, changes = plan_without_side_effects(env)
     assert action == 'start', (action, changes)
+
+
+def _did(writes):
+    """The action a list of VMM writes carried out."""
+    if not writes:
+        return 'none'
+    if 'CreateVm' in writes:
+        return 'recreate' if 'RemoveVm' in writes else 'create'
+    if 'UpdateVm' in writes or 'UpgradeApp' in writes:
+        return 'update-in-place'
+    return 'start' if set(writes) == {'StartVm'} else repr(writes)
+
+
+def _foreign_vm(env):
+    """A VM with the managed name that the daemon did not deploy (as the Rust
+    launcher left it): the desired compose, an env of its own."""
+    import simlib
+    from vmenv import VM_NAME, sha256
+    compose = env.expected_compose()
+    pk = env.vmm.call('GetAppEnvEncryptPubKey', {'app_id': sha256(compose)[:40]})['public_key']
+    cfg = {'name': VM_NAME, 'image': 'dstack-0.5.2', 'compose_file': compose, 'vcpu': 16, 'memory': 16384,
+           'disk_size': 200, 'ports': [{'protocol': 'tcp', 'host_port': 0, 'vm_port': 0, 'host_address': ''}],
+           'encrypted_env': simlib.encrypt_env(pk, {'HOTKEY_PASSPHRASE': SECRET + 'other'})}
+    vm_id = env.vmm.call('CreateVm', cfg)['id']
+    env.vmm.wait_status(vm_id, 'running')
+    return vm_id
+
+
+def _check_plan_then_update(env, want, polling=False):
+    # With a 1 s poll a check may run during Plan: then only its answer is compared.
+    action, _ = env.plan() if polling else plan_without_side_effects(env)
+    assert action == want, (action, want)
+    seq = env.last_seq()
+    r = env.update()
+    assert r.ok, r
+    did = _did([m for _, m in env.writes_since(seq)])
+    assert did == ('recreate' if want == 'adopt' else want), (want, did)
+    env.assert_converged()
+
+
+def test_plan_is_what_the_next_update_does(vm_env):
+    """Plan() and the next Update decide the same action from the same data,
+    for create, recreate and none ("the plan said 'blocked / No changes'
+    right before a replacement", issue 10)."""
+    # create: the first CreateVm failed; the plan says create, Update creates.
+    env = vm_env(daemon=False)
+    env.vmm.fault('CreateVm', 'error', times=1, message='sim: no capacity')
+    env.start_daemon()
+    env.wait_vm_object()
+    env.wait_prop('LastError', lambda v: v != '')
+    _check_plan_then_update(env, 'create')
+    _check_plan_then_update(env, 'none')
+    # recreate: a new compose fetched but not applied (pubkey fault).
+    env.vmm.fault('GetAppEnvEncryptPubKey', 'error', times=1)
+    env.api.patch_doc(compose_content=NEW_COMPOSE)
+    assert not env.update().ok
+    _check_plan_then_update(env, 'recreate')
+    _check_plan_then_update(env, 'none')
+
+
+def test_plan_adopt_is_what_checks_and_update_do(vm_env):
+    """adopt: a VM the daemon did not deploy. The automatic checks agree
+    with the plan (no write at all); the next Update does what the plan
+    lists (a recreate with the local env), and then the plan is none."""
+    env = vm_env(daemon=False, poll_sec=1, vmm_opts={'no_auto_restart': True})
+    _foreign_vm(env)
+    seq = env.last_seq()
+    env.start_daemon()
+    env.wait_vm_object()
+    env.wait_prop('StateReason', lambda v: v.startswith('adopt: '))
+    assert env.plan()[0] == 'adopt'
+    env.wait_calls('Status', count=3, since=seq, timeout=20)
+    assert env.writes_since(seq) == []
+    _check_plan_then_update(env, 'adopt', polling=True)
+    _check_plan_then_update(env, 'none', polling=True)

@@ -84,6 +84,7 @@ int main(void) {
         DesiredVm *d = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.2", "s3");
         VmInfo vm[2];
         Plan p;
+        DesiredVm *d3_early;
 
         /* Nothing yet: create. */
         p = plan(d, NULL, 0, NULL, false);
@@ -119,16 +120,49 @@ int main(void) {
         plan_done(&p);
         vm[0].status = VM_STATUS_RUNNING;
 
-        /* A VM we did not record: its env is unknown, so it is replaced once. */
+        /* A VM we did not record (the Rust launcher's): its env is unknown, so
+         * it is adopted, never replaced silently; redeploying it means a
+         * recreate (or in place), with the env listed as unknown. */
         VmDeployState *fresh = vm_deploy_state_new("validator_vm");
         p = plan(d, vm, 1, fresh, false);
-        assert_se(p.action == PLAN_RECREATE && has_change(&p, "env") && !has_change(&p, "compose_hash"));
+        assert_se(p.action == PLAN_ADOPT && p.adopt_action == PLAN_RECREATE && streq(plan_action_to_string(p.action), "adopt"));
+        assert_se(has_change(&p, "env") && !has_change(&p, "compose_hash"));
+        assert_se(g_str_has_prefix(p.reason, "adopt: the env of the running VM cannot be read"));
+        assert_se(strstr(p.reason, "platformctl vm update") && strstr(p.reason, "AdoptPolicy=redeploy"));
         plan_done(&p);
+        p = plan(d, vm, 1, fresh, true);
+        assert_se(p.action == PLAN_ADOPT && p.adopt_action == PLAN_UPDATE_IN_PLACE);
+        plan_done(&p);
+        p = plan(d3_early = desired("[\"HOTKEY_PASSPHRASE\"]", "dstack-0.5.9", "s3"), vm, 1, fresh, true);
+        assert_se(p.action == PLAN_ADOPT && p.adopt_action == PLAN_RECREATE && has_change(&p, "image"));
+        plan_done(&p);
+        desired_vm_free(d3_early);
+        /* ... also with no state at all, and when it exited (then it is started as it is). */
+        p = plan(d, vm, 1, NULL, false);
+        assert_se(p.action == PLAN_ADOPT);
+        plan_done(&p);
+        vm[0].status = VM_STATUS_EXITED;
+        p = plan(d, vm, 1, fresh, false);
+        assert_se(p.action == PLAN_ADOPT && strstr(p.reason, "exited") && strstr(p.reason, "started as it is"));
+        plan_done(&p);
+        vm[0].status = VM_STATUS_RUNNING;
+        /* ... but a VM we deployed is never adopted, whatever differs. */
+        vm[0].configuration.vcpu = 2;
+        p = plan(d, vm, 1, st, false);
+        assert_se(p.action == PLAN_RECREATE);
+        plan_done(&p);
+        vm[0].configuration.vcpu = 16;
 
         /* ... unless an interrupted deployment recorded it as the intent. */
         fresh->intent = vm_intent_new("recreate", "old", d->compose_hash, d->env_fingerprint, d->resources);
         p = plan(d, vm, 1, fresh, false);
         assert_se(p.action == PLAN_NONE);
+        plan_done(&p);
+        /* An interrupted in-place update is finished by a restart: the plan says so. */
+        vm_intent_free(fresh->intent);
+        fresh->intent = vm_intent_new("in-place", "id-1", d->compose_hash, d->env_fingerprint, d->resources);
+        p = plan(d, vm, 1, fresh, false);
+        assert_se(p.action == PLAN_UPDATE_IN_PLACE && strstr(p.reason, "interrupted"));
         plan_done(&p);
         vm_deploy_state_free(fresh);
 
