@@ -557,8 +557,11 @@ static void dispatch(Job *j) {
                                                   "the VM was stopped by the operator; Start it first");
                         return job_finish(j, RECONCILER_OK, NULL);
                 }
-                /* Equal and running: whatever went wrong before is gone. */
-                vm_clear_error(r);
+                /* Equal and running: whatever went wrong with the VM is gone. An
+                 * unreachable API is not: it was noted in this very tick, and it
+                 * clears when the API answers (on_spec). */
+                if (r->last_error_cause != ERROR_CAUSE_API)
+                        vm_clear_error(r);
                 vm_set_state(r, VM_STATE_RUNNING, "");
                 r->fail_backoff_usec = 0;
                 if (p->keep && p->keep->status == VM_STATUS_RUNNING)
