@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <unistd.h>
@@ -206,6 +207,12 @@ int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, un
         if (isempty(vm->id))
                 return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
         if (!ls) {
+                /* A reader may close its end between our poll and our write:
+                 * that must be EPIPE, not SIGPIPE killing the daemon (systemd
+                 * units ignore SIGPIPE by default; a daemon run by hand not). */
+                struct sigaction sa = { .sa_handler = SIG_IGN };
+                if (sigaction(SIGPIPE, &sa, NULL) < 0)
+                        return -errno;
                 ls = calloc(1, sizeof *ls);
                 if (!ls)
                         return -ENOMEM;

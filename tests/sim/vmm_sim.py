@@ -370,6 +370,7 @@ class VmmSim:
         self.heartbeat_seconds = args.log_heartbeat_seconds
         self.log_streams_open = getattr(self, "log_streams_open", 0)  # follow streams being served
         self.log_streams_opened = getattr(self, "log_streams_opened", 0)
+        self.log_heartbeats = getattr(self, "log_heartbeats", 0)
         self.auto_restart = -1.0 if args.no_auto_restart else args.auto_restart_seconds
         self.auto_restart_max = args.auto_restart_max_retries
         self.guest_notify = args.guest_shutdown_notify
@@ -1047,6 +1048,8 @@ class VmmSim:
                     last = time.monotonic()
                 elif time.monotonic() >= last + self.heartbeat_seconds:
                     ok = chunk("[vmm heartbeat]\n")
+                    with self.lock:
+                        self.log_heartbeats += 1
                     last = time.monotonic()
             if ok:
                 simcore._send_raw(h, b"0\r\n\r\n")
@@ -1139,7 +1142,8 @@ class VmmSim:
                 self.core.cond.notify_all()
                 return json_reply({"count": len(vm.log_extra[ch])})
             if path == "/_sim/log-streams" and h.command == "GET":
-                return json_reply({"open": self.log_streams_open, "opened": self.log_streams_opened})
+                return json_reply({"open": self.log_streams_open, "opened": self.log_streams_opened,
+                                   "heartbeats": self.log_heartbeats})
             if path == "/_sim/config" and h.command == "GET":
                 return json_reply(self.sim_config())
             if path == "/_sim/config" and h.command == "POST":
