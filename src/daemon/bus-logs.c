@@ -41,6 +41,7 @@ struct LogStreams {
 struct LogStream {
         Manager *m;
         char *vm_name;
+        char *vm_id;            /* the VM followed; a replacement has another */
         uid_t uid;
         int fd;                 /* write end, O_NONBLOCK */
         sd_event_source *io;    /* EPOLLOUT while out is not empty; EPOLLERR always */
@@ -72,6 +73,7 @@ static void stream_free(LogStream *s) {
                 close(s->fd);
         free(s->out);
         free(s->vm_name);
+        free(s->vm_id);
         free(s);
 }
 
@@ -247,12 +249,13 @@ int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, un
         s->uid = uid;
         s->fd = fds[1];
         s->vm_name = strdup(vm->name);
+        s->vm_id = strdup(vm->id);
         s->next = ls->streams;
         if (s->next)
                 s->next->prev = s;
         ls->streams = s;
         ls->n++;
-        q = s->vm_name ? 0 : -ENOMEM;
+        q = s->vm_name && s->vm_id ? 0 : -ENOMEM;
         if (q >= 0)
                 q = sd_event_add_io(m->event, &s->io, s->fd, 0, on_pipe_io, s);
         if (q >= 0)
@@ -275,6 +278,27 @@ void bus_logs_vm_removed(Manager *m, const char *vm_name) {
         for (LogStream *s = m->log_streams->streams, *next; s; s = next) {
                 next = s->next;
                 if (streq(s->vm_name, vm_name))
+                        stream_free(s);
+        }
+}
+
+void bus_logs_vm_id_changed(Manager *m, const Vm *vm) {
+        if (!m->log_streams)
+                return;
+        for (LogStream *s = m->log_streams->streams, *next; s; s = next) {
+                next = s->next;
+                if (!streq(s->vm_name, vm->name) || streq(s->vm_id, strempty(vm->id)) || s->vmm_done)
+                        continue;
+                /* The log followed belongs to the VM that was replaced. */
+                vmm_call_cancel(s->call);
+                s->call = NULL;
+                g_autofree char *t = isempty(vm->id)
+                        ? g_strdup_printf("-- platform-launcherd: VM %s (id %s) went away --\n", s->vm_name, s->vm_id)
+                        : g_strdup_printf("-- platform-launcherd: VM %s was replaced (new id %s); follow again --\n",
+                                          s->vm_name, vm->id);
+                (void) out_put(s, t, strlen(t));
+                s->vmm_done = true;
+                if (stream_flush(s) != 0)
                         stream_free(s);
         }
 }

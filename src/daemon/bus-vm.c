@@ -443,6 +443,8 @@ static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata
                 if (fields & vm_props[i].field)
                         names[n++] = vm_props[i].name;
         names[n] = NULL;
+        if (fields & VM_FIELD_ID)
+                bus_logs_vm_id_changed(m, vm);
         bus_history_vm_changed(m->history, vm, fields);
         _cleanup_free_ char *p = vm_path(vm);
         if (n > 0 && p) {

@@ -58,6 +58,8 @@ int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, un
                     sd_bus_error *error);
 /* Ends the streams of a VM that went away (readers see EOF). */
 void bus_logs_vm_removed(Manager *m, const char *vm_name);
+/* Ends, with a line saying so, the streams of a VM whose id changed. */
+void bus_logs_vm_id_changed(Manager *m, const Vm *vm);
 /* Ends every stream and frees the streams' HTTP context. */
 void bus_logs_shutdown(Manager *m);
 

@@ -222,7 +222,29 @@ def test_vmm_ending_stream_ends_reader(vm_env):
     p = start(env)
     r = Reader(p)
     r.lines_until('[sim serial] validator_vm: status running')
-    assert env.vm_call('Stop').ok  # the simulator ends a stream when the VM stops
+    wait_streams(env, 1, poke=False)
+    env.vmm.control('log-streams', {'end': True})  # as a VMM restart does
     r.eof()
     assert p.wait(10) == 0
+    assert p.stderr.read() == b''
+    wait_streams(env, 0, poke=False)
+
+
+def test_replaced_vm_ends_stream_with_a_line(vm_env):
+    env = make_env(vm_env)
+    old = env.the_vm()['id']
+    p = start(env)
+    r = Reader(p)
+    r.lines_until('[sim serial] validator_vm: status running')
+    assert env.update(force=True).ok  # recreate: the VM gets a new id
+    new = env.the_vm()['id']
+    assert new != old
+    out = r.eof(timeout=30)
+    assert p.wait(10) == 0
+    last = out.splitlines()[-1]
+    # The VMM's stream of the old VM does not end (dstack tails the removed
+    # VM's file); the daemon ends it when the VM it follows is no longer the
+    # VM: went away (removed, id "") or replaced.
+    assert last in ('-- platform-launcherd: VM validator_vm was replaced (new id %s); follow again --' % new,
+                    '-- platform-launcherd: VM validator_vm (id %s) went away --' % old), out
     wait_streams(env, 0, poke=False)

@@ -371,6 +371,7 @@ class VmmSim:
         self.log_streams_open = getattr(self, "log_streams_open", 0)  # follow streams being served
         self.log_streams_opened = getattr(self, "log_streams_opened", 0)
         self.log_heartbeats = getattr(self, "log_heartbeats", 0)
+        self.log_streams_gen = getattr(self, "log_streams_gen", 0)
         self.auto_restart = -1.0 if args.no_auto_restart else args.auto_restart_seconds
         self.auto_restart_max = args.auto_restart_max_retries
         self.guest_notify = args.guest_shutdown_notify
@@ -1012,9 +1013,11 @@ class VmmSim:
         # follow: chunked. dstack v0.5.5 and HEAD vmm/src/main_routes.rs vm_logs:
         # the tail yields each new line as written, and after 60 s without one
         # `yield format!("[vmm heartbeat]\n")` (here --log-heartbeat-seconds).
-        # dstack's tail follows the log file with no end; the simulator ends
-        # the stream when the VM is no longer running (or gone) so that tests
-        # terminate. Lines appended with POST /_sim/vm-log are the new lines.
+        # dstack's tail follows the log file with no end, whatever the VM does
+        # (stopped, or removed: the tail keeps the deleted file open); so does
+        # the simulator, until the client goes or POST /_sim/log-streams
+        # {"end": true} ends the streams being served (as a VMM restart does).
+        # Lines appended with POST /_sim/vm-log are the new lines.
         h.send_response(200)
         h.send_header("Content-Type", "text/plain; charset=utf-8")
         h.send_header("Transfer-Encoding", "chunked")
@@ -1028,6 +1031,7 @@ class VmmSim:
         vid = vm.id
         with self.lock:
             sent = len(vm.log_extra.get(ch, []))
+            gen = self.log_streams_gen
             self.log_streams_open += 1
             self.log_streams_opened += 1
         try:
@@ -1038,7 +1042,7 @@ class VmmSim:
                     self.core.cond.wait(max(0.0, last + self.heartbeat_seconds - time.monotonic()))
                     self.tick()
                     vm = self.vms.get(vid)
-                    done = vm is None or not vm.running
+                    done = self.log_streams_gen != gen
                     new = vm.log_extra.get(ch, [])[sent:] if vm is not None else []
                     sent += len(new)
                 if done:
@@ -1141,6 +1145,11 @@ class VmmSim:
                 vm.log_extra[ch].extend(lines)
                 self.core.cond.notify_all()
                 return json_reply({"count": len(vm.log_extra[ch])})
+            if path == "/_sim/log-streams" and h.command == "POST":
+                if body.get("end"):
+                    self.log_streams_gen += 1  # every stream served now ends
+                    self.core.cond.notify_all()
+                return json_reply({"open": self.log_streams_open})
             if path == "/_sim/log-streams" and h.command == "GET":
                 return json_reply({"open": self.log_streams_open, "opened": self.log_streams_opened,
                                    "heartbeats": self.log_heartbeats})
