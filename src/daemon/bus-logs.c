@@ -236,9 +236,17 @@ int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, un
                                          "Too many log streams open for this user (at most %u).",
                                          LOG_STREAMS_PER_UID_MAX);
 
+        /* Only our end is non-blocking (the flag belongs to each end's open
+         * file description): the reader gets an ordinary blocking fd. */
         int fds[2];
-        if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
+        if (pipe2(fds, O_CLOEXEC) < 0)
                 return -errno;
+        if (fcntl(fds[1], F_SETFL, O_NONBLOCK) < 0) {
+                q = -errno;
+                close(fds[0]);
+                close(fds[1]);
+                return q;
+        }
         LogStream *s = calloc(1, sizeof *s);
         if (!s) {
                 close(fds[0]);
