@@ -53,7 +53,7 @@ _platformctl() {
         if [[ $cur == -* ]]; then
                 case "${args[0]} ${args[1]}" in
                         'vm update') opts+=' --force' ;;
-                        'vm logs') opts+=' -n --lines --channel' ;;
+                        'vm logs') opts+=' -f --follow -n --lines --channel' ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return

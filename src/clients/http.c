@@ -33,6 +33,8 @@ struct HttpCall {
         size_t body_len, body_alloc, max_body;
         bool oversize;
         bool in_callback;
+        http_data_cb on_data;      /* streaming mode */
+        bool data_aborted;
 
         char *etag, *last_modified, *content_type;
         char *socket_path;         /* unix:/path endpoints, for error texts */
@@ -150,7 +152,7 @@ static int curl_code_to_errno(HttpCall *c, CURLcode code) {
         case CURLE_FILESIZE_EXCEEDED:
                 return -EFBIG;
         case CURLE_WRITE_ERROR:
-                return c->oversize ? -EFBIG : -EIO;
+                return c->oversize ? -EFBIG : c->data_aborted ? -ECANCELED : -EIO;
         case CURLE_GOT_NOTHING:
         case CURLE_RECV_ERROR:
         case CURLE_SEND_ERROR:
@@ -351,6 +353,19 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userdata) {
         HttpCall *c = userdata;
         size_t n = size * nmemb;
 
+        if (c->on_data) {
+                long status = 0;
+                curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
+                if (status >= 200 && status < 300) {
+                        if (c->on_data(c, data, n, c->userdata) < 0) {
+                                c->data_aborted = true;
+                                return 0; /* CURLE_WRITE_ERROR */
+                        }
+                        return n;
+                }
+                /* An error status: buffer its (bounded) body as usual. */
+        }
+
         if (n > c->max_body - c->body_len) {
                 c->oversize = true;
                 return 0; /* makes libcurl abort with CURLE_WRITE_ERROR */
@@ -501,8 +516,16 @@ static int call_setup(HttpCall *c, const HttpRequest *req) {
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
         if (req->ca_file)
                 curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file);
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) MAX(timeout / USEC_PER_MSEC, 1ULL));
-        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) c->max_body);
+        if (req->on_data) {
+                /* A stream has no natural end: only the connect phase is
+                 * bounded, unless the caller asked for a whole-call limit. */
+                curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (HTTP_DEFAULT_TIMEOUT_USEC / USEC_PER_MSEC));
+                if (req->timeout_usec > 0)
+                        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) MAX(timeout / USEC_PER_MSEC, 1ULL));
+        } else {
+                curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long) MAX(timeout / USEC_PER_MSEC, 1ULL));
+                curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) c->max_body);
+        }
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -537,6 +560,7 @@ int http_request_start(HttpContext *ctx, const HttpRequest *req, http_done_cb cb
         c->cb = cb;
         c->userdata = userdata;
         c->max_body = req->max_response_bytes ?: HTTP_DEFAULT_MAX_RESPONSE;
+        c->on_data = req->on_data;
         c->easy = curl_easy_init();
         if (!c->easy) {
                 call_free(c);

@@ -23,6 +23,13 @@ typedef enum HttpMethod {
 #define HTTP_DEFAULT_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define HTTP_DEFAULT_MAX_RESPONSE (16u * 1024u * 1024u)
 
+/* Streaming mode (HttpRequest.on_data): called with each piece of a 2xx
+ * response body as it arrives, instead of buffering it. Return 0 to go on, or
+ * a negative errno to abort the transfer (the done callback then reports
+ * -EIO, or -ECANCELED when the abort came from here). Must not block: a
+ * consumer that cannot keep up drops data itself (bounded) or aborts. */
+typedef int (*http_data_cb)(HttpCall *call, const void *data, size_t size, void *userdata);
+
 typedef struct HttpRequest {
         HttpMethod method;
         /* "http://host[:port][/prefix]", "https://..." or "unix:/path/to.sock" */
@@ -42,6 +49,11 @@ typedef struct HttpRequest {
          * request whose reused keep-alive connection died before any reply
          * byte; for CreateVm that would make a second VM. */
         bool no_replay;
+        /* Streaming: a 2xx body goes to on_data piece by piece (never
+         * buffered; no size limit, no whole-request timeout unless
+         * timeout_usec is set; the connect phase keeps the default). Other
+         * statuses are buffered as usual for the done callback. */
+        http_data_cb on_data;
 } HttpRequest;
 
 typedef struct HttpResponse {

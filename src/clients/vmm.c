@@ -40,6 +40,7 @@ struct VmmCall {
         char *body;
         bool in_callback;
         vmm_done_cb cb;
+        vmm_data_cb on_data; /* logs follow */
         void *userdata;
         VmmCall *prev, *next;
 };
@@ -175,6 +176,11 @@ static bool method_is_read_only(const char *method) {
         return false;
 }
 
+static int on_http_data(HttpCall *hc, const void *data, size_t size, void *userdata) {
+        VmmCall *call = userdata;
+        return call->on_data(call, data, size, call->userdata);
+}
+
 static int call_send(VmmCall *call) {
         VmmClient *c = call->client;
         _cleanup_free_ char *prpc = NULL;
@@ -188,6 +194,10 @@ static int call_send(VmmCall *call) {
         if (call->path) {
                 req.method = HTTP_GET;
                 req.path = call->path;
+                if (call->on_data) {
+                        req.on_data = on_http_data;
+                        req.timeout_usec = 0; /* a stream has no end */
+                }
         } else {
                 if (asprintf(&prpc, "/prpc/%s?json", call->method) < 0)
                         return -ENOMEM;
@@ -480,6 +490,40 @@ int vmm_logs(VmmClient *c, const char *id, unsigned lines, const char *channel, 
         if (!eid || asprintf(&path, "/logs?id=%s&follow=false&ansi=false&lines=%u&ch=%s", eid, lines, channel) < 0)
                 return -ENOMEM;
         return call_start(c, "logs", REPLY_TEXT, NULL, path, cb, userdata, ret);
+}
+
+int vmm_logs_follow(VmmClient *c, const char *id, unsigned lines, const char *channel, vmm_data_cb data,
+                    vmm_done_cb done, void *userdata, VmmCall **ret) {
+        _cleanup_free_ char *eid = NULL;
+        char *path = NULL;
+        VmmCall *call = NULL;
+
+        channel = channel ?: "serial";
+        if (!data || !done || isempty(id) || (!streq(channel, "serial") && !streq(channel, "stdout") && !streq(channel, "stderr")))
+                return -EINVAL;
+        eid = url_escape(id);
+        if (!eid || asprintf(&path, "/logs?id=%s&follow=true&ansi=false&lines=%u&ch=%s", eid, lines, channel) < 0)
+                return -ENOMEM;
+        /* Like call_start, but on_data must be set before the call is sent. */
+        call = calloc(1, sizeof *call);
+        if (!call) {
+                free(path);
+                return -ENOMEM;
+        }
+        *call = (VmmCall) { .client = c, .method = "logs", .kind = REPLY_TEXT, .path = path, .cb = done,
+                            .on_data = data, .userdata = userdata };
+        call->next = c->calls;
+        if (call->next)
+                call->next->prev = call;
+        c->calls = call;
+        int r = call_send(call);
+        if (r < 0) {
+                call_unlink_free(call);
+                return r;
+        }
+        if (ret)
+                *ret = call;
+        return 0;
 }
 
 void vmm_result_take_status(const VmmResult *res, VmmStatusReply *ret) {

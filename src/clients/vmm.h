@@ -85,6 +85,19 @@ int vmm_list_images(VmmClient *c, vmm_done_cb cb, void *userdata, VmmCall **ret)
 /* GET /logs?id=&follow=false&ansi=false&lines=&ch= (serial|stdout|stderr). */
 int vmm_logs(VmmClient *c, const char *id, unsigned lines, const char *channel, vmm_done_cb cb, void *userdata, VmmCall **ret);
 
+/* Streaming logs: called with each piece of the body of a 200 answer as it
+ * arrives (pieces need not end at a line). Return 0 to go on, or a negative
+ * errno to end the stream (the done callback then fires with -ECANCELED).
+ * Must not cancel the call itself. */
+typedef int (*vmm_data_cb)(VmmCall *call, const void *data, size_t size, void *userdata);
+
+/* GET /logs?id=&follow=true&ansi=false&lines=&ch=: the body goes to data as
+ * it arrives; done fires once when the VMM ends the stream (result->error 0
+ * and empty text), on a transport error, or with the VMM's error answer.
+ * No whole-call timeout and no size limit; the caller bounds its buffering. */
+int vmm_logs_follow(VmmClient *c, const char *id, unsigned lines, const char *channel, vmm_data_cb data,
+                    vmm_done_cb done, void *userdata, VmmCall **ret);
+
 /* Safe from any callback; a no-op for the call whose callback is running. */
 void vmm_call_cancel(VmmCall *call);
 

@@ -1,9 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ctl/ctl.h"
 #include "shared/macro.h"
@@ -194,6 +198,7 @@ typedef struct VmArgs {
         bool force;
         unsigned lines;
         const char *channel;
+        bool follow;
 } VmArgs;
 
 static int vm_pick(const VmInfo *list, const char *name, const VmInfo **ret) {
@@ -338,11 +343,90 @@ static int vm_restart(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         return vm_operation(bus, vm, "Restart", false, "Failed to restart");
 }
 
+/* Copies the stream to stdout until EOF (the daemon ended it), or Ctrl-C or
+ * SIGTERM (then quietly, like journalctl -f): 0 either way. */
+static int copy_log_stream(int fd) {
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return -errno;
+        int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+        if (sfd < 0)
+                return -errno;
+        signal(SIGPIPE, SIG_IGN);
+
+        char buf[16384];
+        int r = 0;
+        for (;;) {
+                struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = sfd, .events = POLLIN } };
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (p[1].revents)
+                        break; /* Ctrl-C */
+                if (!p[0].revents)
+                        continue;
+                ssize_t n = read(fd, buf, sizeof buf);
+                if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (n == 0)
+                        break; /* the daemon ended the stream */
+                if (fwrite(buf, 1, (size_t) n, stdout) != (size_t) n || fflush(stdout) != 0)
+                        break; /* stdout closed (| head): done */
+        }
+        close(sfd);
+        return r;
+}
+
+static int vm_logs_follow(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int fd;
+
+        if (arg.json) {
+                fprintf(stderr, "--json is not available with --follow.\n");
+                return EX_USAGE;
+        }
+        if (sd_bus_can_send(bus, SD_BUS_TYPE_UNIX_FD) <= 0) {
+                fprintf(stderr, "Following logs needs file descriptor passing, which this connection "
+                                "(-H) does not offer; use 'vm logs' without -f.\n");
+                return EX_UNAVAILABLE;
+        }
+        ctl_polkit_agent_open(bus);
+        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "FollowLogs", &error,
+                                   &reply, "su", a->channel, a->lines);
+        if (r < 0)
+                return ctl_bus_error("Failed to follow the VM's logs", &error, r);
+        r = sd_bus_message_read(reply, "h", &fd);
+        if (r < 0) {
+                fprintf(stderr, "Failed to read the log stream: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        ctl_polkit_agent_close();
+        r = copy_log_stream(fd); /* fd belongs to reply */
+        if (r < 0) {
+                fprintf(stderr, "Failed to read the log stream: %s\n", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        return 0;
+}
+
 static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *text;
 
+        if (a->follow)
+                return vm_logs_follow(bus, vm, a);
         ctl_polkit_agent_open(bus);
         int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, "GetLogs", &error, &reply,
                                    "su", a->channel, a->lines);
@@ -385,7 +469,7 @@ static const struct {
         { "start", vm_start, "start [NAME]" },
         { "stop", vm_stop, "stop [NAME]" },
         { "restart", vm_restart, "restart [NAME]" },
-        { "logs", vm_logs, "logs [-n N] [--channel serial|stdout|stderr] [NAME]" },
+        { "logs", vm_logs, "logs [-f] [-n N] [--channel serial|stdout|stderr] [NAME]" },
         { "history", vm_history, "history [-n N] [NAME]" },
 };
 
@@ -400,6 +484,9 @@ static int parse_vm_args(int argc, char **argv, const char *usage, VmArgs *a) {
                 a->lines = arg.lines;
         if (arg.channel)
                 a->channel = arg.channel;
+        a->follow = arg.follow;
+        if (a->follow && !arg.lines)
+                a->lines = 10; /* as journalctl -f */
         return 0;
 }
 

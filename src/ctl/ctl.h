@@ -31,6 +31,7 @@ typedef struct CtlOptions {
         const char *host;
         unsigned lines;        /* 0: not given */
         const char *channel;   /* NULL: not given */
+        bool follow;           /* vm logs -f */
 } CtlOptions;
 
 extern CtlOptions arg;

@@ -24,8 +24,10 @@ static const char help_vm[] =
         "  vm start [NAME]             Start the VM\n"
         "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
         "  vm restart [NAME]           Restart the VM\n"
-        "  vm logs [-n N] [--channel serial|stdout|stderr] [NAME]\n"
+        "  vm logs [-f] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
         "                              Print the last N (default 100) log lines\n"
+        "                              (-f, --follow: the last N, default 10, then new\n"
+        "                              lines as they come, until Ctrl-C)\n"
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
         "                              first (the last N, default 100)\n";
 
@@ -256,11 +258,12 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "lines", required_argument, NULL, 'n' },
                 { "channel", required_argument, NULL, ARG_CHANNEL },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
+                { "follow", no_argument, NULL, 'f' },
                 {}
         };
         int c, r;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hH:qn:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hH:qn:f", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         *ret_help = true;
@@ -290,6 +293,9 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                         break;
                 case ARG_DRY_RUN:
                         arg.dry_run = true;
+                        break;
+                case 'f':
+                        arg.follow = true;
                         break;
                 case 'n':
                         if ((r = parse_lines(optarg, &arg.lines)) < 0)
@@ -399,6 +405,10 @@ static int run(int argc, char *argv[]) {
                                     (streq(argv[1], "logs") || streq(argv[1], "history")))) ||
                     (arg.channel && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs")))) {
                         fprintf(stderr, "--lines applies to 'vm logs' and 'vm history', --channel to 'vm logs' only.\n");
+                        return EX_USAGE;
+                }
+                if (arg.follow && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {
+                        fprintf(stderr, "--follow applies to 'vm logs' only.\n");
                         return EX_USAGE;
                 }
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;

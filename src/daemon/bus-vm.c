@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <unistd.h>
 
 #include "daemon/audit.h"
 #include "daemon/manager.h"
@@ -174,6 +175,8 @@ static int operation_started(PendingOp *op, int q, const Vm *vm, sd_bus_error *e
 }
 
 void bus_vm_shutdown(Manager *m) {
+        /* Log streams end: their readers see EOF. */
+        bus_logs_shutdown(m);
         /* The reconciler drops its waiters when freed: answer every caller
          * still waiting (Update, Start, Stop, Restart, GetLogs) and free them. */
         if (!m->pending_ops)
@@ -333,6 +336,41 @@ static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *er
         return operation_started(op, q, vm, error);
 }
 
+static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *channel;
+        uint32_t lines;
+        Vm *vm;
+
+        int q = sd_bus_message_read(msg, "su", &channel, &lines);
+        if (q < 0)
+                return q;
+        if (!streq(channel, "serial") && !streq(channel, "stdout") && !streq(channel, "stderr"))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Invalid channel '%.32s': serial, stdout or stderr.", channel);
+        if (lines > 10000)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Lines must be between 0 and 10000.");
+        q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
+        if (q <= 0)
+                return q < 0 ? q : 1;
+
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        uid_t uid;
+        q = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (q >= 0)
+                q = sd_bus_creds_get_euid(creds, &uid);
+        if (q < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who is calling.");
+
+        int fd = -1;
+        q = bus_logs_follow(m, vm, uid, channel, lines, &fd, error);
+        if (q < 0 || fd < 0)
+                return q;
+        q = sd_bus_reply_method_return(msg, "h", fd); /* sd-bus sends a copy */
+        close(fd);
+        return q < 0 ? q : 1;
+}
+
 static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Name", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
@@ -373,6 +411,8 @@ static const sd_bus_vtable vm_vtable[] = {
                                 SD_BUS_ARGS("t", timestamp, "s", kind, "s", action, "s", trigger, "s", from, "s", to,
                                             "s", result, "s", reason, "t", duration),
                                 0),
+        SD_BUS_METHOD_WITH_ARGS("FollowLogs", SD_BUS_ARGS("s", channel, "u", lines), SD_BUS_RESULT("h", fd),
+                                method_follow_logs, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -387,6 +427,7 @@ static void on_vm_added(Reconciler *r, Vm *vm, void *userdata) {
 
 static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
         Manager *m = userdata;
+        bus_logs_vm_removed(m, vm->name);
         _cleanup_free_ char *p = vm_path(vm);
         if (p && m->bus)
                 (void) sd_bus_emit_interfaces_removed(m->bus, p, VM_INTERFACE, NULL);
@@ -402,6 +443,8 @@ static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata
                 if (fields & vm_props[i].field)
                         names[n++] = vm_props[i].name;
         names[n] = NULL;
+        if (fields & VM_FIELD_ID)
+                bus_logs_vm_id_changed(m, vm);
         bus_history_vm_changed(m->history, vm, fields);
         _cleanup_free_ char *p = vm_path(vm);
         if (n > 0 && p) {

@@ -30,6 +30,7 @@ typedef struct Manager {
         GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
         BusHistory *history;  /* bus-history.c */
         Metrics *metrics;     /* between the reconciler and the bus layer */
+        struct LogStreams *log_streams; /* bus-logs.c: Vm.FollowLogs streams */
 } Manager;
 
 /* bus-config.c */
@@ -49,6 +50,18 @@ extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
 /* Answers every call still waiting for an operation ("stopping") and frees it. */
 void bus_vm_shutdown(Manager *m);
+
+/* bus-logs.c */
+typedef struct LogStreams LogStreams;
+/* Starts streaming vm's log into a new pipe; *ret_fd is its read end. */
+int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, unsigned lines, int *ret_fd,
+                    sd_bus_error *error);
+/* Ends the streams of a VM that went away (readers see EOF). */
+void bus_logs_vm_removed(Manager *m, const char *vm_name);
+/* Ends, with a line saying so, the streams of a VM whose id changed. */
+void bus_logs_vm_id_changed(Manager *m, const Vm *vm);
+/* Ends every stream and frees the streams' HTTP context. */
+void bus_logs_shutdown(Manager *m);
 
 /* bus-updater.c */
 extern const UpdaterEvents bus_updater_events;

@@ -786,7 +786,8 @@ def test_logs(tmp_path):
         assert sim.request("GET", "/logs?id=nope")[:3:2] == (404, b"VM not found")
         assert sim.request("GET", "/logs?id=%s&ch=bogus" % vm_id)[0] == 400
         sim.config(version="0.5.7")
-        # follow: chunked, heartbeats, ends when the VM stops
+        # follow: chunked, heartbeats, appended lines; like dstack's tail it
+        # does not end when the VM stops; /_sim/log-streams ends it
         conn = simlib.connect(sim.url, 10)
         conn.request("GET", "/logs?id=%s&follow=true" % vm_id)
         r = conn.getresponse()
@@ -795,6 +796,11 @@ def test_logs(tmp_path):
         while b"[vmm heartbeat]" not in got:
             got += r.read1(4096)
         sim.call("StopVm", {"id": vm_id})
+        sim.control("vm-log", {"id": vm_id, "lines": ["after stop"]})
+        while b"after stop\n" not in got:
+            got += r.read1(4096)
+        assert sim.control("log-streams")["open"] == 1
+        sim.control("log-streams", {"end": True})
         got += r.read()
         conn.close()
         assert b"boot done" in got

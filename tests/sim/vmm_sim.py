@@ -342,6 +342,7 @@ class VM:
         self.boot_compose_hash = None
         self.events = []
         self.created_wall = time.time()
+        self.log_extra = {"serial": [], "stdout": [], "stderr": []}  # /_sim/vm-log
 
 
 class VmmSim:
@@ -367,6 +368,10 @@ class VmmSim:
         self.stop_seconds = args.stop_seconds
         self.remove_seconds = args.remove_seconds
         self.heartbeat_seconds = args.log_heartbeat_seconds
+        self.log_streams_open = getattr(self, "log_streams_open", 0)  # follow streams being served
+        self.log_streams_opened = getattr(self, "log_streams_opened", 0)
+        self.log_heartbeats = getattr(self, "log_heartbeats", 0)
+        self.log_streams_gen = getattr(self, "log_streams_gen", 0)
         self.auto_restart = -1.0 if args.no_auto_restart else args.auto_restart_seconds
         self.auto_restart_max = args.auto_restart_max_retries
         self.guest_notify = args.guest_shutdown_notify
@@ -969,7 +974,7 @@ class VmmSim:
             lines.append("[sim %s] %s: env keys %s" % (ch, name, ",".join(sorted(vm.env or {}))))
             lines.append("[sim %s] %s: boot done" % (ch, name))
         lines.append("[sim %s] %s: status %s" % (ch, name, self.status(vm)))
-        return lines
+        return lines + vm.log_extra.get(ch, [])
 
     def logs(self, h, q, rec):
         fq = simcore.flat_query(q)
@@ -1005,9 +1010,14 @@ class VmmSim:
         text = "".join(ln + "\n" for ln in lines)
         if fq.get("follow", "false") != "true":
             return Reply(200, text, "text/plain; charset=utf-8")
-        # follow: chunked, heartbeat after silence. dstack's tail follows the log
-        # file with no end; the simulator ends the stream when the VM is no longer
-        # running (or gone) so that tests terminate.
+        # follow: chunked. dstack v0.5.5 and HEAD vmm/src/main_routes.rs vm_logs:
+        # the tail yields each new line as written, and after 60 s without one
+        # `yield format!("[vmm heartbeat]\n")` (here --log-heartbeat-seconds).
+        # dstack's tail follows the log file with no end, whatever the VM does
+        # (stopped, or removed: the tail keeps the deleted file open); so does
+        # the simulator, until the client goes or POST /_sim/log-streams
+        # {"end": true} ends the streams being served (as a VMM restart does).
+        # Lines appended with POST /_sim/vm-log are the new lines.
         h.send_response(200)
         h.send_header("Content-Type", "text/plain; charset=utf-8")
         h.send_header("Transfer-Encoding", "chunked")
@@ -1018,18 +1028,39 @@ class VmmSim:
             b = s.encode()
             return simcore._send_raw(h, b"%x\r\n%s\r\n" % (len(b), b))
 
-        ok = chunk(text) if text else True
         vid = vm.id
-        while ok:
+        with self.lock:
+            sent = len(vm.log_extra.get(ch, []))
+            gen = self.log_streams_gen
+            self.log_streams_open += 1
+            self.log_streams_opened += 1
+        try:
+            ok = chunk(text) if text else True
+            last = time.monotonic()
+            while ok:
+                with self.lock:
+                    self.core.cond.wait(max(0.0, last + self.heartbeat_seconds - time.monotonic()))
+                    self.tick()
+                    vm = self.vms.get(vid)
+                    done = self.log_streams_gen != gen
+                    new = vm.log_extra.get(ch, [])[sent:] if vm is not None else []
+                    sent += len(new)
+                if done:
+                    break
+                if new:
+                    ok = chunk("".join(("\x1b[32m%s\x1b[0m" % ln if ansi else ln) + "\n" for ln in new))
+                    last = time.monotonic()
+                elif time.monotonic() >= last + self.heartbeat_seconds:
+                    ok = chunk("[vmm heartbeat]\n")
+                    with self.lock:
+                        self.log_heartbeats += 1
+                    last = time.monotonic()
+            if ok:
+                simcore._send_raw(h, b"0\r\n\r\n")
+        finally:
             with self.lock:
-                self.core.cond.wait(self.heartbeat_seconds)
-                self.tick()
-                vm = self.vms.get(vid)
-                done = vm is None or not vm.running
-            if done:
-                break
-            ok = chunk("[vmm heartbeat]\n")
-        simcore._send_raw(h, b"0\r\n\r\n")
+                self.log_streams_open -= 1
+                self.core.cond.notify_all()
         h._sim_status = 200
         return None
 
@@ -1100,6 +1131,28 @@ class VmmSim:
                     vm.remove_seconds = body["remove_seconds"]
                 self.core.cond.notify_all()
                 return json_reply(self.sim_vm(vm))
+            if path == "/_sim/vm-log" and h.command == "POST":
+                # Appends lines to a VM's log channel: what /logs returns and
+                # what a follow=true stream sends next.
+                vm = self.vms.get(body.get("id", ""))
+                if vm is None:
+                    return json_reply({"error": "VM not found"}, 404)
+                ch = body.get("ch", "serial")
+                lines = body.get("lines")
+                if ch not in vm.log_extra or not isinstance(lines, list) or \
+                        not all(isinstance(x, str) and "\n" not in x for x in lines):
+                    return json_reply({"error": "need ch serial|stdout|stderr and lines: [str without newline]"}, 400)
+                vm.log_extra[ch].extend(lines)
+                self.core.cond.notify_all()
+                return json_reply({"count": len(vm.log_extra[ch])})
+            if path == "/_sim/log-streams" and h.command == "POST":
+                if body.get("end"):
+                    self.log_streams_gen += 1  # every stream served now ends
+                    self.core.cond.notify_all()
+                return json_reply({"open": self.log_streams_open})
+            if path == "/_sim/log-streams" and h.command == "GET":
+                return json_reply({"open": self.log_streams_open, "opened": self.log_streams_opened,
+                                   "heartbeats": self.log_heartbeats})
             if path == "/_sim/config" and h.command == "GET":
                 return json_reply(self.sim_config())
             if path == "/_sim/config" and h.command == "POST":

@@ -372,6 +372,70 @@ static void test_tls(Env *env) {
         printf("tls: ok\n");
 }
 
+typedef struct StreamSink {
+        size_t bytes, pieces;
+        bool only_y;
+        size_t abort_after; /* 0: never */
+} StreamSink;
+
+typedef struct StreamResult {
+        Result r;
+        StreamSink sink;
+} StreamResult;
+
+static int on_stream_data(HttpCall *call, const void *data, size_t size, void *userdata) {
+        StreamResult *sr = userdata;
+        const char *d = data;
+        for (size_t i = 0; i < size; i++)
+                if (d[i] != 'y')
+                        sr->sink.only_y = false;
+        sr->sink.bytes += size;
+        sr->sink.pieces++;
+        if (sr->sink.abort_after && sr->sink.bytes >= sr->sink.abort_after)
+                return -EPIPE;
+        return 0;
+}
+
+static void on_stream_done(HttpCall *call, const HttpResponse *resp, void *userdata) {
+        on_done(call, resp, &((StreamResult *) userdata)->r);
+}
+
+static void stream(Env *env, const char *path, StreamResult *sr) {
+        HttpRequest req = { .endpoint = env->tcp, .path = path, .on_data = on_stream_data };
+        result_clear(&sr->r);
+        sr->sink.bytes = sr->sink.pieces = 0;
+        sr->sink.only_y = true;
+        assert_se(http_request_start(env->http, &req, on_stream_done, sr, NULL) == 0);
+        run_until_done(env, &sr->r);
+}
+
+static void test_stream(Env *env) {
+        StreamResult sr = {};
+
+        /* No size limit: more than HTTP_DEFAULT_MAX_RESPONSE, piece by
+         * piece, nothing buffered for the done callback. */
+        size_t n = HTTP_DEFAULT_MAX_RESPONSE + 65536 * 3 + 7;
+        _cleanup_free_ char *path = NULL;
+        assert_se(asprintf(&path, "/bigchunked?n=%zu", n) > 0);
+        stream(env, path, &sr);
+        assert_se(sr.r.error == 0 && sr.r.status == 200);
+        assert_se(sr.sink.bytes == n && sr.sink.only_y && sr.sink.pieces > 1);
+        assert_se(sr.r.body[0] == '\0');
+
+        /* An error status is buffered as usual, not streamed. */
+        stream(env, "/status?code=404", &sr);
+        assert_se(sr.r.error == 0 && sr.r.status == 404 && strstr(sr.r.body, "status 404"));
+        assert_se(sr.sink.bytes == 0);
+
+        /* The consumer ends the transfer. */
+        sr.sink.abort_after = 1;
+        stream(env, "/bigchunked?n=10000000", &sr);
+        assert_se(sr.r.error == -ECANCELED);
+        assert_se(sr.sink.bytes < 10000000);
+        result_clear(&sr.r);
+        printf("stream: ok\n");
+}
+
 static pid_t start_server(const char *python, const char *script, const char *sock, const char *tlsdir,
                           char *port, size_t portsz) {
         const char *argv[] = { python, script, "--unix", sock, "--tls-dir", tlsdir, NULL };
@@ -405,6 +469,7 @@ int main(int argc, char *argv[]) {
         test_cancel_in_callback(&env);
         test_concurrent(&env);
         test_free_in_flight(&env);
+        test_stream(&env);
 
         http_context_free(env.http);
         sd_event_unref(env.event);
