@@ -137,14 +137,16 @@ let vms = {};
 let updater = null;
 let generation = 0;  /* which connection the callbacks belong to */
 
-/* The launcher's own object (ROOT) holds the ObjectManager, and the
- * bridge's proxy cache takes its interfaces from that manager's
- * GetManagedObjects, which names the children only: whether a proxy of
- * Config or Updater at ROOT got its data depended on the order the bridge
- * answered the page's watches in, so the Updater card showed in one run and
- * stayed hidden in another. These two are read from the daemon itself:
+/* Config and Updater live on the launcher's own object (ROOT), which also
+ * holds the ObjectManager. Through cockpit.dbus proxies (the bridge's cache)
+ * the Updater proxy of the real daemon sometimes never got its data: the card
+ * stayed hidden for good in about one page load in twenty (cockpit-bridge
+ * 287), likely because the cache fills the manager's subtree from
+ * GetManagedObjects, which names the children only, and whether ROOT's own
+ * interfaces were introspected depended on the order the bridge answered the
+ * page's watches in. So these two are read from the daemon itself:
  * PropertiesChanged subscribed first, then GetAll; "valid" once GetAll
- * answered. */
+ * answered (UnknownInterface: a daemon without that interface). */
 const PROPERTIES_IFACE = "org.freedesktop.DBus.Properties";
 
 function unwrap(v) {
