@@ -11,9 +11,10 @@
 #include "core/updater.h"
 
 /* The audit history on the bus: entries from the reconciler's events (a
- * deploy, automatic or asked for, and its failure) and from the completion
- * of the operator's Vm methods (who asked, from the sender's credentials);
- * Vm.GetHistory and the Vm.HistoryAdded signal. */
+ * deploy, automatic or asked for, and its failure), from the completion of
+ * the operator's Vm methods (who asked, from the sender's credentials) and
+ * from the Updater's transactions; Vm.GetHistory, Updater.GetHistory and
+ * their HistoryAdded signals. */
 
 typedef struct Manager Manager;
 typedef struct BusHistory BusHistory;
@@ -51,8 +52,7 @@ void bus_history_updater_finished(BusHistory *bh, const char *repository, const 
 void bus_history_updater_ended(BusHistory *bh);
 
 /* Replies to a GetHistory(u limit) call with the entries of that kind (and
- * subject, unless NULL) as a(tssssssst), newest first, limit 0 = all: the
- * body of Updater.GetHistory once that interface exists. */
+ * subject, unless NULL) as a(tssssssst), newest first, limit 0 = all. */
 int bus_history_reply(sd_bus_message *msg, BusHistory *bh, HistoryKind kind, const char *subject, uint32_t limit);
 
 /* Vm.GetHistory(u limit) -> a(tssssssst), newest first, 0 = all. */
