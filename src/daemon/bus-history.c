@@ -265,6 +265,17 @@ void bus_history_updater_finished(BusHistory *bh, const char *repository, const 
         if (!t->ok)
                 reason = g_strdup_printf("%s%s", strempty(t->reason),
                                          t->rolled_back ? "; rolled back" : "; not rolled back");
+        /* A failed rollback is retried at every interval: a retry that fails the
+         * same way is not news. */
+        for (size_t i = history_size(bh->history); !t->ok && (t->automatic || t->resumed) && i > 0; i--) {
+                const HistoryEntry *last = history_get(bh->history, i - 1);
+                if (last->kind != HISTORY_KIND_UPDATER)
+                        continue;
+                if (!last->ok && streq(last->action, t->action) && streq(last->trigger, trigger) &&
+                    streq(last->to, strempty(t->to)) && streq(last->reason, reason))
+                        return;
+                break;
+        }
         HistoryEntry e = {
                 .kind = HISTORY_KIND_UPDATER,
                 .subject = repository,

@@ -182,3 +182,25 @@ def test_platformctl_updater_history(harness, world):
     assert p.returncode == 64 and 'history [-n N]' in p.stderr, p.stderr
     p = ctl(harness.bus, 'updater', 'status', '-n', '3')
     assert p.returncode == 64 and "'updater history'" in p.stderr, p.stderr
+
+
+def test_failed_rollback_retried_is_recorded_once(harness, world):
+    """A rollback that fails is retried at every interval: each failure that
+    repeats the last one is not recorded again; the retry that succeeds is."""
+    systemd = harness.systemd()
+    new = world.release('2')
+    for _ in range(4):   # forward, rollback, and two retries fail; the third retry succeeds
+        systemd.fail_unit('validator', 'failed')
+    d = harness.daemon(config=world.config(updater_restart_units=['validator'], updater_interval_usec=1000000))
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and 'failed too' in r.error_message, r
+    wait_prop(d, 'State', lambda v: v == 'idle', timeout=30)
+    assert world.head() == world.first
+    h = history(d)
+    assert [(e['action'], e['trigger'], e['result'], e['reason'].rsplit('; ', 1)[-1]) for e in h] == [
+        ('apply', 'resume', 'failed', 'rolled back'),
+        ('apply', 'resume', 'failed', 'not rolled back'),
+        ('apply', ROOT_TRIGGER, 'failed', 'not rolled back'),
+    ], h
+    assert all((e['from'], e['to']) == (world.first, new) for e in h), h
