@@ -100,7 +100,12 @@ function alert(kind, action, text) {
 function act(button, action, what, call, done) {
     button.disabled = true;
     button.classList.add("pl-busy");
-    return call()
+    return Promise.resolve()
+            .then(() => {
+                if (!client)
+                    throw { problem: "not-found" };
+                return call();
+            })
             .then(result => {
                 alert("success", action, done ? done(result) : what.charAt(0).toUpperCase() + what.slice(1) + ": done.");
                 return true;
@@ -115,12 +120,70 @@ function act(button, action, what, call, done) {
             });
 }
 
-/* ---- the bus ---- */
+/* ---- the bus ----
+ *
+ * The launcher's connection is made when its name has an owner and made
+ * again whenever it gets one: a cockpit.dbus client opened while the name has
+ * no owner is closed at once ("not-found") and never recovers, and its
+ * proxies never become valid. A page opened while the daemon was starting
+ * (or restarting) used to keep every card empty or hidden for good. The
+ * name is followed on a bus connection of its own (NameOwnerChanged, then
+ * GetNameOwner: no change falls in between). */
 
-const client = cockpit.dbus(BUS_NAME, { bus: "system", superuser: "try" });
-const config = client.proxy(CONFIG_IFACE, ROOT);
-const vms = client.proxies(VM_IFACE, ROOT);
-const updater = client.proxy(UPDATER_IFACE, ROOT);
+const sysbus = cockpit.dbus(null, { bus: "system", superuser: "try" });
+let client = null;
+let config = null;
+let vms = {};
+let updater = null;
+let generation = 0;  /* which connection the callbacks belong to */
+
+/* Config and Updater live on the launcher's own object (ROOT), which also
+ * holds the ObjectManager. Through cockpit.dbus proxies (the bridge's cache)
+ * the Updater proxy of the real daemon sometimes never got its data: the card
+ * stayed hidden for good in about one page load in twenty (cockpit-bridge
+ * 287), likely because the cache fills the manager's subtree from
+ * GetManagedObjects, which names the children only, and whether ROOT's own
+ * interfaces were introspected depended on the order the bridge answered the
+ * page's watches in. So these two are read from the daemon itself:
+ * PropertiesChanged subscribed first, then GetAll; "valid" once GetAll
+ * answered (UnknownInterface: a daemon without that interface). */
+const PROPERTIES_IFACE = "org.freedesktop.DBus.Properties";
+
+function unwrap(v) {
+    return v !== null && typeof v === "object" && "t" in v && "v" in v ? v.v : v;
+}
+
+function rootObject(iface) {
+    const obj = cockpit.event_target({ valid: false, data: {} });
+    const mine = generation;
+    obj.call = (method, args) => client.call(ROOT, iface, method, args || []);
+    obj.read = () => client.call(ROOT, PROPERTIES_IFACE, "GetAll", [iface])
+            .then(([all]) => {
+                if (mine !== generation)
+                    return;
+                for (const k in all)
+                    obj.data[k] = unwrap(all[k]);
+                obj.valid = true;
+                obj.dispatchEvent("changed");
+            }, () => {
+                if (mine !== generation)
+                    return;
+                obj.valid = false;  /* no such interface: a daemon without it */
+                obj.dispatchEvent("changed");
+            });
+    client.subscribe({ path: ROOT, interface: PROPERTIES_IFACE, member: "PropertiesChanged", arg0: iface },
+                     (path, i, signal, [changedIface, changed, invalidated]) => {
+                         if (mine !== generation || changedIface !== iface)
+                             return;
+                         for (const k in changed)
+                             obj.data[k] = unwrap(changed[k]);
+                         if (invalidated && invalidated.length)
+                             obj.read();
+                         else if (obj.valid)
+                             obj.dispatchEvent("changed");
+                     });
+    return obj;
+}
 
 function theVm() {
     const paths = Object.keys(vms).sort();
@@ -194,14 +257,15 @@ function vmAction(id, method, what, args) {
     });
 }
 
-/* ---- history ---- */
+/* ---- history: the VM's and the Updater's entries in one table ---- */
 
 const history = new Map(); /* key → entry */
 let historyPath = null;
 let historySubscription = null;
+let updaterHistorySubscription = null;
 
 function historyKey(e) {
-    return [e.timestamp, e.action, e.trigger, e.to, e.result].join("|");
+    return [e.timestamp, e.kind, e.action, e.trigger, e.to, e.result].join("|");
 }
 
 function addHistory(a) {
@@ -218,6 +282,7 @@ function renderHistory() {
     body.replaceChildren();
     for (const e of rows) {
         const tr = el("tr");
+        tr.dataset.kind = e.kind;
         tr.dataset.action = e.action;
         tr.dataset.result = e.result;
         const result = el("td", null);
@@ -228,39 +293,71 @@ function renderHistory() {
         from.title = e.from;
         const to = el("td", shortHash(e.to), "pl-mono");
         to.title = e.to;
-        tr.append(el("td", when(e.timestamp)), el("td", e.action), result, el("td", e.trigger), from, to,
-                  el("td", took(e.duration)));
+        tr.append(el("td", when(e.timestamp)), el("td", e.kind === "updater" ? "Updater" : "VM"), el("td", e.action),
+                  result, el("td", e.trigger), from, to, el("td", took(e.duration)));
         body.appendChild(tr);
     }
     $("history-empty").hidden = rows.length > 0;
 }
 
-function followHistory() {
-    const vm = theVm();
-    if (!vm || vm.path === historyPath)
-        return Promise.resolve();
-    historyPath = vm.path;
-    history.clear();
-    if (historySubscription)
-        historySubscription.remove();
-    /* Subscribe first, then read the backlog: no entry falls in between. */
-    historySubscription = client.subscribe({ path: vm.path, interface: VM_IFACE, member: "HistoryAdded" },
-                                           (path, iface, signal, args) => {
-                                               addHistory(args);
-                                               renderHistory();
-                                           });
-    return client.call(vm.path, VM_IFACE, "GetHistory", [HISTORY_LIMIT])
+/* Subscribe first, then read the backlog: no entry falls in between. */
+function readHistory(path, iface) {
+    const mine = generation;
+    const sub = client.subscribe({ path: path, interface: iface, member: "HistoryAdded" },
+                                 (p, i, signal, args) => {
+                                     if (mine !== generation)
+                                         return;
+                                     addHistory(args);
+                                     renderHistory();
+                                 });
+    client.call(path, iface, "GetHistory", [HISTORY_LIMIT])
             .then(([entries]) => {
+                if (mine !== generation)
+                    return;
                 entries.forEach(addHistory);
                 renderHistory();
             })
-            .catch(err => alert("danger", "history", describeError("read the history", err)));
+            .catch(err => {
+                if (mine === generation && err.name !== "org.freedesktop.DBus.Error.UnknownMethod")
+                    alert("danger", "history", describeError("read the history", err));
+            });
+    return sub;
+}
+
+function followHistory() {
+    const vm = theVm();
+    if (!client || !vm || vm.path === historyPath)
+        return;
+    /* The VM's entries of another VM go; the Updater's stay. */
+    for (const [k, e] of history)
+        if (e.kind !== "updater")
+            history.delete(k);
+    historyPath = vm.path;
+    if (historySubscription)
+        historySubscription.remove();
+    historySubscription = readHistory(vm.path, VM_IFACE);
+}
+
+function followUpdaterHistory() {
+    if (updaterHistorySubscription)
+        updaterHistorySubscription.remove();
+    updaterHistorySubscription = readHistory(ROOT, UPDATER_IFACE);
+}
+
+function resetHistory() {
+    for (const sub of [historySubscription, updaterHistorySubscription])
+        if (sub)
+            sub.remove();
+    historySubscription = updaterHistorySubscription = null;
+    historyPath = null;
+    history.clear();
+    renderHistory();
 }
 
 /* ---- configuration ---- */
 
 function renderConfig() {
-    if (!config.valid)
+    if (!config || !config.valid)
         return;
     const d = config.data;
     $("config-path").textContent = d.ConfigPath || "";
@@ -350,8 +447,10 @@ function setupConfigForms() {
 
 function renderUpdater() {
     const card = $("updater-card");
-    card.hidden = !updater.valid;
-    if (!updater.valid)
+    const valid = !!updater && updater.valid;
+    card.hidden = !valid;
+    card.dataset.decided = "true";
+    if (!valid)
         return;
     const d = updater.data;
     const state = $("updater-state");
@@ -426,6 +525,83 @@ function ready() {
     $("page").dataset.ready = "true";
 }
 
+function showStatus(text) {
+    $("daemon-status").textContent = text;
+}
+
+function disconnect() {
+    generation++;
+    if (client)
+        client.close();
+    client = null;
+    config = null;
+    vms = {};
+    updater = null;
+    resetHistory();
+    renderVm();
+    renderUpdater();
+}
+
+/* Opens the launcher's connection and its proxies; resolves once every proxy
+ * has its data (or is known to have none): only then is the page drawn. */
+function connect() {
+    disconnect();
+    const mine = generation;
+    client = cockpit.dbus(BUS_NAME, { bus: "system", superuser: "try" });
+    config = rootObject(CONFIG_IFACE);
+    updater = rootObject(UPDATER_IFACE);
+    vms = client.proxies(VM_IFACE, ROOT);
+    client.addEventListener("close", (ev, options) => {
+        if (mine !== generation)
+            return;
+        showStatus(options.problem === "not-found"
+            ? "The launcher is not running (" + BUS_NAME + " is not on the system bus)."
+            : "Disconnected: " + cockpit.message(options));
+        disconnect();
+    });
+    config.addEventListener("changed", () => mine === generation && renderConfig());
+    updater.addEventListener("changed", () => mine === generation && renderUpdater());
+    for (const e of ["added", "changed", "removed"])
+        vms.addEventListener(e, () => {
+            if (mine !== generation)
+                return;
+            renderVm();
+            followHistory();
+        });
+    return Promise.all([config.read(), updater.read(), Promise.resolve(vms.wait()).catch(() => null)])
+            .then(() => {
+                if (mine !== generation)
+                    return;
+                showStatus("Connected to the launcher on the system bus.");
+                renderConfig();
+                renderVm();
+                renderUpdater();
+                followHistory();
+                followUpdaterHistory();
+            });
+}
+
+/* Resolves when the page shows what the bus holds now (connected or not). */
+function followOwner() {
+    sysbus.subscribe({ name: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
+                       member: "NameOwnerChanged", arg0: BUS_NAME },
+                     (path, iface, signal, [name, oldOwner, newOwner]) => {
+                         if (newOwner)
+                             connect();
+                         else if (client) {
+                             showStatus("The launcher is not running (" + BUS_NAME + " is not on the system bus).");
+                             disconnect();
+                         }
+                     });
+    return sysbus.call("/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner", [BUS_NAME],
+                       { name: "org.freedesktop.DBus" })
+            .then(() => connect())
+            .catch(() => {
+                showStatus("The launcher is not running (" + BUS_NAME + " is not on the system bus).");
+                disconnect();
+            });
+}
+
 function init() {
     vmAction("vm-update", "Update", "update the VM", [{}]);
     vmAction("vm-start", "Start", "start the VM");
@@ -434,31 +610,7 @@ function init() {
     setupConfigForms();
     setupUpdater();
     setupLogs();
-
-    client.addEventListener("owner", (ev, owner) => {
-        $("daemon-status").textContent = owner ? "Connected to the launcher on the system bus."
-            : "The launcher is not running (" + BUS_NAME + " is not on the system bus).";
-    });
-    client.addEventListener("close", (ev, options) => {
-        $("daemon-status").textContent = "Disconnected: " + cockpit.message(options);
-    });
-
-    config.addEventListener("changed", renderConfig);
-    updater.addEventListener("changed", renderUpdater);
-    for (const e of ["added", "changed", "removed"])
-        vms.addEventListener(e, () => {
-            renderVm();
-            followHistory();
-        });
-
-    Promise.all([config.wait(), vms.wait(), updater.wait()].map(p => Promise.resolve(p).catch(() => null)))
-            .then(() => {
-                renderConfig();
-                renderVm();
-                renderUpdater();
-                return followHistory();
-            })
-            .finally(ready);
+    followOwner().finally(ready);
 }
 
 document.addEventListener("DOMContentLoaded", init);

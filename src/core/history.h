@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The audit history: what the launcher did to the VM and (later) to the
+/* The audit history: what the launcher did to the VM and to the
  * updater's deployment, when, who or what asked, from what to what, and how
  * it ended. Persisted as JSON in the state directory (atomic replace on every
  * append), bounded (the oldest entries are dropped), never holding a secret:

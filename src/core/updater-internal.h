@@ -35,6 +35,7 @@ typedef struct Tx {
         size_t index;            /* the command or unit within a step */
         int sub;
         bool self_unit_pending;  /* the launcher's own unit restarts last */
+        uint64_t start_usec;     /* CLOCK_MONOTONIC, for the history */
         updater_done_cb done;
         void *userdata;
 } Tx;
@@ -90,6 +91,8 @@ int updater_save_state(Updater *u);
 /* phase "" clears the record. */
 int updater_record(Updater *u, const char *kind, const char *from, const char *to, const char *phase);
 void updater_quarantine(Updater *u, const char *commit);
+/* Tells the bus layer (events.finished) how the transaction ended. */
+void updater_report(Updater *u, const char *to, bool ok, const char *reason, bool rolled_back);
 void defer_reason_free(gpointer p);
 
 /* updater-steps.c */

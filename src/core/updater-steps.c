@@ -275,6 +275,7 @@ static void after_verify(Updater *u, const ProcessResult *res) {
                 updater_flush(u);
                 if (u->events.failed)
                         u->events.failed(u, u->tx.to, msg, false, u->events.userdata);
+                updater_report(u, u->tx.to, false, msg, false);
         }
         step_driver_fail(u->driver, -EPERM, msg);
 }

@@ -186,6 +186,26 @@ void updater_quarantine(Updater *u, const char *commit) {
         (void) updater_save_state(u);
 }
 
+void updater_report(Updater *u, const char *to, bool ok, const char *reason, bool rolled_back) {
+        if (!u->events.finished)
+                return;
+        bool rollback = u->tx.kind == TX_ROLLBACK || (u->tx.kind == TX_RESUME && u->tx.origin == TX_ROLLBACK);
+        uint64_t now = 0;
+        (void) sd_event_now(u->event, CLOCK_MONOTONIC, &now);
+        UpdaterTransaction t = {
+                .action = rollback ? "rollback" : "apply",
+                .automatic = u->tx.automatic,
+                .resumed = u->tx.kind == TX_RESUME,
+                .from = strempty(u->tx.from),
+                .to = strempty(to),
+                .ok = ok,
+                .reason = reason,
+                .rolled_back = rolled_back,
+                .duration_usec = u->tx.start_usec > 0 && now > u->tx.start_usec ? now - u->tx.start_usec : 0,
+        };
+        u->events.finished(u, &t, u->events.userdata);
+}
+
 void defer_reason_free(gpointer p) {
         DeferReason *r = p;
         g_free(r->gate);
@@ -326,6 +346,7 @@ static void on_forward_done(StepDriver *d, int code, const char *message, void *
         updater_flush(u);
         if (u->events.applied)
                 u->events.applied(u, old, new, u->events.userdata);
+        updater_report(u, new, true, NULL, false);
         tx_finish(u, UPDATER_STATE_IDLE, UPDATER_OK, NULL);
 }
 
@@ -344,6 +365,7 @@ static void on_reverse_done(StepDriver *d, int code, const char *message, void *
                 updater_flush(u);
                 if (u->events.failed)
                         u->events.failed(u, target, msg, false, u->events.userdata);
+                updater_report(u, target, false, msg, false);
                 tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, msg);
                 return;
         }
@@ -361,6 +383,7 @@ static void on_reverse_done(StepDriver *d, int code, const char *message, void *
         updater_flush(u);
         if (u->events.failed)
                 u->events.failed(u, target, reason, true, u->events.userdata);
+        updater_report(u, target, false, reason, true);
         tx_finish(u, UPDATER_STATE_IDLE, UPDATER_ERROR_FAILED, msg);
 }
 
@@ -412,6 +435,7 @@ static int tx_begin(Updater *u, TxKind kind, updater_done_cb done, void *userdat
         u->tx.cfg = launcher_config_copy(config(u));
         u->tx.done = done;
         u->tx.userdata = userdata;
+        (void) sd_event_now(u->event, CLOCK_MONOTONIC, &u->tx.start_usec);
         u->process_usec = 0;
         u->auto_timer = sd_event_source_disable_unref(u->auto_timer);
         if (u->st.next_check_usec) {

@@ -69,12 +69,30 @@ typedef struct UpdaterStatus {
         char *last_error;
 } UpdaterStatus;
 
+/* A transaction that changed (or tried to change) the deployment, for the
+ * history: an update applied, failed (rolled back or not, or refused by the
+ * signature policy), an operator rollback and how it ended. A deferral or an
+ * Apply with nothing to do is not one. */
+typedef struct UpdaterTransaction {
+        const char *action;      /* "apply" or "rollback" */
+        bool automatic;          /* started by the updater itself (the automatic check) */
+        bool resumed;            /* finished at start-up after an interruption */
+        const char *from;        /* the commit before */
+        const char *to;          /* the commit after, or the target that failed */
+        bool ok;
+        const char *reason;      /* why it failed, NULL when ok */
+        bool rolled_back;        /* it failed and the previous commit runs again */
+        uint64_t duration_usec;  /* from its start (CLOCK_MONOTONIC) */
+} UpdaterTransaction;
+
 typedef struct UpdaterEvents {
         /* Fields that changed; called before any signal or reply that follows. */
         void (*changed)(Updater *u, uint32_t fields, void *userdata);
         void (*deferred)(Updater *u, const char *reason, const char *target, void *userdata);
         void (*applied)(Updater *u, const char *old_commit, const char *new_commit, void *userdata);
         void (*failed)(Updater *u, const char *target, const char *reason, bool rolled_back, void *userdata);
+        /* After applied or failed, before the reply to the call that started it. */
+        void (*finished)(Updater *u, const UpdaterTransaction *t, void *userdata);
         void *userdata;
 } UpdaterEvents;
 

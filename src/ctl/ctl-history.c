@@ -66,18 +66,20 @@ static JsonNode *entries_as_objects(JsonArray *list) {
         return json_builder_get_root(b);
 }
 
-int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit) {
+/* GetHistory of path and interface; whose: "the VM's", "the updater's". */
+static int show_history(sd_bus *bus, const char *path, const char *interface, const char *whose, unsigned limit) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(JsonNode) node = NULL;
 
-        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, vm_path, LAUNCHER_VM_INTERFACE, "GetHistory", &error,
-                                   &reply, "u", limit);
-        if (r < 0)
-                return ctl_bus_error("Failed to get the VM's history", &error, r);
+        int r = sd_bus_call_method(bus, LAUNCHER_BUS_NAME, path, interface, "GetHistory", &error, &reply, "u", limit);
+        if (r < 0) {
+                g_autofree char *what = g_strdup_printf("Failed to get %s history", whose);
+                return ctl_bus_error(what, &error, r);
+        }
         r = ctl_json_read(reply, &node);
         if (r < 0 || !JSON_NODE_HOLDS_ARRAY(node)) {
-                fprintf(stderr, "Failed to parse the VM's history: %s\n", strerror(r < 0 ? -r : EBADMSG));
+                fprintf(stderr, "Failed to parse %s history: %s\n", whose, strerror(r < 0 ? -r : EBADMSG));
                 return EXIT_FAILURE;
         }
         JsonArray *list = json_node_get_array(node);
@@ -96,4 +98,12 @@ int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit) {
         for (guint i = 0; i < json_array_get_length(list); i++)
                 print_entry(json_array_get_array_element(list, i));
         return 0;
+}
+
+int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit) {
+        return show_history(bus, vm_path, LAUNCHER_VM_INTERFACE, "the VM's", limit);
+}
+
+int ctl_updater_history(sd_bus *bus, unsigned limit) {
+        return show_history(bus, LAUNCHER_OBJECT_PATH, "org.platform.Launcher1.Updater", "the updater's", limit);
 }

@@ -15,6 +15,7 @@
 typedef struct UpdaterArgs {
         bool force, dry_run;
         const char *commit;
+        unsigned lines;  /* history -n */
 } UpdaterArgs;
 
 int updater_info_get(sd_bus *bus, JsonObject **ret) {
@@ -316,11 +317,15 @@ static int updater_enable(sd_bus *bus, const UpdaterArgs *a) {
         return set_auto(bus, true);
 }
 
+static int updater_history(sd_bus *bus, const UpdaterArgs *a) {
+        return ctl_updater_history(bus, a->lines ?: 100);
+}
+
 static int updater_disable(sd_bus *bus, const UpdaterArgs *a) {
         return set_auto(bus, false);
 }
 
-enum { OPT_FORCE = 1, OPT_DRY_RUN = 2, OPT_COMMIT = 4 };
+enum { OPT_FORCE = 1, OPT_DRY_RUN = 2, OPT_COMMIT = 4, OPT_LINES = 8 };
 
 static const struct {
         const char *verb;
@@ -334,6 +339,7 @@ static const struct {
         { "rollback", updater_rollback, OPT_COMMIT, "rollback [COMMIT]" },
         { "enable", updater_enable, 0, "enable" },
         { "disable", updater_disable, 0, "disable" },
+        { "history", updater_history, OPT_LINES, "history [-n N]" },
 };
 
 /* The options were read by platformctl's one parser (they may stand anywhere). */
@@ -345,6 +351,7 @@ static int parse_updater_args(int argc, char **argv, unsigned allowed, const cha
         }
         a->force = arg.force;
         a->dry_run = arg.dry_run;
+        a->lines = arg.lines;
         if (argc > 1)
                 a->commit = argv[1];
         return 0;

@@ -112,6 +112,8 @@ int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const cha
 
 /* ctl-history.c: Vm.GetHistory as a table, newest first, or --json. */
 int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit);
+/* Updater.GetHistory the same way. */
+int ctl_updater_history(sd_bus *bus, unsigned limit);
 
 /* ctl-operation.c: follows the VM through a change of config that replaces it
  * (set-env, remove-env, set-vmm-url): begin before the call (NULL if it cannot

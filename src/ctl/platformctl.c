@@ -39,7 +39,9 @@ static const char help_updater[] =
         "                              Apply the branch head now (--dry-run: only say\n"
         "                              what would happen; --force: skip the busy gates)\n"
         "  updater rollback [COMMIT]   Go back to COMMIT (default: the previous one)\n"
-        "  updater enable|disable      Turn automatic updates on or off\n";
+        "  updater enable|disable      Turn automatic updates on or off\n"
+        "  updater history [-n N]      The update transactions and who asked, newest\n"
+        "                              first (the last N, default 100)\n";
 
 static const char help_config[] =
         "Config commands:\n"
@@ -402,9 +404,10 @@ static int run(int argc, char *argv[]) {
                         return EX_USAGE;
                 }
                 if ((arg.lines && !(verbs[k].run == verb_vm && argc > 1 &&
-                                    (streq(argv[1], "logs") || streq(argv[1], "history")))) ||
+                                    (streq(argv[1], "logs") || streq(argv[1], "history"))) &&
+                     !(verbs[k].run == verb_updater && argc > 1 && streq(argv[1], "history"))) ||
                     (arg.channel && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs")))) {
-                        fprintf(stderr, "--lines applies to 'vm logs' and 'vm history', --channel to 'vm logs' only.\n");
+                        fprintf(stderr, "--lines applies to 'vm logs', 'vm history' and 'updater history', --channel to 'vm logs' only.\n");
                         return EX_USAGE;
                 }
                 if (arg.follow && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {

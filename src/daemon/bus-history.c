@@ -10,6 +10,8 @@
 #define VM_PREFIX LAUNCHER_OBJECT_PATH "/vm"
 #define VM_INTERFACE "org.platform.Launcher1.Vm"
 #define TRIGGER_POLL "poll"
+#define TRIGGER_AUTO_UPDATE "auto-update"
+#define TRIGGER_RESUME "resume"
 
 /* An operator's Update/Start/Stop/Restart from its call to its reply. */
 struct VmOp {
@@ -34,6 +36,7 @@ struct BusHistory {
         History *history;
         GList *ops;          /* VmOp *, running operator operations */
         GHashTable *tracks;  /* VM name → VmTrack */
+        char *updater_trigger;  /* who asked for the running Updater transaction, NULL = nobody */
 };
 
 static uint64_t now_usec(void) {
@@ -48,12 +51,20 @@ static const char *result_word(const HistoryEntry *e) {
 
 static void on_appended(History *h, const HistoryEntry *e, void *userdata) {
         BusHistory *bh = userdata;
-        if (e->kind != HISTORY_KIND_VM || !bh->m->bus)
-                return; /* Updater entries: Updater.HistoryAdded once that interface exists. */
-        _cleanup_free_ char *p = NULL;
-        if (sd_bus_path_encode(VM_PREFIX, e->subject, &p) < 0)
+        if (!bh->m->bus)
                 return;
-        int q = sd_bus_emit_signal(bh->m->bus, p, VM_INTERFACE, "HistoryAdded", "tssssssst", e->timestamp_usec,
+        _cleanup_free_ char *p = NULL;
+        const char *interface = LAUNCHER_UPDATER_INTERFACE;
+        if (e->kind == HISTORY_KIND_UPDATER)
+                p = strdup(LAUNCHER_OBJECT_PATH);
+        else {
+                interface = VM_INTERFACE;
+                if (sd_bus_path_encode(VM_PREFIX, e->subject, &p) < 0)
+                        return;
+        }
+        if (!p)
+                return;
+        int q = sd_bus_emit_signal(bh->m->bus, p, interface, "HistoryAdded", "tssssssst", e->timestamp_usec,
                                    history_kind_to_string(e->kind), e->action, e->trigger, e->from, e->to,
                                    result_word(e), e->reason, e->duration_usec);
         if (q < 0)
@@ -90,6 +101,7 @@ void bus_history_free(BusHistory *bh) {
                 return;
         g_list_free_full(bh->ops, (GDestroyNotify) vm_op_free);
         g_hash_table_unref(bh->tracks);
+        g_free(bh->updater_trigger);
         history_free(bh->history);
         g_free(bh);
 }
@@ -229,6 +241,55 @@ void bus_history_update_failed(BusHistory *bh, const Vm *vm, const char *target,
                 deploy_entry(bh, vm, vm->compose_hash, target, false, reason);
 }
 
+/* ---- Updater transactions ---- */
+
+void bus_history_updater_started(BusHistory *bh, sd_bus_message *msg) {
+        if (!bh)
+                return;
+        g_free(bh->updater_trigger);
+        bh->updater_trigger = audit_caller(msg);
+}
+
+void bus_history_updater_ended(BusHistory *bh) {
+        if (bh)
+                g_clear_pointer(&bh->updater_trigger, g_free);
+}
+
+void bus_history_updater_finished(BusHistory *bh, const char *repository, const UpdaterTransaction *t) {
+        if (!bh)
+                return;
+        const char *trigger = t->automatic  ? TRIGGER_AUTO_UPDATE
+                              : t->resumed  ? TRIGGER_RESUME
+                              : bh->updater_trigger ?: "unknown";
+        g_autofree char *reason = NULL;
+        if (!t->ok)
+                reason = g_strdup_printf("%s%s", strempty(t->reason),
+                                         t->rolled_back ? "; rolled back" : "; not rolled back");
+        /* A failed rollback is retried at every interval: a retry that fails the
+         * same way is not news. */
+        for (size_t i = history_size(bh->history); !t->ok && (t->automatic || t->resumed) && i > 0; i--) {
+                const HistoryEntry *last = history_get(bh->history, i - 1);
+                if (last->kind != HISTORY_KIND_UPDATER)
+                        continue;
+                if (!last->ok && streq(last->action, t->action) && streq(last->trigger, trigger) &&
+                    streq(last->to, strempty(t->to)) && streq(last->reason, reason))
+                        return;
+                break;
+        }
+        HistoryEntry e = {
+                .kind = HISTORY_KIND_UPDATER,
+                .subject = repository,
+                .action = t->action,
+                .trigger = trigger,
+                .from = t->from,
+                .to = t->to,
+                .ok = t->ok,
+                .reason = reason,
+                .duration_usec = t->duration_usec,
+        };
+        (void) bus_history_append(bh, &e);
+}
+
 /* ---- GetHistory ---- */
 
 int bus_history_reply(sd_bus_message *msg, BusHistory *bh, HistoryKind kind, const char *subject, uint32_t limit) {
@@ -265,4 +326,14 @@ int bus_history_method_get(sd_bus_message *msg, void *userdata, sd_bus_error *er
             !reconciler_find_vm(m->reconciler, name))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No such VM.");
         return bus_history_reply(msg, m->history, HISTORY_KIND_VM, name, limit);
+}
+
+int bus_history_method_get_updater(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        uint32_t limit;
+        int q = sd_bus_message_read(msg, "u", &limit);
+        if (q < 0)
+                return q;
+        /* Every repository the updater kept: the subject is the repository at the time. */
+        return bus_history_reply(msg, m->history, HISTORY_KIND_UPDATER, NULL, limit);
 }

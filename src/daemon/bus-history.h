@@ -8,11 +8,13 @@
 
 #include "core/history.h"
 #include "core/reconciler.h"
+#include "core/updater.h"
 
 /* The audit history on the bus: entries from the reconciler's events (a
- * deploy, automatic or asked for, and its failure) and from the completion
- * of the operator's Vm methods (who asked, from the sender's credentials);
- * Vm.GetHistory and the Vm.HistoryAdded signal. */
+ * deploy, automatic or asked for, and its failure), from the completion of
+ * the operator's Vm methods (who asked, from the sender's credentials) and
+ * from the Updater's transactions; Vm.GetHistory, Updater.GetHistory and
+ * their HistoryAdded signals. */
 
 typedef struct Manager Manager;
 typedef struct BusHistory BusHistory;
@@ -41,10 +43,19 @@ void bus_history_vm_changed(BusHistory *bh, const Vm *vm, uint32_t fields);
 void bus_history_vm_updated(BusHistory *bh, const Vm *vm, const char *old_hash, const char *new_hash);
 void bus_history_update_failed(BusHistory *bh, const Vm *vm, const char *target, const char *reason);
 
+/* Updater transactions: started when an operator's Apply or Rollback has
+ * begun (the caller's credentials are read now), finished from the Updater's
+ * events.finished (automatic ones too: trigger "auto-update"; finished at
+ * start-up after an interruption: "resume"), ended when its call is answered. */
+void bus_history_updater_started(BusHistory *bh, sd_bus_message *msg);
+void bus_history_updater_finished(BusHistory *bh, const char *repository, const UpdaterTransaction *t);
+void bus_history_updater_ended(BusHistory *bh);
+
 /* Replies to a GetHistory(u limit) call with the entries of that kind (and
- * subject, unless NULL) as a(tssssssst), newest first, limit 0 = all: the
- * body of Updater.GetHistory once that interface exists. */
+ * subject, unless NULL) as a(tssssssst), newest first, limit 0 = all. */
 int bus_history_reply(sd_bus_message *msg, BusHistory *bh, HistoryKind kind, const char *subject, uint32_t limit);
 
 /* Vm.GetHistory(u limit) -> a(tssssssst), newest first, 0 = all. */
 int bus_history_method_get(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+/* Updater.GetHistory(u limit) -> a(tssssssst), the updater's entries, newest first, 0 = all. */
+int bus_history_method_get_updater(sd_bus_message *msg, void *userdata, sd_bus_error *error);

@@ -167,11 +167,17 @@ static void on_failed(Updater *u, const char *target, const char *reason, bool r
         emit_signal(userdata, "UpdateFailed", "ssb", strempty(target), strempty(reason), (int) rolled_back);
 }
 
+static void on_finished(Updater *u, const UpdaterTransaction *t, void *userdata) {
+        Manager *m = userdata;
+        bus_history_updater_finished(m->history, m->settings->config->updater_repository, t);
+}
+
 const UpdaterEvents bus_updater_events = {
         .changed = on_changed,
         .deferred = on_deferred,
         .applied = on_applied,
         .failed = on_failed,
+        .finished = on_finished,
 };
 
 /* ---- methods ---- */
@@ -268,7 +274,11 @@ static int method_apply(sd_bus_message *msg, void *userdata, sd_bus_error *error
         q = authorize(msg, m, ACTION_APPLY_UPDATES, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-        return started(m, msg, updater_apply(m->updater, force, dry_run, on_done, msg), error);
+        bus_history_updater_started(m->history, msg); /* who asked, while the caller is surely connected */
+        q = updater_apply(m->updater, force, dry_run, on_done, msg);
+        if (q < 0)
+                bus_history_updater_ended(m->history);
+        return started(m, msg, q, error);
 }
 
 /* A commit id or an abbreviation of one; never a ref or an option. */
@@ -298,7 +308,11 @@ static int method_rollback(sd_bus_message *msg, void *userdata, sd_bus_error *er
         if (q <= 0)
                 return q < 0 ? q : 1;
         g_autofree char *lower = g_ascii_strdown(commit, -1);
-        return started(m, msg, updater_rollback(m->updater, lower, on_done, msg), error);
+        bus_history_updater_started(m->history, msg);
+        q = updater_rollback(m->updater, lower, on_done, msg);
+        if (q < 0)
+                bus_history_updater_ended(m->history);
+        return started(m, msg, q, error);
 }
 
 static int method_set_auto_update(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -374,6 +388,12 @@ static const sd_bus_vtable updater_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("UpdateDeferred", SD_BUS_ARGS("s", reason, "s", target_commit), 0),
         SD_BUS_SIGNAL_WITH_ARGS("UpdateApplied", SD_BUS_ARGS("s", old_commit, "s", new_commit), 0),
         SD_BUS_SIGNAL_WITH_ARGS("UpdateFailed", SD_BUS_ARGS("s", target_commit, "s", reason, "b", rolled_back), 0),
+        SD_BUS_METHOD_WITH_ARGS("GetHistory", SD_BUS_ARGS("u", limit), SD_BUS_RESULT("a(tssssssst)", entries),
+                                bus_history_method_get_updater, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_ARGS("HistoryAdded",
+                                SD_BUS_ARGS("t", timestamp, "s", kind, "s", action, "s", trigger, "s", from, "s", to,
+                                            "s", result, "s", reason, "t", duration),
+                                0),
         SD_BUS_VTABLE_END,
 };
 

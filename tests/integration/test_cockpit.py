@@ -473,3 +473,74 @@ def test_updater_section_when_the_interface_exists(harness, bus, drive_js, cockp
     finally:
         b.quit()
         cockpit.stop()
+
+
+def test_updater_card_with_the_real_daemon(page):
+    """The daemon always exports the Updater (State "disabled" without a
+    repository): once the page says it is ready, the card is shown, at every
+    load (it used to depend on the order the bridge answered the page's
+    watches in: the daemon's root object holds the ObjectManager)."""
+    env, cockpit, b = page()
+    for i in range(6):
+        if i:
+            b.goto(cockpit.url)
+            b.wait('document.getElementById("page").dataset.ready === "true"')
+        assert b.eval('!document.getElementById("updater-card").hidden'), (i, b.text())
+        assert b.text('#updater-state') == 'disabled', i
+        assert b.text('#config-path').endswith('config.json'), i
+        assert b.text('#daemon-status') == 'Connected to the launcher on the system bus.'
+
+
+def test_page_opened_before_the_daemon_follows_it(page):
+    """A page opened while the launcher is not on the bus (a cockpit.dbus
+    client opened then is closed for good, and its proxies never get data)
+    shows it once it starts, and again after a restart: every card, not only
+    the one that happened to be ready."""
+    env, cockpit, b = page(daemon=False)
+    assert b.eval('document.getElementById("updater-card").hidden')
+    assert 'not running' in b.text('#daemon-status')
+    assert b.text('#vm-state') == 'none'
+    env.start_daemon()
+    env.wait_vm_object()
+    env.wait_deployed()
+    b.wait('!document.getElementById("updater-card").hidden')
+    b.wait_text('#updater-state', 'disabled')
+    b.wait_text('#vm-state', 'running')
+    b.wait_text('#config-path', 'config.json')
+    b.wait_text('#daemon-status', 'Connected to the launcher')
+    b.wait('document.querySelectorAll("#history-rows tr[data-kind=vm]").length === 1')
+    env.daemon.stop()
+    b.wait_text('#daemon-status', 'not running')
+    b.wait('document.getElementById("updater-card").hidden')
+    env.daemon.start()
+    b.wait_text('#updater-state', 'disabled')
+    b.wait_text('#vm-state', 'running')
+    b.wait('document.querySelectorAll("#history-rows tr[data-kind=vm]").length === 1')
+
+
+def test_updater_history_in_the_table_live(harness, bus, polkit, drive_js, cockpit_share):
+    from updater_world import World, updater as updater_call, wait_prop
+    world = World(harness)
+    new = world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    assert updater_call(d, 'Apply', 'a{sv}', [{}]).ok
+    cockpit = Cockpit(harness, bus, cockpit_share)
+    b = Browser(harness, drive_js, 'updater-history')
+    try:
+        b.goto(cockpit.url)
+        b.wait('document.getElementById("page").dataset.ready === "true"')
+        b.wait_text('#updater-state', 'idle')
+        rows = 'document.querySelectorAll("#history-rows tr[data-kind=updater]")'
+        b.wait(rows + '.length === 1')
+        first = b.text('#history-rows tr[data-kind=updater]')
+        assert 'Updater' in first and 'apply' in first and 'uid 0 (python3)' in first, first
+        assert world.first[:12] in first and new[:12] in first, first
+        # Live: the operator's Rollback shows up from HistoryAdded alone.
+        assert updater_call(d, 'Rollback', 's', ['']).ok
+        b.wait(rows + '.length === 2')
+        b.wait(rows + '[0].dataset.action === "rollback"')
+        b.screenshot('updater-history')
+    finally:
+        b.quit()
+        cockpit.stop()

@@ -3,7 +3,7 @@
 deploy, a failed update and an operator Stop; who asked (uid and command from
 the sender's credentials); the bound; persistence across a restart; no secret
 in any entry; the audit lines in the log (dbus/org.platform.Launcher1.Vm.xml,
-GetHistory). The updater's entries (apply, rollback) come with the Updater."""
+GetHistory). The Updater's entries: test_updater_history.py."""
 import json
 import os
 

@@ -386,7 +386,7 @@ USAGE = [
     (('vm', 'update', '--bogus'), "Unknown option '--bogus'."),
     (('vm', 'start', '-x'), "Unknown option '-x'."),
     (('vm', 'status', '--force'), "--force applies to 'vm update' only."),
-    (('vm', 'update', '-n', '5'), "--lines applies to 'vm logs' and 'vm history', --channel to 'vm logs' only."),
+    (('vm', 'update', '-n', '5'), "--lines applies to 'vm logs', 'vm history' and 'updater history', --channel to 'vm logs' only."),
     (('vm', 'stop', 'a', 'b'), 'Usage: platformctl vm stop [NAME]'),
     (('vm', 'frobnicate'), "Unknown vm command 'frobnicate'."),
     (('monitor', 'now'), 'Usage: platformctl monitor'),
