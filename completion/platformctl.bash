@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # bash completion for platformctl (and its "platform" alias)
 
-__platformctl_settings='ApiUrl VmmUrl GuestVmmUrl PollIntervalUSec StopTimeoutUSec UpdateStrategy MetricsPath
-UpdaterRepository UpdaterRemote UpdaterBranch UpdaterIntervalUSec'
+__platformctl_settings='ApiUrl VmmUrl GuestVmmUrl PollIntervalUSec StopTimeoutUSec UpdateStrategy AdoptPolicy MetricsPath
+UpdaterRepository UpdaterRemote UpdaterBranch UpdaterIntervalUSec UpdaterRoundLockFile UpdaterRoundLockMaxAgeUSec
+UpdaterValidationApiUrl UpdaterApiUnreachable UpdaterHealthUrl UpdaterHealthTimeoutUSec UpdaterCommandTimeoutUSec
+UpdaterAllowedSignersFile'
 
 # Env keys from the running launcher; names only, never values.
 __platformctl_env_keys() {
@@ -22,7 +24,8 @@ _platformctl() {
 
         local opts='-h --help --version --json --no-pager --no-ask-password --no-block -q --quiet -H --host'
         local -A verbs=(
-                [vm]='status plan update start stop restart logs'
+                [vm]='status plan update start stop restart logs history'
+                [updater]='status check apply rollback enable disable history'
                 [config]='show list-env set-env get-env remove-env set-vmm-url set reload'
         )
 
@@ -54,6 +57,8 @@ _platformctl() {
                 case "${args[0]} ${args[1]}" in
                         'vm update') opts+=' --force' ;;
                         'vm logs') opts+=' -f --follow -n --lines --channel' ;;
+                        'vm history'|'updater history') opts+=' -n --lines' ;;
+                        'updater apply') opts+=' --dry-run --force' ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return
@@ -73,7 +78,7 @@ _platformctl() {
 
         case ${#args[@]} in
                 0)
-                        COMPREPLY=($(compgen -W 'status monitor vm config' -- "$cur")) ;;
+                        COMPREPLY=($(compgen -W 'status monitor vm config updater' -- "$cur")) ;;
                 1)
                         [[ -n ${verbs[$group]} ]] && COMPREPLY=($(compgen -W "${verbs[$group]}" -- "$cur")) ;;
                 2)

@@ -45,7 +45,12 @@ def complete(line, env=None, with_lib=True, command='platformctl'):
 def test_bash_verbs_and_options(with_lib):
     if with_lib and not os.path.exists(BASH_COMPLETION_LIB):
         pytest.skip('bash-completion is not installed')
-    assert complete('platformctl ', with_lib=with_lib) == ['config', 'monitor', 'status', 'vm']
+    assert complete('platformctl ', with_lib=with_lib) == ['config', 'monitor', 'status', 'updater', 'vm']
+    assert complete('platformctl updater ', with_lib=with_lib) == ['apply', 'check', 'disable', 'enable', 'history',
+                                                                  'rollback', 'status']
+    assert complete('platformctl vm h', with_lib=with_lib) == ['history']
+    assert complete('platformctl updater apply --', with_lib=with_lib)[:2] == ['--dry-run', '--force']
+    assert '--dry-run' not in complete('platformctl updater check --', with_lib=with_lib)
     assert complete('platformctl co', with_lib=with_lib) == ['config']
     assert complete('platformctl vm st', with_lib=with_lib) == ['start', 'status', 'stop']
     assert complete('platformctl config set-', with_lib=with_lib) == ['set-env', 'set-vmm-url']
@@ -55,6 +60,7 @@ def test_bash_verbs_and_options(with_lib):
     assert complete('platformctl --json vm logs --channel s', with_lib=with_lib) == ['serial', 'stderr', 'stdout']
     assert complete('platformctl --no-block vm re', with_lib=with_lib) == ['restart']
     assert complete('platformctl config set Poll', with_lib=with_lib) == ['PollIntervalUSec']
+    assert complete('platformctl config set Ad', with_lib=with_lib) == ['AdoptPolicy']
     assert complete('platformctl config set UpdateStrategy ', with_lib=with_lib) == ['in-place', 'recreate']
     assert complete('platformctl --no-', with_lib=with_lib) == ['--no-ask-password', '--no-block', '--no-pager']
 
@@ -90,7 +96,9 @@ def test_zsh_completion_parses_and_offers_verbs(tmp_path):
     '''
     for words, current, expected in ((['vm', ''], 2, 'status:Show the VM state and properties'),
                                      (['config', ''], 2, 'set-vmm-url:Set the VMM URL the VM uses'),
-                                     ([''], 1, 'monitor:Print signals and state changes as they happen')):
+                                     ([''], 1, 'monitor:Print signals and state changes as they happen'),
+                                     (['updater', ''], 2, 'rollback:Return to the previous good commit'),
+                                     (['vm', ''], 2, 'history:What was done to the VM and who asked')):
         p = subprocess.run(['zsh', '-f', '-c', script % (ZSH_COMPLETION, ' '.join("'%s'" % w for w in words),
                                                           current)], capture_output=True, text=True, timeout=30)
         assert expected in p.stdout.splitlines(), (words, p.stdout, p.stderr)
