@@ -79,6 +79,7 @@ struct Updater {
         Tx tx;
         uint64_t unit_started;
         uint64_t health_deadline;      /* CLOCK_MONOTONIC */
+        char *health_last_why;         /* the last failed attempt's reason, logged once per change */
         uint64_t process_usec;   /* time spent in child processes and unit jobs during the transaction */
 };
 

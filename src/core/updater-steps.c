@@ -597,7 +597,14 @@ static void health_unhealthy(Updater *u, const char *why) {
                                                        why);
                 return step_driver_fail(u->driver, -ETIMEDOUT, msg);
         }
-        log_info("Health check: %s; retrying.", why);
+        /* Retried every HEALTH_RETRY_USEC: a reason is logged when it changes,
+         * not at every attempt. */
+        if (!streq_ptr(u->health_last_why, why)) {
+                log_info("Health check: %s; retrying until the deadline.", why);
+                g_free(u->health_last_why);
+                u->health_last_why = g_strdup(why);
+        } else
+                log_debug("Health check: %s; retrying.", why);
         int r = sd_event_add_time_relative(u->event, &u->retry_timer, CLOCK_MONOTONIC, HEALTH_RETRY_USEC,
                                            10 * USEC_PER_MSEC, on_health_retry, u);
         if (r < 0)
@@ -656,6 +663,7 @@ static void health_start(StepDriver *d, void *ud) {
         if (!u->tx.cfg->updater_health_command[0] && isempty(u->tx.cfg->updater_health_url))
                 return step_driver_done(d);
         u->health_deadline = (uint64_t) g_get_monotonic_time() + u->tx.cfg->updater_health_timeout_usec;
+        g_clear_pointer(&u->health_last_why, g_free);
         health_attempt(u);
 }
 

@@ -712,6 +712,7 @@ void updater_free(Updater *u) {
         process_cancel(u->head_proc);
         tx_reset(u);
         gates_free(u->gates);
+        g_free(u->health_last_why);
         systemd_client_free(u->systemd);
         if (u->http)
                 http_context_free(u->http);

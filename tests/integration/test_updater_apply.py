@@ -146,6 +146,8 @@ def test_health_failure_rolls_back_and_quarantines(harness, world):
     assert prop(d, 'LastGoodCommit') == world.first
     assert prop(d, 'State') == 'idle'
     assert bad in prop(d, 'LastError')
+    # retried every 0.5 s for 3 s with the same reason: said once, not at every attempt
+    assert d.log_text().count('Health check: health command exited with status 1') == 1, d.log_text()
     # Apply without force refuses it; the quarantine survives a restart
     r = updater(d, 'Apply', 'a{sv}', [{}])
     assert not r.ok and r.error_name == FAILED and 'quarantined' in r.error_message, r
