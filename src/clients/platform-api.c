@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "clients/platform-api.h"
+#include "shared/log.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
 
@@ -202,6 +203,12 @@ static void on_http_done(HttpCall *hc, const HttpResponse *resp, void *userdata)
 
         call->http = NULL;
         call->in_callback = true;
+        if (resp->error < 0)
+                log_debug("Platform API %s: %s", call->kind == CALL_SPEC ? "spec" : "validate/active",
+                          strempty(resp->error_message));
+        else
+                log_debug("Platform API %s: HTTP %ld%s, %zu bytes", call->kind == CALL_SPEC ? "spec" : "validate/active",
+                          resp->status, resp->status == 304 ? " (not modified)" : "", resp->body_len);
         if (call->kind == CALL_SPEC) {
                 PlatformSpecResult res = {};
                 spec_result(call, resp, &res, &msg);

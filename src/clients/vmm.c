@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "clients/vmm.h"
+#include "shared/log.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
 
@@ -42,6 +44,7 @@ struct VmmCall {
         vmm_done_cb cb;
         vmm_data_cb on_data; /* logs follow */
         void *userdata;
+        uint64_t started_usec;  /* CLOCK_MONOTONIC, for the debug log */
         VmmCall *prev, *next;
 };
 
@@ -210,6 +213,12 @@ static int call_send(VmmCall *call) {
         return http_request_start(c->http, &req, on_http_done, call, &call->http);
 }
 
+static uint64_t vmm_now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000;
+}
+
 static int call_start(VmmClient *c, const char *method, ReplyKind kind, char *body, char *path,
                       vmm_done_cb cb, void *userdata, VmmCall **ret) {
         VmmCall *call;
@@ -227,7 +236,7 @@ static int call_start(VmmClient *c, const char *method, ReplyKind kind, char *bo
                 return -ENOMEM;
         }
         *call = (VmmCall) { .client = c, .method = method, .kind = kind, .body = body, .path = path,
-                            .cb = cb, .userdata = userdata };
+                            .cb = cb, .userdata = userdata, .started_usec = (uint64_t) vmm_now_usec() };
         call->next = c->calls;
         if (call->next)
                 call->next->prev = call;
@@ -357,6 +366,11 @@ static void on_http_done(HttpCall *hc, const HttpResponse *resp, void *userdata)
         }
         res.method = call->method;
         res.http_status = resp->status;
+        /* The body may hold encrypted env and the reply VM details: only the
+         * method, the outcome and the time are logged. */
+        log_debug("VMM %s: %s%.200s (HTTP %ld, %.1f ms)", call->method, res.error < 0 ? "failed: " : "ok",
+                  res.error < 0 ? strempty(res.message) : "", resp->status,
+                  (double) (vmm_now_usec() - call->started_usec) / 1000.0);
 
         call->in_callback = true;
         call->cb(call, &res, call->userdata);

@@ -263,6 +263,9 @@ static void decide(Job *j) {
         if (plan_compute(&in, &j->plan) < 0)
                 return job_finish(j, RECONCILER_ERROR_FAILED, "cannot compute the plan");
         j->have_plan = true;
+        log_debug("VM %s: plan %s%s%s (%zu VMs seen, %zu duplicates)", r->vm->name,
+                  plan_action_to_string(j->plan.action), isempty(j->plan.reason) ? "" : ": ",
+                  strempty(j->plan.reason), r->observed.n_vms, j->plan.n_extra);
 
         vm_observe(r, &j->plan);
         vm_set_str(r, &r->vm->target_compose_hash, j->desired ? j->desired->compose_hash : "",

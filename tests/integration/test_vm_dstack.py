@@ -400,6 +400,29 @@ def test_not_allowed_env_notice_is_logged_once(vm_env):
     assert env.daemon.log_text().count('Env keys not allowed by the compose are not sent') == 2
 
 
+def test_debug_log_names_every_poll_vmm_call_and_decision(vm_env):
+    """At debug level (LogControl1): every API poll (status, 304, bytes), every VMM call
+    (method, result, duration) and every decision; at info level none of them."""
+    env = vm_env()
+    env.update()
+    assert 'VMM Status: ok' not in env.daemon.log_text()
+    path, iface = '/org/freedesktop/LogControl1', 'org.freedesktop.LogControl1'
+    r = env.daemon.call('Set', 'ssv', [iface, 'LogLevel', ['s', 'debug']],
+                        iface='org.freedesktop.DBus.Properties', path=path)
+    assert r.ok, r
+    env.update()
+    env.api.patch_doc(description='a new description, same compose')
+    env.update()
+    text = env.daemon.log_text()
+    assert re.search(r'VMM Status: ok \(HTTP 200, [0-9.]+ ms\)', text), text[-3000:]
+    assert re.search(r'Platform API spec: HTTP 304 \(not modified\), 0 bytes', text), text[-3000:]
+    assert re.search(r'Platform API spec: HTTP 200, [0-9]+ bytes', text), text[-3000:]
+    assert 'VM %s: plan none' % VM_NAME in text, text[-3000:]
+    env.vmm.fault('Status', 'error', message='the VMM is busy')
+    assert not env.update().ok
+    assert 'VMM Status: failed: ' in env.daemon.log_text()
+
+
 def test_a_renamed_vm_that_vanished_is_forgotten(vm_env):
     """The VM under the old name is removed by someone else first: the launcher
     forgets it instead of trying to remove it on every poll."""
