@@ -646,6 +646,9 @@ void updater_settings_changed(Updater *u) {
 
 int updater_start(Updater *u) {
         (void) load_state(u);
+        /* A SIGHUP or SetSettings handled before the bus name's reply (which
+         * starts us) ran updater_settings_changed() first. */
+        g_free(u->armed_repository);
         u->armed_repository = g_strdup(config(u)->updater_repository);
         u->armed_auto = config(u)->updater_auto_update;
         u->armed_interval = config(u)->updater_interval_usec;
