@@ -313,20 +313,30 @@ static void on_logs(Reconciler *r, ReconcilerError error, const char *message, c
         pending_op_free(op);
 }
 
+/* GetLogs and FollowLogs take (s channel, u lines): > 0 when valid. */
+static int read_logs_args(sd_bus_message *msg, uint32_t min_lines, const char **channel, uint32_t *lines,
+                          sd_bus_error *error) {
+        int q = sd_bus_message_read(msg, "su", channel, lines);
+        if (q < 0)
+                return q;
+        if (!streq(*channel, "serial") && !streq(*channel, "stdout") && !streq(*channel, "stderr"))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Invalid channel '%.32s': serial, stdout or stderr.", *channel);
+        if (*lines < min_lines || *lines > 10000)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Lines must be between %u and 10000.",
+                                         min_lines);
+        return 1;
+}
+
 static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *channel;
         uint32_t lines;
         Vm *vm;
 
-        int q = sd_bus_message_read(msg, "su", &channel, &lines);
-        if (q < 0)
+        int q = read_logs_args(msg, 1, &channel, &lines, error);
+        if (q <= 0)
                 return q;
-        if (!streq(channel, "serial") && !streq(channel, "stdout") && !streq(channel, "stderr"))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Invalid channel '%.32s': serial, stdout or stderr.", channel);
-        if (lines < 1 || lines > 10000)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Lines must be between 1 and 10000.");
         q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
@@ -342,14 +352,9 @@ static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error 
         uint32_t lines;
         Vm *vm;
 
-        int q = sd_bus_message_read(msg, "su", &channel, &lines);
-        if (q < 0)
+        int q = read_logs_args(msg, 0, &channel, &lines, error);
+        if (q <= 0)
                 return q;
-        if (!streq(channel, "serial") && !streq(channel, "stdout") && !streq(channel, "stderr"))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Invalid channel '%.32s': serial, stdout or stderr.", channel);
-        if (lines > 10000)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Lines must be between 0 and 10000.");
         q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
