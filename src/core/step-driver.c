@@ -100,6 +100,12 @@ static void frame_clear(Frame *f) {
         *f = (Frame) {};
 }
 
+/* A table run by a loop or a choice ended. */
+static void tell_table_done(StepDriver *d, const Frame *f, int code) {
+        if (d->depth > 1 && !f->compensating && d->events.table_done)
+                d->events.table_done(d, f->table, code, d->userdata);
+}
+
 static void unwind(StepDriver *d) {
         while (d->depth > 0)
                 frame_clear(&d->frames[--d->depth]);
@@ -182,6 +188,7 @@ static void table_complete(StepDriver *d) {
                 d->depth--;
                 return fail_above(d, code, msg);
         }
+        tell_table_done(d, f, 0);
         frame_clear(f);
         d->depth--;
         if (d->depth == 0)
@@ -235,6 +242,7 @@ static void fail_here(StepDriver *d, int code, const char *message) {
                 d->depth--;
                 return fail_above(d, first, msg);
         }
+        tell_table_done(d, f, code);
         if (f->table->on_fail) {
                 log_debug("%s failed at %s, running %s", f->table->name, strempty(step_of(f) ? step_of(f)->name : NULL),
                           f->table->on_fail->name);
@@ -451,6 +459,14 @@ const StepTable *step_driver_table(const StepDriver *d) {
 
 const StepTable *step_driver_outer_table(const StepDriver *d) {
         return d && d->depth > 0 ? d->frames[0].table : NULL;
+}
+
+bool step_driver_compensating(const StepDriver *d) {
+        return d && d->depth > 0 && d->frames[d->depth - 1].compensating;
+}
+
+const char *step_driver_failure_message(const StepDriver *d) {
+        return step_driver_compensating(d) ? d->frames[d->depth - 1].failed_message : NULL;
 }
 
 const char *step_driver_table_name(const StepDriver *d) {

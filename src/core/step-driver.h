@@ -51,9 +51,10 @@
  *
  * progress(d, ud) runs when a leaf begins and then once a second while a leaf
  * with a deadline runs, so StateReason can read "stopping the old VM: 12 s of
- * 60 s". done(d, code, message, ud) runs once when the outermost table ends:
- * code 0 and message NULL on success. The driver may be freed or rerun from
- * done. */
+ * 60 s". table_done(d, table, code, ud) runs when a table run by a loop or a
+ * choice ends (code 0: it ran through; a compensation is not reported).
+ * done(d, code, message, ud) runs once when the outermost table ends: code 0
+ * and message NULL on success. The driver may be freed or rerun from done. */
 
 typedef struct StepDriver StepDriver;
 typedef struct StepTable StepTable;
@@ -96,6 +97,7 @@ struct StepTable {
 
 typedef struct StepDriverEvents {
         void (*progress)(StepDriver *d, void *userdata);
+        void (*table_done)(StepDriver *d, const StepTable *table, int code, void *userdata);
         void (*done)(StepDriver *d, int code, const char *message, void *userdata);
 } StepDriverEvents;
 
@@ -123,6 +125,10 @@ const StepDef *step_driver_step(const StepDriver *d);
 const StepTable *step_driver_table(const StepDriver *d);
 /* The outermost table, as given to step_driver_run(). */
 const StepTable *step_driver_outer_table(const StepDriver *d);
+/* The innermost table is a compensation (some table's .on_fail) running; then
+ * the failure that started it. */
+bool step_driver_compensating(const StepDriver *d);
+const char *step_driver_failure_message(const StepDriver *d);
 const char *step_driver_table_name(const StepDriver *d);      /* innermost; "" when idle */
 const char *step_driver_step_name(const StepDriver *d);       /* "" when idle */
 const char *step_driver_step_description(const StepDriver *d);

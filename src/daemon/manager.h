@@ -27,7 +27,8 @@ typedef struct Manager {
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
         Updater *updater;
-        GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
+        GHashTable *vms_sent;     /* bus-vm.c: Vm * → its properties as last sent */
+        sd_event_source *vms_flush;  /* bus-vm.c: sends what changed, once per loop iteration */
         BusHistory *history;  /* bus-history.c */
         Metrics *metrics;     /* between the reconciler and the bus layer */
         struct LogStreams *log_streams; /* bus-logs.c: Vm.FollowLogs streams */
@@ -48,8 +49,12 @@ void manager_set_required_env(Manager *m, char **required);
 /* bus-vm.c */
 extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
-/* Answers every call still waiting for an operation ("stopping") and frees it. */
+void bus_vm_free(Manager *m);
+/* Answers every call still waiting for an operation ("stopping"). */
 void bus_vm_shutdown(Manager *m);
+/* Sends the VMs' property changes not sent yet: before any signal or reply
+ * that follows from them. */
+void bus_vm_flush(Manager *m);
 
 /* bus-logs.c */
 typedef struct LogStreams LogStreams;

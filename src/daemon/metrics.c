@@ -24,6 +24,7 @@ struct Metrics {
         char *last_path;          /* the file last written, removed when the path changes */
         char *last_text;          /* what it holds */
         char *last_error;         /* the path that last failed, logged once */
+        GHashTable *vm_errors;    /* VM name → its LastError as last seen, to count each new one */
         uint64_t deploys, deploy_failures;
         uint64_t errors[_METRICS_ERROR_MAX];
         metrics_section_fn updater_section;
@@ -115,7 +116,7 @@ static void render_vm_metric(GString *s, VmMetric k, Vm *const *vms, uint64_t no
                 const Vm *vm = *p;
                 switch (k) {
                 case VM_METRIC_STATE:
-                        for (VmState st = 0; st < _VM_STATE_MAX; st++)
+                        for (VmState st = VM_STATE_FIRST; st < _VM_STATE_MAX; st++)
                                 vm_sample(s, vm_metrics[k].name, vm, "state", vm_state_to_string(st),
                                           st == vm->state ? "1" : "0");
                         break;
@@ -245,24 +246,26 @@ void metrics_set_updater_section(Metrics *mt, metrics_section_fn fn, void *userd
 
 /* ---- the reconciler's events: counted, then forwarded ---- */
 
-static void on_vm_added(Reconciler *r, Vm *vm, void *userdata) {
+static void on_vm_added(Vm *vm, void *userdata) {
         Metrics *mt = userdata;
         metrics_changed(mt);
         if (mt->inner.vm_added)
-                mt->inner.vm_added(r, vm, mt->inner.userdata);
+                mt->inner.vm_added(vm, mt->inner.userdata);
 }
 
-static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
+static void on_vm_removed(Vm *vm, void *userdata) {
         Metrics *mt = userdata;
         metrics_changed(mt);
         if (mt->inner.vm_removed)
-                mt->inner.vm_removed(r, vm, mt->inner.userdata);
+                mt->inner.vm_removed(vm, mt->inner.userdata);
 }
 
-static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata) {
+static void on_vm_changed(Vm *vm, void *userdata) {
         Metrics *mt = userdata;
-        if (fields & VM_FIELD_LAST_ERROR) {
-                /* The reconciler's own words (reconciler-tick.c): "Platform API unreachable: ...",
+        const char *seen = g_hash_table_lookup(mt->vm_errors, vm->name);
+        if (!streq(strempty(seen), vm->last_error)) {
+                g_hash_table_replace(mt->vm_errors, g_strdup(vm->name), g_strdup(vm->last_error));
+                /* The reconciler's own words (source.c, observe.c): "Platform API unreachable: ...",
                  * "VMM unreachable: ..."; other VMM failures name the VMM call. */
                 if (g_str_has_prefix(vm->last_error, "Platform API"))
                         mt->errors[METRICS_ERROR_API]++;
@@ -271,30 +274,30 @@ static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata
         }
         metrics_changed(mt);
         if (mt->inner.vm_changed)
-                mt->inner.vm_changed(r, vm, fields, mt->inner.userdata);
+                mt->inner.vm_changed(vm, mt->inner.userdata);
 }
 
-static void on_vm_updated(Reconciler *r, Vm *vm, const char *old_hash, const char *new_hash, const char *vm_id,
+static void on_vm_updated(Vm *vm, const char *old_hash, const char *new_hash, const char *vm_id,
                           void *userdata) {
         Metrics *mt = userdata;
         mt->deploys++;
         metrics_changed(mt);
         if (mt->inner.vm_updated)
-                mt->inner.vm_updated(r, vm, old_hash, new_hash, vm_id, mt->inner.userdata);
+                mt->inner.vm_updated(vm, old_hash, new_hash, vm_id, mt->inner.userdata);
 }
 
-static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const char *reason, void *userdata) {
+static void on_update_failed(Vm *vm, const char *target, const char *reason, void *userdata) {
         Metrics *mt = userdata;
         mt->deploy_failures++;
         metrics_changed(mt);
         if (mt->inner.update_failed)
-                mt->inner.update_failed(r, vm, target, reason, mt->inner.userdata);
+                mt->inner.update_failed(vm, target, reason, mt->inner.userdata);
 }
 
-static void on_required_env_changed(Reconciler *r, char **required_env, void *userdata) {
+static void on_required_env_changed(void *userdata) {
         Metrics *mt = userdata;
         if (mt->inner.required_env_changed)
-                mt->inner.required_env_changed(r, required_env, mt->inner.userdata);
+                mt->inner.required_env_changed(mt->inner.userdata);
 }
 
 int metrics_new(sd_event *event, SettingsStore *settings, const ReconcilerEvents *inner, Metrics **ret) {
@@ -302,6 +305,7 @@ int metrics_new(sd_event *event, SettingsStore *settings, const ReconcilerEvents
         mt->event = sd_event_ref(event);
         mt->settings = settings;
         mt->inner = *inner;
+        mt->vm_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         mt->events = (ReconcilerEvents) {
                 .vm_added = on_vm_added,
                 .vm_removed = on_vm_removed,
@@ -333,5 +337,6 @@ void metrics_free(Metrics *mt) {
         g_free(mt->last_path);
         g_free(mt->last_text);
         g_free(mt->last_error);
+        g_hash_table_unref(mt->vm_errors);
         g_free(mt);
 }

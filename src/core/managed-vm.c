@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* One managed VM: the Vm the bus shows, the state store that says what was
+ * deployed, and the notes (LastError and its cause) that outlive an
+ * operation. */
+#include <errno.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "core/managed-vm.h"
+#include "shared/log.h"
+#include "shared/macro.h"
+
+#define STABLE_RUNNING_USEC (600 * USEC_PER_SEC)  /* running this long resets the restart backoff */
+
+ManagedVm *managed_vm_new(Host *host, const char *name, const char *state_dir, const char *source_url) {
+        ManagedVm *mv = g_new0(ManagedVm, 1);
+        mv->host = host;
+        mv->state_dir = g_strdup(state_dir);
+        mv->source = source_new(source_url, state_dir);
+        mv->required_env = g_new0(char *, 1);
+        g_queue_init(&mv->queue);
+
+        g_autofree char *why = NULL;
+        if (vm_deploy_state_load(state_dir, name, &mv->state, &why) < 0)
+                log_error("State store was corrupt: %s", why);
+        mv->vm = vm_new(mv->state->name);
+        Vm *vm = mv->vm;
+        vm_set_str(vm, &vm->id, mv->state->vm_id);
+        vm_set_str(vm, &vm->compose_hash, mv->state->compose_hash);
+        vm_set_str(vm, &vm->app_id, mv->state->app_id);
+        vm->last_update_usec = mv->state->last_update_usec;
+        vm->update_count = mv->state->update_count;
+        vm->restart_count = mv->state->restart_count;
+        vm->changed = false;
+        return mv;
+}
+
+void managed_vm_free(ManagedVm *mv) {
+        if (!mv)
+                return;
+        step_driver_free(mv->driver);
+        sd_event_source_disable_unref(mv->poll_timer);
+        source_free(mv->source);
+        vm_deploy_state_free(mv->state);
+        vm_free(mv->vm);
+        g_strfreev(mv->required_env);
+        g_free(mv->state_dir);
+        g_free(mv->not_allowed_logged);
+        g_free(mv->adopt_logged);
+        g_free(mv);
+}
+
+void managed_vm_flush(ManagedVm *mv) {
+        const ReconcilerEvents *ev = &mv->host->ev;
+        if (!mv->vm->changed)
+                return;
+        mv->vm->changed = false;
+        if (ev->vm_changed)
+                ev->vm_changed(mv->vm, ev->userdata);
+}
+
+void managed_vm_set_state(ManagedVm *mv, VmState state, const char *reason) {
+        vm_set_state(mv->vm, state, reason);
+        managed_vm_flush(mv);
+}
+
+void managed_vm_note_error(ManagedVm *mv, ErrorCause cause, const char *message) {
+        g_autofree char *b = text_bound(message);
+        vm_set_str(mv->vm, &mv->vm->last_error, b);
+        mv->last_error_cause = isempty(message) ? ERROR_CAUSE_NONE : cause;
+}
+
+void managed_vm_clear_error(ManagedVm *mv) {
+        managed_vm_note_error(mv, ERROR_CAUSE_NONE, "");
+}
+
+int managed_vm_save_state(ManagedVm *mv) {
+        int q = vm_deploy_state_save(mv->state_dir, mv->state);
+        if (q < 0)
+                log_error_errno(q, "Cannot write the state store in %s: %m", mv->state_dir);
+        return q;
+}
+
+void managed_vm_observe(ManagedVm *mv, const VmInfo *k, const char *keep_compose_hash) {
+        Vm *vm = mv->vm;
+        vm_set_str(vm, &vm->id, k ? k->id : "");
+        vm_set_str(vm, &vm->vmm_status, k ? vm_status_to_string(k->status) : "");
+        vm_set_str(vm, &vm->app_id, k ? k->app_id : "");
+        vm_set_str(vm, &vm->compose_hash, keep_compose_hash);
+        vm_set_str(vm, &vm->image, k ? k->configuration.image : "");
+        vm_set_str(vm, &vm->image_version, k ? k->image_version : "");
+        vm_set_u32(vm, &vm->vcpu, k ? k->configuration.vcpu : 0);
+        vm_set_u32(vm, &vm->memory_mib, k ? k->configuration.memory : 0);
+        vm_set_u32(vm, &vm->disk_gib, k ? k->configuration.disk_size : 0);
+        vm_set_u64(vm, &vm->last_check_usec, clock_usec(CLOCK_REALTIME));
+
+        uint64_t now = clock_usec(CLOCK_MONOTONIC);
+        if (k && k->status == VM_STATUS_RUNNING) {
+                if (!mv->running_since_usec)
+                        mv->running_since_usec = now;
+                else if (now - mv->running_since_usec >= STABLE_RUNNING_USEC)
+                        mv->restart_backoff_usec = 0;
+        } else
+                mv->running_since_usec = 0;
+}
+
+void managed_vm_rename(ManagedVm *mv, const char *name) {
+        const ReconcilerEvents *ev = &mv->host->ev;
+        if (ev->vm_removed)
+                ev->vm_removed(mv->vm, ev->userdata);
+        vm_set_name(mv->vm, name);
+        mv->vm->changed = false;
+        if (ev->vm_added)
+                ev->vm_added(mv->vm, ev->userdata);
+}
+
+void managed_vm_required_env(ManagedVm *mv, char **required) {
+        const ReconcilerEvents *ev = &mv->host->ev;
+        if (g_strv_equal((const char *const *) mv->required_env, (const char *const *) required))
+                return;
+        g_strfreev(mv->required_env);
+        mv->required_env = g_strdupv(required);
+        if (ev->required_env_changed)
+                ev->required_env_changed(ev->userdata);
+}
