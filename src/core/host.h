@@ -31,6 +31,8 @@ typedef struct Host {
         GList *old_vmms;            /* VmmClient *, replaced while calls were in flight */
         Observer observer;          /* what the VMM reports */
         uint8_t fp_key[32];
+        GPtrArray *vms;             /* ManagedVm *, the API's first (reconciler.c keeps it) */
+        uint64_t next_round_usec;   /* CLOCK_MONOTONIC: the VMs' next poll round */
         bool shutting_down;
 } Host;
 

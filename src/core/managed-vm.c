@@ -13,12 +13,13 @@
 
 #define STABLE_RUNNING_USEC (600 * USEC_PER_SEC)  /* running this long resets the restart backoff */
 
-ManagedVm *managed_vm_new(Host *host, const char *name, const char *state_dir, const char *source_url) {
+ManagedVm *managed_vm_new(Host *host, const VmDecl *decl, const char *name, const char *state_dir,
+                          const char *source_url) {
         ManagedVm *mv = g_new0(ManagedVm, 1);
         mv->host = host;
+        mv->decl = decl ? vm_decl_copy(decl) : NULL;
         mv->state_dir = g_strdup(state_dir);
-        mv->source = source_new(source_url, state_dir);
-        mv->required_env = g_new0(char *, 1);
+        mv->source = source_new(source_url, state_dir, !decl);
         g_queue_init(&mv->queue);
 
         g_autofree char *why = NULL;
@@ -44,7 +45,7 @@ void managed_vm_free(ManagedVm *mv) {
         source_free(mv->source);
         vm_deploy_state_free(mv->state);
         vm_free(mv->vm);
-        g_strfreev(mv->required_env);
+        vm_decl_free(mv->decl);
         g_free(mv->state_dir);
         g_free(mv->not_allowed_logged);
         g_free(mv->adopt_logged);
@@ -115,12 +116,36 @@ void managed_vm_rename(ManagedVm *mv, const char *name) {
                 ev->vm_added(mv->vm, ev->userdata);
 }
 
+void managed_vm_env_changed(ManagedVm *mv) {
+        const LauncherConfig *c = mv->host->settings->config;
+        g_autoptr(GPtrArray) missing = g_ptr_array_new();
+        for (char **k = mv->vm->required_env; *k; k++)
+                if (!launcher_config_env_get(c, *k))
+                        g_ptr_array_add(missing, *k);
+        g_ptr_array_add(missing, NULL);
+        vm_set_strv(mv->vm, &mv->vm->missing_env, (char **) missing->pdata);
+}
+
 void managed_vm_required_env(ManagedVm *mv, char **required) {
         const ReconcilerEvents *ev = &mv->host->ev;
-        if (g_strv_equal((const char *const *) mv->required_env, (const char *const *) required))
+        if (g_strv_equal((const char *const *) mv->vm->required_env, (const char *const *) required))
                 return;
-        g_strfreev(mv->required_env);
-        mv->required_env = g_strdupv(required);
+        vm_set_strv(mv->vm, &mv->vm->required_env, required);
+        managed_vm_env_changed(mv);
         if (ev->required_env_changed)
                 ev->required_env_changed(ev->userdata);
+}
+
+const char *managed_vm_strategy(const ManagedVm *mv) {
+        return mv->decl && !isempty(mv->decl->update_strategy) ? mv->decl->update_strategy
+                                                               : mv->host->settings->config->update_strategy;
+}
+
+const char *managed_vm_adopt_policy(const ManagedVm *mv) {
+        return mv->decl && !isempty(mv->decl->adopt_policy) ? mv->decl->adopt_policy
+                                                            : mv->host->settings->config->adopt_policy;
+}
+
+char *const *managed_vm_granted(const ManagedVm *mv) {
+        return mv->decl ? mv->decl->env_keys : NULL;
 }

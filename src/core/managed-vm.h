@@ -11,6 +11,7 @@
 #include "core/state.h"
 #include "core/step-driver.h"
 #include "core/vm.h"
+#include "shared/vm-decl.h"
 
 /* One managed VM (managed-vm.c): the Vm the bus shows, where its spec comes
  * from, what the state store says was deployed, its operations and its
@@ -31,11 +32,10 @@ typedef enum ErrorCause {
 struct ManagedVm {
         Vm *vm;                     /* as the bus shows it */
         Host *host;
+        VmDecl *decl;               /* declared with AddVm; NULL for the API's VM, named by its spec */
         Source *source;
-        bool named_by_spec;         /* the API's VM: vm_parameters.name names it */
         char *state_dir;
         VmDeployState *state;
-        char **required_env;        /* the last spec's required_env */
 
         StepDriver *driver;         /* runs this VM's operations, one at a time */
         Operation *op;              /* running, NULL when idle */
@@ -54,7 +54,9 @@ struct ManagedVm {
         char *adopt_logged;             /* the id of the VM last reported as adopted */
 };
 
-ManagedVm *managed_vm_new(Host *host, const char *name, const char *state_dir, const char *source_url);
+/* decl NULL: the API's VM, from ApiUrl. */
+ManagedVm *managed_vm_new(Host *host, const VmDecl *decl, const char *name, const char *state_dir,
+                          const char *source_url);
 void managed_vm_free(ManagedVm *mv);
 /* Tells the bus what changed (ReconcilerEvents.vm_changed), if anything did. */
 void managed_vm_flush(ManagedVm *mv);
@@ -66,4 +68,11 @@ int managed_vm_save_state(ManagedVm *mv);
 void managed_vm_observe(ManagedVm *mv, const VmInfo *keep, const char *keep_compose_hash);
 /* The spec's name for the API's VM changed: the bus object follows. */
 void managed_vm_rename(ManagedVm *mv, const char *name);
+/* The spec's required_env; MissingEnv follows it and the local env. */
 void managed_vm_required_env(ManagedVm *mv, char **required);
+void managed_vm_env_changed(ManagedVm *mv);
+/* Its own options, else the settings'. */
+const char *managed_vm_strategy(const ManagedVm *mv);
+const char *managed_vm_adopt_policy(const ManagedVm *mv);
+/* The local env keys it may receive; NULL: every one (the API's VM). */
+char *const *managed_vm_granted(const ManagedVm *mv);

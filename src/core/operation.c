@@ -19,7 +19,14 @@
 
 static const char *const kind_names[_OPERATION_KIND_MAX] = {
         [OPERATION_POLL] = "poll",   [OPERATION_UPDATE] = "update",   [OPERATION_START] = "start",
-        [OPERATION_STOP] = "stop",   [OPERATION_RESTART] = "restart",
+        [OPERATION_STOP] = "stop",   [OPERATION_RESTART] = "restart", [OPERATION_REMOVE] = "remove",
+};
+
+/* What each kind of operation runs. */
+static const StepTable *const kind_tables[_OPERATION_KIND_MAX] = {
+        [OPERATION_POLL] = &table_reconcile,  [OPERATION_UPDATE] = &table_reconcile,
+        [OPERATION_START] = &table_operate,   [OPERATION_STOP] = &table_operate,
+        [OPERATION_RESTART] = &table_operate, [OPERATION_REMOVE] = &table_destroy,
 };
 
 const char *operation_kind_to_string(OperationKind k) {
@@ -85,33 +92,61 @@ static void operation_free(Operation *op) {
 
 /* ---- the poll schedule ---- */
 
-static void submit_poll(ManagedVm *mv);
+static void submit_poll(ManagedVm *mv, uint64_t round);
 
 static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ManagedVm *mv = userdata;
         mv->poll_timer = sd_event_source_disable_unref(mv->poll_timer);
-        submit_poll(mv);
+        submit_poll(mv, usec);
         return 0;
 }
 
-void operation_schedule_poll(ManagedVm *mv, uint64_t delay) {
+static void arm_poll(ManagedVm *mv, uint64_t at) {
         Host *h = mv->host;
-        uint64_t now = clock_usec(CLOCK_MONOTONIC);
-        if (h->shutting_down)
-                return;
-        /* ±10% jitter, so that many hosts do not poll the API in step. */
-        if (delay > 0)
-                delay = delay - delay / 10 + g_random_int_range(0, (gint32) MIN(delay / 5 + 1, G_MAXINT32));
         mv->poll_timer = sd_event_source_disable_unref(mv->poll_timer);
-        int q = sd_event_add_time(h->event, &mv->poll_timer, CLOCK_MONOTONIC, now + delay, 10 * USEC_PER_MSEC,
-                                  on_poll_timer, mv);
+        int q = sd_event_add_time(h->event, &mv->poll_timer, CLOCK_MONOTONIC, at, 10 * USEC_PER_MSEC, on_poll_timer,
+                                  mv);
         if (q < 0)
                 log_error_errno(q, "Cannot arm the poll timer: %m");
 }
 
-static uint64_t next_delay(const ManagedVm *mv) {
-        uint64_t delay = MAX(mv->host->settings->config->poll_interval_usec, mv->fail_backoff_usec);
-        return mv->recheck_usec ? MIN(mv->recheck_usec, delay) : delay;
+static uint64_t jitter(uint64_t delay) {
+        /* ±10%, so that many hosts do not poll the API in step. */
+        return delay - delay / 10 + g_random_int_range(0, (gint32) MIN(delay / 5 + 1, G_MAXINT32));
+}
+
+void operation_schedule_poll(ManagedVm *mv, uint64_t delay) {
+        if (mv->host->shutting_down || mv->gone)
+                return;
+        arm_poll(mv, clock_usec(CLOCK_MONOTONIC) + (delay > 0 ? jitter(delay) : 0));
+}
+
+/* The regular poll joins the host's round when it falls near it, so the VMs
+ * poll together and share one look at the VMM (a round's operations take
+ * what the VMM reported since the round began). */
+static void schedule_round(ManagedVm *mv, uint64_t delay) {
+        Host *h = mv->host;
+        uint64_t now = clock_usec(CLOCK_MONOTONIC), at = now + jitter(delay);
+        if (h->next_round_usec > now && h->next_round_usec + delay / 10 >= at && at + delay / 10 >= h->next_round_usec)
+                at = h->next_round_usec;
+        else
+                h->next_round_usec = at;
+        arm_poll(mv, at);
+}
+
+static void schedule_next(ManagedVm *mv) {
+        uint64_t interval = mv->host->settings->config->poll_interval_usec;
+        uint64_t delay = MAX(interval, mv->fail_backoff_usec);
+        if (mv->rerun)
+                operation_schedule_poll(mv, 0);
+        else if (mv->recheck_usec && mv->recheck_usec < delay)
+                operation_schedule_poll(mv, mv->recheck_usec);
+        else if (delay == interval)
+                schedule_round(mv, delay);
+        else
+                operation_schedule_poll(mv, delay);
+        mv->rerun = false;
+        mv->recheck_usec = 0;
 }
 
 /* ---- Operation, Progress and State follow the steps ---- */
@@ -248,9 +283,7 @@ static void finish(Operation *op, ReconcilerError error, const char *message_in)
                 mv->rerun = false;
                 return run(next);
         }
-        operation_schedule_poll(mv, mv->rerun ? 0 : next_delay(mv));
-        mv->rerun = false;
-        mv->recheck_usec = 0;
+        schedule_next(mv);
 }
 
 static void on_done(StepDriver *d, int code, const char *message, void *userdata) {
@@ -271,20 +304,19 @@ static const StepDriverEvents operation_events = {
 static void run(Operation *op) {
         ManagedVm *mv = op->mv;
         Host *h = mv->host;
-        const StepTable *t = op->kind == OPERATION_POLL || op->kind == OPERATION_UPDATE ? &table_reconcile
-                                                                                          : &table_operate;
         mv->op = op;
         mv->poll_timer = sd_event_source_disable_unref(mv->poll_timer); /* the end schedules the next */
-        op->started_mono_usec = clock_usec(CLOCK_MONOTONIC);
+        if (!op->since_usec)
+                op->since_usec = clock_usec(CLOCK_MONOTONIC);
         op->fail_kind = RECONCILER_ERROR_FAILED;
-        if (op->kind == OPERATION_START || op->kind == OPERATION_STOP || op->kind == OPERATION_RESTART) {
+        if (op->kind != OPERATION_POLL && op->kind != OPERATION_UPDATE) {
                 /* Recorded first: a restart of the daemon must not undo the operator's choice. */
-                mv->state->operator_stopped = op->kind == OPERATION_STOP;
+                mv->state->operator_stopped = op->kind == OPERATION_STOP || op->kind == OPERATION_REMOVE;
                 (void) managed_vm_save_state(mv);
         }
         int q = mv->driver ? 0 : step_driver_new(h->event, &mv->driver);
         if (q >= 0)
-                q = step_driver_run(mv->driver, t, &operation_events, op);
+                q = step_driver_run(mv->driver, kind_tables[op->kind], &operation_events, op);
         if (q < 0)
                 finish(op, RECONCILER_ERROR_FAILED, "internal error: cannot start the operation");
 }
@@ -297,23 +329,28 @@ void operation_submit(Operation *op) {
                 run(op);
 }
 
-static void submit_poll(ManagedVm *mv) {
+static void submit_poll(ManagedVm *mv, uint64_t round) {
         if (mv->op)
                 return; /* the running operation's end schedules the next poll */
-        operation_submit(operation_new(mv, OPERATION_POLL, false));
+        Operation *op = operation_new(mv, OPERATION_POLL, false);
+        op->since_usec = round;
+        operation_submit(op);
+}
+
+void operation_end_unrun(Operation *op, ReconcilerError error, const char *message) {
+        g_autoptr(GArray) waiters = g_array_ref(op->waiters);
+        operation_free(op);
+        for (guint i = 0; i < waiters->len; i++) {
+                Waiter *w = &g_array_index(waiters, Waiter, i);
+                w->done(error, message, w->userdata);
+        }
 }
 
 void operation_cancel_all(ManagedVm *mv, ReconcilerError error, const char *message) {
         Operation *op;
         mv->gone = true;
-        while ((op = g_queue_pop_head(&mv->queue))) {
-                g_autoptr(GArray) waiters = g_array_ref(op->waiters);
-                operation_free(op);
-                for (guint i = 0; i < waiters->len; i++) {
-                        Waiter *w = &g_array_index(waiters, Waiter, i);
-                        w->done(error, message, w->userdata);
-                }
-        }
+        while ((op = g_queue_pop_head(&mv->queue)))
+                operation_end_unrun(op, error, message);
         if (mv->op) {
                 mv->op->cancelled = error;
                 step_driver_abort(mv->driver, -ECANCELED, message);

@@ -22,6 +22,7 @@ typedef enum OperationKind {
         OPERATION_START,
         OPERATION_STOP,
         OPERATION_RESTART,
+        OPERATION_REMOVE,       /* Config.RemoveVm with destroy: every VM of the name stopped and removed */
         _OPERATION_KIND_MAX,
 } OperationKind;
 
@@ -54,7 +55,7 @@ struct Operation {
         OperationKind kind;
         bool force;
         GArray *waiters;            /* Waiter */
-        uint64_t started_mono_usec; /* CLOCK_MONOTONIC: it began to run; what it observes is no older */
+        uint64_t since_usec;        /* CLOCK_MONOTONIC: what it observes is no older (its start, or its poll round's) */
         ReconcilerError fail_kind;  /* set by the step that fails */
         ReconcilerError cancelled;  /* ended from outside (shutdown): answer with this */
         char *failure;              /* the failure as a compensating row restated it */
@@ -123,8 +124,10 @@ static inline void step_fail_kind(Operation *op, ReconcilerError kind, const cha
 Operation *operation_new(ManagedVm *mv, OperationKind kind, bool force);
 /* Runs op now if its VM is idle, else queues it. */
 void operation_submit(Operation *op);
-/* An automatic check of mv after delay (jittered), unless one is due sooner. */
+/* An automatic check of mv after delay (jittered). */
 void operation_schedule_poll(ManagedVm *mv, uint64_t delay);
+/* An operation that never ran: its waiters are answered with error. */
+void operation_end_unrun(Operation *op, ReconcilerError error, const char *message);
 /* Ends every operation of mv, answering its waiters with error; nothing
  * more runs on mv. */
 void operation_cancel_all(ManagedVm *mv, ReconcilerError error, const char *message);

@@ -91,9 +91,18 @@ static ssize_t retired_find(const VmDeployState *st, const char *name) {
  * under the old name is retired (recorded, so a restart remembers it) and
  * removed once the VM under the new name runs. Renaming back takes the retired
  * VM up again and retires the other one. */
+static bool name_taken(const ManagedVm *mv, const char *name) {
+        for (guint i = 0; i < mv->host->vms->len; i++) {
+                const ManagedVm *o = g_ptr_array_index(mv->host->vms, i);
+                if (o != mv && streq(o->vm->name, name))
+                        return true;
+        }
+        return false;
+}
+
 static void rename_vm(ManagedVm *mv, const char *name) {
         VmDeployState *st = mv->state;
-        if (streq(mv->vm->name, name))
+        if (streq(mv->vm->name, name) || name_taken(mv, name))
                 return;
         log_notice("The spec renames VM %s to %s.", mv->vm->name, name);
         if (!isempty(st->vm_id)) {
@@ -143,9 +152,9 @@ static void observe_start(StepDriver *d, void *userdata) {
         ManagedVm *mv = op->mv;
         Host *h = mv->host;
         const Source *s = mv->source;
-        if (mv->named_by_spec && s->spec && !s->spec_error)
+        if (!mv->decl && s->spec && !s->spec_error)
                 rename_vm(mv, s->spec->vm.name);
-        if (observer_request(&h->observer, h->vmm, op->started_mono_usec, on_observed, op, &op->observe_wait) < 0)
+        if (observer_request(&h->observer, h->vmm, op->since_usec, on_observed, op, &op->observe_wait) < 0)
                 step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
 }
 
@@ -168,9 +177,16 @@ int reconcile_decide(ManagedVm *mv, bool force, Decision *ret) {
         const Source *s = mv->source;
         Decision d = { .blocked_reason = source_blocked_reason(s) };
 
-        if (!d.blocked_reason && desired_vm_build(s->spec, h->settings->config, h->fp_key, &d.desired,
+        DesiredOptions o = { .name = mv->decl ? mv->decl->name : NULL, .granted = managed_vm_granted(mv) };
+        if (!d.blocked_reason && desired_vm_build(s->spec, h->settings->config, h->fp_key, &o, &d.desired,
                                                   &d.blocked_reason) < 0 && !d.blocked_reason)
                 d.blocked_reason = g_strdup("cannot build the VM spec");
+        if (d.desired && !streq(d.desired->name, mv->vm->name)) {
+                /* The API's spec names a VM that is managed as another one. */
+                d.blocked_reason = g_strdup_printf("vm_parameters.name '%.64s' is the name of another managed VM",
+                                                   d.desired->name);
+                g_clear_pointer(&d.desired, desired_vm_free);
+        }
         PlanInput in = {
                 .desired = d.desired,
                 .blocked_reason = d.blocked_reason,
@@ -178,8 +194,9 @@ int reconcile_decide(ManagedVm *mv, bool force, Decision *ret) {
                 .vms = h->observer.status.vms,
                 .n_vms = h->observer.status.n_vms,
                 .state = mv->state,
-                .in_place = streq(h->settings->config->update_strategy, "in-place"),
+                .in_place = streq(managed_vm_strategy(mv), "in-place"),
                 .force = force,
+                .hold = mv->decl && !mv->decl->autostart,
         };
         int q = plan_compute(&in, &d.plan);
         if (q < 0) {
@@ -229,7 +246,7 @@ static void decide_start(StepDriver *d, void *userdata) {
 /* An Update (also one that joined this poll), or AdoptPolicy=redeploy. */
 static bool adopt_allowed(const Operation *op) {
         return is_update(op) || (op->kind == OPERATION_POLL && op->waiters->len > 0) ||
-               streq(op_host(op)->settings->config->adopt_policy, "redeploy");
+               streq(managed_vm_adopt_policy(op->mv), "redeploy");
 }
 
 static void take_items(Operation *op, GPtrArray *ids) {

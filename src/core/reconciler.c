@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The managed VMs and what they share: the settings, the HTTP context, the
- * VMM client and what the VMM reports. The entry points start operations
+/* The managed VMs: the API's (from ApiUrl, named by its spec) and the ones
+ * declared in config.json "vms" (Config.AddVm), kept equal to the settings,
+ * and what they share (host.c). The entry points start operations
  * (operation.c) and answer Plan() from what is already known. */
 #include <errno.h>
 #include <inttypes.h>
@@ -8,6 +9,7 @@
 
 #include <glib.h>
 
+#include "core/fileio.h"
 #include "core/host.h"
 #include "core/managed-vm.h"
 #include "core/operation.h"
@@ -19,16 +21,18 @@
 #define DEFAULT_VM_NAME "validator_vm"
 
 struct Reconciler {
-        Host host;
-        GPtrArray *vms;             /* ManagedVm *, the API's first */
+        Host host;                  /* host.vms: the managed VMs, the API's first */
         Vm **vm_list;               /* NULL-terminated, for reconciler_vms() */
         GList *logs;                /* GetLogs requests in flight */
+        GList *gone;                /* ManagedVm * no longer managed, freed from the loop */
+        sd_event_source *reap;
+        bool started;               /* polls run, the bus is told */
 };
 #define DATA_FRESH_USEC (60 * USEC_PER_SEC)  /* Plan() says how old its data is beyond this */
 
 static ManagedVm *managed(Reconciler *r, const Vm *vm) {
-        for (guint i = 0; vm && i < r->vms->len; i++) {
-                ManagedVm *mv = g_ptr_array_index(r->vms, i);
+        for (guint i = 0; vm && i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 if (mv->vm == vm)
                         return mv;
         }
@@ -36,36 +40,34 @@ static ManagedVm *managed(Reconciler *r, const Vm *vm) {
 }
 
 static ManagedVm *api_vm(Reconciler *r) {
-        return r->vms->len > 0 ? g_ptr_array_index(r->vms, 0) : NULL;
+        ManagedVm *mv = r->host.vms->len > 0 ? g_ptr_array_index(r->host.vms, 0) : NULL;
+        return mv && !mv->decl ? mv : NULL;
+}
+
+static ManagedVm *declared(Reconciler *r, const char *name) {
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                if (mv->decl && streq(mv->decl->name, name))
+                        return mv;
+        }
+        return NULL;
 }
 
 static void list_vms(Reconciler *r) {
         g_free(r->vm_list);
-        r->vm_list = g_new0(Vm *, r->vms->len + 1);
-        for (guint i = 0; i < r->vms->len; i++)
-                r->vm_list[i] = ((ManagedVm *) g_ptr_array_index(r->vms, i))->vm;
+        r->vm_list = g_new0(Vm *, r->host.vms->len + 1);
+        for (guint i = 0; i < r->host.vms->len; i++)
+                r->vm_list[i] = ((ManagedVm *) g_ptr_array_index(r->host.vms, i))->vm;
 }
 
-/* ---- clients follow the settings ---- */
+/* ---- the VMs follow the settings ---- */
 
 static bool any_operation(Reconciler *r) {
-        for (guint i = 0; i < r->vms->len; i++)
-                if (((ManagedVm *) g_ptr_array_index(r->vms, i))->op)
+        for (guint i = 0; i < r->host.vms->len; i++)
+                if (((ManagedVm *) g_ptr_array_index(r->host.vms, i))->op)
                         return true;
         return false;
 }
-
-static int ensure_clients(Reconciler *r) {
-        int q = host_follow_settings(&r->host, !any_operation(r));
-        if (q < 0)
-                return q;
-        ManagedVm *mv = api_vm(r);
-        if (mv && !mv->source->call)
-                return source_set_url(mv->source, r->host.http, r->host.settings->config->api_url);
-        return 0;
-}
-
-/* ---- life cycle ---- */
 
 static void load_kept_spec(ManagedVm *mv) {
         g_autofree char *why = NULL;
@@ -73,38 +75,156 @@ static void load_kept_spec(ManagedVm *mv) {
         if (q == -ENOENT)
                 return;
         if (q < 0) {
-                log_warning("The kept spec in %s cannot be used (%s); waiting for the Platform API.", mv->state_dir,
+                log_warning("The kept spec in %s cannot be used (%s); waiting for its source.", mv->state_dir,
                             why ?: strerror(-q));
                 return;
         }
         const PlatformVmSpec *spec = mv->source->spec;
-        g_strfreev(mv->required_env);
-        mv->required_env = g_strdupv(spec->required_env);
-        /* The name the spec gives is the VM's name, as before the restart. */
+        vm_set_strv(mv->vm, &mv->vm->required_env, spec->required_env);
+        managed_vm_env_changed(mv);
+        /* The name the API's spec gives is the VM's name, as before the restart. */
         VmDeployState *st = mv->state;
-        if (!isempty(spec->vm.name) && isempty(st->vm_id) && !streq(st->name, spec->vm.name)) {
+        if (!mv->decl && !isempty(spec->vm.name) && isempty(st->vm_id) && !streq(st->name, spec->vm.name)) {
                 g_free(st->name);
                 st->name = g_strdup(spec->vm.name);
                 vm_set_name(mv->vm, spec->vm.name);
-                mv->vm->changed = false;
+        }
+        mv->vm->changed = false;
+}
+
+/* A declared VM's state store and kept spec: <state_dir>/vms/<name, escaped>. */
+static char *declared_state_dir(Reconciler *r, const char *name) {
+        GString *s = g_string_new(NULL);
+        for (const char *c = name; *c; c++)
+                if (g_ascii_isalnum(*c) || *c == '-' || *c == '_')
+                        g_string_append_c(s, *c);
+                else
+                        g_string_append_printf(s, "%%%02X", (unsigned char) *c);
+        g_autofree char *label = g_string_free(s, FALSE);
+        return g_build_filename(r->host.state_dir, "vms", label, NULL);
+}
+
+static void added(Reconciler *r, ManagedVm *mv) {
+        load_kept_spec(mv);
+        list_vms(r);
+        if (r->host.ev.vm_added && r->started)
+                r->host.ev.vm_added(mv->vm, r->host.ev.userdata);
+        if (r->started)
+                operation_schedule_poll(mv, 0);
+}
+
+static ManagedVm *add_api_vm(Reconciler *r) {
+        const LauncherConfig *c = r->host.settings->config;
+        ManagedVm *mv = managed_vm_new(&r->host, NULL, DEFAULT_VM_NAME, r->host.state_dir, c->api_url);
+        g_ptr_array_insert(r->host.vms, 0, mv);
+        added(r, mv);
+        return mv;
+}
+
+static ManagedVm *add_declared(Reconciler *r, const VmDecl *d) {
+        g_autofree char *dir = declared_state_dir(r, d->name);
+        int q = mkdir_p(dir, 0700);
+        if (q < 0) {
+                log_error_errno(q, "Cannot make the state directory %s of VM %s: %m", dir, d->name);
+                return NULL;
+        }
+        ManagedVm *mv = managed_vm_new(&r->host, d, d->name, dir, d->source);
+        if (!d->autostart && !mv->state->operator_stopped && isempty(mv->state->vm_id)) {
+                /* Declared, not started: Start creates it. */
+                mv->state->operator_stopped = true;
+                (void) managed_vm_save_state(mv);
+        }
+        g_ptr_array_add(r->host.vms, mv);
+        added(r, mv);
+        return mv;
+}
+
+static int on_reap(sd_event_source *s, void *userdata) {
+        Reconciler *r = userdata;
+        g_list_free_full(g_steal_pointer(&r->gone), (GDestroyNotify) managed_vm_free);
+        return 0;
+}
+
+/* No longer managed: its operations end (their callers are told why), the
+ * bus object goes, and it is freed from the event loop, not under a caller. */
+static void forget(Reconciler *r, ManagedVm *mv, const char *why) {
+        operation_cancel_all(mv, RECONCILER_ERROR_FAILED, why);
+        guint i;
+        if (g_ptr_array_find(r->host.vms, mv, &i))
+                (void) g_ptr_array_steal_index(r->host.vms, i);
+        list_vms(r);
+        if (r->host.ev.vm_removed)
+                r->host.ev.vm_removed(mv->vm, r->host.ev.userdata);
+        if (r->host.ev.required_env_changed)
+                r->host.ev.required_env_changed(r->host.ev.userdata);
+        r->gone = g_list_prepend(r->gone, mv);
+        (void) sd_event_source_set_enabled(r->reap, SD_EVENT_ONESHOT);
+}
+
+static bool declared_in(const LauncherConfig *c, const char *name, const VmDecl **ret) {
+        for (guint i = 0; i < c->vms->len; i++) {
+                const VmDecl *d = g_ptr_array_index(c->vms, i);
+                if (streq(d->name, name)) {
+                        *ret = d;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* The managed VMs are what the settings say: the API's while ApiUrl is set,
+ * and each one of "vms". */
+static void follow_settings(Reconciler *r) {
+        const LauncherConfig *c = r->host.settings->config;
+        int q = host_follow_settings(&r->host, !any_operation(r));
+        if (q < 0)
+                log_warning_errno(q, "Cannot set up the VMM client: %m");
+
+        ManagedVm *api = api_vm(r);
+        if (isempty(c->api_url) && api)
+                forget(r, api, "the API's VM is no longer managed (ApiUrl is empty)");
+        else if (!isempty(c->api_url) && !api)
+                api = add_api_vm(r);
+        if (api && !api->source->call && source_set_url(api->source, r->host.http, c->api_url) < 0)
+                log_warning("Cannot follow ApiUrl %s.", c->api_url);
+
+        for (guint i = r->host.vms->len; i > 0; i--) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i - 1);
+                const VmDecl *d;
+                if (!mv->decl)
+                        continue;
+                if (!declared_in(c, mv->decl->name, &d))
+                        forget(r, mv, "the VM is no longer managed");
+                else if (!vm_decl_equal(d, mv->decl)) {
+                        vm_decl_free(mv->decl);
+                        mv->decl = vm_decl_copy(d);
+                        if (!mv->source->call)
+                                (void) source_set_url(mv->source, r->host.http, d->source);
+                }
+        }
+        for (guint i = 0; i < c->vms->len; i++) {
+                const VmDecl *d = g_ptr_array_index(c->vms, i);
+                if (!declared(r, d->name))
+                        (void) add_declared(r, d);
         }
 }
+
+/* ---- life cycle ---- */
 
 int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_dir, History *history,
                    const ReconcilerEvents *events, Reconciler **ret) {
         Reconciler *r = g_new0(Reconciler, 1);
-        r->vms = g_ptr_array_new_with_free_func((GDestroyNotify) managed_vm_free);
         int q = host_init(&r->host, event, settings, state_dir, history, events);
+        r->host.vms = g_ptr_array_new_with_free_func((GDestroyNotify) managed_vm_free);
+        if (q >= 0)
+                q = sd_event_add_defer(event, &r->reap, on_reap, r);
+        if (q >= 0)
+                q = sd_event_source_set_enabled(r->reap, SD_EVENT_OFF);
         if (q < 0) {
                 reconciler_free(r);
                 return q;
         }
-
-        ManagedVm *mv = managed_vm_new(&r->host, DEFAULT_VM_NAME, state_dir, settings->config->api_url);
-        mv->named_by_spec = true;
-        g_ptr_array_add(r->vms, mv);
-        load_kept_spec(mv);
-        list_vms(r);
+        follow_settings(r);
         *ret = r;
         return 0;
 }
@@ -115,28 +235,28 @@ void reconciler_shutdown(Reconciler *r) {
         if (r->host.shutting_down)
                 return;
         r->host.shutting_down = true;
-        for (guint i = 0; i < r->vms->len; i++)
-                operation_cancel_all(g_ptr_array_index(r->vms, i), RECONCILER_ERROR_SHUTDOWN, "shutting down");
+        for (guint i = 0; i < r->host.vms->len; i++)
+                operation_cancel_all(g_ptr_array_index(r->host.vms, i), RECONCILER_ERROR_SHUTDOWN, "shutting down");
         logs_cancel_all(r);
 }
 
 void reconciler_free(Reconciler *r) {
         if (!r)
                 return;
-        if (r->vms)
+        if (r->host.vms)
                 reconciler_shutdown(r);
-        g_clear_pointer(&r->vms, g_ptr_array_unref);
+        g_clear_pointer(&r->host.vms, g_ptr_array_unref);
+        g_list_free_full(r->gone, (GDestroyNotify) managed_vm_free);
+        sd_event_source_disable_unref(r->reap);
         g_free(r->vm_list);
         host_done(&r->host);
         g_free(r);
 }
 
 int reconciler_start(Reconciler *r) {
-        int q = ensure_clients(r);
-        if (q < 0)
-                log_warning_errno(q, "Cannot set up the VMM or API client: %m");
-        for (guint i = 0; i < r->vms->len; i++) {
-                ManagedVm *mv = g_ptr_array_index(r->vms, i);
+        r->started = true;
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 if (r->host.ev.vm_added)
                         r->host.ev.vm_added(mv->vm, r->host.ev.userdata);
                 if (mv->state->intent)
@@ -149,14 +269,14 @@ int reconciler_start(Reconciler *r) {
 }
 
 void reconciler_settings_changed(Reconciler *r) {
-        int q = ensure_clients(r);
-        if (q < 0)
-                log_warning_errno(q, "Cannot set up the VMM or API client: %m");
-        for (guint i = 0; i < r->vms->len; i++) {
-                ManagedVm *mv = g_ptr_array_index(r->vms, i);
+        follow_settings(r);
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                managed_vm_env_changed(mv);
+                managed_vm_flush(mv);
                 if (mv->op)
                         mv->rerun = true; /* look again as soon as the running operation ends */
-                else
+                else if (r->started)
                         operation_schedule_poll(mv, 0);
         }
 }
@@ -166,19 +286,36 @@ Vm *const *reconciler_vms(Reconciler *r) {
 }
 
 Vm *reconciler_find_vm(Reconciler *r, const char *name) {
-        for (guint i = 0; i < r->vms->len; i++) {
-                ManagedVm *mv = g_ptr_array_index(r->vms, i);
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 if (streq(mv->vm->name, name))
                         return mv->vm;
         }
         return NULL;
 }
 
+const char *reconciler_vm_source(Reconciler *r, const Vm *vm) {
+        ManagedVm *mv = managed(r, vm);
+        return mv ? mv->source->url : "";
+}
+
+bool reconciler_vm_declared(Reconciler *r, const Vm *vm) {
+        ManagedVm *mv = managed(r, vm);
+        return mv && mv->decl;
+}
+
+char *reconciler_source_problem(const char *source) {
+        const char *why = vm_source_problem(source), *path = vm_source_file_path(source);
+        if (why)
+                return g_strdup(why);
+        return path ? source_file_problem(path) : NULL;
+}
+
 char **reconciler_required_env(Reconciler *r) {
         g_autoptr(GPtrArray) keys = g_ptr_array_new();
-        for (guint i = 0; i < r->vms->len; i++) {
-                ManagedVm *mv = g_ptr_array_index(r->vms, i);
-                for (char **k = mv->required_env; k && *k; k++)
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                for (char **k = mv->vm->required_env; *k; k++)
                         if (!g_ptr_array_find_with_equal_func(keys, *k, g_str_equal, NULL))
                                 g_ptr_array_add(keys, g_strdup(*k));
         }
@@ -187,8 +324,8 @@ char **reconciler_required_env(Reconciler *r) {
 }
 
 bool reconciler_busy(Reconciler *r) {
-        for (guint i = 0; i < r->vms->len; i++) {
-                ManagedVm *mv = g_ptr_array_index(r->vms, i);
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 if (mv->op && mv->op->kind != OPERATION_POLL)
                         return true;
                 VmState s = mv->vm->state;
@@ -299,17 +436,26 @@ int reconciler_update(Reconciler *r, Vm *vm, bool force, const ReconcilerCaller 
         return 0;
 }
 
+/* Declared with Autostart=false and never started: Start creates it. */
+static int start_declared(ManagedVm *mv, const ReconcilerCaller *caller) {
+        mv->state->operator_stopped = false;
+        (void) managed_vm_save_state(mv);
+        Operation *op = operation_new(mv, OPERATION_UPDATE, false);
+        waiter_add(op, caller);
+        operation_submit(op);
+        return 0;
+}
+
 static int operate(Reconciler *r, Vm *vm, OperationKind kind, const ReconcilerCaller *caller) {
         ManagedVm *mv = managed(r, vm);
         if (!mv)
                 return -ENOENT;
         if (mv->op)
                 return -EBUSY;
+        if (isempty(vm->id) && kind == OPERATION_START && mv->decl && !mv->decl->autostart)
+                return start_declared(mv, caller);
         if (isempty(vm->id))
                 return -ENOENT;
-        int q = ensure_clients(r);
-        if (q < 0)
-                return q;
         Operation *op = operation_new(mv, kind, false);
         op->act_id = g_strdup(vm->id);
         op->act_stopped = streq(vm->vmm_status, "stopped");
@@ -329,6 +475,21 @@ int reconciler_stop_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
 
 int reconciler_restart_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
         return operate(r, vm, OPERATION_RESTART, caller);
+}
+
+int reconciler_destroy_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
+        ManagedVm *mv = managed(r, vm);
+        if (!mv)
+                return -ENOENT;
+        if (!mv->decl)
+                return -EINVAL;
+        Operation *q;
+        while ((q = g_queue_pop_head(&mv->queue)))
+                operation_end_unrun(q, RECONCILER_ERROR_FAILED, "the VM is being removed");
+        Operation *op = operation_new(mv, OPERATION_REMOVE, false);
+        waiter_add(op, caller);
+        operation_submit(op);
+        return 0;
 }
 
 /* ---- logs ---- */
@@ -366,12 +527,9 @@ int reconciler_get_logs(Reconciler *r, Vm *vm, const char *channel, unsigned lin
                         void *userdata) {
         if (isempty(vm->id))
                 return -ENOENT;
-        int q = ensure_clients(r);
-        if (q < 0)
-                return q;
         LogsRequest *lr = g_new0(LogsRequest, 1);
         *lr = (LogsRequest) { r, NULL, done, userdata };
-        q = vmm_logs(r->host.vmm, vm->id, lines, channel, on_logs, lr, &lr->call);
+        int q = vmm_logs(r->host.vmm, vm->id, lines, channel, on_logs, lr, &lr->call);
         if (q < 0) {
                 g_free(lr);
                 return q;

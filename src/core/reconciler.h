@@ -69,9 +69,19 @@ void reconciler_shutdown(Reconciler *r);
  * now, without waiting for the next poll. */
 void reconciler_settings_changed(Reconciler *r);
 
-/* The managed VMs, the API's first. NULL-terminated, owned by r. */
+/* The managed VMs, the API's first: the API's while ApiUrl is set, and one
+ * for each VM declared in the settings (config.json "vms"), which
+ * reconciler_settings_changed() follows. NULL-terminated, owned by r. */
 Vm *const *reconciler_vms(Reconciler *r);
 Vm *reconciler_find_vm(Reconciler *r, const char *name);
+/* Where vm's spec comes from (ApiUrl for the API's VM). */
+const char *reconciler_vm_source(Reconciler *r, const Vm *vm);
+/* vm was declared in the settings (not the API's). */
+bool reconciler_vm_declared(Reconciler *r, const Vm *vm);
+/* What is wrong with a declared VM's source, or NULL: its syntax, and for a
+ * file:// source the file itself (root's, writable by no one else, not too
+ * large). Caller frees. */
+char *reconciler_source_problem(const char *source);
 /* The keys the VMs' specs say they need, all VMs together. Caller frees. */
 char **reconciler_required_env(Reconciler *r);
 /* A VM operation is in progress (the Updater's "vm-operation" gate): an
@@ -93,6 +103,11 @@ int reconciler_update(Reconciler *r, Vm *vm, bool force, const ReconcilerCaller 
 int reconciler_start_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
 int reconciler_stop_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
 int reconciler_restart_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
+/* Config.RemoveVm with destroy: after the operation running on vm (queued
+ * ones are answered at once), every VM of its name at the VMM is stopped and
+ * removed; then the caller drops vm from the settings. -EINVAL for the API's
+ * VM. Removing without destroy is only a change of the settings. */
+int reconciler_destroy_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
 
 typedef void (*reconciler_logs_cb)(ReconcilerError error, const char *message, const char *text, void *userdata);
 /* channel: serial, stdout or stderr; lines 1..10000. Not an operation: never

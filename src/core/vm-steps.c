@@ -340,3 +340,70 @@ static const StepDef operate_steps[] = {
         { .name = "settle", .description = "noting the outcome", .start = operate_settle },
 };
 const StepTable table_operate = STEP_TABLE_ON_FAIL("operate", operate_steps, table_operate_failed);
+
+/* ---- RemoveVm with destroy: every VM of the name goes ---- */
+
+static void on_destroy_observed(const VmmResult *res, void *userdata) {
+        Operation *op = userdata;
+        op->observe_wait = NULL;
+        if (res)
+                return step_fail_kind(op, steps_error_kind(res), op_host(op)->observer.error);
+        step_driver_done(op_driver(op));
+}
+
+static void destroy_observe_start(StepDriver *d, void *userdata) {
+        Operation *op = userdata;
+        Host *h = op_host(op);
+        if (observer_request(&h->observer, h->vmm, op->since_usec, on_destroy_observed, op, &op->observe_wait) < 0)
+                step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
+}
+
+static void destroy_observe_cancel(void *userdata) {
+        Operation *op = userdata;
+        observer_wait_cancel(&op_host(op)->observer, g_steal_pointer(&op->observe_wait));
+}
+
+static void add_id(GPtrArray *ids, const char *id) {
+        if (!isempty(id) && !g_ptr_array_find_with_equal_func(ids, id, g_str_equal, NULL))
+                g_ptr_array_add(ids, g_strdup(id));
+}
+
+/* Whatever the VMM lists under the name (duplicates and a VM half created
+ * included), the one deployed, and any left under an earlier name. */
+static bool next_own_vm(void *userdata, size_t i) {
+        Operation *op = userdata;
+        ManagedVm *mv = op->mv;
+        const VmmStatusReply *st = &op_host(op)->observer.status;
+        if (i == 0) {
+                GPtrArray *ids = g_ptr_array_new();
+                for (size_t k = 0; k < st->n_vms; k++)
+                        if (streq_ptr(st->vms[k].name, mv->vm->name))
+                                add_id(ids, st->vms[k].id);
+                add_id(ids, mv->state->vm_id);
+                for (char **k = mv->state->retired_ids; k && *k; k++)
+                        add_id(ids, *k);
+                g_ptr_array_add(ids, NULL);
+                g_strfreev(op->items);
+                op->items = (char **) g_ptr_array_free(ids, FALSE);
+        }
+        g_clear_pointer(&op->act_id, g_free);
+        if (!op->items[i])
+                return false;
+        op->act_id = g_strdup(op->items[i]);
+        op->act_stopped = false;
+        log_notice("Removing VM %s (%s) at the VMM.", op->act_id, mv->vm->name);
+        return true;
+}
+
+static const StepDef destroy_one_steps[] = {
+        STEP_STOP("stopping the VM", VM_STATE_STOPPING),
+        STEP_REMOVE("removing the VM", VM_STATE_STOPPING),
+};
+static const StepTable table_destroy_one = STEP_TABLE("remove", destroy_one_steps);
+
+static const StepDef destroy_steps[] = {
+        { .name = "observe", .description = "asking the VMM", .start = destroy_observe_start,
+          .cancel = destroy_observe_cancel },
+        { .name = "vms", STEP_EACH(next_own_vm, table_destroy_one) },
+};
+const StepTable table_destroy = STEP_TABLE_ON_FAIL("destroy", destroy_steps, table_operate_failed);

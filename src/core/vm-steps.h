@@ -20,7 +20,7 @@ void vm_step_boot_check(StepDriver *d, void *userdata);
 uint64_t vm_step_boot_timeout(void *userdata);
 void step_cancel_call(void *userdata);
 
-extern const StepTable table_operate, table_start, table_stop, table_restart, table_remove_duplicate;
+extern const StepTable table_operate, table_start, table_stop, table_restart, table_remove_duplicate, table_destroy;
 /* How a failed VMM call fails an operation. */
 ReconcilerError steps_error_kind(const VmmResult *res);
 

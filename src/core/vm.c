@@ -38,6 +38,17 @@ void vm_set_str(Vm *vm, char **field, const char *value) {
         vm->changed = true;
 }
 
+void vm_set_strv(Vm *vm, char ***field, char *const *value) {
+        char *const empty[] = { NULL };
+        if (!value)
+                value = empty;
+        if (g_strv_equal((const char *const *) *field, (const char *const *) value))
+                return;
+        g_strfreev(*field);
+        *field = g_strdupv((char **) value);
+        vm->changed = true;
+}
+
 void vm_set_u32(Vm *vm, uint32_t *field, uint32_t value) {
         if (*field != value) {
                 *field = value;
@@ -65,15 +76,20 @@ void vm_set_name(Vm *vm, const char *name) {
         vm_set_str(vm, &vm->name, name);
 }
 
-/* The string block of a Vm, from name up to state. */
+/* The blocks of a Vm: strings from name up to the lists, lists up to state. */
 #define FOREACH_VM_STRING(p, vm)                                                              \
         for (char **p = (char **) ((uint8_t *) (vm) + offsetof(Vm, name));                     \
+             (uint8_t *) p < (uint8_t *) (vm) + offsetof(Vm, required_env); p++)
+#define FOREACH_VM_STRV(p, vm)                                                                \
+        for (char ***p = (char ***) ((uint8_t *) (vm) + offsetof(Vm, required_env));           \
              (uint8_t *) p < (uint8_t *) (vm) + offsetof(Vm, state); p++)
 
 Vm *vm_new(const char *name) {
         Vm *vm = g_new0(Vm, 1);
         FOREACH_VM_STRING(p, vm)
                 *p = g_strdup("");
+        FOREACH_VM_STRV(p, vm)
+                *p = g_new0(char *, 1);
         vm_set_name(vm, name);
         vm->state = VM_STATE_PENDING;
         vm->changed = false;
@@ -85,5 +101,7 @@ void vm_free(Vm *vm) {
                 return;
         FOREACH_VM_STRING(p, vm)
                 g_free(*p);
+        FOREACH_VM_STRV(p, vm)
+                g_strfreev(*p);
         g_free(vm);
 }

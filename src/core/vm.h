@@ -30,8 +30,8 @@ typedef enum VmState {
 const char *vm_state_to_string(VmState s);
 
 typedef struct Vm {
-        /* Strings: every field from name up to state. vm_new() makes them ""
-         * and vm_free() frees them, walking this block: add a string here. */
+        /* Strings: every field from name up to the lists. vm_new() makes them
+         * "" and vm_free() frees them, walking this block: add a string here. */
         char *name;
         char *id;
         char *state_reason;
@@ -43,6 +43,10 @@ typedef struct Vm {
         char *image_version;
         char *last_error;
         char *operation;            /* the step running now ("stop-graceful"), "" when none */
+
+        /* String lists, never NULL: every field from required_env up to state. */
+        char **required_env;        /* the keys its spec says it needs */
+        char **missing_env;         /* ... that have no local value */
 
         VmState state;
         uint32_t vcpu;
@@ -61,6 +65,7 @@ Vm *vm_new(const char *name);
 void vm_free(Vm *vm);
 
 void vm_set_str(Vm *vm, char **field, const char *value);
+void vm_set_strv(Vm *vm, char ***field, char *const *value);
 void vm_set_u32(Vm *vm, uint32_t *field, uint32_t value);
 void vm_set_u64(Vm *vm, uint64_t *field, uint64_t value);
 /* State and StateReason together; the reason is bounded (text_bound). */

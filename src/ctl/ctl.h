@@ -32,6 +32,11 @@ typedef struct CtlOptions {
         unsigned lines;        /* 0: not given */
         const char *channel;   /* NULL: not given */
         bool follow;           /* vm logs -f */
+        char **vm_env_keys;    /* vm add --env KEY (repeatable) */
+        const char *vm_strategy;      /* vm add --strategy */
+        const char *vm_adopt_policy;  /* vm add --adopt-policy */
+        bool vm_no_autostart;  /* vm add --no-autostart */
+        bool vm_destroy;       /* vm remove --destroy */
 } CtlOptions;
 
 extern CtlOptions arg;

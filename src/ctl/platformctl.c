@@ -29,7 +29,15 @@ static const char help_vm[] =
         "                              (-f, --follow: the last N, default 10, then new\n"
         "                              lines as they come, until Ctrl-C)\n"
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
-        "                              first (the last N, default 100)\n";
+        "                              first (the last N, default 100)\n"
+        "  vm list                     List the managed VMs and where their specs come from\n"
+        "  vm add NAME SOURCE [--env KEY...] [--strategy recreate|in-place]\n"
+        "         [--adopt-policy keep|redeploy] [--no-autostart]\n"
+        "                              Manage one more VM; SOURCE: https://... or\n"
+        "                              file:///path.json (the API's spec format); --env\n"
+        "                              grants it a local env key (repeatable)\n"
+        "  vm remove NAME [--destroy]  Stop managing a VM (--destroy: stop and remove it\n"
+        "                              at the VMM too)\n";
 
 static const char help_updater[] =
         "Updater commands (the git deployment kept on its release branch):\n"
@@ -246,6 +254,11 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 ARG_FORCE,
                 ARG_CHANNEL,
                 ARG_DRY_RUN,
+                ARG_ENV,
+                ARG_STRATEGY,
+                ARG_ADOPT_POLICY,
+                ARG_NO_AUTOSTART,
+                ARG_DESTROY,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -261,6 +274,11 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "channel", required_argument, NULL, ARG_CHANNEL },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "follow", no_argument, NULL, 'f' },
+                { "env", required_argument, NULL, ARG_ENV },
+                { "strategy", required_argument, NULL, ARG_STRATEGY },
+                { "adopt-policy", required_argument, NULL, ARG_ADOPT_POLICY },
+                { "no-autostart", no_argument, NULL, ARG_NO_AUTOSTART },
+                { "destroy", no_argument, NULL, ARG_DESTROY },
                 {}
         };
         int c, r;
@@ -309,6 +327,25 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                                 return -EX_USAGE;
                         }
                         arg.channel = optarg;
+                        break;
+                case ARG_ENV: {
+                        size_t n = arg.vm_env_keys ? g_strv_length(arg.vm_env_keys) : 0;
+                        arg.vm_env_keys = g_renew(char *, arg.vm_env_keys, n + 2);
+                        arg.vm_env_keys[n] = optarg;
+                        arg.vm_env_keys[n + 1] = NULL;
+                        break;
+                }
+                case ARG_STRATEGY:
+                        arg.vm_strategy = optarg;
+                        break;
+                case ARG_ADOPT_POLICY:
+                        arg.vm_adopt_policy = optarg;
+                        break;
+                case ARG_NO_AUTOSTART:
+                        arg.vm_no_autostart = true;
+                        break;
+                case ARG_DESTROY:
+                        arg.vm_destroy = true;
                         break;
                 case ':':
                         fprintf(stderr, "Option '%s' needs an argument. See platformctl --help.\n", argv[optind - 1]);
@@ -414,6 +451,13 @@ static int run(int argc, char *argv[]) {
                         fprintf(stderr, "--follow applies to 'vm logs' only.\n");
                         return EX_USAGE;
                 }
+                if (((arg.vm_env_keys || arg.vm_strategy || arg.vm_adopt_policy || arg.vm_no_autostart) &&
+                     !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "add"))) ||
+                    (arg.vm_destroy && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "remove")))) {
+                        fprintf(stderr, "--env, --strategy, --adopt-policy and --no-autostart apply to 'vm add' only, "
+                                        "--destroy to 'vm remove' only.\n");
+                        return EX_USAGE;
+                }
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
                 r = connect_bus(&bus, verbs[k].needs_launcher);
                 if (r < 0)
@@ -429,5 +473,6 @@ static int run(int argc, char *argv[]) {
 int main(int argc, char *argv[]) {
         int r = run(argc, argv);
         ctl_polkit_agent_close();
+        g_free(arg.vm_env_keys);
         return r;
 }

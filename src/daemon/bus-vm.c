@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/audit.h"
+#include "daemon/bus-options.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
@@ -67,6 +68,13 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         const VmState *state = userdata;
         return sd_bus_message_append(reply, "s", vm_state_to_string(*state));
+}
+
+/* A string list at its offset (sd-bus serves only basic types by itself). */
+static int property_get_strv(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        char **const *l = userdata;
+        return sd_bus_message_append_strv(reply, *l);
 }
 
 /* ---- operations: reply when done ---- */
@@ -137,32 +145,8 @@ void bus_vm_shutdown(Manager *m) {
 
 /* Common head of every gated method: polkit with the VM's name. > 0: go on. */
 static int vm_authorize(sd_bus_message *msg, Manager *m, Vm *vm, const char *action, sd_bus_error *error) {
-        const char *details[] = { "vm_name", vm->name, NULL };
+        const char *details[] = { "vm", vm->name, "vm_name", vm->name, NULL };
         return polkit_check(msg, action, details, m->polkit, error);
-}
-
-static int read_update_options(sd_bus_message *msg, bool *force, sd_bus_error *error) {
-        int q = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        while (q >= 0 && (q = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key, *contents;
-                q = sd_bus_message_read(msg, "s", &key);
-                if (q < 0)
-                        return q;
-                if (!streq(key, "force"))
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%.64s'.", key);
-                q = sd_bus_message_peek_type(msg, NULL, &contents);
-                if (q < 0)
-                        return q;
-                if (!streq(contents, "b"))
-                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'force' must be of type 'b'.");
-                int b;
-                q = sd_bus_message_read(msg, "v", "b", &b);
-                if (q < 0)
-                        return q;
-                *force = b;
-                q = sd_bus_message_exit_container(msg);
-        }
-        return q < 0 ? q : sd_bus_message_exit_container(msg);
 }
 
 /* Who asked, for the history; the message is kept until the answer. */
@@ -178,7 +162,8 @@ static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Manager *m = manager_of(msg);
         Vm *vm = userdata;
         bool force = false;
-        int q = read_update_options(msg, &force, error);
+        const BusOption options[] = { { "force", BUS_OPTION_BOOL, &force }, {} };
+        int q = bus_read_options(msg, options, error);
         if (q < 0)
                 return q;
         q = vm_authorize(msg, m, vm, ACTION_MANAGE_VM, error);
@@ -322,6 +307,8 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
 
 #define VM_PROPERTY(name, sig, member) \
         SD_BUS_PROPERTY(name, sig, NULL, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+#define VM_STRV_PROPERTY(name, member) \
+        SD_BUS_PROPERTY(name, "as", property_get_strv, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -345,6 +332,8 @@ static const sd_bus_vtable vm_vtable[] = {
         VM_PROPERTY("LastError", "s", last_error),
         VM_PROPERTY("Operation", "s", operation),
         VM_PROPERTY("Progress", "u", progress),
+        VM_STRV_PROPERTY("RequiredEnv", required_env),
+        VM_STRV_PROPERTY("MissingEnv", missing_env),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", action, "a(sss)", changes), method_plan,
@@ -380,6 +369,10 @@ static bool is_string_field(const sd_bus_vtable *v) {
         return v->x.property.signature[0] == 's' && !v->x.property.get;
 }
 
+static bool is_strv_field(const sd_bus_vtable *v) {
+        return v->x.property.get == property_get_strv;
+}
+
 static size_t field_size(const sd_bus_vtable *v) {
         if (v->x.property.get == property_get_state)
                 return sizeof(VmState);
@@ -404,6 +397,14 @@ static void *field(const Vm *vm, const sd_bus_vtable *v) {
 
 /* Takes the field's value into the copy; whether it differed. */
 static bool take(Vm *copy, const Vm *vm, const sd_bus_vtable *v) {
+        if (is_strv_field(v)) {
+                char ***dst = field(copy, v), **const *src = field(vm, v);
+                if (*dst && g_strv_equal((const char *const *) *dst, (const char *const *) *src))
+                        return false;
+                g_strfreev(*dst);
+                *dst = g_strdupv(*src);
+                return true;
+        }
         if (is_string_field(v)) {
                 char **dst = field(copy, v), *const *src = field(vm, v);
                 if (streq_ptr(*dst, *src))
@@ -420,9 +421,12 @@ static bool take(Vm *copy, const Vm *vm, const sd_bus_vtable *v) {
 }
 
 static void sent_free(Sent *s) {
-        FOREACH_VM_PROPERTY(v)
+        FOREACH_VM_PROPERTY(v) {
                 if (is_string_field(v))
                         g_free(*(char **) field(&s->copy, v));
+                else if (is_strv_field(v))
+                        g_strfreev(*(char ***) field(&s->copy, v));
+        }
         g_free(s);
 }
 
@@ -476,6 +480,8 @@ static void on_vm_added(Vm *vm, void *userdata) {
         _cleanup_free_ char *p = vm_path(vm);
         if (p && m->bus)
                 (void) sd_bus_emit_interfaces_added(m->bus, p, VM_INTERFACE, NULL);
+        if (m->bus)
+                bus_config_vms_changed(m);
 }
 
 static void on_vm_removed(Vm *vm, void *userdata) {
@@ -486,6 +492,8 @@ static void on_vm_removed(Vm *vm, void *userdata) {
         _cleanup_free_ char *p = vm_path(vm);
         if (p && m->bus)
                 (void) sd_bus_emit_interfaces_removed(m->bus, p, VM_INTERFACE, NULL);
+        if (m->bus)
+                bus_config_vms_changed(m);
 }
 
 static void on_vm_changed(Vm *vm, void *userdata) {

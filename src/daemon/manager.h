@@ -41,6 +41,8 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
 /* Re-reads the config file (SIGHUP and Reload); < 0 when the file is bad. */
 int manager_reload_config(Manager *m, char **ret_error);
 
+/* The managed VMs changed (one came or went): Config.Vms follows. */
+void bus_config_vms_changed(Manager *m);
 /* Settings or env changed: the core re-evaluates the VM. */
 void manager_config_changed(Manager *m);
 /* The API's required_env changed: RequiredEnv and MissingEnv follow. */

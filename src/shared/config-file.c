@@ -8,11 +8,17 @@
 #include "shared/json-load.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
+#include "shared/vm-decl.h"
 
 #define SEC 1000000ULL
 
 static const char *check_url(const char *v) {
         return url_is_valid(v) ? NULL : "must be an http://, https:// or unix:/ URL without credentials";
+}
+
+/* "" stops managing the API's VM (dbus-api.md "Several managed VMs"). */
+static const char *check_url_or_empty(const char *v) {
+        return isempty(v) ? NULL : check_url(v);
 }
 
 static const char *check_http_url(const char *v) {
@@ -128,7 +134,8 @@ static const char *check_metrics_path(const char *v) {
           .offset = offsetof(LauncherConfig, field) }
 
 static const SettingInfo settings[] = {
-        STR("ApiUrl", "api_url", api_url, "https://api.platform.network/config/compose/validator_vm", check_url),
+        STR("ApiUrl", "api_url", api_url, "https://api.platform.network/config/compose/validator_vm",
+            check_url_or_empty),
         STR("VmmUrl", "vmm_url", vmm_url, "http://localhost:10300", check_url),
         STR("GuestVmmUrl", "dstack_vmm_url", guest_vmm_url, "http://10.0.2.2:10300/", check_http_url),
         USEC("PollIntervalUSec", "poll_interval_usec", poll_interval_usec, 5 * SEC, 1 * SEC, 24 * 3600 * SEC),
@@ -452,6 +459,7 @@ LauncherConfig *launcher_config_new_default(void) {
                 setting_set_default(c, &settings[i]);
         c->env = env_tree_new();
         c->file = json_object_new();
+        c->vms = g_ptr_array_new_with_free_func((GDestroyNotify) vm_decl_free);
         return c;
 }
 
@@ -467,6 +475,9 @@ LauncherConfig *launcher_config_copy(const LauncherConfig *src) {
         c->env = env_tree_new();
         g_tree_foreach(src->env, copy_env, c->env);
         c->file = json_object_ref(src->file);
+        c->vms = g_ptr_array_new_with_free_func((GDestroyNotify) vm_decl_free);
+        for (guint i = 0; i < src->vms->len; i++)
+                g_ptr_array_add(c->vms, vm_decl_copy(g_ptr_array_index(src->vms, i)));
         return c;
 }
 
@@ -479,6 +490,8 @@ void launcher_config_free(LauncherConfig *c) {
                 g_tree_destroy(c->env);
         if (c->file)
                 json_object_unref(c->file);
+        if (c->vms)
+                g_ptr_array_unref(c->vms);
         g_free(c);
 }
 
@@ -587,6 +600,14 @@ int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, ch
         JsonNode *env = json_object_get_member(obj, "env");
         if (env && parse_env(c, env, ret_error) < 0)
                 return -EINVAL;
+        JsonNode *vms = json_object_get_member(obj, "vms");
+        if (vms) {
+                GPtrArray *decls = NULL;
+                if (vm_decls_from_json(vms, &decls, ret_error) < 0)
+                        return -EINVAL;
+                g_ptr_array_unref(c->vms);
+                c->vms = decls;
+        }
 
         json_object_unref(c->file);
         c->file = json_object_ref(obj);
@@ -651,7 +672,7 @@ static bool number_has_dot_zero_after_exponent(const char *text, const char *p) 
 
 char *launcher_config_serialize(const LauncherConfig *c) {
         g_autoptr(JsonObject) out = json_object_new();
-        bool have_env = false;
+        bool have_env = false, have_vms = false;
 
         /* The original file's members first, in their order. */
         g_autoptr(GList) members = json_object_get_members(c->file);
@@ -663,6 +684,9 @@ char *launcher_config_serialize(const LauncherConfig *c) {
                 else if (streq(key, "env")) {
                         json_object_set_member(out, key, env_to_node(c));
                         have_env = true;
+                } else if (streq(key, "vms")) {
+                        json_object_set_member(out, key, vm_decls_to_json(c->vms));
+                        have_vms = true;
                 } else
                         json_object_set_member(out, key, json_node_copy(json_object_get_member(c->file, key)));
         }
@@ -672,6 +696,8 @@ char *launcher_config_serialize(const LauncherConfig *c) {
                         json_object_set_member(out, settings[i].file_key, setting_to_node(c, &settings[i]));
         if (!have_env)
                 json_object_set_member(out, "env", env_to_node(c));
+        if (!have_vms && c->vms->len > 0)
+                json_object_set_member(out, "vms", vm_decls_to_json(c->vms));
 
         g_autoptr(JsonNode) root = json_node_init_object(json_node_alloc(), out);
         g_autoptr(JsonGenerator) gen = json_generator_new();

@@ -46,6 +46,7 @@ typedef struct LauncherConfig {
         char *updater_allowed_signers_file;
         bool updater_auto_update;
         char *metrics_path;  /* Prometheus textfile, "" = none */
+        GPtrArray *vms;      /* VmDecl *: the VMs declared beside the API's (key "vms"), never NULL */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
         JsonObject *file;   /* the root object as read, for the keys we do not know */
