@@ -32,6 +32,7 @@ typedef struct CtlOptions {
         unsigned lines;        /* 0: not given */
         const char *channel;   /* NULL: not given */
         bool follow;           /* vm logs -f */
+        bool all;              /* vm logs -a: control characters as they are, also on a terminal */
 } CtlOptions;
 
 extern CtlOptions arg;

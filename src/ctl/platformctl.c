@@ -24,10 +24,12 @@ static const char help_vm[] =
         "  vm start [NAME]             Start the VM\n"
         "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
         "  vm restart [NAME]           Restart the VM\n"
-        "  vm logs [-f] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
+        "  vm logs [-f] [-a] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
         "                              Print the last N (default 100) log lines\n"
         "                              (-f, --follow: the last N, default 10, then new\n"
-        "                              lines as they come, until Ctrl-C)\n"
+        "                              lines as they come, until Ctrl-C; on a terminal\n"
+        "                              control characters are shown escaped, -a, --all:\n"
+        "                              as they are)\n"
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
         "                              first (the last N, default 100)\n";
 
@@ -261,11 +263,12 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "channel", required_argument, NULL, ARG_CHANNEL },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "follow", no_argument, NULL, 'f' },
+                { "all", no_argument, NULL, 'a' },
                 {}
         };
         int c, r;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hH:qn:f", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hH:qn:fa", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         *ret_help = true;
@@ -298,6 +301,9 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                         break;
                 case 'f':
                         arg.follow = true;
+                        break;
+                case 'a':
+                        arg.all = true;
                         break;
                 case 'n':
                         if ((r = parse_lines(optarg, &arg.lines)) < 0)
@@ -412,6 +418,10 @@ static int run(int argc, char *argv[]) {
                 }
                 if (arg.follow && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {
                         fprintf(stderr, "--follow applies to 'vm logs' only.\n");
+                        return EX_USAGE;
+                }
+                if (arg.all && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {
+                        fprintf(stderr, "--all applies to 'vm logs' only.\n");
                         return EX_USAGE;
                 }
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
