@@ -412,6 +412,13 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r <= 0)
                 return r < 0 ? r : 1;
 
+        /* After authorization: the answer tells who owns which directory. */
+        if (!streq(c->metrics_path, m->settings->config->metrics_path)) {
+                g_autofree char *why = metrics_path_check(c->metrics_path);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting 'MetricsPath': %s.", why);
+        }
+
         r = commit(m, TAKE_PTR(c), error);
         if (r < 0)
                 return r;
