@@ -40,7 +40,7 @@ void settings_store_free(SettingsStore *s) {
 static void set_error(SettingsStore *s, char *error) {
         g_free(s->error);
         s->error = error;
-        s->file_rejected = error;
+        s->file_rejected = error != NULL;
 }
 
 /* The file is in force; what in it was not understood, if anything, is said (not a reason to refuse it). */
