@@ -12,7 +12,6 @@
 #include <json-glib/json-glib.h>
 
 #include "ctl/ctl.h"
-#include "shared/config-file.h"
 #include "shared/macro.h"
 
 void config_info_clear(ConfigInfo *i) {
@@ -282,9 +281,8 @@ static char *env_change_consequence(sd_bus *bus, const char *key, EnvChange how)
                 }
                 bool in_place = streq_ptr(c.update_strategy, "in-place");
                 g_autofree char *down = ctl_downtime_text(bus, in_place ? "update-in-place" : "recreate");
-                g_string_append_printf(s, "This %s VM %s%s: env %s %s; %s.\n",
-                                       in_place ? "updates in place and restarts" : "replaces", v->name, when, key,
-                                       change, down);
+                g_string_append_printf(s, "This %s VM %s%s%s: env %s %s; %s.\n", in_place ? "updates" : "replaces",
+                                       v->name, in_place ? " in place and restarts it" : "", when, key, change, down);
         }
         return g_string_free(s, s->len == 0);
 }

@@ -160,6 +160,15 @@ def test_set_env_yes_replaces_the_vm(running, bus, launcher):
     assert v['State'] == 'running' and v['Id'] != running['Id'], v
 
 
+def test_in_place_strategy_is_said(running, bus, launcher):
+    assert ctl(bus, 'config', 'set', 'UpdateStrategy', 'in-place').returncode == 0
+    rc, screen = terminal(bus, 'config', 'set-env', 'HOTKEY_PASSPHRASE', 'x', answers=[(QUESTION, 'n')])
+    assert rc == 1, screen
+    assert ('This updates VM validator_vm in place and restarts it if the value differs: env HOTKEY_PASSPHRASE '
+            'changes; it is down from its graceful stop (up to 5s) until it has booted again.\n' + QUESTION) in screen
+    assert get_env(launcher, 'HOTKEY_PASSPHRASE') == SECRET
+
+
 def test_scripts_are_not_asked(running, bus, launcher):
     """stdin not a terminal (a script, cron, ssh host cmd): no question, as before."""
     p = ctl(bus, 'config', 'set-env', 'HOTKEY_PASSPHRASE', 'from a script')
