@@ -279,7 +279,7 @@ static char *env_change_consequence(sd_bus *bus, const char *key, EnvChange how)
                         if (!receives)
                                 continue;
                 }
-                bool in_place = streq_ptr(c.update_strategy, "in-place");
+                bool in_place = g_strcmp0(c.update_strategy, "in-place") == 0;
                 g_autofree char *down = ctl_downtime_text(bus, in_place ? "update-in-place" : "recreate");
                 g_string_append_printf(s, "This %s VM %s%s%s: env %s %s; %s.\n", in_place ? "updates" : "replaces",
                                        v->name, in_place ? " in place and restarts it" : "", when, key, change, down);

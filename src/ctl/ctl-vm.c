@@ -358,7 +358,7 @@ static char *update_consequence(sd_bus *bus, const VmInfo *vm, bool force) {
                 (void) sd_bus_get_property_string(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH,
                                                   LAUNCHER_CONFIG_INTERFACE, "UpdateStrategy", NULL, &cfg);
                 g_free(action);
-                action = g_strdup(streq_ptr(cfg, "in-place") ? "update-in-place" : "recreate");
+                action = g_strdup(g_strcmp0(cfg, "in-place") == 0 ? "update-in-place" : "recreate");
                 strategy = action;
                 g_free(fields);
                 fields = g_strdup("nothing differs, --force");
