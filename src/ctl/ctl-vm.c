@@ -343,35 +343,27 @@ static char *changed_fields(JsonArray *changes) {
 /* What vm update will do to a VM that exists, in the words of the plan; NULL
  * when it neither replaces nor restarts it. */
 static char *update_consequence(sd_bus *bus, const VmInfo *vm, bool force) {
-        g_autofree char *action = NULL;
+        g_autofree char *action = NULL, *why = NULL;
         g_autoptr(JsonNode) changes = NULL;
         if (isempty(ctl_json_str(vm->props, "Id")) || plan_get(bus, vm, &action, &changes) != 0)
                 return NULL;
         g_autofree char *fields = changed_fields(json_node_get_array(changes));
-        const char *strategy = streq(action, "update-in-place") ? "update-in-place" : "recreate";
-        if (streq(action, "adopt")) {
-                g_free(action);
-                action = g_strdup("recreate"); /* the adopted VM is redeployed once */
-        }
+        bool in_place = streq(action, "update-in-place");
+        if (streq(action, "recreate") || in_place)
+                why = isempty(fields) ? g_strdup("the spec differs")
+                                      : g_strdup_printf("%s %s", fields, strchr(fields, ',') ? "differ" : "differs");
+        else if (streq(action, "adopt"))
+                why = g_strdup("it was not deployed by this launcher and is redeployed once");
         else if (force && (streq(action, "none") || streq(action, "start") || streq(action, "wait"))) {
-                g_autofree char *cfg = NULL;
+                g_autofree char *strategy = NULL;
                 (void) sd_bus_get_property_string(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH,
-                                                  LAUNCHER_CONFIG_INTERFACE, "UpdateStrategy", NULL, &cfg);
-                g_free(action);
-                action = g_strdup(g_strcmp0(cfg, "in-place") == 0 ? "update-in-place" : "recreate");
-                strategy = action;
-                g_free(fields);
-                fields = g_strdup("nothing differs, --force");
-        }
-        if (!streq(action, "recreate") && !streq(action, "update-in-place"))
+                                                  LAUNCHER_CONFIG_INTERFACE, "UpdateStrategy", NULL, &strategy);
+                in_place = g_strcmp0(strategy, "in-place") == 0;
+                why = g_strdup("nothing differs, --force");
+        } else
                 return NULL;
-        g_autofree char *down = ctl_downtime_text(bus, strategy);
-        const char *verb = isempty(fields) || strchr(fields, ',') ? "differ" : "differs";
-        if (force && streq(fields, "nothing differs, --force"))
-                verb = "";
-        g_autofree char *why = g_strdup_printf("%s%s%s", isempty(fields) ? "the spec" : fields, *verb ? " " : "",
-                                               verb);
-        if (streq(strategy, "update-in-place"))
+        g_autofree char *down = ctl_downtime_text(bus, in_place ? "update-in-place" : "recreate");
+        if (in_place)
                 return g_strdup_printf("This updates VM %s in place and restarts it (%s): %s.\n", vm->name, why,
                                        down);
         return g_strdup_printf("This replaces VM %s (recreate: %s): %s.\n", vm->name, why, down);
