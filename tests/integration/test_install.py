@@ -139,7 +139,7 @@ def test_installed_daemon_owns_its_name_on_the_real_bus_configuration(installed,
     d = harness.daemon(config={'env': {}}, binary=str(dest / 'usr/libexec/platform-launcherd'))
     assert harness.bus.name_owner(H.DAEMON_NAME)
     p = H.run_tool(harness.bus, [str(dest / 'usr/bin/platformctl'), 'config', 'show'])
-    assert p.returncode == 0 and 'VMM URL' in p.stdout, p
+    assert p.returncode == 0 and ' VmmUrl: ' in p.stdout, p
     d.stop()
 
 
