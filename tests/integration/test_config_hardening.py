@@ -13,6 +13,7 @@ import time
 import pytest
 
 import harness as H
+from ctl_helpers import ctl
 from launcher import (CONFIGURE, INVALID_CONFIG, LIMITS_EXCEEDED, RUST_CONFIG, SECRET, file_state,
                       assert_no_secret_logged, properties_changed)
 
@@ -350,6 +351,12 @@ def test_misspelled_key_at_start_is_reported(bus, polkit, harness, daemon_binary
     err = d.get('ConfigError')
     assert "unknown key 'pol_interval', did you mean 'poll_interval_usec'?" in err, err
     assert d.get('EnvKeys') == ['A'] and d.get('GuestVmmUrl') == 'http://10.0.2.2:1/'
+    # platformctl tells a file in force with a misspelled key from one not in force.
+    for args in (['status'], ['config', 'show']):
+        p = ctl(bus, *args)
+        assert 'not in force' not in p.stdout, p.stdout
+        note = [line.strip() for line in p.stdout.splitlines() if line.strip().startswith('Note:')]
+        assert note and note[0].startswith('Note: config file in force, with ') and 'pol_interval' in note[0], p.stdout
 
 
 def test_rust_launcher_and_foreign_keys_are_not_reported(bus, polkit, harness, daemon_binary):
