@@ -8,8 +8,10 @@
 #include <glib.h>
 
 #include "core/managed-vm.h"
+#include "shared/compose.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/strv.h"
 
 #define STABLE_RUNNING_USEC (600 * USEC_PER_SEC)  /* running this long resets the restart backoff */
 
@@ -126,8 +128,21 @@ void managed_vm_env_changed(ManagedVm *mv) {
         vm_set_strv(mv->vm, &mv->vm->missing_env, (char **) missing->pdata);
 }
 
+void managed_vm_spec_changed(ManagedVm *mv) {
+        const PlatformVmSpec *spec = mv->source->spec;
+        char **allowed = NULL;
+        if (!spec || compose_allowed_envs(spec, &allowed) < 0)
+                allowed = NULL;
+        vm_set_strv(mv->vm, &mv->vm->allowed_env, allowed);
+        strv_free(allowed);
+        managed_vm_required_env(mv, spec ? spec->required_env : NULL);
+}
+
 void managed_vm_required_env(ManagedVm *mv, char **required) {
         const ReconcilerEvents *ev = &mv->host->ev;
+        char *const none[] = { NULL };
+        if (!required)
+                required = (char **) none;
         if (g_strv_equal((const char *const *) mv->vm->required_env, (const char *const *) required))
                 return;
         vm_set_strv(mv->vm, &mv->vm->required_env, required);

@@ -68,6 +68,8 @@ int managed_vm_save_state(ManagedVm *mv);
 void managed_vm_observe(ManagedVm *mv, const VmInfo *keep, const char *keep_compose_hash);
 /* The spec's name for the API's VM changed: the bus object follows. */
 void managed_vm_rename(ManagedVm *mv, const char *name);
+/* The source's spec changed: AllowedEnv, RequiredEnv (and MissingEnv) follow it. */
+void managed_vm_spec_changed(ManagedVm *mv);
 /* The spec's required_env; MissingEnv follows it and the local env. */
 void managed_vm_required_env(ManagedVm *mv, char **required);
 void managed_vm_env_changed(ManagedVm *mv);

@@ -38,7 +38,7 @@ static void on_fetched(Source *s, FetchOutcome outcome, void *userdata) {
         op->fetching = false;
 
         if (outcome == FETCH_NEW)
-                managed_vm_required_env(mv, s->spec->required_env);
+                managed_vm_spec_changed(mv);
         switch (outcome) {
         case FETCH_NEW:
         case FETCH_SAME:

@@ -23,7 +23,6 @@
 struct Reconciler {
         Host host;                  /* host.vms: the managed VMs, the API's first */
         Vm **vm_list;               /* NULL-terminated, for reconciler_vms() */
-        GList *logs;                /* GetLogs requests in flight */
         GList *gone;                /* ManagedVm * no longer managed, freed from the loop */
         sd_event_source *reap;
         bool started;               /* polls run, the bus is told */
@@ -80,8 +79,7 @@ static void load_kept_spec(ManagedVm *mv) {
                 return;
         }
         const PlatformVmSpec *spec = mv->source->spec;
-        vm_set_strv(mv->vm, &mv->vm->required_env, spec->required_env);
-        managed_vm_env_changed(mv);
+        managed_vm_spec_changed(mv);
         /* The name the API's spec gives is the VM's name, as before the restart. */
         VmDeployState *st = mv->state;
         if (!mv->decl && !isempty(spec->vm.name) && isempty(st->vm_id) && !streq(st->name, spec->vm.name)) {
@@ -229,15 +227,12 @@ int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_d
         return 0;
 }
 
-static void logs_cancel_all(Reconciler *r);
-
 void reconciler_shutdown(Reconciler *r) {
         if (r->host.shutting_down)
                 return;
         r->host.shutting_down = true;
         for (guint i = 0; i < r->host.vms->len; i++)
                 operation_cancel_all(g_ptr_array_index(r->host.vms, i), RECONCILER_ERROR_SHUTDOWN, "shutting down");
-        logs_cancel_all(r);
 }
 
 void reconciler_free(Reconciler *r) {
@@ -489,51 +484,5 @@ int reconciler_destroy_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller)
         Operation *op = operation_new(mv, OPERATION_REMOVE, false);
         waiter_add(op, caller);
         operation_submit(op);
-        return 0;
-}
-
-/* ---- logs ---- */
-
-typedef struct LogsRequest {
-        Reconciler *r;
-        VmmCall *call;
-        reconciler_logs_cb done;
-        void *userdata;
-} LogsRequest;
-
-static void on_logs(VmmCall *call, const VmmResult *res, void *userdata) {
-        LogsRequest *lr = userdata;
-        Reconciler *r = lr->r;
-        r->logs = g_list_remove(r->logs, lr);
-        if (res->error < 0)
-                lr->done(steps_error_kind(res), res->message, NULL, lr->userdata);
-        else
-                lr->done(RECONCILER_OK, NULL, strempty(res->text), lr->userdata);
-        g_free(lr);
-}
-
-static void logs_cancel_all(Reconciler *r) {
-        GList *logs = g_steal_pointer(&r->logs);
-        for (GList *l = logs; l; l = l->next) {
-                LogsRequest *lr = l->data;
-                vmm_call_cancel(lr->call);
-                lr->done(RECONCILER_ERROR_SHUTDOWN, "shutting down", NULL, lr->userdata);
-                g_free(lr);
-        }
-        g_list_free(logs);
-}
-
-int reconciler_get_logs(Reconciler *r, Vm *vm, const char *channel, unsigned lines, reconciler_logs_cb done,
-                        void *userdata) {
-        if (isempty(vm->id))
-                return -ENOENT;
-        LogsRequest *lr = g_new0(LogsRequest, 1);
-        *lr = (LogsRequest) { r, NULL, done, userdata };
-        int q = vmm_logs(r->host.vmm, vm->id, lines, channel, on_logs, lr, &lr->call);
-        if (q < 0) {
-                g_free(lr);
-                return q;
-        }
-        r->logs = g_list_prepend(r->logs, lr);
         return 0;
 }

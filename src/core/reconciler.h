@@ -108,9 +108,3 @@ int reconciler_restart_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller)
  * removed; then the caller drops vm from the settings. -EINVAL for the API's
  * VM. Removing without destroy is only a change of the settings. */
 int reconciler_destroy_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
-
-typedef void (*reconciler_logs_cb)(ReconcilerError error, const char *message, const char *text, void *userdata);
-/* channel: serial, stdout or stderr; lines 1..10000. Not an operation: never
- * Busy. done is told once (RECONCILER_ERROR_SHUTDOWN at shutdown). */
-int reconciler_get_logs(Reconciler *r, Vm *vm, const char *channel, unsigned lines, reconciler_logs_cb done,
-                        void *userdata);

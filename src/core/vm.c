@@ -79,9 +79,9 @@ void vm_set_name(Vm *vm, const char *name) {
 /* The blocks of a Vm: strings from name up to the lists, lists up to state. */
 #define FOREACH_VM_STRING(p, vm)                                                              \
         for (char **p = (char **) ((uint8_t *) (vm) + offsetof(Vm, name));                     \
-             (uint8_t *) p < (uint8_t *) (vm) + offsetof(Vm, required_env); p++)
+             (uint8_t *) p < (uint8_t *) (vm) + offsetof(Vm, allowed_env); p++)
 #define FOREACH_VM_STRV(p, vm)                                                                \
-        for (char ***p = (char ***) ((uint8_t *) (vm) + offsetof(Vm, required_env));           \
+        for (char ***p = (char ***) ((uint8_t *) (vm) + offsetof(Vm, allowed_env));           \
              (uint8_t *) p < (uint8_t *) (vm) + offsetof(Vm, state); p++)
 
 Vm *vm_new(const char *name) {

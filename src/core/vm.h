@@ -30,7 +30,7 @@ typedef enum VmState {
 const char *vm_state_to_string(VmState s);
 
 typedef struct Vm {
-        /* Strings: every field from name up to the lists. vm_new() makes them
+        /* Strings: every field from name up to the lists (allowed_env). vm_new() makes them
          * "" and vm_free() frees them, walking this block: add a string here. */
         char *name;
         char *id;
@@ -44,7 +44,8 @@ typedef struct Vm {
         char *last_error;
         char *operation;            /* the step running now ("stop-graceful"), "" when none */
 
-        /* String lists, never NULL: every field from required_env up to state. */
+        /* String lists, never NULL: every field from allowed_env up to state. */
+        char **allowed_env;         /* the keys it receives: its spec's allowed_envs, sorted; empty without a spec */
         char **required_env;        /* the keys its spec says it needs */
         char **missing_env;         /* ... that have no local value */
 

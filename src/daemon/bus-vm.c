@@ -138,7 +138,7 @@ static int operation_started(Call *c, int q, const Vm *vm, sd_bus_error *error) 
 void bus_vm_shutdown(Manager *m) {
         /* Log streams end: their readers see EOF. */
         bus_logs_shutdown(m);
-        /* Every caller still waiting (Update, Start, Stop, Restart, GetLogs) is answered. */
+        /* Every caller still waiting (Update, Start, Stop, Restart, RemoveVm) is answered. */
         if (m->reconciler)
                 reconciler_shutdown(m->reconciler);
 }
@@ -224,15 +224,6 @@ static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static void on_logs(ReconcilerError error, const char *message, const char *text, void *userdata) {
-        Call *c = userdata;
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(c->msg, "s", text)
-                                       : reply_error(c->msg, error, message);
-        if (q < 0)
-                log_debug_errno(q, "Cannot reply to GetLogs: %m");
-        call_free(c);
-}
-
 /* GetLogs and FollowLogs take (s channel, u lines): > 0 when valid. */
 static int read_logs_args(sd_bus_message *msg, uint32_t min_lines, const char **channel, uint32_t *lines,
                           sd_bus_error *error) {
@@ -248,11 +239,23 @@ static int read_logs_args(sd_bus_message *msg, uint32_t min_lines, const char **
         return 1;
 }
 
+/* The caller's uid, for the per-user limits of GetLogs and FollowLogs. */
+static int caller_uid(sd_bus_message *msg, uid_t *ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        int q = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (q >= 0)
+                q = sd_bus_creds_get_euid(creds, ret);
+        if (q < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who is calling.");
+        return 1;
+}
+
 static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = manager_of(msg);
         Vm *vm = userdata;
         const char *channel;
         uint32_t lines;
+        uid_t uid;
 
         int q = read_logs_args(msg, 1, &channel, &lines, error);
         if (q <= 0)
@@ -260,9 +263,10 @@ static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *er
         q = vm_authorize(msg, m, vm, ACTION_READ_LOGS, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-
-        Call *c = call_new(m, msg);
-        return operation_started(c, reconciler_get_logs(m->reconciler, vm, channel, lines, on_logs, c), vm, error);
+        q = caller_uid(msg, &uid, error);
+        if (q < 0)
+                return q;
+        return bus_logs_get(m, vm, msg, uid, channel, lines, error);
 }
 
 static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -278,13 +282,10 @@ static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (q <= 0)
                 return q < 0 ? q : 1;
 
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
-        q = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
-        if (q >= 0)
-                q = sd_bus_creds_get_euid(creds, &uid);
+        q = caller_uid(msg, &uid, error);
         if (q < 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who is calling.");
+                return q;
 
         int fd = -1;
         q = bus_logs_follow(m, vm, uid, channel, lines, &fd, error);
@@ -332,6 +333,7 @@ static const sd_bus_vtable vm_vtable[] = {
         VM_PROPERTY("LastError", "s", last_error),
         VM_PROPERTY("Operation", "s", operation),
         VM_PROPERTY("Progress", "u", progress),
+        VM_STRV_PROPERTY("AllowedEnv", allowed_env),
         VM_STRV_PROPERTY("RequiredEnv", required_env),
         VM_STRV_PROPERTY("MissingEnv", missing_env),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
@@ -524,6 +526,8 @@ static void on_update_failed(Vm *vm, const char *target, const char *reason, voi
 
 static void on_required_env_changed(void *userdata) {
         Manager *m = userdata;
+        if (!m->reconciler)
+                return; /* reconciler_start() tells again */
         g_auto(GStrv) required = reconciler_required_env(m->reconciler);
         manager_set_required_env(m, required);
 }
