@@ -1,12 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib.h>
 
 #include "core/host.h"
 #include "core/state.h"
+#include "shared/log.h"
 #include "shared/macro.h"
+
+#define META_MAX_AGE_USEC (300 * USEC_PER_SEC)
+
+static uint64_t mem_total_mib(void) {
+        FILE *f = fopen("/proc/meminfo", "re");
+        char line[256];
+        unsigned long long kib = 0;
+        while (f && fgets(line, sizeof line, f))
+                if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return kib / 1024;
+}
 
 int host_init(Host *h, sd_event *event, SettingsStore *settings, const char *state_dir, History *history,
               const ReconcilerEvents *ev) {
@@ -18,6 +35,9 @@ int host_init(Host *h, sd_event *event, SettingsStore *settings, const char *sta
                 .ev = *ev,
         };
         observer_init(&h->observer);
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        h->online_cpus = cpus > 0 ? (uint32_t) cpus : 1;
+        h->mem_total_mib = mem_total_mib();
         int q = http_context_new(event, &h->http);
         if (q >= 0)
                 q = state_fingerprint_key(state_dir, h->fp_key);
@@ -29,6 +49,8 @@ static void vmm_client_drop(void *c) {
 }
 
 void host_done(Host *h) {
+        if (h->meta_call)
+                vmm_call_cancel(h->meta_call);
         observer_done(&h->observer);
         vmm_client_free(h->vmm);
         g_list_free_full(h->old_vmms, vmm_client_drop);
@@ -52,10 +74,83 @@ int host_follow_settings(Host *h, bool idle) {
                 h->vmm = c;
                 g_free(h->vmm_url);
                 h->vmm_url = g_strdup(url);
+                h->meta_usec = 0; /* another VMM: its CID pool may differ */
         }
         if (idle) {
                 g_list_free_full(h->old_vmms, vmm_client_drop);
                 h->old_vmms = NULL;
         }
         return 0;
+}
+
+static void on_meta(VmmCall *call, const VmmResult *res, void *userdata) {
+        Host *h = userdata;
+        h->meta_call = NULL;
+        if (res->error < 0)
+                return (void) log_debug("GetMeta failed: %s", res->message);
+        h->meta = *res->meta;
+        h->meta_usec = clock_usec(CLOCK_MONOTONIC);
+}
+
+void host_refresh_meta(Host *h) {
+        uint64_t now = clock_usec(CLOCK_MONOTONIC);
+        if (h->meta_call || !h->vmm || (h->meta_usec && now - h->meta_usec < META_MAX_AGE_USEC))
+                return;
+        if (vmm_get_meta(h->vmm, on_meta, h, &h->meta_call) < 0)
+                h->meta_call = NULL;
+}
+
+CapacityFigures host_capacity(const Host *h) {
+        const LauncherConfig *c = h->settings->config;
+        return (CapacityFigures) {
+                .vcpu = c->capacity_vcpu ?: h->online_cpus,
+                .memory_mib = c->capacity_memory_mib ?: capacity_sub(h->mem_total_mib, c->reserved_memory_mib),
+                .disk_gib = c->capacity_disk_gib,
+        };
+}
+
+static bool started(const VmInfo *vm) {
+        return vm->status == VM_STATUS_RUNNING || vm->status == VM_STATUS_EXITED;
+}
+
+static CapacityFigures figures_of(const VmConfiguration *c) {
+        return (CapacityFigures) { c->vcpu, c->memory, c->disk_size };
+}
+
+static void add_figures(CapacityFigures *sum, CapacityFigures f) {
+        sum->vcpu = capacity_add(sum->vcpu, f.vcpu);
+        sum->memory_mib = capacity_add(sum->memory_mib, f.memory_mib);
+        sum->disk_gib = capacity_add(sum->disk_gib, f.disk_gib);
+}
+
+CapacityFigures host_allocated(const Host *h, uint32_t *ret_n_started, uint32_t *ret_n_vms) {
+        const VmmStatusReply *st = &h->observer.status;
+        CapacityFigures used = {};
+        uint32_t n = 0;
+        for (size_t i = 0; i < st->n_vms; i++)
+                if (started(&st->vms[i])) {
+                        add_figures(&used, figures_of(&st->vms[i].configuration));
+                        n++;
+                }
+        if (ret_n_started)
+                *ret_n_started = n;
+        if (ret_n_vms)
+                *ret_n_vms = (uint32_t) MIN(st->n_vms, UINT32_MAX);
+        return used;
+}
+
+int host_capacity_check(const Host *h, const VmInfo *freed, const VmConfiguration *want, bool create,
+                        char **ret_why) {
+        CapacityQuestion q = {
+                .capacity = host_capacity(h),
+                .wanted = figures_of(want),
+                .max_vms = h->meta_usec ? h->meta.max_cvm_number : 0,
+                .n_vms_new = create,
+        };
+        q.used = host_allocated(h, &q.n_started, &q.n_vms);
+        if (freed && started(freed))
+                q.freed = figures_of(&freed->configuration);
+        if (freed && create)
+                q.n_vms_freed = 1; /* a recreate removes the old VM first */
+        return capacity_check(&q, ret_why);
 }

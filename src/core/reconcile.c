@@ -154,6 +154,7 @@ static void observe_start(StepDriver *d, void *userdata) {
         const Source *s = mv->source;
         if (!mv->decl && s->spec && !s->spec_error)
                 rename_vm(mv, s->spec->vm.name);
+        host_refresh_meta(h);
         if (observer_request(&h->observer, h->vmm, op->since_usec, on_observed, op, &op->observe_wait) < 0)
                 step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
 }
@@ -164,6 +165,23 @@ static void observe_cancel(void *userdata) {
 }
 
 /* ---- decide ---- */
+
+/* A create, a replacement or a start must fit on the host: else the plan is
+ * blocked, saying by how much, and looked at again at every poll. */
+static void capacity_gate(Host *h, Plan *p, const DesiredVm *d) {
+        g_autofree char *why = NULL;
+        if (p->action == PLAN_CREATE || p->action == PLAN_RECREATE) {
+                if (host_capacity_check(h, p->keep, &d->config, true, &why) >= 0)
+                        return;
+        } else if (p->action == PLAN_START) {
+                if (host_capacity_check(h, p->keep, &p->keep->configuration, false, &why) >= 0)
+                        return;
+        } else
+                return;
+        p->action = PLAN_BLOCKED;
+        g_free(p->reason);
+        p->reason = g_steal_pointer(&why);
+}
 
 void decision_done(Decision *d) {
         desired_vm_free(d->desired);
@@ -203,6 +221,7 @@ int reconcile_decide(ManagedVm *mv, bool force, Decision *ret) {
                 decision_done(&d);
                 return q;
         }
+        capacity_gate(h, &d.plan, d.desired);
         *ret = d;
         return 0;
 }
@@ -318,6 +337,13 @@ static const StepTable *auto_start(Operation *op) {
                 op->outcome = OUTCOME_BACKOFF;
                 return NULL;
         }
+        g_autofree char *why = NULL;
+        if (host_capacity_check(mv->host, vm, &vm->configuration, false, &why) < 0) {
+                g_free(op->plan.reason);
+                op->plan.reason = g_steal_pointer(&why);
+                op->outcome = OUTCOME_BLOCKED;
+                return NULL;
+        }
         mv->restart_backoff_usec = mv->restart_backoff_usec ? MIN(2 * mv->restart_backoff_usec, RESTART_BACKOFF_MAX_USEC)
                                                             : RESTART_BACKOFF_MIN_USEC;
         mv->next_restart_usec = now + mv->restart_backoff_usec;
@@ -376,6 +402,14 @@ static const StepTable *adopt(Operation *op) {
         Plan *p = &op->plan;
 
         if (adopt_allowed(op)) {
+                g_autofree char *why = NULL;
+                if (p->adopt_action == PLAN_RECREATE &&
+                    host_capacity_check(mv->host, p->keep, &op->desired->config, true, &why) < 0) {
+                        g_free(p->reason);
+                        p->reason = g_steal_pointer(&why);
+                        op->outcome = OUTCOME_BLOCKED;
+                        return NULL;
+                }
                 log_notice("Redeploying VM %s (%s), which this launcher did not deploy, with the local env%s.",
                            p->keep->id, mv->vm->name, is_update(op) ? "" : " (AdoptPolicy=redeploy)");
                 p->action = p->adopt_action;

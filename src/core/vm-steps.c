@@ -277,9 +277,44 @@ void vm_step_start_start(StepDriver *d, void *userdata) {
         SEND(op, vmm_start_vm(vmm(op), op->act_id, on_started, op, &op->vmm_call), "StartVm");
 }
 
+/* ---- capacity: a VM the operator starts must fit ---- */
+
+static void on_capacity_observed(const VmmResult *res, void *userdata) {
+        Operation *op = userdata;
+        Host *h = op_host(op);
+        op->observe_wait = NULL;
+        if (res)
+                return step_fail_kind(op, steps_error_kind(res), h->observer.error);
+        const VmInfo *vm = NULL;
+        for (size_t i = 0; i < h->observer.status.n_vms; i++)
+                if (streq_ptr(h->observer.status.vms[i].id, op->act_id))
+                        vm = &h->observer.status.vms[i];
+        g_autofree char *why = NULL;
+        if (vm && host_capacity_check(h, vm, &vm->configuration, false, &why) < 0)
+                return step_fail_kind(op, RECONCILER_ERROR_BLOCKED, why);
+        step_driver_done(op_driver(op));
+}
+
+static void capacity_start(StepDriver *d, void *userdata) {
+        Operation *op = userdata;
+        Host *h = op_host(op);
+        host_refresh_meta(h);
+        if (observer_request(&h->observer, h->vmm, op->since_usec, on_capacity_observed, op, &op->observe_wait) < 0)
+                step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
+}
+
+static void observe_cancel(void *userdata) {
+        Operation *op = userdata;
+        observer_wait_cancel(&op_host(op)->observer, g_steal_pointer(&op->observe_wait));
+}
+
 /* ---- the tables ---- */
 
-static const StepDef start_steps[] = { STEP_START("starting the VM", VM_STATE_STARTING) };
+static const StepDef start_steps[] = {
+        { .name = "capacity", .description = "checking the host's capacity", .start = capacity_start,
+          .cancel = observe_cancel },
+        STEP_START("starting the VM", VM_STATE_STARTING),
+};
 static const StepDef stop_steps[] = { STEP_STOP("stopping the VM", VM_STATE_STOPPING) };
 static const StepDef restart_steps[] = {
         STEP_STOP("stopping the VM", VM_STATE_STOPPING),
@@ -325,8 +360,9 @@ static void operate_settle(StepDriver *d, void *userdata) {
 static void operate_failed(StepDriver *d, void *userdata) {
         Operation *op = userdata;
         const char *why = step_driver_failure_message(d);
-        managed_vm_note_error(op->mv, ERROR_CAUSE_UPDATE, why);
-        managed_vm_set_state(op->mv, VM_STATE_FAILED, why);
+        bool blocked = op->fail_kind == RECONCILER_ERROR_BLOCKED;
+        managed_vm_note_error(op->mv, blocked ? ERROR_CAUSE_BLOCKED : ERROR_CAUSE_UPDATE, why);
+        managed_vm_set_state(op->mv, blocked ? VM_STATE_BLOCKED : VM_STATE_FAILED, why);
         step_driver_done(d);
 }
 
@@ -356,11 +392,6 @@ static void destroy_observe_start(StepDriver *d, void *userdata) {
         Host *h = op_host(op);
         if (observer_request(&h->observer, h->vmm, op->since_usec, on_destroy_observed, op, &op->observe_wait) < 0)
                 step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
-}
-
-static void destroy_observe_cancel(void *userdata) {
-        Operation *op = userdata;
-        observer_wait_cancel(&op_host(op)->observer, g_steal_pointer(&op->observe_wait));
 }
 
 static void add_id(GPtrArray *ids, const char *id) {
@@ -403,7 +434,7 @@ static const StepTable table_destroy_one = STEP_TABLE("remove", destroy_one_step
 
 static const StepDef destroy_steps[] = {
         { .name = "observe", .description = "asking the VMM", .start = destroy_observe_start,
-          .cancel = destroy_observe_cancel },
+          .cancel = observe_cancel },
         { .name = "vms", STEP_EACH(next_own_vm, table_destroy_one) },
 };
 const StepTable table_destroy = STEP_TABLE_ON_FAIL("destroy", destroy_steps, table_operate_failed);

@@ -45,6 +45,8 @@ static int property_get_setting(sd_bus *bus, const char *path, const char *inter
                 return -ENOENT;
         if (info->type == SETTING_USEC)
                 return sd_bus_message_append(reply, "t", *setting_usec_ptr(m->settings->config, info));
+        if (info->type == SETTING_U32)
+                return sd_bus_message_append(reply, "u", (uint32_t) *setting_usec_ptr(m->settings->config, info));
         return sd_bus_message_append(reply, "s", *setting_string_ptr(m->settings->config, info));
 }
 
@@ -283,9 +285,15 @@ static int read_setting_value(sd_bus_message *msg, LauncherConfig *c, const Sett
         int r;
 
         switch (info->type) {
+        case SETTING_U32:
         case SETTING_USEC: {
                 uint64_t v;
-                r = sd_bus_message_read(msg, "v", "t", &v);
+                uint32_t u;
+                if (info->type == SETTING_U32) {
+                        r = sd_bus_message_read(msg, "v", "u", &u);
+                        v = u;
+                } else
+                        r = sd_bus_message_read(msg, "v", "t", &v);
                 if (r < 0)
                         return r;
                 why = setting_check_usec(info, v);
@@ -674,6 +682,11 @@ static const sd_bus_vtable config_vtable[] = {
         SD_BUS_PROPERTY("ConfigPath", "s", property_get_config_path, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ConfigError", "s", property_get_config_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Vms", "a(ss)", property_get_vms, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CapacityVcpu", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CapacityMemoryMiB", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CapacityDiskGiB", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ReservedMemoryMiB", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ResourceIntervalUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("SetEnv", SD_BUS_ARGS("s", key, "s", value), SD_BUS_NO_RESULT, method_set_env,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("RemoveEnv", SD_BUS_ARGS("s", key), SD_BUS_NO_RESULT, method_remove_env,

@@ -123,6 +123,9 @@ static const char *check_metrics_path(const char *v) {
         { .property = prop, .file_key = key, .type = SETTING_USEC,                           \
           .offset = offsetof(LauncherConfig, field), .default_usec = def, .min_usec = min, .max_usec = max }
 
+#define U32(prop, key, field, def, min, max)                                                 \
+        { .property = prop, .file_key = key, .type = SETTING_U32,                            \
+          .offset = offsetof(LauncherConfig, field), .default_usec = def, .min_usec = min, .max_usec = max }
 #define BOOL(prop, key, field, def)                                                          \
         { .property = prop, .file_key = key, .type = SETTING_BOOL,                           \
           .offset = offsetof(LauncherConfig, field), .default_bool = def }
@@ -166,6 +169,12 @@ static const SettingInfo settings[] = {
             check_abs_path_or_empty),
         BOOL("UpdaterAutoUpdate", "updater_auto_update", updater_auto_update, false),
         STR("MetricsPath", "metrics_path", metrics_path, "", check_metrics_path),
+        U32("CapacityVcpu", "capacity_vcpu", capacity_vcpu, 0, 0, UINT32_MAX),
+        U32("CapacityMemoryMiB", "capacity_memory_mib", capacity_memory_mib, 0, 0, UINT32_MAX),
+        U32("CapacityDiskGiB", "capacity_disk_gib", capacity_disk_gib, 0, 0, UINT32_MAX),
+        U32("ReservedMemoryMiB", "reserved_memory_mib", reserved_memory_mib, 2048, 0, UINT32_MAX),
+        USEC("ResourceIntervalUSec", "resource_interval_usec", resource_interval_usec, 30 * SEC, 1 * SEC,
+             24 * 3600 * SEC),
 };
 
 const SettingInfo *setting_info_all(size_t *ret_n) {
@@ -239,6 +248,8 @@ const char *setting_signature(const SettingInfo *info) {
         switch (info->type) {
         case SETTING_USEC:
                 return "t";
+        case SETTING_U32:
+                return "u";
         case SETTING_BOOL:
                 return "b";
         case SETTING_STRV:
@@ -277,6 +288,7 @@ static void setting_set_default(LauncherConfig *c, const SettingInfo *info) {
                 *setting_string_ptr(c, info) = g_strdup(info->default_string);
                 break;
         case SETTING_USEC:
+        case SETTING_U32:
                 *setting_usec_ptr(c, info) = info->default_usec;
                 break;
         case SETTING_BOOL:
@@ -298,6 +310,7 @@ static void setting_copy(LauncherConfig *dst, const LauncherConfig *src_c, const
                 *setting_string_ptr(dst, info) = g_strdup(*setting_string_ptr(src, info));
                 break;
         case SETTING_USEC:
+        case SETTING_U32:
                 *setting_usec_ptr(dst, info) = *setting_usec_ptr(src, info);
                 break;
         case SETTING_BOOL:
@@ -339,6 +352,7 @@ bool setting_equal(const LauncherConfig *a_c, const LauncherConfig *b_c, const S
         case SETTING_STRING:
                 return streq(*setting_string_ptr(a, info), *setting_string_ptr(b, info));
         case SETTING_USEC:
+        case SETTING_U32:
                 return *setting_usec_ptr(a, info) == *setting_usec_ptr(b, info);
         case SETTING_BOOL:
                 return *setting_bool_ptr(a, info) == *setting_bool_ptr(b, info);
@@ -526,7 +540,8 @@ static int parse_setting(LauncherConfig *c, const SettingInfo *info, JsonNode *n
 
         if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64 ||
             json_node_get_int(node) < 0)
-                return fail(ret_error, "%s: must be a non-negative integer (microseconds)", info->file_key);
+                return fail(ret_error, "%s: must be a non-negative integer%s", info->file_key,
+                            info->type == SETTING_USEC ? " (microseconds)" : "");
         uint64_t v = (uint64_t) json_node_get_int(node);
         const char *why = setting_check_usec(info, v);
         if (why)

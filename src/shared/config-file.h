@@ -46,6 +46,11 @@ typedef struct LauncherConfig {
         char *updater_allowed_signers_file;
         bool updater_auto_update;
         char *metrics_path;  /* Prometheus textfile, "" = none */
+        uint64_t capacity_vcpu;        /* 0 = the online CPUs */
+        uint64_t capacity_memory_mib;  /* 0 = MemTotal - reserved_memory_mib */
+        uint64_t capacity_disk_gib;    /* 0 = not checked */
+        uint64_t reserved_memory_mib;
+        uint64_t resource_interval_usec;  /* guest figures of running VMs, this often */
         GPtrArray *vms;      /* VmDecl *: the VMs declared beside the API's (key "vms"), never NULL */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
@@ -58,6 +63,7 @@ typedef enum SettingType {
         SETTING_BOOL,       /* b */
         SETTING_STRV,       /* as: never NULL, maybe empty */
         SETTING_ARGVV,      /* aas: a list of argv lists; never NULL, maybe empty */
+        SETTING_U32,        /* u: a count, kept as a uint64_t (as SETTING_USEC) within min..max */
 } SettingType;
 
 /* Limits of the list settings (argv lists are also refused empty). */
