@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,16 +14,23 @@
 
 #define META_MAX_AGE_USEC (300 * USEC_PER_SEC)
 
-static uint64_t mem_total_mib(void) {
+/* A line of /proc/meminfo, in MiB (0 when missing). */
+static uint64_t meminfo_mib(const char *field) {
         FILE *f = fopen("/proc/meminfo", "re");
         char line[256];
+        size_t n = strlen(field);
         unsigned long long kib = 0;
         while (f && fgets(line, sizeof line, f))
-                if (sscanf(line, "MemTotal: %llu kB", &kib) == 1)
+                if (strncmp(line, field, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%llu", &kib) == 1)
                         break;
         if (f)
                 fclose(f);
         return kib / 1024;
+}
+
+
+static void on_observed(void *userdata) {
+        host_view_refresh(userdata);
 }
 
 int host_init(Host *h, sd_event *event, SettingsStore *settings, const char *state_dir, History *history,
@@ -34,10 +42,10 @@ int host_init(Host *h, sd_event *event, SettingsStore *settings, const char *sta
                 .history = history,
                 .ev = *ev,
         };
-        observer_init(&h->observer);
+        observer_init(&h->observer, on_observed, h);
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         h->online_cpus = cpus > 0 ? (uint32_t) cpus : 1;
-        h->mem_total_mib = mem_total_mib();
+        h->mem_total_mib = meminfo_mib("MemTotal");
         int q = http_context_new(event, &h->http);
         if (q >= 0)
                 q = state_fingerprint_key(state_dir, h->fp_key);
@@ -49,6 +57,7 @@ static void vmm_client_drop(void *c) {
 }
 
 void host_done(Host *h) {
+        sd_event_source_disable_unref(h->resource_timer);
         if (h->meta_call)
                 vmm_call_cancel(h->meta_call);
         observer_done(&h->observer);
@@ -90,6 +99,7 @@ static void on_meta(VmmCall *call, const VmmResult *res, void *userdata) {
                 return (void) log_debug("GetMeta failed: %s", res->message);
         h->meta = *res->meta;
         h->meta_usec = clock_usec(CLOCK_MONOTONIC);
+        host_view_refresh(h);
 }
 
 void host_refresh_meta(Host *h) {
@@ -153,4 +163,27 @@ int host_capacity_check(const Host *h, const VmInfo *freed, const VmConfiguratio
         if (freed && create)
                 q.n_vms_freed = 1; /* a recreate removes the old VM first */
         return capacity_check(&q, ret_why);
+}
+
+void host_view_refresh(Host *h) {
+        CapacityFigures cap = host_capacity(h);
+        HostView v;
+        memset(&v, 0, sizeof v); /* padding too: the view is compared as bytes */
+        v.capacity_vcpu = (uint32_t) MIN(cap.vcpu, UINT32_MAX);
+        v.capacity_memory_mib = cap.memory_mib;
+        v.capacity_disk_gib = cap.disk_gib;
+        v.managed_vms = h->vms ? h->vms->len : 0;
+        v.max_vms = h->meta_usec ? h->meta.max_cvm_number : 0;
+        v.memory_available_mib = meminfo_mib("MemAvailable");
+        CapacityFigures used = host_allocated(h, &v.started_vms, NULL);
+        v.allocated_vcpu = (uint32_t) MIN(used.vcpu, UINT32_MAX);
+        v.allocated_memory_mib = used.memory_mib;
+        v.allocated_disk_gib = used.disk_gib;
+        if (getloadavg(v.load_average, 3) < 3)
+                memset(v.load_average, 0, sizeof v.load_average);
+        if (memcmp(&v, &h->view, sizeof v) == 0)
+                return;
+        h->view = v;
+        if (h->ev.host_changed)
+                h->ev.host_changed(h->ev.userdata);
 }

@@ -11,6 +11,7 @@
 #include "clients/vmm.h"
 #include "core/clock.h"
 #include "core/history.h"
+#include "core/host-view.h"
 #include "core/observe.h"
 #include "core/reconciler.h"
 #include "core/settings.h"
@@ -38,6 +39,8 @@ typedef struct Host {
         uint32_t online_cpus;
         uint64_t mem_total_mib;     /* /proc/meminfo MemTotal */
         GPtrArray *vms;             /* ManagedVm *, the API's first (reconciler.c keeps it) */
+        HostView view;
+        sd_event_source *resource_timer;    /* resources.c */
         uint64_t next_round_usec;   /* CLOCK_MONOTONIC: the VMs' next poll round */
         bool shutting_down;
 } Host;
@@ -57,6 +60,10 @@ CapacityFigures host_capacity(const Host *h);
 /* What the VMs the VMM lists use: the configuration of every started one
  * (running or exited: the VMM boots an exited one again), summed. */
 CapacityFigures host_allocated(const Host *h, uint32_t *ret_n_started, uint32_t *ret_n_vms);
+/* The view follows what the VMM reports and how the host fares now; the
+ * bus is told (ReconcilerEvents.host_changed) when it changed. */
+void host_view_refresh(Host *h);
+
 /* Whether one more VM fits (dbus-api.md "Capacity before every create"): the
  * one that runs want, freeing `freed` first (the VM replaced or started, or
  * NULL); create: it is a new VM at the VMM (it takes a CID). 0, or -ENOSPC and

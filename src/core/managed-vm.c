@@ -44,6 +44,8 @@ void managed_vm_free(ManagedVm *mv) {
                 return;
         step_driver_free(mv->driver);
         sd_event_source_disable_unref(mv->poll_timer);
+        if (mv->sysinfo_call)
+                vmm_call_cancel(mv->sysinfo_call);
         source_free(mv->source);
         vm_deploy_state_free(mv->state);
         vm_free(mv->vm);

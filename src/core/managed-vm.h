@@ -41,6 +41,7 @@ struct ManagedVm {
         Operation *op;              /* running, NULL when idle */
         GQueue queue;               /* Operation *, waiting for op */
         sd_event_source *poll_timer;
+        VmmCall *sysinfo_call;      /* resources.c: the guest's figures, asked for */
         bool rerun;                 /* look again as soon as op ends */
         bool gone;                  /* no longer managed: nothing more runs */
         uint64_t recheck_usec;      /* look again sooner than the poll interval (0 = no) */

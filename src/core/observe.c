@@ -17,8 +17,8 @@ struct ObserverWait {
         void *userdata;
 };
 
-void observer_init(Observer *o) {
-        *o = (Observer) {};
+void observer_init(Observer *o, void (*updated)(void *userdata), void *userdata) {
+        *o = (Observer) { .updated = updated, .updated_userdata = userdata };
 }
 
 void observer_done(Observer *o) {
@@ -53,6 +53,8 @@ static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
                 o->observed_usec = clock_usec(CLOCK_MONOTONIC);
                 o->failed_usec = 0;
                 g_clear_pointer(&o->error, g_free);
+                if (o->updated)
+                        o->updated(o->updated_userdata);
         }
         for (GList *l = waits; l; l = l->next) {
                 ObserverWait *w = l->data;

@@ -27,10 +27,12 @@ struct Observer {
         char *call_url;
         GList *waits;               /* ObserverWait *, waiting for call */
         char *error;                /* the last Status failed: why (NULL when fine) */
+        void (*updated)(void *userdata);    /* told after each answer, before any waiter */
+        void *updated_userdata;
         uint64_t failed_usec;       /* first of the current run of failed observations */
 };
 
-void observer_init(Observer *o);
+void observer_init(Observer *o, void (*updated)(void *userdata), void *userdata);
 void observer_done(Observer *o);
 /* cb gets what the VMM reports as seen by a Status sent at or after since
  * (CLOCK_MONOTONIC): the last answer if it is that recent, else the call in

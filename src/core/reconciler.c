@@ -14,6 +14,7 @@
 #include "core/managed-vm.h"
 #include "core/operation.h"
 #include "core/reconcile.h"
+#include "core/resources.h"
 #include "core/vm-steps.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -147,6 +148,8 @@ static int on_reap(sd_event_source *s, void *userdata) {
  * bus object goes, and it is freed from the event loop, not under a caller. */
 static void forget(Reconciler *r, ManagedVm *mv, const char *why) {
         operation_cancel_all(mv, RECONCILER_ERROR_FAILED, why);
+        if (mv->sysinfo_call)
+                vmm_call_cancel(g_steal_pointer(&mv->sysinfo_call));
         guint i;
         if (g_ptr_array_find(r->host.vms, mv, &i))
                 (void) g_ptr_array_steal_index(r->host.vms, i);
@@ -260,11 +263,14 @@ int reconciler_start(Reconciler *r) {
         }
         if (r->host.ev.required_env_changed)
                 r->host.ev.required_env_changed(r->host.ev.userdata);
+        resources_now(&r->host);
         return 0;
 }
 
 void reconciler_settings_changed(Reconciler *r) {
         follow_settings(r);
+        if (r->started)
+                resources_now(&r->host); /* a capacity or an interval may have changed */
         for (guint i = 0; i < r->host.vms->len; i++) {
                 ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 managed_vm_env_changed(mv);
@@ -287,6 +293,10 @@ Vm *reconciler_find_vm(Reconciler *r, const char *name) {
                         return mv->vm;
         }
         return NULL;
+}
+
+const HostView *reconciler_host_view(Reconciler *r) {
+        return &r->host.view;
 }
 
 const char *reconciler_vm_source(Reconciler *r, const Vm *vm) {

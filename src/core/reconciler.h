@@ -7,6 +7,7 @@
 #include <systemd/sd-event.h>
 
 #include "core/history.h"
+#include "core/host-view.h"
 #include "core/settings.h"
 #include "core/vm.h"
 
@@ -29,6 +30,8 @@ typedef struct ReconcilerEvents {
         /* A VM's required_env changed: reconciler_required_env() may differ
          * (Config.RequiredEnv / MissingEnv). */
         void (*required_env_changed)(void *userdata);
+        /* The host's figures changed (reconciler_host_view()). */
+        void (*host_changed)(void *userdata);
         void *userdata;
 } ReconcilerEvents;
 
@@ -82,6 +85,8 @@ bool reconciler_vm_declared(Reconciler *r, const Vm *vm);
  * file:// source the file itself (root's, writable by no one else, not too
  * large). Caller frees. */
 char *reconciler_source_problem(const char *source);
+/* The host: capacity, what the VMs take, how it fares. */
+const HostView *reconciler_host_view(Reconciler *r);
 /* The keys the VMs' specs say they need, all VMs together. Caller frees. */
 char **reconciler_required_env(Reconciler *r);
 /* A VM operation is in progress (the Updater's "vm-operation" gate): an

@@ -58,6 +58,14 @@ typedef struct Vm {
         uint32_t update_count;
         uint32_t restart_count;
         uint32_t progress;          /* 0–100: share of the operation's steps completed */
+        /* From the guest agent (/guest/SysInfo), while it runs. */
+        uint64_t resources_timestamp;   /* CLOCK_REALTIME of the figures, 0 = not available */
+        uint64_t guest_uptime_usec;
+        double guest_load_average[3];
+        uint64_t guest_memory_total_bytes;
+        uint64_t guest_memory_available_bytes;
+        uint64_t guest_disk_total_bytes;
+        uint64_t guest_disk_free_bytes;
 
         bool changed;               /* a field changed since the bus was last told */
 } Vm;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemon/audit.h"
+#include "daemon/bus-diff.h"
 #include "daemon/bus-options.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
@@ -70,12 +71,7 @@ static int property_get_state(sd_bus *bus, const char *path, const char *interfa
         return sd_bus_message_append(reply, "s", vm_state_to_string(*state));
 }
 
-/* A string list at its offset (sd-bus serves only basic types by itself). */
-static int property_get_strv(sd_bus *bus, const char *path, const char *interface, const char *property,
-                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        char **const *l = userdata;
-        return sd_bus_message_append_strv(reply, *l);
-}
+
 
 /* ---- operations: reply when done ---- */
 
@@ -309,7 +305,9 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
 #define VM_PROPERTY(name, sig, member) \
         SD_BUS_PROPERTY(name, sig, NULL, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 #define VM_STRV_PROPERTY(name, member) \
-        SD_BUS_PROPERTY(name, "as", property_get_strv, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+        SD_BUS_PROPERTY(name, "as", bus_property_get_strv, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+#define VM_DDD_PROPERTY(name, member) \
+        SD_BUS_PROPERTY(name, "(ddd)", bus_property_get_ddd, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
 
 static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -336,6 +334,13 @@ static const sd_bus_vtable vm_vtable[] = {
         VM_STRV_PROPERTY("AllowedEnv", allowed_env),
         VM_STRV_PROPERTY("RequiredEnv", required_env),
         VM_STRV_PROPERTY("MissingEnv", missing_env),
+        VM_PROPERTY("ResourcesTimestamp", "t", resources_timestamp),
+        VM_PROPERTY("GuestUptimeUSec", "t", guest_uptime_usec),
+        VM_DDD_PROPERTY("GuestLoadAverage", guest_load_average),
+        VM_PROPERTY("GuestMemoryTotalBytes", "t", guest_memory_total_bytes),
+        VM_PROPERTY("GuestMemoryAvailableBytes", "t", guest_memory_available_bytes),
+        VM_PROPERTY("GuestDiskTotalBytes", "t", guest_disk_total_bytes),
+        VM_PROPERTY("GuestDiskFreeBytes", "t", guest_disk_free_bytes),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", action, "a(sss)", changes), method_plan,
@@ -361,92 +366,26 @@ static const sd_bus_vtable vm_vtable[] = {
 
 /* ---- what changed: the fields against what was last sent ---- */
 
-/* A copy of a Vm's properties as last sent (strings owned). */
 typedef struct Sent {
-        Vm copy;
+        BusSent *copy;
         bool dirty;
 } Sent;
 
-static bool is_string_field(const sd_bus_vtable *v) {
-        return v->x.property.signature[0] == 's' && !v->x.property.get;
-}
-
-static bool is_strv_field(const sd_bus_vtable *v) {
-        return v->x.property.get == property_get_strv;
-}
-
-static size_t field_size(const sd_bus_vtable *v) {
-        if (v->x.property.get == property_get_state)
-                return sizeof(VmState);
-        switch (v->x.property.signature[0]) {
-        case 'u':
-                return sizeof(uint32_t);
-        case 't':
-                return sizeof(uint64_t);
-        default:
-                return 0;
-        }
-}
-
-#define FOREACH_VM_PROPERTY(v)                                                                        \
-        for (const sd_bus_vtable *v = vm_vtable; v->type != _SD_BUS_VTABLE_END; v++)                 \
-                if (v->type == _SD_BUS_VTABLE_PROPERTY &&                                             \
-                    (v->flags & SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE))
-
-static void *field(const Vm *vm, const sd_bus_vtable *v) {
-        return (uint8_t *) vm + v->x.property.offset;
-}
-
-/* Takes the field's value into the copy; whether it differed. */
-static bool take(Vm *copy, const Vm *vm, const sd_bus_vtable *v) {
-        if (is_strv_field(v)) {
-                char ***dst = field(copy, v), **const *src = field(vm, v);
-                if (*dst && g_strv_equal((const char *const *) *dst, (const char *const *) *src))
-                        return false;
-                g_strfreev(*dst);
-                *dst = g_strdupv(*src);
-                return true;
-        }
-        if (is_string_field(v)) {
-                char **dst = field(copy, v), *const *src = field(vm, v);
-                if (streq_ptr(*dst, *src))
-                        return false;
-                g_free(*dst);
-                *dst = g_strdup(*src);
-                return true;
-        }
-        size_t n = field_size(v);
-        if (n == 0 || memcmp(field(copy, v), field(vm, v), n) == 0)
-                return false;
-        memcpy(field(copy, v), field(vm, v), n);
-        return true;
+static Sent *sent_new(const Vm *vm) {
+        Sent *s = g_new0(Sent, 1);
+        s->copy = bus_sent_new(vm_vtable, vm, sizeof(Vm));
+        return s;
 }
 
 static void sent_free(Sent *s) {
-        FOREACH_VM_PROPERTY(v) {
-                if (is_string_field(v))
-                        g_free(*(char **) field(&s->copy, v));
-                else if (is_strv_field(v))
-                        g_strfreev(*(char ***) field(&s->copy, v));
-        }
+        bus_sent_free(s->copy);
         g_free(s);
-}
-
-static Sent *sent_new(const Vm *vm) {
-        Sent *s = g_new0(Sent, 1);
-        FOREACH_VM_PROPERTY(v)
-                (void) take(&s->copy, vm, v);
-        return s;
 }
 
 static void flush_one(Manager *m, Vm *vm, Sent *s) {
         const char *names[64];
-        size_t n = 0;
         s->dirty = false;
-        FOREACH_VM_PROPERTY(v)
-                if (take(&s->copy, vm, v) && n < ELEMENTSOF(names) - 1)
-                        names[n++] = v->x.property.member;
-        names[n] = NULL;
+        size_t n = bus_sent_take(s->copy, vm, names, ELEMENTSOF(names));
         if (n == 0)
                 return;
         for (size_t i = 0; i < n; i++)
@@ -532,6 +471,10 @@ static void on_required_env_changed(void *userdata) {
         manager_set_required_env(m, required);
 }
 
+static void on_host_changed(void *userdata) {
+        bus_host_changed(userdata);
+}
+
 const ReconcilerEvents bus_vm_events = {
         .vm_added = on_vm_added,
         .vm_removed = on_vm_removed,
@@ -539,6 +482,7 @@ const ReconcilerEvents bus_vm_events = {
         .vm_updated = on_vm_updated,
         .update_failed = on_update_failed,
         .required_env_changed = on_required_env_changed,
+        .host_changed = on_host_changed,
 };
 
 int bus_vm_register(Manager *m) {

@@ -178,6 +178,9 @@ static int manager_connect_bus(Manager *m) {
         r = metrics_start(m->metrics, m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the metrics timer: %m");
+        r = bus_host_register(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register the Host object: %m");
 
         UpdaterEvents uev = bus_updater_events;
         uev.userdata = m;
@@ -206,6 +209,7 @@ static void manager_free(Manager *m) {
         bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
         bus_vm_free(m);
+        bus_host_free(m);
         bus_history_free(m->history);
         metrics_free(m->metrics);
         polkit_registry_free(m->polkit);

@@ -15,6 +15,7 @@
 #define LAUNCHER_OBJECT_PATH "/org/platform/Launcher1"
 #define LAUNCHER_CONFIG_INTERFACE "org.platform.Launcher1.Config"
 #define LAUNCHER_UPDATER_INTERFACE "org.platform.Launcher1.Updater"
+#define LAUNCHER_HOST_INTERFACE "org.platform.Launcher1.Host"
 
 /* The daemon's one context, passed down to every handler. */
 typedef struct Manager {
@@ -29,6 +30,7 @@ typedef struct Manager {
         Updater *updater;
         GHashTable *vms_sent;     /* bus-vm.c: Vm * → its properties as last sent */
         sd_event_source *vms_flush;  /* bus-vm.c: sends what changed, once per loop iteration */
+        struct BusSent *host_sent;   /* bus-host.c: the Host's properties as last sent */
         BusHistory *history;  /* bus-history.c */
         Metrics *metrics;     /* between the reconciler and the bus layer */
         struct LogStreams *log_streams; /* bus-logs.c: Vm.FollowLogs streams */
@@ -57,6 +59,11 @@ void bus_vm_shutdown(Manager *m);
 /* Sends the VMs' property changes not sent yet: before any signal or reply
  * that follows from them. */
 void bus_vm_flush(Manager *m);
+
+/* bus-host.c: org.platform.Launcher1.Host (after the reconciler exists) */
+int bus_host_register(Manager *m);
+void bus_host_changed(Manager *m);
+void bus_host_free(Manager *m);
 
 /* bus-logs.c */
 typedef struct LogStreams LogStreams;
