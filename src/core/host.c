@@ -30,7 +30,7 @@ static uint64_t meminfo_mib(const char *field) {
 
 
 static void on_observed(void *userdata) {
-        host_view_refresh(userdata);
+        host_view_refresh(userdata, false);
 }
 
 int host_init(Host *h, sd_event *event, SettingsStore *settings, const char *state_dir, History *history,
@@ -99,7 +99,7 @@ static void on_meta(VmmCall *call, const VmmResult *res, void *userdata) {
                 return (void) log_debug("GetMeta failed: %s", res->message);
         h->meta = *res->meta;
         h->meta_usec = clock_usec(CLOCK_MONOTONIC);
-        host_view_refresh(h);
+        host_view_refresh(h, false);
 }
 
 void host_refresh_meta(Host *h) {
@@ -165,7 +165,7 @@ int host_capacity_check(const Host *h, const VmInfo *freed, const VmConfiguratio
         return capacity_check(&q, ret_why);
 }
 
-void host_view_refresh(Host *h) {
+void host_view_refresh(Host *h, bool host_figures) {
         CapacityFigures cap = host_capacity(h);
         HostView v;
         memset(&v, 0, sizeof v); /* padding too: the view is compared as bytes */
@@ -174,13 +174,18 @@ void host_view_refresh(Host *h) {
         v.capacity_disk_gib = cap.disk_gib;
         v.managed_vms = h->vms ? h->vms->len : 0;
         v.max_vms = h->meta_usec ? h->meta.max_cvm_number : 0;
-        v.memory_available_mib = meminfo_mib("MemAvailable");
+        if (host_figures) {
+                v.memory_available_mib = meminfo_mib("MemAvailable");
+                if (getloadavg(v.load_average, 3) < 3)
+                        memset(v.load_average, 0, sizeof v.load_average);
+        } else {
+                v.memory_available_mib = h->view.memory_available_mib;
+                memcpy(v.load_average, h->view.load_average, sizeof v.load_average);
+        }
         CapacityFigures used = host_allocated(h, &v.started_vms, NULL);
         v.allocated_vcpu = (uint32_t) MIN(used.vcpu, UINT32_MAX);
         v.allocated_memory_mib = used.memory_mib;
         v.allocated_disk_gib = used.disk_gib;
-        if (getloadavg(v.load_average, 3) < 3)
-                memset(v.load_average, 0, sizeof v.load_average);
         if (memcmp(&v, &h->view, sizeof v) == 0)
                 return;
         h->view = v;

@@ -60,9 +60,10 @@ CapacityFigures host_capacity(const Host *h);
 /* What the VMs the VMM lists use: the configuration of every started one
  * (running or exited: the VMM boots an exited one again), summed. */
 CapacityFigures host_allocated(const Host *h, uint32_t *ret_n_started, uint32_t *ret_n_vms);
-/* The view follows what the VMM reports and how the host fares now; the
- * bus is told (ReconcilerEvents.host_changed) when it changed. */
-void host_view_refresh(Host *h);
+/* The view follows the settings and what the VMM reports, and with
+ * host_figures how the host fares now (memory, load: at the resource
+ * interval); the bus is told (ReconcilerEvents.host_changed) when it changed. */
+void host_view_refresh(Host *h, bool host_figures);
 
 /* Whether one more VM fits (dbus-api.md "Capacity before every create"): the
  * one that runs want, freeing `freed` first (the VM replaced or started, or

@@ -269,8 +269,9 @@ int reconciler_start(Reconciler *r) {
 
 void reconciler_settings_changed(Reconciler *r) {
         follow_settings(r);
+        host_view_refresh(&r->host, false); /* a capacity may have changed */
         if (r->started)
-                resources_now(&r->host); /* a capacity or an interval may have changed */
+                resources_schedule(&r->host); /* and the interval */
         for (guint i = 0; i < r->host.vms->len; i++) {
                 ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 managed_vm_env_changed(mv);

@@ -63,7 +63,7 @@ static void ask_guest(Host *h, ManagedVm *mv) {
 
 static int on_resource_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Host *h = userdata;
-        host_view_refresh(h);
+        host_view_refresh(h, true);
         for (guint i = 0; i < h->vms->len; i++)
                 ask_guest(h, g_ptr_array_index(h->vms, i));
         resources_schedule(h);
