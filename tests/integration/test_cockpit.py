@@ -350,7 +350,9 @@ class Browser:
         return self.wait_text('#alerts [data-action="%s"]' % action, text)
 
     def no_horizontal_scroll(self):
-        return self.eval('document.documentElement.scrollWidth <= window.innerWidth + 1')
+        """Nothing wider than the window, and nothing cut off at a card's edge."""
+        return self.eval('document.documentElement.scrollWidth <= window.innerWidth + 1 && '
+                         '[...document.querySelectorAll(".pf-v6-c-card")].every(c => c.scrollWidth <= c.clientWidth + 1)')
 
     def quit(self):
         try:

@@ -117,8 +117,9 @@ export function polkitCheck(action) {
 function followRoot(iface, key, mine) {
     const read = () => client.call(ROOT, PROPERTIES_IFACE, "GetAll", [iface])
             .then(([all]) => {
+                /* no properties: an object without that interface (a stand-in) */
                 if (mine === generation)
-                    update({ [key]: unwrapAll(all) });
+                    update({ [key]: Object.keys(all).length ? unwrapAll(all) : null });
             }, () => {
                 if (mine === generation)
                     update({ [key]: null });  /* no such interface: a daemon without it */

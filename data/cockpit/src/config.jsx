@@ -16,7 +16,7 @@ import React, { useRef } from "react";
 import { Alert } from "@patternfly/react-core/dist/esm/components/Alert/index.js";
 import { Card, CardBody, CardHeader, CardTitle } from "@patternfly/react-core/dist/esm/components/Card/index.js";
 import { Content } from "@patternfly/react-core/dist/esm/components/Content/index.js";
-import { Form, FormGroup, ActionGroup } from "@patternfly/react-core/dist/esm/components/Form/index.js";
+import { Form, FormGroup } from "@patternfly/react-core/dist/esm/components/Form/index.js";
 import { Label } from "@patternfly/react-core/dist/esm/components/Label/index.js";
 import { List, ListItem } from "@patternfly/react-core/dist/esm/components/List/index.js";
 import { TextInput } from "@patternfly/react-core/dist/esm/components/TextInput/index.js";
@@ -183,9 +183,9 @@ const EnvForm = ({ reason, vms, config }) => {
             <FormGroup label="Value" fieldId="env-value">
                 <TextInput id="env-value" ref={valueRef} type="password" isDisabled={!!reason} autoComplete="new-password" />
             </FormGroup>
-            <ActionGroup>
+            <div className="pl-actions">
                 <ActionButton id="env-set" variant="primary" reason={reason} onClick={submit}>Set value</ActionButton>
-            </ActionGroup>
+            </div>
         </Form>
     );
 };
@@ -203,10 +203,13 @@ export const ConfigCard = ({ config, vms, perms, running }) => {
 
     return (
         <Card id="config-card">
-            <CardHeader actions={{ actions: <span className="pl-subtle pl-mono pl-break" id="config-path">{config.ConfigPath}</span> }}>
+            <CardHeader>
                 <CardTitle component="h2">Configuration</CardTitle>
             </CardHeader>
             <CardBody>
+                <Content component="p" className="pl-subtle pl-card-alert">
+                    Kept in <span className="pl-mono pl-break" id="config-path">{config.ConfigPath}</span>
+                </Content>
                 {config.ConfigError &&
                     <Alert isInline variant="danger" id="config-error" className="pl-card-alert"
                            title={"The config file has a problem: " + config.ConfigError} />}
@@ -219,16 +222,18 @@ export const ConfigCard = ({ config, vms, perms, running }) => {
                 {missing.length > 0 &&
                     <Alert isInline variant="warning" id="env-missing" className="pl-card-alert"
                            title={"Missing env values (no VM is created until set): " + missing.join(", ")} />}
-                <Table id="env-table" aria-label="Env keys" variant="compact" gridBreakPoint="">
+                {keys.length === 0 && <Content component="p" id="env-none">No env value is set.</Content>}
+                {keys.length > 0 &&
+                <Table id="env-table" aria-label="Env keys" variant="compact" gridBreakPoint="grid-md">
                     <Thead><Tr><Th>Key</Th><Th>Received by</Th><Th screenReaderText="Actions" /></Tr></Thead>
                     <Tbody id="env-keys">
                         {keys.map(key => {
                             const who = receivers(vms, key);
                             return (
                                 <Tr key={key} data-key={key}>
-                                    <Td className="pl-mono pl-break">{key}{required.includes(key) &&
+                                    <Td dataLabel="Key" className="pl-mono pl-break">{key}{required.includes(key) &&
                                         <Label isCompact color="blue" className="pl-required">required</Label>}</Td>
-                                    <Td>{who.length ? who.map(w => w.name + (w.known ? "" : " (assumed)")).join(", ") : "no VM"}</Td>
+                                    <Td dataLabel="Received by">{who.length ? who.map(w => w.name + (w.known ? "" : " (assumed)")).join(", ") : "no VM"}</Td>
                                     <Td isActionCell>
                                         <ActionButton id={"env-remove-" + key} variant="link" isInline
                                                       reason={whyDisabled(may, removeBusy)} onClick={() => remove(key)}>
@@ -239,7 +244,7 @@ export const ConfigCard = ({ config, vms, perms, running }) => {
                             );
                         })}
                     </Tbody>
-                </Table>
+                </Table>}
                 <EnvForm reason={whyDisabled(may, running["env-set"] ? "Wait: " + running["env-set"] + " is running." : "")}
                          vms={vms} config={config} />
             </CardBody>

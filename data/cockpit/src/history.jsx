@@ -44,9 +44,11 @@ export const HistoryCard = ({ history, vms }) => {
                                         <Td dataLabel="Of">{of(e)}</Td>
                                         <Td dataLabel="Action">{actionWords(e.action)}</Td>
                                         <Td dataLabel="Result">
-                                            <Label isCompact color={e.result === "ok" ? "green" : e.result === "failed" ? "red" : "grey"}>
-                                                {e.result}
-                                            </Label>
+                                            <div>
+                                                <Label isCompact color={e.result === "ok" ? "green" : e.result === "failed" ? "red" : "grey"}>
+                                                    {e.result}
+                                                </Label>
+                                            </div>
                                             {e.reason && <div className="pl-subtle pl-break">{e.reason}</div>}
                                         </Td>
                                         <Td dataLabel="Who or what" data-trigger={e.trigger}>{triggerWords(e.trigger)}</Td>

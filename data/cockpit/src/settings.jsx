@@ -8,7 +8,7 @@
  */
 import React, { useState } from "react";
 
-import { Form, FormGroup, FormHelperText, ActionGroup } from "@patternfly/react-core/dist/esm/components/Form/index.js";
+import { Form, FormGroup, FormHelperText } from "@patternfly/react-core/dist/esm/components/Form/index.js";
 import { FormSelect, FormSelectOption } from "@patternfly/react-core/dist/esm/components/FormSelect/index.js";
 import { HelperText, HelperTextItem } from "@patternfly/react-core/dist/esm/components/HelperText/index.js";
 import { TextArea } from "@patternfly/react-core/dist/esm/components/TextArea/index.js";
@@ -171,11 +171,11 @@ export const SettingsForm = ({ id, fields, values, reason, saveId, saveLabel, wh
                     </FormGroup>
                 );
             })}
-            <ActionGroup>
+            <div className="pl-actions pl-form-actions">
                 <ActionButton id={saveId} variant="primary" reason={reason} onClick={save}>
                     {saveLabel || "Save settings"}
                 </ActionButton>
-            </ActionGroup>
+            </div>
         </Form>
     );
 };
