@@ -462,7 +462,8 @@ def test_root_sees_vm_sets_env_and_follows_changes(page):
     assert label_color(b, '#vm-state') == ['green']
     b.wait('document.querySelector("#vm-compose-hash [data-full]")?.dataset.full === %s' % json.dumps(hash_))
     assert b.text('#vm-compose-hash').strip() == hash_[:12]
-    assert b.attr('#vm-compose-hash [title]', 'title') == hash_  # the whole hash on hover
+    b.hover('#vm-compose-hash .pl-mono')  # the whole hash on hover
+    b.wait_text('.pf-v6-c-tooltip', hash_)
     assert b.text('#vm-image') == 'dstack-0.5.2 (0.5.2)'
     assert b.text('#vm-resources') == '16 vCPU, 16 GiB memory, 200 GiB disk'
     assert b.text('#daemon-status') == 'Connected to the launcher on the system bus.'
@@ -838,7 +839,8 @@ def test_history_pages_shortens_hashes_and_says_steps_in_words(fake_page):
     first = b.text('#history-rows tr')
     newest = entries[-1]
     assert newest[5][:12] in first and newest[5] not in first, first
-    assert b.attr('#history-rows tr [title]', 'title') in (newest[4], newest[5])
+    b.hover('#history-rows tr td:nth-child(7) .pl-mono')
+    b.wait_text('.pf-v6-c-tooltip', newest[5])
     assert b.exists('#history-rows tr button[aria-label="Copy %s"]' % newest[5])
     b.click('#history-pagination button[aria-label="Go to next page"]')
     b.wait('document.querySelector("#history-rows tr td")?.innerText !== %s' % json.dumps(first.split('\t')[0]))

@@ -152,6 +152,7 @@ function followVms(mine) {
             return;
         const vms = { ...state.vms };
         delete vms[path];
+        historyFollowed.delete(path);  /* read again if it comes back */
         update({ vms, history: state.history.filter(e => e.path !== path) });
     });
     client.subscribe({ path_namespace: ROOT + "/vm", interface: PROPERTIES_IFACE, member: "PropertiesChanged" },

@@ -106,8 +106,8 @@ export const Hash = ({ value, id, full }) => {
         return <span id={id}>–</span>;
     return (
         <span className="pl-hash" id={id} data-full={value}>
-            <Tooltip content={value}>
-                <span className="pl-mono" title={value} tabIndex={0}>{full ? value : shortHash(value)}</span>
+            <Tooltip content={<span className="pl-break">{value}</span>}>
+                <span className="pl-mono" tabIndex={0}>{full ? value : shortHash(value)}</span>
             </Tooltip>
             <Button variant="plain" size="sm" aria-label={"Copy " + value} className="pl-copy"
                     icon={copied ? <CheckIcon /> : <CopyIcon />}
