@@ -876,6 +876,41 @@ def test_committed_bundle_is_a_fresh_build(tmp_path):
     sys.__stderr__.write('cockpit page sizes: %r\n' % sizes)
 
 
+PAGE_FILES = ('index.html', 'manifest.json', 'platform-launcher.js', 'platform-launcher.css',
+              'platform-launcher.LEGAL.txt')
+
+
+def installed_page(builddir):
+    """{file: the file meson installs it from} for the Cockpit page."""
+    p = subprocess.run(['meson', 'introspect', builddir, '--installed'], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = {}
+    for src, dest in json.loads(p.stdout).items():
+        if os.path.dirname(dest).endswith('/cockpit/platform-launcher'):
+            out[os.path.basename(dest)] = src
+    return out
+
+
+def test_meson_installs_the_built_page_or_the_committed_one(tmp_path):
+    """With node and data/cockpit/node_modules meson installs the page it
+    built; without (here: -Dcockpit_page=disabled, what a host without node
+    gets) the committed data/cockpit/dist."""
+    dist = os.path.join(PAGE_SRC, 'dist')
+    built = installed_page(H.BUILD_DIR)
+    assert sorted(built) == sorted(PAGE_FILES), built
+    can_build = os.path.exists(os.path.join(PAGE_SRC, 'node_modules', 'esbuild', 'package.json')) and shutil.which('node')
+    for f, src in built.items():
+        want = os.path.join(H.BUILD_DIR, 'data', 'cockpit', f) if can_build else os.path.join(dist, f)
+        assert os.path.realpath(src) == os.path.realpath(want), (f, src, want)
+    b = str(tmp_path / 'build-no-node')
+    p = subprocess.run(['meson', 'setup', b, H.SOURCE_DIR, '-Dcockpit_page=disabled', '-Dman=disabled'],
+                       capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert 'Cockpit page: the committed data/cockpit/dist' in p.stdout
+    committed = installed_page(b)
+    assert committed == {f: os.path.join(dist, f) for f in PAGE_FILES}, committed
+
+
 FAKE_UPDATER = os.path.join(BROWSER_SRC, 'fake_updater.py')
 
 
