@@ -33,7 +33,7 @@ function resources(d) {
 export function lastCheck(d) {
     if ("LastSuccessfulCheckTimestamp" in d)
         return { label: "Last successful check", usec: d.LastSuccessfulCheckTimestamp, successful: true };
-    return { label: "Last check", usec: d.LastCheckTimestamp, successful: false };
+    return { label: "Last check attempt", usec: d.LastCheckTimestamp, successful: false };
 }
 
 /* Why this VM's operations cannot be started now ("" = they can). */
@@ -181,6 +181,10 @@ export const VmCard = ({ path, d, config, perms, running }) => {
                     <Row label={check.label} id="vm-last-check">
                         {check.usec ? when(check.usec) + " (" + relative(check.usec, now) + ")" : "never"}
                     </Row>
+                    {check.successful &&
+                        <Row label="Last check attempt" id="vm-last-attempt">
+                            {d.LastCheckTimestamp ? when(d.LastCheckTimestamp) + " (" + relative(d.LastCheckTimestamp, now) + ")" : "never"}
+                        </Row>}
                     <Row label="Last update" id="vm-last-update">{when(d.LastUpdateTimestamp)}</Row>
                     <Row label="Updates, restarts" id="vm-counts">{number(d.UpdateCount) + ", " + number(d.RestartCount)}</Row>
                     {d.LastError && <Row label="Last error" id="vm-last-error">{d.LastError}</Row>}
