@@ -312,6 +312,7 @@ class Browser:
         self.click(button)
         self.wait('(d => d && d.dataset.action === %s)(document.querySelector("#confirm-dialog"))' % json.dumps(action))
         self.wait('!document.querySelector("#confirm-dialog .pl-dialog-loading")')
+        self.wait_enabled('#confirm-ok')
         body = self.text('#confirm-dialog')
         if text is not None:
             assert text in body, body
