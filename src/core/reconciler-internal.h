@@ -35,6 +35,14 @@ typedef struct Waiter {
         void *userdata;
 } Waiter;
 
+/* An operator's call that arrived while the launcher's own check ran a step
+ * table, which is never cut halfway: it runs when the table ends. */
+typedef struct QueuedOp {
+        JobKind kind;               /* JOB_TICK: none */
+        bool force;
+        Waiter waiter;
+} QueuedOp;
+
 struct Job {
         Reconciler *r;
         JobKind kind;
@@ -103,6 +111,7 @@ struct Reconciler {
         Job *job;
         StepDriver *driver;             /* runs every VM operation's step table */
         GArray *queued_updates;         /* Waiter: Update calls to run right after the running tick */
+        QueuedOp queued_op;             /* Start, Stop, Restart or a forced Update, likewise */
         bool rerun;
 
         uint64_t fail_backoff_usec;
@@ -119,10 +128,10 @@ struct Reconciler {
         uint64_t observe_failed_usec;   /* first of the current run of failed observations */
         char *fetch_error;
         char *observe_error;
-        char *not_allowed_logged;
+        char *not_allowed_logged;       /* the keys last named in the "not allowed" notice */
         char *adopt_logged;             /* the id of the VM last reported as adopted */
         ErrorCause last_error_cause;
-        char *spec_digest;              /* sha256 of the document kept in spec.json */       /* the keys last named in the "not allowed" notice */
+        char *spec_digest;              /* sha256 of the document kept in spec.json */
 };
 
 /* vm-steps.c: the VM operations as step tables (style.md "Long operations as

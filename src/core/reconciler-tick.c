@@ -471,10 +471,9 @@ static bool adopt_interrupted(Job *j) {
         return true;
 }
 
-/* An Update (also one that joined this tick), or AdoptPolicy=redeploy. */
+/* An Update, or AdoptPolicy=redeploy. */
 static bool adopt_allowed(const Job *j) {
-        return is_update(j) || (j->kind == JOB_TICK && j->waiters->len > 0) ||
-               streq(j->r->settings->config->adopt_policy, "redeploy");
+        return is_update(j) || streq(j->r->settings->config->adopt_policy, "redeploy");
 }
 
 /* A VM with our name that we did not deploy (issue 10, migration from the

@@ -120,6 +120,9 @@ void reconciler_settings_changed(Reconciler *r);
 /* The managed VMs (at most one today). NULL-terminated, owned by r. */
 Vm *const *reconciler_vms(Reconciler *r);
 Vm *reconciler_find_vm(Reconciler *r, const char *name);
+/* The job running on vm is an operator's call (Update, Start, Stop, Restart),
+ * not the launcher's own check: for the history, whose entries name who asked. */
+bool reconciler_running_operator_call(Reconciler *r, const Vm *vm);
 /* A VM operation is in progress (the Updater's "vm-operation" gate): an
  * operator operation, or a VM being created, started, updated or stopped. */
 bool reconciler_busy(Reconciler *r);
@@ -132,8 +135,12 @@ bool reconciler_busy(Reconciler *r);
  * key name only). Caller frees with g_strfreev. */
 int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_changes);
 
-/* Operations. Each returns -EBUSY at once if another operation on the VM is
- * running, else 0 and calls done when finished (also on failure). */
+/* Operations. Each returns -EBUSY at once if another operator's call on the
+ * VM is running or waiting, else 0 and calls done when finished (also on
+ * failure). The launcher's own work never makes them busy: a check that is
+ * only reading (the spec, the VMM's Status) is cancelled and runs again
+ * afterwards; a step table it runs (a deploy, the restart of a crashed VM, a
+ * duplicate's removal) is never cut halfway, the call runs right after it. */
 int reconciler_update(Reconciler *r, Vm *vm, bool force, reconciler_done_cb done, void *userdata);
 int reconciler_start_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);
 int reconciler_stop_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <inttypes.h>
 #include <time.h>
 
 #include "daemon/audit.h"
@@ -136,6 +137,24 @@ sd_bus_message *bus_history_op_msg(VmOp *op) {
         return op->msg;
 }
 
+const char *bus_history_op_action(const VmOp *op) {
+        return op->action;
+}
+
+char *bus_history_op_describe(BusHistory *bh, const Vm *vm, const VmOp *except) {
+        const VmOp *oldest = NULL;
+        for (GList *l = bh->ops; l; l = l->next) {
+                const VmOp *op = l->data;
+                if (op != except && streq(op->vm_name, vm->name) && (!oldest || op->start_usec < oldest->start_usec))
+                        oldest = op;
+        }
+        if (!oldest)
+                return NULL;
+        uint64_t now = now_usec();
+        return g_strdup_printf("the %s asked by %s %" PRIu64 " s ago", oldest->action, oldest->trigger,
+                               (uint64_t) (now > oldest->start_usec ? (now - oldest->start_usec) / USEC_PER_SEC : 0));
+}
+
 void bus_history_op_free(VmOp *op) {
         if (!op)
                 return;
@@ -201,7 +220,8 @@ void bus_history_vm_changed(BusHistory *bh, const Vm *vm, uint32_t fields) {
 
 static void deploy_entry(BusHistory *bh, const Vm *vm, const char *from, const char *to, bool ok, const char *reason) {
         VmTrack *t = track(bh, vm);
-        VmOp *op = running_op(bh, vm);
+        /* An operator's call may wait while the launcher's own deploy runs: that one is not theirs. */
+        VmOp *op = reconciler_running_operator_call(bh->m->reconciler, vm) ? running_op(bh, vm) : NULL;
         uint64_t start = op ? op->start_usec : t->deploy_start_usec;
         HistoryEntry e = {
                 .kind = HISTORY_KIND_VM,

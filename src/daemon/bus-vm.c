@@ -162,16 +162,26 @@ static void on_operation_done(Reconciler *r, ReconcilerError error, const char *
         pending_op_free(op);
 }
 
+/* Busy names what runs and who asked for it (dbus-api.md, "Busy"). */
+static int error_busy(PendingOp *op, const Vm *vm, sd_bus_error *error) {
+        const char *action = op->hist ? bus_history_op_action(op->hist) : sd_bus_message_get_member(op->msg);
+        g_autofree char *running = bus_history_op_describe(op->m->history, vm, op->hist);
+        if (!running)
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: another operation on it is running.",
+                                         action, vm->name);
+        return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: %s is still in progress.", action,
+                                 vm->name, running);
+}
+
 static int operation_started(PendingOp *op, int q, const Vm *vm, sd_bus_error *error) {
-        if (q < 0)
-                pending_op_free(op);
+        if (q >= 0)
+                return 1; /* op answers the call */
         if (q == -EBUSY)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Another operation on VM %s is running.", vm->name);
-        if (q == -ENOENT)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
-        if (q < 0)
-                return q;
-        return 1; /* op answers the call */
+                q = error_busy(op, vm, error);
+        else if (q == -ENOENT)
+                q = sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
+        pending_op_free(op);
+        return q;
 }
 
 void bus_vm_shutdown(Manager *m) {
