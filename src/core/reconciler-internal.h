@@ -51,7 +51,9 @@ struct Job {
 
         VmmCall *vmm_call;
         PlatformCall *api_call;
-        sd_event_source *timer;
+        sd_event_source *timer;     /* Status has not answered within a poll interval */
+        bool fetch_answered;        /* the Platform API answered this job's fetch */
+        uint64_t observe_start_usec; /* CLOCK_MONOTONIC: when this job's Status was sent */
 
         DesiredVm *desired;         /* NULL when the spec cannot be applied */
         char *blocked_reason;
@@ -125,7 +127,7 @@ struct Reconciler {
         uint64_t fetched_usec;          /* the last fetch that answered (200 or 304) */
         uint64_t observed_usec;         /* the last Status that answered */
         uint64_t fetch_failed_usec;     /* first of the current run of failed fetches */
-        uint64_t observe_failed_usec;   /* first of the current run of failed observations */
+        uint64_t observe_failed_usec;   /* start of the first of the current run of failed observations */
         char *fetch_error;
         char *observe_error;
         char *not_allowed_logged;       /* the keys last named in the "not allowed" notice */

@@ -131,7 +131,6 @@ void vm_observe(Reconciler *r, const Plan *p) {
         vm_set_u32(r, &vm->vcpu, k ? k->configuration.vcpu : 0, VM_FIELD_VCPU);
         vm_set_u32(r, &vm->memory_mib, k ? k->configuration.memory : 0, VM_FIELD_MEMORY);
         vm_set_u32(r, &vm->disk_gib, k ? k->configuration.disk_size : 0, VM_FIELD_DISK);
-        vm_set_u64(r, &vm->last_check_usec, now_usec(CLOCK_REALTIME), VM_FIELD_LAST_CHECK);
 
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         if (k && k->status == VM_STATUS_RUNNING) {

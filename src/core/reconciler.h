@@ -51,6 +51,7 @@ typedef enum VmField {
         VM_FIELD_LAST_ERROR = 1u << 16,
         VM_FIELD_OPERATION = 1u << 17,
         VM_FIELD_PROGRESS = 1u << 18,
+        VM_FIELD_LAST_SUCCESSFUL_CHECK = 1u << 19,
 } VmField;
 
 /* One managed VM, as the bus shows it. Read-only outside the core; strings are
@@ -69,7 +70,8 @@ typedef struct Vm {
         uint32_t vcpu;
         uint32_t memory_mib;
         uint32_t disk_gib;
-        uint64_t last_check_usec;   /* CLOCK_REALTIME, 0 = never */
+        uint64_t last_check_usec;   /* CLOCK_REALTIME, 0 = never: the last check, whether it succeeded or not */
+        uint64_t last_successful_check_usec; /* the last check both the API and the VMM answered */
         uint64_t last_update_usec;
         uint32_t update_count;
         uint32_t restart_count;
