@@ -48,6 +48,7 @@ struct Job {
         JobKind kind;
         bool force;
         GArray *waiters;            /* Waiter */
+        char *trigger;              /* who made the settings change this check evaluates, NULL: a poll */
 
         VmmCall *vmm_call;
         PlatformCall *api_call;
@@ -115,6 +116,7 @@ struct Reconciler {
         GArray *queued_updates;         /* Waiter: Update calls to run right after the running tick */
         QueuedOp queued_op;             /* Start, Stop, Restart or a forced Update, likewise */
         bool rerun;
+        char *change_trigger;           /* who made the settings change not yet evaluated (NULL: none or SIGHUP) */
 
         uint64_t fail_backoff_usec;
         uint64_t restart_backoff_usec;

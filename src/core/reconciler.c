@@ -184,6 +184,7 @@ static void job_free(Job *j) {
                 platform_call_cancel(j->api_call);
         sd_event_source_disable_unref(j->timer);
         g_array_unref(j->waiters);
+        g_free(j->trigger);
         desired_vm_free(j->desired);
         g_free(j->blocked_reason);
         if (j->have_plan)
@@ -212,6 +213,8 @@ Job *job_new(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, v
         j->waiters = g_array_new(FALSE, FALSE, sizeof(Waiter));
         if (done)
                 g_array_append_val(j->waiters, ((Waiter) { done, userdata }));
+        if (kind == JOB_TICK || kind == JOB_UPDATE)
+                j->trigger = g_steal_pointer(&r->change_trigger); /* this job evaluates the change */
         r->job = j;
         return j;
 }
@@ -386,6 +389,7 @@ void reconciler_free(Reconciler *r) {
         g_free(r->observe_error);
         g_free(r->not_allowed_logged);
         g_free(r->adopt_logged);
+        g_free(r->change_trigger);
         g_free(r->spec_digest);
         g_strfreev(r->required_env);
         g_free(r->vmm_url);
@@ -407,7 +411,11 @@ int reconciler_start(Reconciler *r) {
         return 0;
 }
 
-void reconciler_settings_changed(Reconciler *r) {
+void reconciler_settings_changed(Reconciler *r, const char *trigger) {
+        if (trigger) {
+                g_free(r->change_trigger);
+                r->change_trigger = g_strdup(trigger);
+        }
         if (r->job)
                 r->rerun = true; /* look again as soon as the running job ends */
         else
@@ -427,8 +435,11 @@ bool reconciler_busy(Reconciler *r) {
         return s == VM_STATE_CREATING || s == VM_STATE_STARTING || s == VM_STATE_UPDATING || s == VM_STATE_STOPPING;
 }
 
-bool reconciler_running_operator_call(Reconciler *r, const Vm *vm) {
-        return vm == r->vm && r->job && r->job->kind != JOB_TICK;
+bool reconciler_running_operator_call(Reconciler *r, const Vm *vm, const char **ret_trigger) {
+        bool running = vm == r->vm && r->job;
+        if (ret_trigger)
+                *ret_trigger = running && r->job->kind == JOB_TICK ? r->job->trigger : NULL;
+        return running && r->job->kind != JOB_TICK;
 }
 
 Vm *reconciler_find_vm(Reconciler *r, const char *name) {
@@ -532,6 +543,8 @@ static void tick_cancel(Reconciler *r) {
         log_debug("VM %s: the running check gives way to an operator's call.", r->vm->name);
         r->job = NULL;
         r->rerun = true;
+        if (!r->change_trigger)
+                r->change_trigger = g_steal_pointer(&j->trigger); /* the check that runs again evaluates it */
         job_free(j);
 }
 

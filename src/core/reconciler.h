@@ -116,15 +116,19 @@ void reconciler_free(Reconciler *r);
 int reconciler_start(Reconciler *r);
 
 /* Settings or env changed (SetEnv, RemoveEnv, SetSettings, Reload): re-evaluate
- * now, without waiting for the next poll. */
-void reconciler_settings_changed(Reconciler *r);
+ * now, without waiting for the next poll. trigger: who made the change
+ * ("uid 0 (platformctl)"), or NULL (SIGHUP); the check that evaluates it
+ * carries it, for the history of a deploy it causes. */
+void reconciler_settings_changed(Reconciler *r, const char *trigger);
 
 /* The managed VMs (at most one today). NULL-terminated, owned by r. */
 Vm *const *reconciler_vms(Reconciler *r);
 Vm *reconciler_find_vm(Reconciler *r, const char *name);
-/* The job running on vm is an operator's call (Update, Start, Stop, Restart),
- * not the launcher's own check: for the history, whose entries name who asked. */
-bool reconciler_running_operator_call(Reconciler *r, const Vm *vm);
+/* For the history, whose entries name who asked: true when the job running
+ * on vm is an operator's call (Update, Start, Stop, Restart); false for the
+ * launcher's own check (or none), and then *ret_trigger is who made the
+ * settings change that check evaluates, NULL for a poll. */
+bool reconciler_running_operator_call(Reconciler *r, const Vm *vm, const char **ret_trigger);
 /* A VM operation is in progress (the Updater's "vm-operation" gate): an
  * operator operation, or a VM being created, started, updated or stopped. */
 bool reconciler_busy(Reconciler *r);
