@@ -129,7 +129,8 @@ static void observe_failed(Job *j, const char *msg) {
         uint64_t failing = now - r->observe_failed_usec;
         if (failing >= r->settings->config->poll_interval_usec)
                 vm_set_str(r, &r->vm->vmm_status, "unreachable", VM_FIELD_VMM_STATUS);
-        g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc((gint64) ((now_usec(CLOCK_REALTIME) - failing) / USEC_PER_SEC));
+        uint64_t since_usec = now_usec(CLOCK_REALTIME) - failing;
+        g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc((gint64) (since_usec / USEC_PER_SEC));
         g_autofree char *since = t ? g_date_time_format(t, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("?");
         g_autofree char *why = g_strdup_printf("cannot observe the VM since %s (%" PRIu64 " s), the state is as last "
                                                "seen: %s", since, (uint64_t) (failing / USEC_PER_SEC), msg);

@@ -168,8 +168,8 @@ static int error_busy(PendingOp *op, const Vm *vm, sd_bus_error *error) {
         const char *action = op->hist ? bus_history_op_action(op->hist) : sd_bus_message_get_member(op->msg);
         g_autofree char *running = bus_history_op_describe(op->m->history, vm, op->hist);
         if (!running)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: another operation on it is running.",
-                                         action, vm->name);
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY,
+                                         "Cannot %s VM %s: another operation on it is running.", action, vm->name);
         return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: %s is still in progress.", action,
                                  vm->name, running);
 }
