@@ -75,7 +75,7 @@ function explainEnv(key, vms, config, verb) {
             .then(plans => ({
                 body: <>
                     <Content component="p">
-                        {verb} {key} changes what the VM receives: {who.length === 1 ? "the VM is " : "each of these VMs is "}
+                        {verb === "Set" ? "Setting" : "Removing"} {key} changes what the VM receives: {who.length === 1 ? "the VM is " : "each of these VMs is "}
                         {strategyWords(config)}. The validator is offline meanwhile.
                     </Content>
                     <List id="confirm-vms">
