@@ -132,7 +132,7 @@ static const SettingInfo settings[] = {
         STR("VmmUrl", "vmm_url", vmm_url, "http://localhost:10300", check_url),
         STR("GuestVmmUrl", "dstack_vmm_url", guest_vmm_url, "http://10.0.2.2:10300/", check_http_url),
         USEC("PollIntervalUSec", "poll_interval_usec", poll_interval_usec, 5 * SEC, 1 * SEC, 24 * 3600 * SEC),
-        USEC("StopTimeoutUSec", "stop_timeout_usec", stop_timeout_usec, 60 * SEC, 1 * SEC, 3600 * SEC),
+        USEC("StopTimeoutUSec", "stop_timeout_usec", stop_timeout_usec, 120 * SEC, 1 * SEC, 3600 * SEC),
         STR("UpdateStrategy", "update_strategy", update_strategy, "recreate", check_strategy),
         STR("AdoptPolicy", "adopt_policy", adopt_policy, "keep", check_adopt_policy),
         STR("UpdaterRepository", "updater_repository", updater_repository, "", check_repository),

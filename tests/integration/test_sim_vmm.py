@@ -51,6 +51,18 @@ def create(sim, **over):
     return sim.call("CreateVm", config(**over))["id"]
 
 
+wait_until = simlib.wait_until
+
+
+def never(sim, vm_id, status, seconds):
+    """True if the VM does not reach `status` within `seconds`."""
+    try:
+        sim.wait_status(vm_id, status, timeout=seconds)
+    except simlib.SimError:
+        return True
+    return False
+
+
 def env_for(sim, env, app_id=APP_ID):
     pk = sim.call("GetAppEnvEncryptPubKey", {"app_id": app_id})["public_key"]
     return simlib.encrypt_env(pk, env)
@@ -335,45 +347,110 @@ def test_meta_images_version(tmp_path):
 
 # ---- lifecycle --------------------------------------------------------------------
 
-def test_shutdown_is_graceful_and_async_and_ends_exited(vmm):
-    # main_service.rs shutdown_vm asks the guest and returns; `started` stays
-    # set, so once the guest is down the status is `exited` (app/vm_info.rs)
-    vmm.config(shutdown_seconds=0.4, auto_restart_seconds=-1)
+def test_shutdown_is_graceful_and_async_and_ends_stopped_by_default(vmm):
+    # v0.5.5/HEAD main_service.rs shutdown_vm asks the guest agent and returns;
+    # the agent reports "powering off" (guest-agent guest_api_service.rs
+    # shutdown) and app.rs vm_event_report clears `started`: stopping -> stopped
+    vmm.config(shutdown_seconds=0.4, auto_restart_seconds=0.2)
+    assert vmm.config()["guest_shutdown_notify"] is True
     vm_id = create(vmm)
     t0 = time.monotonic()
     assert vmm.call("ShutdownVm", {"id": vm_id}) is None
     assert time.monotonic() - t0 < 0.3           # returns before the VM is down
     info = vmm.call("GetInfo", {"id": vm_id})["info"]
-    assert info["status"] == "running" and info["configuration"]["stopped"] is False
-    vmm.wait_status(vm_id, "exited", 5)
+    assert info["status"] == "stopping" and info["shutdown_progress"] == "powering off"
+    assert info["configuration"]["stopped"] is True
+    vmm.wait_status(vm_id, "stopped", 5)
     assert time.monotonic() - t0 >= 0.4
     v = vmm.vm(vm_id)
-    assert v["started"] is True and v["process_running"] is False
-    # the exact time the guest went down: ShutdownVm's receipt + 0.4 s
+    assert v["started"] is False and v["process_running"] is False
     [call] = vmm.calls("ShutdownVm")
     assert abs(v["process_stopped_mono"] - (call["mono"] + 0.4)) < 0.1
-    assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
+    # `started` is clear: auto-restart (0.2 s here) leaves it alone
+    assert never(vmm, vm_id, "running", 0.6)
+    assert vmm.vm(vm_id)["boot_count"] == 1 and vmm.vm(vm_id)["auto_restart_count"] == 0
     with pytest.raises(PrpcError, match="not running"):
         vmm.call("ShutdownVm", {"id": vm_id})
-    # StopVm clears `started`: exited -> stopped
-    vmm.call("StopVm", {"id": vm_id})
-    assert vmm.status_of(vm_id) == "stopped"
+    # HEAD app.rs vm_event_report keeps the event in VmInfo.events (>= 0.5.6)
+    assert {"event": "shutdown.progress", "body": "powering off"} in [
+        {k: e[k] for k in ("event", "body")} for e in v["events"]]
 
 
-def test_shutdown_with_guest_notification_ends_stopped(vmm):
-    # guest-agent guest_api_service.rs shutdown: notify "powering off" first;
-    # app.rs vm_event_report then clears `started`: stopping -> stopped
-    vmm.config(shutdown_seconds=0.3, guest_shutdown_notify=True)
+def test_shutdown_with_the_notification_lost_ends_exited(vmm):
+    # The fault: the agent's notify_host(...).ok() failed, `started` stays set,
+    # the guest is down = `exited` (app/vm_info.rs), and auto-restart boots it
+    vmm.config(shutdown_seconds=0.3, auto_restart_seconds=-1, guest_shutdown_notify=False)
     vm_id = create(vmm)
     vmm.call("ShutdownVm", {"id": vm_id})
     info = vmm.call("GetInfo", {"id": vm_id})["info"]
-    assert info["status"] == "stopping" and info["shutdown_progress"] == "powering off"
+    assert info["status"] == "running" and info["configuration"]["stopped"] is False
+    assert info["shutdown_progress"] == ""
+    vmm.wait_status(vm_id, "exited", 5)
+    v = vmm.vm(vm_id)
+    assert v["started"] is True and v["process_running"] is False
+    assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
+    # StopVm clears `started`: exited -> stopped
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+    # and with auto-restart on, an exited VM boots again
+    vmm.config(auto_restart_seconds=0.2)
+    vmm.call("StartVm", {"id": vm_id})
+    vmm.call("ShutdownVm", {"id": vm_id})
+    wait_until(lambda: vmm.vm(vm_id)["auto_restart_count"] == 1, 5, "an auto-restart")
+    assert vmm.status_of(vm_id) == "running"
+
+
+def test_shutdown_notification_lost_per_vm(vmm):
+    vmm.config(shutdown_seconds=0, auto_restart_seconds=-1)
+    lost, ok = create(vmm, name="lost"), create(vmm, name="ok")
+    vmm.set_vm(lost, guest_shutdown_notify=False)
+    vmm.call("ShutdownVm", {"id": lost})
+    vmm.call("ShutdownVm", {"id": ok})
+    assert (vmm.status_of(lost), vmm.status_of(ok)) == ("exited", "stopped")
+    assert vmm.vm(lost)["guest_shutdown_notify"] is False
+    vmm.set_vm(lost, guest_shutdown_notify=None)     # back to the global setting
+    assert vmm.vm(lost)["guest_shutdown_notify"] is None
+
+
+def test_cli_no_guest_shutdown_notify_and_app_stop(tmp_path):
+    with simlib.start_vmm(tmp_path, no_guest_shutdown_notify=True, app_stop_seconds=0.5) as sim:
+        c = sim.config()
+        assert c["guest_shutdown_notify"] is False and c["app_stop_seconds"] == 0.5
+
+
+def test_v055_guest_stops_the_app_before_powering_off(vmm):
+    # v0.5.5 guest-agent guest_api_service.rs shutdown: "stopping app",
+    # `systemctl stop app-compose`, then "powering off" and poweroff. While
+    # the app stops, the VM is still `running` (started, process up).
+    vmm.config(app_stop_seconds=0.5, shutdown_seconds=0.2)
+    vm_id = create(vmm)
+    t0 = time.monotonic()
+    vmm.call("ShutdownVm", {"id": vm_id})
+    info = vmm.call("GetInfo", {"id": vm_id})["info"]
+    assert info["status"] == "running" and info["shutdown_progress"] == "stopping app"
+    vmm.wait_status(vm_id, "stopping", 5)
+    assert time.monotonic() - t0 >= 0.5
+    assert vmm.call("GetInfo", {"id": vm_id})["info"]["shutdown_progress"] == "powering off"
     vmm.wait_status(vm_id, "stopped", 5)
-    assert vmm.vm(vm_id)["started"] is False
+    v = vmm.vm(vm_id)
+    [call] = vmm.calls("ShutdownVm")
+    assert abs(v["process_stopped_mono"] - (call["mono"] + 0.7)) < 0.1
+    bodies = [e["body"] for e in v["events"] if e["event"] == "shutdown.progress"]
+    assert bodies == ["stopping app", "powering off"]
+
+
+def test_stop_during_the_app_stop_is_final(vmm):
+    vmm.config(app_stop_seconds=0.3, auto_restart_seconds=0.1)
+    vm_id = create(vmm)
+    vmm.call("ShutdownVm", {"id": vm_id})
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+    assert never(vmm, vm_id, "running", 0.6)
+    assert vmm.vm(vm_id)["shutdown_progress"] == "stopping app"
 
 
 def test_shutdown_per_vm_and_forever_then_stop(vmm):
-    vmm.config(auto_restart_seconds=-1)
+    vmm.config(auto_restart_seconds=-1, guest_shutdown_notify=False)
     vm_id = create(vmm)
     vmm.set_vm(vm_id, shutdown_seconds=-1)          # guest ignores the request
     vmm.call("ShutdownVm", {"id": vm_id})
@@ -979,9 +1056,11 @@ def test_auto_restart(vmm):
 
 
 def test_auto_restart_on_by_default_after_shutdown(tmp_path):
-    # the sample vmm.toml has [cvm.auto_restart] enabled = true; ShutdownVm
-    # leaves `started`, so the VMM boots the VM again after the delay
-    with simlib.start_vmm(tmp_path, shutdown_seconds=0.1, auto_restart_seconds=0.6) as sim:
+    # the sample vmm.toml has [cvm.auto_restart] enabled = true; a ShutdownVm
+    # whose "powering off" notification is lost (the fault) leaves `started`,
+    # so the VMM boots the VM again after the delay
+    with simlib.start_vmm(tmp_path, shutdown_seconds=0.1, auto_restart_seconds=0.6,
+                          no_guest_shutdown_notify=True) as sim:
         assert sim.config()["auto_restart_enabled"] is True
         vm_id = create(sim)
         t0 = time.monotonic()
@@ -1004,7 +1083,7 @@ def test_default_delay_and_no_auto_restart_flag(tmp_path):
 
 
 def test_stop_after_exit_prevents_auto_restart(vmm):
-    vmm.config(shutdown_seconds=0.05, auto_restart_seconds=0.3)
+    vmm.config(shutdown_seconds=0.05, auto_restart_seconds=0.3, guest_shutdown_notify=False)
     vm_id = create(vmm)
     vmm.call("ShutdownVm", {"id": vm_id})
     vmm.wait_status(vm_id, "exited", 5)

@@ -322,6 +322,9 @@ class VM:
         self.removing = False       # >= 0.5.7: RemoveVm in progress
         self.remove_at = None       # monotonic time the removal completes (None = never)
         self.poweroff_at = None     # monotonic time the running process exits (None = not scheduled)
+        self.notify_at = None       # monotonic time the guest reports "powering off" (None = not scheduled)
+        self.notify_lost = False    # that report does not reach the VMM (the injected fault)
+        self.guest_notify = None    # per-VM override of VmmSim.guest_notify (None = global)
         self.proc_started_wall = None
         self.proc_stopped_wall = None
         self.exited_mono = None     # when the process last went away (auto-restart clock)
@@ -374,7 +377,8 @@ class VmmSim:
         self.log_streams_gen = getattr(self, "log_streams_gen", 0)
         self.auto_restart = -1.0 if args.no_auto_restart else args.auto_restart_seconds
         self.auto_restart_max = args.auto_restart_max_retries
-        self.guest_notify = args.guest_shutdown_notify
+        self.guest_notify = not args.no_guest_shutdown_notify
+        self.app_stop_seconds = args.app_stop_seconds
         self.port_mapping = not args.no_port_mapping
         self.port_address = args.port_address
         self.port_ranges = parse_ranges(args.port_range) if args.port_range else \
@@ -410,6 +414,7 @@ class VmmSim:
         when_mono = now if when_mono is None else when_mono
         vm.running = False
         vm.poweroff_at = None
+        vm.notify_at = None
         vm.proc_stopped_wall = time.time() - (now - when_mono)
         vm.proc_stopped_mono = when_mono
         vm.exited_mono = when_mono
@@ -418,6 +423,11 @@ class VmmSim:
         now = time.monotonic()
         for vid in list(self.order):
             vm = self.vms[vid]
+            if vm.running and vm.notify_at is not None and now >= vm.notify_at:
+                # the guest agent's "powering off", after its app stop
+                vm.notify_at = None
+                if not vm.notify_lost:
+                    self.guest_event(vm, "shutdown.progress", "powering off")
             if vm.running and vm.poweroff_at is not None and now >= vm.poweroff_at:
                 self.proc_exit(vm, vm.poweroff_at)
             if vm.removing:
@@ -700,29 +710,44 @@ class VmmSim:
         return None
 
     def m_ShutdownVm(self, req):
-        # main_service.rs shutdown_vm: only asks the guest agent to power off;
-        # `started` stays set, so the VM ends `exited` (and is auto-restarted).
-        # The guest agent (guest-agent/src/guest_api_service.rs shutdown) first
-        # notifies the host "shutdown.progress: powering off", which makes the
-        # VMM clear `started` (app.rs vm_event_report): emulated only with
-        # guest_shutdown_notify, because that notification is best effort.
+        # v0.5.5 and HEAD main_service.rs shutdown_vm: asks the guest agent to
+        # power off (guest_agent_client(id).shutdown()) and returns; the agent
+        # (guest-agent/src/guest_api_service.rs shutdown) does the rest in a
+        # spawned task: v0.5.5 notifies "shutdown.progress: stopping app", runs
+        # `systemctl stop app-compose` (--app-stop-seconds here), then, like
+        # HEAD, notifies "shutdown.progress: powering off" and runs `systemctl
+        # poweroff`. That notification makes the VMM clear `started` (v0.5.5
+        # and HEAD app.rs vm_event_report), so the VM ends `stopped`. The
+        # notification is best effort (`.ok()`): losing it is the injected
+        # fault guest_shutdown_notify=false, and then `started` stays set,
+        # the VM ends `exited` and auto-restart boots it again.
         vm = self.get_vm(req["id"])
         if not vm.running:
             raise RpcError("VM is not running")
         secs = vm.shutdown_seconds if vm.shutdown_seconds is not None else self.shutdown_seconds
-        if self.guest_notify:
-            vm.started = False
-            vm.shutdown_progress = "powering off"
-            # vm_event_report records every guest event (HEAD app.rs)
-            vm.events.append({"event": "shutdown.progress", "body": "powering off",
-                              "timestamp": int(time.time() * 1000)})
-            vm.events = vm.events[-20:]
+        notify = vm.guest_notify if vm.guest_notify is not None else self.guest_notify
+        now = time.monotonic()
+        app_stop = max(self.app_stop_seconds, 0.0)
+        if notify and app_stop > 0 and vm.notify_at is None:
+            self.guest_event(vm, "shutdown.progress", "stopping app")
+        if vm.notify_at is None or now + app_stop < vm.notify_at:
+            vm.notify_at = now + app_stop
+            vm.notify_lost = not notify
         if secs >= 0:
-            at = time.monotonic() + secs
+            at = now + app_stop + secs
             if vm.poweroff_at is None or at < vm.poweroff_at:
                 vm.poweroff_at = at
         self.tick()
         return None
+
+    def guest_event(self, vm, event, body):
+        """vm_event_report (v0.5.5 and HEAD app.rs) for a shutdown.progress
+        event; HEAD also records every event in VmInfo.events."""
+        vm.shutdown_progress = body
+        if event == "shutdown.progress" and body == "powering off":
+            vm.started = False
+        vm.events.append({"event": event, "body": body, "timestamp": int(time.time() * 1000)})
+        vm.events = vm.events[-20:]
 
     def m_StopVm(self, req):
         # app.rs stop_vm: reset the restart policy, clear `started`, stop the
@@ -1075,6 +1100,7 @@ class VmmSim:
                 vm.running = True
                 vm.proc_started_wall = time.time()
                 vm.exited_mono = None
+            vm.notify_at = None
             vm.poweroff_at = None if not seconds else now + float(seconds)
         elif st == "exited":            # a crash: `started` stays, the process ends
             vm.removing = False
@@ -1127,6 +1153,9 @@ class VmmSim:
                     vm.boot_error = body["boot_error"]
                 if "shutdown_seconds" in body:
                     vm.shutdown_seconds = body["shutdown_seconds"]
+                if "guest_shutdown_notify" in body:
+                    v = body["guest_shutdown_notify"]
+                    vm.guest_notify = None if v is None else bool(v)
                 if "remove_seconds" in body:
                     vm.remove_seconds = body["remove_seconds"]
                 self.core.cond.notify_all()
@@ -1209,6 +1238,8 @@ class VmmSim:
             self.auto_restart_max = int(body["auto_restart_max_retries"])
         if "guest_shutdown_notify" in body:
             self.guest_notify = bool(body["guest_shutdown_notify"])
+        if "app_stop_seconds" in body:
+            self.app_stop_seconds = float(body["app_stop_seconds"])
 
     def sim_config(self):
         return {"version": self.version, "rev": self.rev,
@@ -1224,7 +1255,8 @@ class VmmSim:
                 "auto_restart_seconds": self.auto_restart,
                 "auto_restart_enabled": self.auto_restart >= 0,
                 "auto_restart_max_retries": self.auto_restart_max,
-                "guest_shutdown_notify": self.guest_notify}
+                "guest_shutdown_notify": self.guest_notify,
+                "app_stop_seconds": self.app_stop_seconds}
 
     def sim_vm(self, vm):
         d = self.info(vm)
@@ -1237,7 +1269,8 @@ class VmmSim:
                   "boot_count": vm.boot_count, "auto_restart_count": vm.auto_restart_count,
                   "restart_attempts": vm.restart_attempts,
                   "boot_compose_hash": vm.boot_compose_hash,
-                  "shutdown_seconds": vm.shutdown_seconds, "remove_seconds": vm.remove_seconds})
+                  "shutdown_seconds": vm.shutdown_seconds, "remove_seconds": vm.remove_seconds,
+                  "guest_shutdown_notify": vm.guest_notify})
         return d
 
 
@@ -1279,12 +1312,19 @@ def main(argv=None):
                    help="what the KMS behind the VMM fills in: full, legacy (no "
                    "timestamp/signature_v1), unsigned (no signatures)")
     p.add_argument("--shutdown-seconds", type=float, default=0.5,
-                   help="time the guest takes to power off after ShutdownVm (negative: never)")
+                   help="time the guest takes to power off after ShutdownVm and the app stop "
+                   "(negative: never)")
     p.add_argument("--stop-seconds", type=float, default=0.0,
                    help="time QEMU takes to die after StopVm (status 'stopping' meanwhile)")
     p.add_argument("--guest-shutdown-notify", action="store_true",
-                   help="the guest reports 'powering off' on ShutdownVm, which clears "
-                   "`started` (the VM then ends 'stopped', not 'exited')")
+                   help="(the default) the guest reports 'powering off' on ShutdownVm, which "
+                   "clears `started`: the VM ends 'stopped'")
+    p.add_argument("--no-guest-shutdown-notify", action="store_true",
+                   help="fault: the guest's 'powering off' report is lost, `started` stays set, "
+                   "the VM ends 'exited' (and auto-restart boots it again)")
+    p.add_argument("--app-stop-seconds", type=float, default=0.0,
+                   help="v0.5.5 guest agents: `systemctl stop app-compose` before the guest "
+                   "reports 'powering off' and powers off; this long (0: HEAD agents, no app stop)")
     p.add_argument("--remove-seconds", type=float, default=0.5,
                    help="time an async RemoveVm (>=0.5.7) stays 'removing'")
     p.add_argument("--log-heartbeat-seconds", type=float, default=60.0)
