@@ -126,6 +126,19 @@ def test_unknown_method_and_prefix(vmm):
     assert [c["method"] for c in vmm.calls()][-1] == "Version"
 
 
+def test_post_with_a_json_content_type_is_json(vmm):
+    # ra-rpc rocket_helper.rs (v0.5.5 :328): is_json = ?json || content_type.is_json()
+    for ct in ("application/json", "application/json; charset=utf-8", "Application/JSON"):
+        st, h, body = vmm.request("POST", "/prpc/Version", b"{}", {"Content-Type": ct})
+        assert (st, json.loads(body)) == (200, {"version": "0.5.7", "rev": "sim"}), ct
+    st, _, body = vmm.request("POST", "/prpc/StartVm", b'{"id": "nope"}',
+                              {"Content-Type": "application/json"})
+    assert (st, json.loads(body)) == (400, {"error": "VM not found: nope"})
+    for ct in ("text/plain", "application/jsonx", "application/octet-stream"):
+        st, _, _ = vmm.request("POST", "/prpc/Version", b"{}", {"Content-Type": ct})
+        assert st == 400, ct                         # protobuf, which the simulator does not speak
+
+
 def test_empty_body_means_defaults_and_get(vmm):
     ids = [create(vmm, name="vm%d" % i) for i in range(3)]
     st, _, body = vmm.request("POST", "/prpc/Status?json", b"")
@@ -744,6 +757,41 @@ def test_no_kms(vmm):
     assert vmm.status_of(vm_id) == "exited"
 
 
+def test_kms_url_is_the_top_level_setting(vmm):
+    # v0.5.5..HEAD app.rs kms_client: GetAppEnvEncryptPubKey asks the top-level
+    # `kms_url`; `[cvm] kms_urls` (GetMeta, the guests' KMS) does not count
+    vmm.config(kms_url="")
+    with pytest.raises(PrpcError, match="400: KMS is not configured$"):
+        vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    meta = vmm.call("GetMeta")["kms"]
+    assert meta["url"] and meta["urls"] == [meta["url"]]
+    # the guests still get keys from [cvm] kms_urls: an env boots
+    compose = simlib.app_compose(allowed_envs=["A"])
+    pk = vmm.kms_key(simlib.app_id_of(compose))["public_key"]
+    v = vmm.vm(create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, {"A": "1"})))
+    assert v["status"] == "running" and v["env"] == {"A": "1"}
+    # and the other way round: kms_url set, no [cvm] kms_urls: GetMeta has none,
+    # a VM without its own kms_urls cannot get its env key
+    vmm.config(kms_url="http://127.0.0.1:2/kms", kms_urls=[])
+    assert vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})["public_key"]
+    assert vmm.call("GetMeta")["kms"] == {"url": "", "urls": []}
+    assert "KMS is not configured" in boot_error_of(vmm, encrypted_env="00" * 80)
+    v = vmm.vm(create(vmm, compose_file=compose, kms_urls=["http://127.0.0.1:3/kms"],
+                      encrypted_env=simlib.encrypt_env(pk, {"A": "2"})))
+    assert v["status"] == "running" and v["env"] == {"A": "2"}
+    c = vmm.config()
+    assert (c["kms_url"], c["kms_urls"], c["kms"]) == ("http://127.0.0.1:2/kms", [], True)
+    st, _, _ = vmm.request("POST", "/_sim/config", {"kms_urls": "x"})
+    assert st == 400
+
+
+def test_kms_url_cli(tmp_path):
+    with simlib.start_vmm(tmp_path, kms_url="", kms_urls=["http://a/kms", "http://b/kms"]) as sim:
+        with pytest.raises(PrpcError, match="KMS is not configured"):
+            sim.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+        assert sim.call("GetMeta")["kms"] == {"url": "http://a/kms", "urls": ["http://a/kms", "http://b/kms"]}
+
+
 def random_env(rng, n):
     env = {}
     for _ in range(n):
@@ -791,28 +839,78 @@ def test_guest_rejects_wrong_key_and_corruption(vmm):
 
 
 def test_guest_rules(vmm):
-    pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})["public_key"]
+    # v0.5.5/HEAD dstack-util/src/parse_env_file.rs parse_env, its messages
+    def boot(env, allowed):
+        compose = simlib.app_compose(allowed_envs=allowed)
+        pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
+        return create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, env))
 
-    def enc(env):
-        return simlib.encrypt_env(pk, env)
+    def error(env, allowed):
+        v = vmm.vm(boot(env, allowed))
+        assert v["status"] == "exited" and v["env"] is None, v
+        return v["boot_error"]
 
-    many = [("K%d" % i, "v") for i in range(1025)]
-    assert "too many" in boot_error_of(vmm, encrypted_env=enc(many))
-    ok_many = [("K%d" % i, "v") for i in range(1024)]
-    assert vmm.vm(create(vmm, encrypted_env=enc(ok_many)))["status"] == "running"
+    keys = ["K%d" % i for i in range(1025)]
+    assert error([(k, "v") for k in keys], keys) == "Too many environment variables: 1025"
+    # MAX_ITEMS counts every entry, listed or not
+    assert error([(k, "v") for k in keys], ["K0"]) == "Too many environment variables: 1025"
+    v = vmm.vm(boot([(k, "v") for k in keys[:1024]], keys))
+    assert v["status"] == "running" and len(v["env"]) == 1024
     big = [("K%d" % i, "x" * (120 * 1024)) for i in range(9)]        # > 1 MiB
-    assert "1 MiB" in boot_error_of(vmm, encrypted_env=enc(big))
-    assert "value too large" in boot_error_of(vmm, encrypted_env=enc({"A": "x" * (128 * 1024 + 1)}))
-    v = vmm.vm(create(vmm, encrypted_env=enc({"HOTKEY_PASSPHRASE": "x" * (128 * 1024)})))
+    assert error(big, keys) == "Environment variables total size too large"
+    assert error({"A": "x" * (128 * 1024 + 1)}, ["A"]) == "Environment variable value too long for key: A"
+    v = vmm.vm(boot({"HOTKEY_PASSPHRASE": "x" * (128 * 1024)}, ["HOTKEY_PASSPHRASE"]))
     assert v["status"] == "running" and len(v["env"]["HOTKEY_PASSPHRASE"]) == 128 * 1024
-    for key in ("1ABC", "A-B", "", "A B", "K" * 256):
-        assert "invalid env key" in boot_error_of(vmm, encrypted_env=enc({key: "v"})), key
-    assert vmm.vm(create(vmm, encrypted_env=enc({"_" + "K" * 254: "v"})))["status"] == "running"
-    assert "not valid JSON" in boot_error_of(vmm, encrypted_env=enc(b"not json"))
-    v = vmm.vm(create(vmm, encrypted_env=enc({"HOTKEY_PASSPHRASE": "p", "EVIL": "x"})))
+    for key in ("1ABC", "A-B", "", "A B"):
+        assert error({key: "v"}, [key]) == "Invalid env key: " + key, key
+    assert error({"K" * 256: "v"}, ["K" * 256]) == "Environment variable name too long: " + "K" * 256
+    assert vmm.vm(boot({"_" + "K" * 254: "v"}, ["_" + "K" * 254]))["status"] == "running"
+    assert error(b"not json", ["A"]).startswith("Failed to parse env")
+    assert error(b'{"env":[{"key":"A","value":1}]}', ["A"]).startswith("Failed to parse env")
+    v = vmm.vm(boot({"HOTKEY_PASSPHRASE": "p", "EVIL": "x"}, ["HOTKEY_PASSPHRASE"]))
     assert v["env"] == {"HOTKEY_PASSPHRASE": "p"} and v["env_dropped"] == ["EVIL"]
     v = vmm.vm(create(vmm))                                          # no env at all
     assert v["status"] == "running" and v["env"] == {}
+
+
+def test_guest_skips_unlisted_keys_before_any_rule(vmm):
+    # parse_env_file.rs: `if !allowed.contains(&key) { warn!(...); continue; }`
+    # comes before the name, value, syntax and total checks
+    compose = simlib.app_compose(allowed_envs=["HOTKEY_PASSPHRASE"])
+    pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
+    env = [("HOTKEY_PASSPHRASE", "p"), ("1-bad key", "v"), ("K" * 300, "v"),
+           ("BIG", "x" * (128 * 1024 + 1))] + [("U%d" % i, "x" * (120 * 1024)) for i in range(9)]
+    v = vmm.vm(create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, env)))
+    assert v["status"] == "running" and v["boot_error"] == "", v["boot_error"]
+    assert v["env"] == {"HOTKEY_PASSPHRASE": "p"}
+    assert v["env_dropped"] == [k for k, _ in env[1:]]
+
+
+def test_guest_refuses_a_key_with_a_trailing_newline(vmm):
+    # Rust regex `^[a-zA-Z_][a-zA-Z0-9_]*$` does not match "K\n" ($ = end of
+    # text); Python's re.match with `$` would
+    for key in ("K\n", "K\r\n", "\nK"):
+        compose = simlib.app_compose(allowed_envs=[key])
+        pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
+        v = vmm.vm(create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, {key: "v"})))
+        assert v["status"] == "exited" and v["boot_error"] == "Invalid env key: " + key, (key, v["boot_error"])
+    assert vmm_sim.guest_env(simlib.env_plaintext({"K": "v"}), {"K"}) == ({"K": "v"}, [])
+
+
+def test_key_provider_id_must_be_hex(vmm):
+    # dstack-types AppCompose key_provider_id: serde_human_bytes hex (hex 0.4
+    # FromHex: odd length first, then each byte; no 0x prefix)
+    for kp in ("", "00ff", "ABcd" * 8):
+        assert create(vmm, compose_file=simlib.app_compose(key_provider_id=kp))
+        assert vmm.call("GetComposeHash", config(compose_file=simlib.app_compose(key_provider_id=kp)))
+    for kp, err in (("0", "Odd number of digits"), ("0x00", "Invalid character 'x' at position 1"),
+                    ("zz", "Invalid character 'z' at position 0"), ("0\n", "Invalid character '\\n' at position 1"),
+                    (12, "invalid type: integer `12`, expected a string"),
+                    (None, "invalid type: null, expected a string")):
+        st, res = vmm.prpc("CreateVm", config(compose_file=simlib.app_compose(key_provider_id=kp)))
+        assert st == 400 and res["error"].endswith("Failed to read compose file\n    1: " + err), (kp, res)
+        st, res = vmm.prpc("GetComposeHash", config(compose_file=simlib.app_compose(key_provider_id=kp)))
+        assert st == 400 and res["error"] == "Invalid compose file\n\nCaused by:\n    " + err, (kp, res)
 
 
 # ---- control API ---------------------------------------------------------------------
@@ -853,9 +951,12 @@ def test_logs(tmp_path):
         assert len(body.decode().splitlines()) == 1
         st, _, body = sim.request("GET", "/logs?id=%s&ansi=true" % vm_id)
         assert b"\x1b[" in body
-        # v0.5.5..v0.5.11 main_routes.rs vm_logs: errors are 200 with text
-        st, _, body = sim.request("GET", "/logs?id=nope")
-        assert st == 200 and b"No such file or directory" in body
+        # v0.5.5..v0.5.11 main_routes.rs vm_logs: always 200; an unknown id
+        # tails a file that does not exist: the tailf crate's `tail` prints
+        # nothing on stdout (stderr is /dev/null), so the body is empty
+        for q in ("", "&follow=false", "&follow=true", "&follow=true&lines=5&ch=stderr"):
+            st, h, body = sim.request("GET", "/logs?id=nope" + q)
+            assert (st, body) == (200, b"") and h["content-type"].startswith("text/plain"), (q, st, body)
         st, _, body = sim.request("GET", "/logs?id=%s&ch=bogus" % vm_id)
         assert (st, body) == (200, b"Unknown channel bogus")
         # HEAD: 404 / 400

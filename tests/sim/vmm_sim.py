@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 BODY_LIMIT = 10 * 1024 * 1024
-ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+ENV_KEY_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")    # fullmatch only
 HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 DEFAULT_SEED = "platform-launcher-sim"
 DEFAULT_IMAGES = [
@@ -182,36 +182,49 @@ def decrypt_env(priv32, blob):
 
 
 def guest_env(plaintext, allowed):
-    """Applies the guest's rules. Returns (env dict, dropped keys) or raises."""
+    """The guest's rules: v0.5.5 and HEAD dstack-util/src/parse_env_file.rs
+    parse_env, with its messages. Returns (env dict, dropped keys) or raises."""
     try:
         doc = json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise ValueError("env is not valid JSON: %s" % e)
-    if not isinstance(doc, dict) or not isinstance(doc.get("env"), list):
-        raise ValueError("env JSON has no env list")
+        raise ValueError("Failed to parse env: %s" % e)
+    # serde: struct Data { env: Vec<Pair { key: String, value: String }> }
+    if not isinstance(doc, dict) or not isinstance(doc.get("env"), list) or not all(
+            isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(e.get("value"), str)
+            for e in doc["env"]):
+        raise ValueError("Failed to parse env: not {\"env\": [{\"key\": str, \"value\": str}]}")
     entries = doc["env"]
-    if len(entries) > 1024:
-        raise ValueError("too many env entries: %d > 1024" % len(entries))
+    if len(entries) > 1024:                 # MAX_ITEMS counts every entry
+        raise ValueError("Too many environment variables: %d" % len(entries))
     total = 0
     env, dropped = {}, []
     for e in entries:
-        if not isinstance(e, dict) or not isinstance(e.get("key"), str) \
-                or not isinstance(e.get("value"), str):
-            raise ValueError("malformed env entry")
         k, v = e["key"], e["value"]
-        kb, vb = len(k.encode()), len(v.encode())
-        total += kb + vb
-        if kb > 255 or not ENV_KEY_RE.match(k):
-            raise ValueError("invalid env key: %r" % k[:64])
-        if vb > 128 * 1024:
-            raise ValueError("env value too large for %s: %d bytes" % (k, vb))
-        if total > 1024 * 1024:
-            raise ValueError("env too large: more than 1 MiB")
-        if k in allowed:
-            env[k] = v
-        else:
+        # "Skipping unauthorized environment variable": before any rule, so an
+        # unlisted key neither fails the boot nor counts toward the total
+        if k not in allowed:
             dropped.append(k)
+            continue
+        kb, vb = len(k.encode()), len(v.encode())
+        if kb > 255:
+            raise ValueError("Environment variable name too long: %s" % k)
+        if vb > 128 * 1024:
+            raise ValueError("Environment variable value too long for key: %s" % k)
+        # Rust regex `^[a-zA-Z_][a-zA-Z0-9_]*$`: `$` is the end of the text
+        # (no multi-line mode), so a trailing "\n" does not match; Python's
+        # `$` would match before it, hence fullmatch
+        if not ENV_KEY_RE.fullmatch(k):
+            raise ValueError("Invalid env key: %s" % k)
+        total += kb + vb
+        if total > 1024 * 1024:
+            raise ValueError("Environment variables total size too large")
+        env[k] = v
     return env, dropped
+
+
+def content_type_is_json(h):
+    mt = (h.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    return mt == "application/json"
 
 
 def parse_version(s):
@@ -273,6 +286,16 @@ def parse_ip(s):
         raise ValueError("invalid IP address syntax")
 
 
+def rust_char(c):
+    """Rust's `{:?}` of a char, as the hex crate's FromHexError prints it."""
+    esc = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "'": "\\'", "\\": "\\\\", "\0": "\\0"}
+    if c in esc:
+        return "'%s'" % esc[c]
+    if ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0:
+        return "'\\u{%x}'" % ord(c)
+    return "'%s'" % c
+
+
 def check_app_compose(text):
     """serde_json::from_str::<AppCompose>() (v0.5.5 dstack-types/src/lib.rs):
     an object with manifest_version (u32), name and runner (strings); the other
@@ -301,6 +324,19 @@ def check_app_compose(text):
     for k in ("features", "allowed_envs"):
         if k in d and not (isinstance(d[k], list) and all(isinstance(x, str) for x in d[k])):
             raise ValueError("invalid type: %s, expected a sequence of strings" % _typename(d[k]))
+    # key_provider_id: `#[serde(default, with = "hex_bytes")] Vec<u8>`
+    # (serde_human_bytes, kvinwang/serde-human-bytes src/de.rs: hex::decode of
+    # a string: even length, hex digits, no 0x prefix)
+    if "key_provider_id" in d:
+        kp = d["key_provider_id"]
+        if not isinstance(kp, str):
+            raise ValueError("invalid type: %s, expected a string" % _typename(kp))
+        raw = kp.encode()                   # hex 0.4 FromHex: odd length first,
+        if len(raw) % 2:                    # then each byte as a char
+            raise ValueError("Odd number of digits")
+        for i, b in enumerate(raw):
+            if chr(b) not in "0123456789abcdefABCDEF":
+                raise ValueError("Invalid character %s at position %d" % (rust_char(chr(b)), i))
     for k in ("docker_compose_file", "storage_fs"):
         if d.get(k) is not None and not isinstance(d[k], str):
             raise ValueError("invalid type: %s, expected a string" % _typename(d[k]))
@@ -362,7 +398,12 @@ class VmmSim:
         self.version = args.version
         self.rev = args.rev
         self.token = args.token
-        self.kms = not args.no_kms
+        # Two settings in vmm.toml (v0.5.5 config.rs): top-level `kms_url`, the
+        # KMS the VMM itself asks for GetAppEnvEncryptPubKey (app.rs
+        # kms_client), and `[cvm] kms_urls`, handed to the guests (app.rs
+        # make_sys_config, unless the VM has its own) and reported by GetMeta.
+        self.kms_url = "" if args.no_kms else args.kms_url
+        self.kms_urls = [] if args.no_kms else list(args.kms_urls or [DEFAULT_KMS_URL])
         self.kms_reply = args.kms_reply
         self.seed = args.kms_seed
         self.signer = kmscrypto.private_from_seed(self.seed)
@@ -506,7 +547,9 @@ class VmmSim:
         blob = bytes.fromhex(vm.cfg["encrypted_env"])
         env, dropped = {}, []
         if blob:
-            if not self.kms:
+            # the guest's KMS: the VM's kms_urls, else [cvm] kms_urls (v0.5.5
+            # app.rs make_sys_config)
+            if not (vm.cfg.get("kms_urls") or self.kms_urls):
                 err = "failed to get env encryption key: KMS is not configured"
             else:
                 try:
@@ -517,7 +560,7 @@ class VmmSim:
                     try:
                         env, dropped = guest_env(pt, allowed)
                     except ValueError as e:
-                        err = "invalid env: %s" % e
+                        err = str(e)
         vm.boot_compose_hash = hashlib.sha256(vm.cfg["compose_file"].encode()).hexdigest()
         vm.instance_id = hashlib.sha256(vm.id.encode()).hexdigest()[:40]
         if err:
@@ -854,8 +897,10 @@ class VmmSim:
         return {"hash": hashlib.sha256(req["compose_file"].encode()).hexdigest()}
 
     def m_GetAppEnvEncryptPubKey(self, req):
-        # app.rs kms_client: "KMS is not configured" without kms_urls
-        if not self.kms:
+        # v0.5.5 (and to HEAD) app.rs kms_client: the VMM asks the KMS of the
+        # top-level `kms_url`, "KMS is not configured" when it is empty; the
+        # `[cvm] kms_urls` GetMeta reports do not count
+        if not self.kms_url:
             raise RpcError("KMS is not configured")
         if len(req["app_id"]) != 40:
             raise RpcError("Invalid app_id: expected 20 bytes")
@@ -888,8 +933,9 @@ class VmmSim:
         return {"version": self.version, "rev": self.rev}
 
     def m_GetMeta(self, req):
-        return {"kms": {"url": "http://127.0.0.1:1/kms" if self.kms else "",
-                        "urls": ["http://127.0.0.1:1/kms"] if self.kms else []},
+        # v0.5.5 main_service.rs get_meta: [cvm] kms_urls, url = the first
+        return {"kms": {"url": self.kms_urls[0] if self.kms_urls else "",
+                        "urls": list(self.kms_urls)},
                 "gateway": {"url": "http://127.0.0.1:1/gateway", "urls": ["http://127.0.0.1:1/gateway"],
                             "base_domain": "sim.dstack.invalid", "port": 443, "agent_port": 8090},
                 "resources": dict(self.resources)}
@@ -966,8 +1012,11 @@ class VmmSim:
             return json_reply({"error": "Unauthorized"}, 401, pretty=True)
         if not path.startswith("/prpc/") or not self.method_exists(method):
             return json_reply({"error": "Service not found: %s" % method}, 400, pretty=True)
-        # ra-rpc rocket_helper.rs: `json: method == Get || query "json"`
-        if "json" not in q and h.command != "GET":
+        # ra-rpc rocket_helper.rs (v0.5.5 :328, HEAD :564): `is_json =
+        # request.json || content_type.is_json()`, with `json: method == Get ||
+        # query "json"`; Rocket's ContentType::is_json compares the media type
+        # (application/json, case-insensitive), not its parameters
+        if "json" not in q and h.command != "GET" and not content_type_is_json(h):
             return json_reply({"error": "simulator speaks only ?json (no protobuf)"}, 400, pretty=True)
         try:
             if h.command == "GET" and not raw.strip():
@@ -1023,8 +1072,12 @@ class VmmSim:
                 if ch not in ("serial", "stdout", "stderr"):
                     return Reply(200, "Unknown channel %s" % ch, "text/plain; charset=utf-8")
                 if vm is None:
-                    return Reply(200, 'Os { code: 2, kind: NotFound, message: "No such file or directory" }',
-                                 "text/plain; charset=utf-8")
+                    # the tail is the tailf crate (kvinwang/tailf src/lib.rs
+                    # Options::tail): it spawns `tail -n N [-f] FILE` with
+                    # stderr to /dev/null; for a work dir that does not exist
+                    # `tail` exits with nothing on stdout, so the stream ends
+                    # empty: 200 with an empty body, with or without follow
+                    return Reply(200, "", "text/plain; charset=utf-8")
             lines = self.log_lines(vm, ch)
         n = fq.get("lines", "")
         if n.isdigit():
@@ -1212,8 +1265,18 @@ class VmmSim:
             self.remove_seconds = float(body["remove_seconds"])
         if "token" in body:
             self.token = body["token"] or None
-        if "kms" in body:
-            self.kms = bool(body["kms"])
+        if "kms" in body:                   # both settings at once
+            on = bool(body["kms"])
+            self.kms_url = DEFAULT_KMS_URL if on else ""
+            self.kms_urls = [DEFAULT_KMS_URL] if on else []
+        if "kms_url" in body:
+            if not isinstance(body["kms_url"], str):
+                raise ValueError("kms_url must be a string")
+            self.kms_url = body["kms_url"]
+        if "kms_urls" in body:
+            if not (isinstance(body["kms_urls"], list) and all(isinstance(u, str) for u in body["kms_urls"])):
+                raise ValueError("kms_urls must be a list of strings")
+            self.kms_urls = list(body["kms_urls"])
         if "kms_bad_signature" in body:
             self.kms_bad_signature = bool(body["kms_bad_signature"])
         if "kms_reply" in body:
@@ -1246,7 +1309,8 @@ class VmmSim:
                 "shutdown_seconds": self.shutdown_seconds,
                 "stop_seconds": self.stop_seconds,
                 "remove_seconds": self.remove_seconds, "token": self.token,
-                "kms": self.kms, "kms_seed": self.seed, "kms_reply": self.kms_reply,
+                "kms": bool(self.kms_url), "kms_url": self.kms_url, "kms_urls": self.kms_urls,
+                "kms_seed": self.seed, "kms_reply": self.kms_reply,
                 "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
                 "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
                 "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
@@ -1279,6 +1343,7 @@ class RpcError(Exception):
 
 
 KMS_REPLIES = ("full", "legacy", "unsigned")
+DEFAULT_KMS_URL = "http://127.0.0.1:1/kms"
 # The simulator's default `[cvm.port_mapping] range`: every tcp and udp port.
 # dstack's sample vmm.toml allows only tcp 1-20000 (--port-range tcp:1-20000).
 DEFAULT_PORT_RANGES = [{"protocol": "tcp", "from": 0, "to": 65535},
@@ -1305,7 +1370,13 @@ def main(argv=None):
     p.add_argument("--rev", default="sim")
     p.add_argument("--token", help="[auth] token: /logs (<= 0.5.11) or everything (>= 0.6.0) "
                    "needs Authorization: Bearer TOKEN")
-    p.add_argument("--no-kms", action="store_true", help="emulate a VMM without KMS")
+    p.add_argument("--no-kms", action="store_true",
+                   help="emulate a VMM without KMS: kms_url and [cvm] kms_urls both empty")
+    p.add_argument("--kms-url", default=DEFAULT_KMS_URL,
+                   help="top-level kms_url: the KMS the VMM asks for GetAppEnvEncryptPubKey "
+                   "(\"\": 'KMS is not configured')")
+    p.add_argument("--kms-urls", action="append",
+                   help="[cvm] kms_urls entry (repeatable): given to the guests, reported by GetMeta")
     p.add_argument("--kms-seed", default=DEFAULT_SEED,
                    help="KMS private key = sha256(seed || app_id hex)")
     p.add_argument("--kms-reply", default="full", choices=KMS_REPLIES,
