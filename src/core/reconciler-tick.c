@@ -196,7 +196,9 @@ static void observe(Job *j) {
         Reconciler *r = j->r;
         if (r->spec && !r->spec_error)
                 rename_vm(r, r->spec->vm.name);
-        int q = vmm_status(r->vmm, NULL, r->vm->name, on_status, j, &j->vmm_call);
+        /* VMs under an old name are looked at too: their host ports may be needed (plan.c). */
+        const char *keyword = r->state->retired_ids && r->state->retired_ids[0] ? NULL : r->vm->name;
+        int q = vmm_status(r->vmm, NULL, keyword, on_status, j, &j->vmm_call);
         if (q < 0)
                 job_finish(j, RECONCILER_ERROR_FAILED, "cannot send Status");
 }
@@ -371,10 +373,26 @@ void record_start(StepDriver *d, void *userdata) {
                 step_driver_done(d);
 }
 
+/* A VM under an old name that the deployment removed to free its host ports. */
+static void forget_retired(Reconciler *r, Job *j) {
+        VmDeployState *st = r->state;
+        for (size_t i = 0; j->removed && j->act_id && st->retired_ids && st->retired_ids[i]; i++)
+                if (streq(st->retired_ids[i], j->act_id)) {
+                        log_notice("Removed VM %s, which ran under the old name %s, before creating its "
+                                   "replacement.", j->act_id, st->retired_names[i]);
+                        strv_drop(st->retired_ids, i);
+                        strv_drop(st->retired_names, i);
+                        (void) reconciler_save_state(r);
+                        return;
+                }
+}
+
 static void after_deploy(Job *j, ReconcilerError error, const char *message) {
         Reconciler *r = j->r;
-        if (error == RECONCILER_OK)
+        if (error == RECONCILER_OK) {
+                forget_retired(r, j);
                 return announce_deployed(j);
+        }
         if (error == RECONCILER_ERROR_BLOCKED) {
                 vm_set_state(r, VM_STATE_BLOCKED, message);
                 return job_update_failed(j, error, message);
@@ -437,9 +455,10 @@ static void auto_start(Job *j) {
 
 static void start_deploy(Job *j, const StepTable *t) {
         const Plan *p = &j->plan;
-        if (p->keep) {
-                j->act_id = g_strdup(p->keep->id);
-                j->act_stopped = p->keep->status == VM_STATUS_STOPPED;
+        const VmInfo *old = p->keep ?: p->replaced; /* stopped and removed first by a recreate */
+        if (old) {
+                j->act_id = g_strdup(old->id);
+                j->act_stopped = old->status == VM_STATUS_STOPPED;
         }
         /* The env is encrypted to the app id the VM will actually run with. */
         j->app_id = g_strdup(p->action == PLAN_UPDATE_IN_PLACE ? p->keep->app_id : j->desired->app_id);

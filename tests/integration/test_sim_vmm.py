@@ -415,7 +415,7 @@ def test_shutdown_with_the_notification_lost_ends_exited(vmm):
 
 def test_shutdown_notification_lost_per_vm(vmm):
     vmm.config(shutdown_seconds=0, auto_restart_seconds=-1)
-    lost, ok = create(vmm, name="lost"), create(vmm, name="ok")
+    lost, ok = create(vmm, name="lost"), create(vmm, name="ok", ports=[])
     vmm.set_vm(lost, guest_shutdown_notify=False)
     vmm.call("ShutdownVm", {"id": lost})
     vmm.call("ShutdownVm", {"id": ok})
@@ -468,7 +468,7 @@ def test_shutdown_per_vm_and_forever_then_stop(vmm):
     vmm.set_vm(vm_id, shutdown_seconds=-1)          # guest ignores the request
     vmm.call("ShutdownVm", {"id": vm_id})
     assert vmm.status_of(vm_id) == "running"
-    other = create(vmm, name="other")
+    other = create(vmm, name="other", ports=[])
     vmm.call("ShutdownVm", {"id": other})           # global 0.2 s
     vmm.wait_status(other, "exited", 5)
     assert vmm.status_of(vm_id) == "running"
@@ -679,6 +679,55 @@ def test_port_conflicts_from_060(vmm):
     assert st == 400 and res["error"].startswith("duplicate host port mapping: tcp")
 
 
+def test_a_held_host_port_makes_the_second_qemu_exit_up_to_0511(vmm):
+    # v0.5.5 app/qemu.rs: every mapping is a QEMU `hostfwd`; nothing checks
+    # them across VMs, and a QEMU whose bind fails exits at start: `exited`
+    vmm.config(auto_restart_seconds=0.3)
+    a = create(vmm, name="a")
+    b = create(vmm, name="b")
+    vb = vmm.vm(b)
+    assert vb["status"] == "exited" and vb["boot_error"] == "" and vb["env"] is None, vb
+    st, _, body = vmm.request("GET", "/logs?id=%s&ch=stderr" % b)
+    assert "Could not set up host forwarding rule 'tcp:127.0.0.1:8080-:80'" in body.decode()
+    assert vmm.status_of(a) == "running"
+    # the old QEMU gone, auto-restart boots the new one
+    vmm.call("StopVm", {"id": a})
+    vmm.wait_status(b, "running", 5)
+    assert vmm.vm(b)["auto_restart_count"] >= 1
+    # what conflicts: same protocol and port, address equal or unspecified
+    for ports, clash in (([dict(PORT, host_address="0.0.0.0")], True),
+                         ([dict(PORT, host_address="::")], True),
+                         ([dict(PORT, host_address="127.0.0.2")], False),
+                         ([dict(PORT, protocol="udp", host_address="127.0.0.1")], False),
+                         ([dict(PORT, host_port=8081, host_address="")], False)):
+        c = create(vmm, name="c", ports=ports)
+        assert vmm.status_of(c) == ("exited" if clash else "running"), ports
+        vmm.call("StopVm", {"id": c})
+        vmm.call("RemoveVm", {"id": c})
+    # port 0 is an ephemeral port for each QEMU; a stopped VM holds nothing
+    z1 = create(vmm, name="z1", ports=[dict(PORT, host_port=0, host_address="")])
+    z2 = create(vmm, name="z2", ports=[dict(PORT, host_port=0, host_address="")])
+    assert vmm.status_of(z1) == vmm.status_of(z2) == "running"
+    vmm.call("StopVm", {"id": b})
+    d = create(vmm, name="d")
+    assert vmm.status_of(d) == "running"
+
+
+def test_a_stopped_vm_still_holds_its_host_port_at_060(vmm):
+    # HEAD validate_port_mapping_conflicts: every VM in the state, whatever its status
+    vmm.config(version="0.6.0", auto_restart_seconds=-1)
+    a = create(vmm, name="a")
+    vmm.call("StopVm", {"id": a})
+    st, res = vmm.prpc("CreateVm", config(name="b"))
+    assert st == 400 and res["error"] == ("host port mapping conflicts with VM %s: tcp 127.0.0.1:8080" % a)
+    st, res = vmm.prpc("CreateVm", config(name="b", ports=[dict(PORT, host_address="0.0.0.0")]))
+    assert st == 400 and "conflicts with VM " + a in res["error"]
+    assert vmm.call("CreateVm", config(name="b", ports=[dict(PORT, host_address="127.0.0.2")]))
+    vmm.call("RemoveVm", {"id": a})
+    vmm.wait_status(a, None, 5)
+    assert vmm.call("CreateVm", config(name="c"))
+
+
 # ---- KMS and env ---------------------------------------------------------------
 
 def test_vector_decrypts():
@@ -768,15 +817,15 @@ def test_kms_url_is_the_top_level_setting(vmm):
     # the guests still get keys from [cvm] kms_urls: an env boots
     compose = simlib.app_compose(allowed_envs=["A"])
     pk = vmm.kms_key(simlib.app_id_of(compose))["public_key"]
-    v = vmm.vm(create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, {"A": "1"})))
+    v = vmm.vm(create(vmm, ports=[], compose_file=compose, encrypted_env=simlib.encrypt_env(pk, {"A": "1"})))
     assert v["status"] == "running" and v["env"] == {"A": "1"}
     # and the other way round: kms_url set, no [cvm] kms_urls: GetMeta has none,
     # a VM without its own kms_urls cannot get its env key
     vmm.config(kms_url="http://127.0.0.1:2/kms", kms_urls=[])
     assert vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})["public_key"]
     assert vmm.call("GetMeta")["kms"] == {"url": "", "urls": []}
-    assert "KMS is not configured" in boot_error_of(vmm, encrypted_env="00" * 80)
-    v = vmm.vm(create(vmm, compose_file=compose, kms_urls=["http://127.0.0.1:3/kms"],
+    assert "KMS is not configured" in boot_error_of(vmm, ports=[], encrypted_env="00" * 80)
+    v = vmm.vm(create(vmm, ports=[], compose_file=compose, kms_urls=["http://127.0.0.1:3/kms"],
                       encrypted_env=simlib.encrypt_env(pk, {"A": "2"})))
     assert v["status"] == "running" and v["env"] == {"A": "2"}
     c = vmm.config()
@@ -808,7 +857,7 @@ def test_random_envs_roundtrip(vmm):
         allowed = [k for k in env if rng.random() < 0.6] + ["NOT_SENT"]
         compose = simlib.app_compose(allowed_envs=allowed, name="vm%d" % i)
         app_id = simlib.app_id_of(compose)
-        vm_id = create(vmm, name="vm%d" % i, compose_file=compose,
+        vm_id = create(vmm, name="vm%d" % i, ports=[], compose_file=compose,
                        encrypted_env=env_for(vmm, env, app_id))
         v = vmm.vm(vm_id)
         assert v["status"] == "running", v["boot_error"]
@@ -843,7 +892,7 @@ def test_guest_rules(vmm):
     def boot(env, allowed):
         compose = simlib.app_compose(allowed_envs=allowed)
         pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
-        return create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, env))
+        return create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, env), ports=[])
 
     def error(env, allowed):
         v = vmm.vm(boot(env, allowed))

@@ -563,6 +563,20 @@ class VmmSim:
                         err = str(e)
         vm.boot_compose_hash = hashlib.sha256(vm.cfg["compose_file"].encode()).hexdigest()
         vm.instance_id = hashlib.sha256(vm.id.encode()).hexdigest()[:40]
+        busy = self.hostfwd_conflict(vm)
+        if busy:
+            # QEMU cannot bind a `hostfwd` another running QEMU holds and exits
+            # at once: no guest ever ran (no boot_error), the VM reads `exited`,
+            # and auto-restart tries again later
+            rule, other = busy
+            vm.log_extra["stderr"].append(
+                "qemu-system-x86_64: -netdev user,id=net0,...: Could not set up host forwarding rule "
+                "'%s' (held by VM %s)" % (rule, other))
+            vm.boot_progress = ""
+            vm.env = None
+            vm.env_dropped = []
+            self.proc_exit(vm, at_mono)
+            return
         if err:
             vm.boot_error = err
             vm.boot_progress = "failed"
@@ -576,6 +590,32 @@ class VmmSim:
         vm.events.append({"event": "boot.progress", "body": vm.boot_progress,
                           "timestamp": int(time.time() * 1000)})
         vm.events = vm.events[-20:]
+
+    def hostfwd_conflict(self, vm):
+        """Up to v0.5.11 nothing checks host ports across VMs: v0.5.5
+        app/qemu.rs (433-436) passes every mapping to QEMU as `-netdev
+        user,...,hostfwd=PROTO:ADDR:FROM-:TO`, and a second QEMU whose bind
+        fails (the port held by a running QEMU, same protocol, same address or
+        either one unspecified) exits at start. Port 0 binds an ephemeral port.
+        HEAD refuses such a CreateVm instead (check_port_conflicts). Returns
+        (rule, other VM id) or None."""
+        if self.ver() >= (0, 6, 0):
+            return None
+        for p in vm.cfg["ports"]:
+            if not p["host_port"]:
+                continue
+            for vid in self.order:
+                o = self.vms[vid]
+                if o is vm or not o.running:
+                    continue
+                for q in o.cfg["ports"]:
+                    if (q["protocol"], q["host_port"]) == (p["protocol"], p["host_port"]) and (
+                            q["host_address"] == p["host_address"] or
+                            ipaddress.ip_address(q["host_address"]).is_unspecified or
+                            ipaddress.ip_address(p["host_address"]).is_unspecified):
+                        return ("%s:%s:%d-:%d" % (p["protocol"], p["host_address"], p["host_port"],
+                                                  p["vm_port"]), o.id)
+        return None
 
     def info(self, vm, brief=False):
         img = next((i for i in self.images if i["name"] == vm.cfg["image"]), None)
