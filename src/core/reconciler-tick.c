@@ -10,6 +10,7 @@
 
 #include <glib.h>
 
+#include "core/kms-trust.h"
 #include "core/reconciler-internal.h"
 #include "shared/hex.h"
 #include "shared/log.h"
@@ -318,6 +319,7 @@ static void announce_deployed(Job *j) {
                 vm_set_u32(r, &vm->disk_gib, d->config.disk_size, VM_FIELD_DISK);
         }
         vm_set_u64(r, &vm->last_update_usec, st->last_update_usec, VM_FIELD_LAST_UPDATE);
+        vm_set_str(r, &vm->kms_signer, st->kms_signer, VM_FIELD_KMS_SIGNER);
         vm_set_u32(r, &vm->update_count, st->update_count, VM_FIELD_UPDATE_COUNT);
         vm_clear_error(r);
         vm_set_state(r, VM_STATE_RUNNING, "");
@@ -345,6 +347,8 @@ static void save_deployed(Job *j, const char *id, const char *app_id) {
         g_free(st->app_id), st->app_id = g_strdup(app_id);
         g_free(st->env_fingerprint), st->env_fingerprint = g_strdup(d->env_fingerprint);
         g_free(st->resources), st->resources = g_strdup(d->resources);
+        if (j->kms_signer)
+                g_free(st->kms_signer), st->kms_signer = g_strdup(j->kms_signer);
         st->last_update_usec = now_usec(CLOCK_REALTIME);
         st->update_count++;
         st->operator_stopped = false;
@@ -731,6 +735,30 @@ void prep_checks_start(StepDriver *d, void *userdata) {
 
 /* ---- encrypt, cross-check: the old VM is still untouched ---- */
 
+/* Only a key from a trusted KMS gets the secrets (core/kms-trust.h). Returns
+ * false when the job is blocked. */
+static bool kms_trusted(Job *j, const VmmPubKeyReply *k) {
+        Reconciler *r = j->r;
+        const LauncherConfig *c = r->settings->config;
+        KmsTrustInput in = { .app_id = j->app_id, .reply = k, .trusted = c->trusted_kms_signers,
+                             .max_age_usec = c->kms_signature_max_age_usec, .pinned = r->state->kms_signer_pinned,
+                             .now_sec = now_usec(CLOCK_REALTIME) / USEC_PER_SEC };
+        _cleanup_(kms_trust_result_done) KmsTrustResult t = {};
+        if (kms_trust_check(&in, &t) < 0 || t.blocked) {
+                step_fail_kind(j, RECONCILER_ERROR_BLOCKED, t.blocked ?: "internal error: bad app id");
+                return false;
+        }
+        if (t.warning)
+                log_warning("%s", t.warning);
+        if (t.pin) {
+                log_notice("Pinning KMS signer %s (first use; TrustedKmsSigners is empty).", t.signer);
+                g_free(r->state->kms_signer_pinned), r->state->kms_signer_pinned = g_strdup(t.signer);
+                (void) reconciler_save_state(r);
+        }
+        g_free(j->kms_signer), j->kms_signer = g_strdup(t.signer);
+        return true;
+}
+
 static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
@@ -739,6 +767,8 @@ static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
                                                      res->message);
                 return step_fail_kind(j, steps_error_kind(res), m);
         }
+        if (!kms_trusted(j, res->pubkey))
+                return;
 
         g_auto(GStrv) dropped = NULL;
         g_autofree char *why = NULL;

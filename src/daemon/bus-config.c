@@ -42,6 +42,8 @@ static int property_get_setting(sd_bus *bus, const char *path, const char *inter
                 return -ENOENT;
         if (info->type == SETTING_USEC)
                 return sd_bus_message_append(reply, "t", *setting_usec_ptr(m->settings->config, info));
+        if (info->type == SETTING_STRV)
+                return sd_bus_message_append_strv(reply, *setting_strv_ptr(m->settings->config, info));
         return sd_bus_message_append(reply, "s", *setting_string_ptr(m->settings->config, info));
 }
 
@@ -460,6 +462,8 @@ static const sd_bus_vtable config_vtable[] = {
         SD_BUS_PROPERTY("UpdateStrategy", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("AdoptPolicy", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MetricsPath", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TrustedKmsSigners", "as", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KmsSignatureMaxAgeUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("EnvKeys", "as", property_get_env_keys, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RequiredEnv", "as", property_get_required_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MissingEnv", "as", property_get_missing_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -6,6 +6,7 @@
 
 #include "shared/config-file.h"
 #include "shared/json-load.h"
+#include "shared/kms-signature.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
 
@@ -100,6 +101,16 @@ static const char *check_units(char *const *v) {
         return n > SETTING_LIST_MAX ? "has too many units" : NULL;
 }
 
+/* dstack's kms-whitelist.json trusted_signers: the KMS's GetMeta k256_pubkey. */
+static const char *check_kms_signers(char *const *v) {
+        size_t n = 0;
+        for (char *const *k = v; k && *k; k++, n++)
+                if (kms_signer_parse(*k, NULL) < 0)
+                        return "must be compressed secp256k1 public keys in hex (66 digits starting 02 or 03, as the "
+                               "KMS's GetMeta k256_pubkey)";
+        return n > SETTING_LIST_MAX ? "has too many keys" : NULL;
+}
+
 /* node_exporter's textfile collector reads *.prom files only. */
 static const char *check_metrics_path(const char *v) {
         if (isempty(v))
@@ -159,6 +170,9 @@ static const SettingInfo settings[] = {
             check_abs_path_or_empty),
         BOOL("UpdaterAutoUpdate", "updater_auto_update", updater_auto_update, false),
         STR("MetricsPath", "metrics_path", metrics_path, "", check_metrics_path),
+        STRV("TrustedKmsSigners", "trusted_kms_signers", trusted_kms_signers, check_kms_signers),
+        USEC("KmsSignatureMaxAgeUSec", "kms_signature_max_age_usec", kms_signature_max_age_usec, 0, 0,
+             30 * 24 * 3600 * SEC),
 };
 
 const SettingInfo *setting_info_all(size_t *ret_n) {

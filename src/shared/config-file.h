@@ -46,6 +46,8 @@ typedef struct LauncherConfig {
         char *updater_allowed_signers_file;
         bool updater_auto_update;
         char *metrics_path;  /* Prometheus textfile, "" = none */
+        char **trusted_kms_signers;         /* compressed secp256k1 keys (hex); empty = pin on first use */
+        uint64_t kms_signature_max_age_usec;  /* of a signature_v1 timestamp; 0 = not checked */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
         JsonObject *file;   /* the root object as read, for the keys we do not know */

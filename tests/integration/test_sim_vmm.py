@@ -1189,6 +1189,37 @@ def test_kms_pubkey_signatures(vmm):
     assert kmscrypto.recover(digest, bytes.fromhex(r["signature"])) != signer
 
 
+def test_kms_signer_key_timestamp_and_overrides(vmm, tmp_path):
+    # HEAD kms/src/main_service.rs get_app_env_encrypt_pub_key: the KMS's k256
+    # key signs; the simulator's is configurable (--kms-signer-key / kms_signer_key)
+    import kmscrypto
+    key = "11" * 32
+    vmm.config(kms_signer_key=key)
+    d = int(key, 16)
+    assert vmm.config()["kms_signer_public_key"] == kmscrypto.public_key(d).hex()
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    pub, app = bytes.fromhex(r["public_key"]), bytes.fromhex(APP_ID)
+    assert abs(r["timestamp"] - time.time()) < 5
+    assert kmscrypto.recover(kmscrypto.pubkey_message(app, pub, r["timestamp"]),
+                             bytes.fromhex(r["signature_v1"])) == kmscrypto.public_key(d)
+    vmm.config(kms_timestamp_offset=-1000)
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert abs(r["timestamp"] - (time.time() - 1000)) < 5
+    assert kmscrypto.recover(kmscrypto.pubkey_message(app, pub, r["timestamp"]),
+                             bytes.fromhex(r["signature_v1"])) == kmscrypto.public_key(d)
+    vmm.config(kms_signature_v1_override="00" * 64, kms_signature_override="zz")
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert (r["signature_v1"], r["signature"]) == ("00" * 64, "zz")
+    vmm.config(kms_signer_key=None, kms_signature_v1_override=None, kms_signature_override=None)
+    seed_signer = kmscrypto.public_key(kmscrypto.private_from_seed(simlib.DEFAULT_KMS_SEED)).hex()
+    assert vmm.config()["kms_signer_public_key"] == seed_signer
+    for bad in ("00" * 32, "xx", "ff" * 32):
+        st, _, _ = vmm.request("POST", "/_sim/config", {"kms_signer_key": bad})
+        assert st == 400, bad
+    with simlib.start_vmm(tmp_path, kms_signer_key="22" * 32) as sim:
+        assert sim.config()["kms_signer_public_key"] == kmscrypto.public_key(int("22" * 32, 16)).hex()
+
+
 def test_auto_restart(vmm):
     vmm.config(auto_restart_seconds=0.1)
     vm_id = create(vmm)

@@ -406,8 +406,12 @@ class VmmSim:
         self.kms_urls = [] if args.no_kms else list(args.kms_urls or [DEFAULT_KMS_URL])
         self.kms_reply = args.kms_reply
         self.seed = args.kms_seed
-        self.signer = kmscrypto.private_from_seed(self.seed)
+        self.signer = signer_key(args.kms_signer_key) if args.kms_signer_key else \
+            kmscrypto.private_from_seed(self.seed)
         self.kms_bad_signature = False
+        self.kms_timestamp_offset = 0
+        self.kms_signature_override = None
+        self.kms_signature_v1_override = None
         self.shutdown_seconds = args.shutdown_seconds
         self.stop_seconds = args.stop_seconds
         self.remove_seconds = args.remove_seconds
@@ -947,12 +951,25 @@ class VmmSim:
         priv = kms_private_key(self.seed, req["app_id"])
         pub = x25519_public(priv)
         app_id = bytes.fromhex(req["app_id"])
-        ts = int(time.time())
+        # The KMS signs the key with its k256 key (HEAD kms/src/main_service.rs
+        # get_app_env_encrypt_pub_key: `signature` = crypto.rs sign_message(
+        # k256_key, "dstack-env-encrypt-pubkey", app_id, public_key), and
+        # `signature_v1` = sign_message_with_timestamp(..., timestamp = now in
+        # seconds, ...): Keccak256(prefix ‖ ":" ‖ app_id ‖ [ts u64 BE] ‖ key),
+        # recoverable secp256k1, r ‖ s ‖ v. v0.5.5's KMS signs the legacy
+        # message only.) The signer is --kms-signer-key / kms_signer_key;
+        # kms_timestamp_offset moves the timestamp (a stale or future reply).
+        ts = int(time.time()) + self.kms_timestamp_offset
         signer = self.signer
         if self.kms_bad_signature:          # signed by a key nobody trusts
             signer = kmscrypto.private_from_seed(self.seed + ":untrusted")
         sig = kmscrypto.sign_recoverable(signer, kmscrypto.pubkey_message(app_id, pub)).hex()
         sig1 = kmscrypto.sign_recoverable(signer, kmscrypto.pubkey_message(app_id, pub, ts)).hex()
+        # test control: what goes on the wire instead (truncated, malformed)
+        if self.kms_signature_override is not None:
+            sig = self.kms_signature_override
+        if self.kms_signature_v1_override is not None:
+            sig1 = self.kms_signature_v1_override
         # The KMS behind the VMM: "full" signs both; "legacy" (a KMS older than
         # the timestamped signature) leaves timestamp 0 and signature_v1 empty;
         # "unsigned" leaves every signature empty.
@@ -1319,6 +1336,16 @@ class VmmSim:
             self.kms_urls = list(body["kms_urls"])
         if "kms_bad_signature" in body:
             self.kms_bad_signature = bool(body["kms_bad_signature"])
+        if "kms_signer_key" in body:
+            v = body["kms_signer_key"]
+            self.signer = kmscrypto.private_from_seed(self.seed) if v is None else signer_key(v)
+        if "kms_timestamp_offset" in body:
+            self.kms_timestamp_offset = int(body["kms_timestamp_offset"])
+        for k in ("kms_signature_override", "kms_signature_v1_override"):
+            if k in body:
+                if body[k] is not None and not isinstance(body[k], str):
+                    raise ValueError("%s must be a string or null" % k)
+                setattr(self, k, body[k])
         if "kms_reply" in body:
             if body["kms_reply"] not in KMS_REPLIES:
                 raise ValueError("kms_reply must be one of %s" % ", ".join(KMS_REPLIES))
@@ -1353,7 +1380,11 @@ class VmmSim:
                 "kms_seed": self.seed, "kms_reply": self.kms_reply,
                 "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
                 "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
-                "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
+                "kms_bad_signature": self.kms_bad_signature,
+                "kms_timestamp_offset": self.kms_timestamp_offset,
+                "kms_signature_override": self.kms_signature_override,
+                "kms_signature_v1_override": self.kms_signature_v1_override,
+                "resources": self.resources,
                 "images": self.images, "port_mapping_enabled": self.port_mapping,
                 "port_address": self.port_address, "port_ranges": self.port_ranges,
                 "auto_restart_seconds": self.auto_restart,
@@ -1383,6 +1414,14 @@ class RpcError(Exception):
 
 
 KMS_REPLIES = ("full", "legacy", "unsigned")
+
+
+def signer_key(hexkey):
+    """A secp256k1 private key given as 64 hex digits (the KMS's k256 key)."""
+    d = int(hexkey, 16) if isinstance(hexkey, str) and re.fullmatch(r"[0-9a-fA-F]{64}", hexkey) else 0
+    if not 0 < d < kmscrypto.N:
+        raise ValueError("kms_signer_key must be 64 hex digits of a secp256k1 private key")
+    return d
 DEFAULT_KMS_URL = "http://127.0.0.1:1/kms"
 # The simulator's default `[cvm.port_mapping] range`: every tcp and udp port.
 # dstack's sample vmm.toml allows only tcp 1-20000 (--port-range tcp:1-20000).
@@ -1419,6 +1458,8 @@ def main(argv=None):
                    help="[cvm] kms_urls entry (repeatable): given to the guests, reported by GetMeta")
     p.add_argument("--kms-seed", default=DEFAULT_SEED,
                    help="KMS private key = sha256(seed || app_id hex)")
+    p.add_argument("--kms-signer-key",
+                   help="the KMS's k256 signing key, 64 hex digits (default: sha256(seed ':kms-signer'))")
     p.add_argument("--kms-reply", default="full", choices=KMS_REPLIES,
                    help="what the KMS behind the VMM fills in: full, legacy (no "
                    "timestamp/signature_v1), unsigned (no signatures)")
