@@ -92,9 +92,13 @@ def test_a_different_signer_after_the_pin_blocks_until_trusted(vm_env):
     assert r.ok, r
     env.w.wait_for(lambda s: s.member == 'PropertiesChanged' and 'TrustedKmsSigners' in s.args[1], since=mark)
     assert env.config_get('TrustedKmsSigners') == [new_signer]
+    mark = env.w.mark()
     assert env.update().ok
     env.wait_deployed()
     assert env.get('KmsSigner') == new_signer
+    changed = [s.args[1]['KmsSigner'] for s in env.w.since(mark, 'PropertiesChanged')
+               if s.args[0] == 'org.platform.Launcher1.Vm' and 'KmsSigner' in s.args[1]]
+    assert changed == [new_signer], changed
     assert state(env)['kms_signer_pinned'] == pinned     # the pin is for the empty list
 
 
