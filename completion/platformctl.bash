@@ -5,7 +5,7 @@ __platformctl_settings='ApiUrl VmmUrl GuestVmmUrl PollIntervalUSec StopTimeoutUS
 UpdaterRepository UpdaterRemote UpdaterBranch UpdaterIntervalUSec UpdaterRoundLockFile UpdaterRoundLockMaxAgeUSec
 UpdaterValidationApiUrl UpdaterApiUnreachable UpdaterBuildCommands UpdaterRestartUnits UpdaterRestartCommands
 UpdaterHealthCommand UpdaterHealthUrl UpdaterHealthTimeoutUSec UpdaterCommandTimeoutUSec UpdaterAllowedSignersFile
-UpdaterAutoUpdate'
+UpdaterAutoUpdate TrustedKmsSigners KmsSignatureMaxAgeUSec'
 
 # Env keys from the running launcher; names only, never values.
 __platformctl_env_keys() {

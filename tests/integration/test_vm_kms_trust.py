@@ -186,3 +186,23 @@ def test_settings_are_validated_and_persisted(vm_env):
     assert doc['trusted_kms_signers'] == ['0x' + OTHER_KEY.upper()]
     assert doc['kms_signature_max_age_usec'] == 300 * 10**6
     assert env.config_get('KmsSignatureMaxAgeUSec') == 300 * 10**6
+
+
+def test_platformctl_sets_and_shows_the_trusted_signers(vm_env):
+    import subprocess
+    ctl = os.path.join(H.BUILD_DIR, 'src', 'ctl', 'platformctl')
+    env = vm_env()
+
+    def run(*args):
+        return subprocess.run([ctl] + list(args), env=env.bus.env(), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=30)
+    p = run('config', 'set', 'TrustedKmsSigners', json.dumps([signer(env), OTHER_KEY]))
+    assert p.returncode == 0, p
+    assert env.config_get('TrustedKmsSigners') == [signer(env), OTHER_KEY]
+    p = run('config', 'set', 'TrustedKmsSigners', '["02"]')
+    assert p.returncode != 0 and 'k256_pubkey' in p.stderr, p
+    p = run('config', 'set', 'KmsSignatureMaxAgeUSec', '5min')
+    assert p.returncode == 0, p
+    assert env.config_get('KmsSignatureMaxAgeUSec') == 300 * 10**6
+    p = run('config', 'show')
+    assert p.returncode == 0 and OTHER_KEY in p.stdout and 'KmsSignatureMaxAgeUSec' in p.stdout, p.stdout
