@@ -52,6 +52,9 @@ def test_install_adds_the_packages_and_nothing_else():
     for pkg in C.PACKAGES:
         assert C.installed(pkg), pkg
     assert 'error' not in p.stderr.lower(), p.stderr
+    # The bus policy reaches a running system bus through dbus's file trigger
+    # on /usr/share/dbus-1/system.d (it sends ReloadConfig when the bus runs).
+    assert re.search(r'^Processing triggers for dbus ', p.stdout, re.M), p.stdout
     STATE['files'] = {pkg: C.dpkg_files(pkg) for pkg in C.PACKAGES}
 
 
