@@ -179,6 +179,7 @@ def test_first_run_installs_the_packages(world):
         'ApiUrl': env.api.url + vmenv.DOC_PATH,   # equal
         'UpdaterBranch': 'main',                  # differs (release)
         'UpdaterAutoUpdate': False,               # equal
+        'AdoptPolicy': 'redeploy',                # differs (keep)
     }
 
 
@@ -199,6 +200,7 @@ def test_first_configuration_changes_settings_and_secrets(world):
     assert changed == 2
     s = settings()
     assert s['PollIntervalUSec'] == 3600 * 10**6 and s['StopTimeoutUSec'] == 10**6
+    assert s['AdoptPolicy'] == 'redeploy'
     assert updater()['Branch'] == 'main' and updater()['AutoUpdate'] is False
     assert sorted(s['EnvKeys']) == ['HOTKEY_PASSPHRASE', 'VALIDATOR_BASE_URL']
     assert ctl('config', 'get-env', 'HOTKEY_PASSPHRASE').stdout == HOTKEY + '\n'
