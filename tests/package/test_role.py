@@ -155,6 +155,12 @@ def test_first_run_installs_the_packages(world):
             'platform_launcher_wait_vm_timeout': 60,
         }}],
     }]))
+    # --check on a host without the package: it says what it would do, does nothing.
+    before = C.snapshot()
+    changed, out = playbook(world, '--check', '--diff', '-e', json.dumps({'test_settings': {'UpdaterBranch': 'x'}}))
+    assert 'platform_launcher : Copy the .deb files' in changed_tasks(out), out[-3000:]
+    assert not [p for p in C.PACKAGES if p in C.known_packages()]
+    assert C.snapshot() == before, sorted(C.snapshot() ^ before)
     # The package first (the host has no launcher yet to configure).
     changed, out = playbook(world, '--tags', 'platform_launcher_install', '-e', json.dumps({'test_settings': {}}))
     assert 'platform_launcher : Install platform-launcher from the .deb files' in changed_tasks(out), out[-3000:]
