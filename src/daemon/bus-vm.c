@@ -93,6 +93,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append(reply, "s", vm->name);
         if (streq(property, "State"))
                 return sd_bus_message_append(reply, "s", vm_state_to_string(vm->state));
+        if (streq(property, "AllowedEnv"))
+                return sd_bus_message_append_strv(reply, vm->allowed_env);
         for (size_t i = 0; i < ELEMENTSOF(vm_props); i++) {
                 const VmProp *p = &vm_props[i];
                 if (!streq(p->name, property))
@@ -398,6 +400,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("LastError", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Operation", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("AllowedEnv", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", action, "a(sss)", changes), method_plan,
@@ -440,10 +443,12 @@ static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
 
 static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata) {
         Manager *m = userdata;
-        const char *names[ELEMENTSOF(vm_props) + 2];
+        const char *names[ELEMENTSOF(vm_props) + 3];
         size_t n = 0;
         if (fields & VM_FIELD_STATE)
                 names[n++] = "State";
+        if (fields & VM_FIELD_ALLOWED_ENV)
+                names[n++] = "AllowedEnv";
         for (size_t i = 0; i < ELEMENTSOF(vm_props); i++)
                 if (fields & vm_props[i].field)
                         names[n++] = vm_props[i].name;
