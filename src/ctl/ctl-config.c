@@ -22,7 +22,6 @@ void config_info_clear(ConfigInfo *i) {
         g_free(i->config_path);
         g_free(i->config_error);
         g_free(i->metrics_path);
-        g_free(i->adopt_policy);
         g_strfreev(i->env_keys);
         g_strfreev(i->required_env);
         g_strfreev(i->missing_env);
@@ -37,7 +36,6 @@ static int read_one(sd_bus_message *reply, const char *name, ConfigInfo *i) {
                 { "ConfigPath", offsetof(ConfigInfo, config_path), 's' },
                 { "ConfigError", offsetof(ConfigInfo, config_error), 's' },
                 { "MetricsPath", offsetof(ConfigInfo, metrics_path), 's' },
-                { "AdoptPolicy", offsetof(ConfigInfo, adopt_policy), 's' },
                 { "PollIntervalUSec", offsetof(ConfigInfo, poll_interval_usec), 't' },
                 { "StopTimeoutUSec", offsetof(ConfigInfo, stop_timeout_usec), 't' },
                 { "EnvKeys", offsetof(ConfigInfo, env_keys), 'a' },
@@ -115,7 +113,6 @@ void config_info_add_json(JsonBuilder *b, const ConfigInfo *i) {
                 { "ApiUrl", i->api_url }, { "VmmUrl", i->vmm_url }, { "GuestVmmUrl", i->guest_vmm_url },
                 { "UpdateStrategy", i->update_strategy }, { "ConfigPath", i->config_path },
                 { "ConfigError", i->config_error }, { "MetricsPath", i->metrics_path },
-                { "AdoptPolicy", i->adopt_policy },
         };
         for (size_t k = 0; k < ELEMENTSOF(strs); k++) {
                 json_builder_set_member_name(b, strs[k].k);

@@ -97,7 +97,6 @@ uint64_t ctl_json_uint(JsonObject *o, const char *name);
 /* ctl-config.c */
 typedef struct ConfigInfo {
         char *api_url, *vmm_url, *guest_vmm_url, *update_strategy, *config_path, *config_error, *metrics_path;
-        char *adopt_policy;
         uint64_t poll_interval_usec, stop_timeout_usec;
         char **env_keys, **required_env, **missing_env;
 } ConfigInfo;

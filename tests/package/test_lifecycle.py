@@ -113,6 +113,7 @@ def test_installed_daemon_runs_on_a_bus_with_the_installed_policy(harness):
                               env=harness.bus.env(), input=stdin, capture_output=True, text=True, timeout=60)
 
     # Blocked until the secret is there; set from stdin, the VM is created.
+    env.wait_prop('State', 'blocked')
     p = ctl('status')
     assert p.returncode == 78 and 'HOTKEY_PASSPHRASE' in p.stdout, p
     p = ctl('config', 'set-env', 'HOTKEY_PASSPHRASE', stdin=SECRET + '\n')
@@ -124,7 +125,7 @@ def test_installed_daemon_runs_on_a_bus_with_the_installed_policy(harness):
     # The Rust launcher's name for it, through the installed link.
     p = subprocess.run(['/usr/bin/platform', 'config', 'show'], env=harness.bus.env(), capture_output=True,
                        text=True, timeout=30)
-    assert p.returncode == 0 and 'VMM URL' in p.stdout, p
+    assert p.returncode == 0 and p.stdout == ctl('config', 'show').stdout and env.api.url in p.stdout, p
     # polkit decides from the installed policy: nobody is refused, and once a
     # rule grants the installed action (unknown actions are never granted), allowed.
     p = ctl('config', 'set', 'PollIntervalUSec', '30s', user='nobody')

@@ -117,10 +117,6 @@ def settings():
     return json.loads(ctl('--json', 'config', 'show').stdout)['Config']
 
 
-def updater():
-    return json.loads(ctl('--json', 'updater', 'status').stdout)
-
-
 def test_syntax_and_lint():
     """ansible-lint (Debian's, offline) over the role and the example playbook."""
     if not shutil.which('ansible-lint'):
@@ -178,7 +174,7 @@ def test_first_run_installs_the_packages(world):
     env.wait_vm_object()
     STATE['env'] = env
     STATE['bus_address'] = h.bus.address
-    assert ctl('status').returncode == 78   # blocked: HOTKEY_PASSPHRASE missing
+    env.wait_prop('State', 'blocked')   # HOTKEY_PASSPHRASE is missing
     STATE['settings'] = {
         'PollIntervalUSec': '1h',                 # differs (10 h)
         'StopTimeoutUSec': 1000000,               # equal (1 s), given in µs
@@ -186,6 +182,8 @@ def test_first_run_installs_the_packages(world):
         'UpdaterBranch': 'main',                  # differs (release)
         'UpdaterAutoUpdate': False,               # equal
         'AdoptPolicy': 'redeploy',                # differs (keep)
+        'UpdaterRestartUnits': ['validator.service'],   # differs ([])
+        'UpdaterBuildCommands': [],               # equal
     }
 
 
@@ -206,8 +204,8 @@ def test_first_configuration_changes_settings_and_secrets(world):
     assert changed == 2
     s = settings()
     assert s['PollIntervalUSec'] == 3600 * 10**6 and s['StopTimeoutUSec'] == 10**6
-    assert s['AdoptPolicy'] == 'redeploy'
-    assert updater()['Branch'] == 'main' and updater()['AutoUpdate'] is False
+    assert s['AdoptPolicy'] == 'redeploy' and s['UpdaterRestartUnits'] == ['validator.service']
+    assert s['UpdaterBranch'] == 'main' and s['UpdaterAutoUpdate'] is False
     assert sorted(s['EnvKeys']) == ['HOTKEY_PASSPHRASE', 'VALIDATOR_BASE_URL']
     assert ctl('config', 'get-env', 'HOTKEY_PASSPHRASE').stdout == HOTKEY + '\n'
     # The secret unblocked the VM; the role waited for it to run.

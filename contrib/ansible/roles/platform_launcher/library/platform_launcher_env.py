@@ -100,7 +100,8 @@ def main():
     before = ''.join('%s: (set)\n' % k for k in to_set if k in keys) + ''.join('%s: (set)\n' % k for k in to_remove)
     after = ''.join('%s: (%s)\n' % (k, 'new value' if k in keys else 'set') for k in to_set)
     if not module.check_mode:
-        follow = [] if module.params['follow'] else ['--no-block']
+        # --yes: never a [y/N] question, even where ssh gave the module a terminal.
+        follow = ['--yes'] + ([] if module.params['follow'] else ['--no-block'])
         for key in to_set:
             allow_empty = ['--allow-empty'] if env[key] == '' else []
             ctl(follow + ['config', 'set-env'] + allow_empty + [key], 'set-env ' + key, data=env[key])

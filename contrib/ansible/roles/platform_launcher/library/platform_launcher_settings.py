@@ -11,16 +11,16 @@ DOCUMENTATION = r'''
 module: platform_launcher_settings
 short_description: Set platform-launcher settings through platformctl
 description:
-  - Reads the settings in force with C(platformctl --json config show) and
-    C(platformctl --json updater status), and runs C(platformctl config set NAME VALUE)
-    (C(updater enable|disable) for C(UpdaterAutoUpdate)) only for those that differ.
+  - Reads the settings in force with C(platformctl --json config show) and runs
+    C(platformctl config set NAME VALUE) only for those that differ.
   - Times (names ending in C(USec)) take an integer of microseconds or a string with
     a unit as platformctl does (C(us), C(ms), C(s), C(min), C(h), C(d); a plain number
-    is seconds) and are compared as microseconds.
+    is seconds) and are compared as microseconds. Booleans take YAML booleans. Lists
+    (C(UpdaterRestartUnits), C(UpdaterBuildCommands), ...) take YAML lists.
   - Supports check mode (nothing is set) and diff mode (one line per changed setting).
 options:
   settings:
-    description: Setting name (the bus property, e.g. C(PollIntervalUSec)) to value.
+    description: Setting name (as C(config show) names it, e.g. C(PollIntervalUSec)) to value.
     type: dict
     required: true
   platformctl:
@@ -66,15 +66,30 @@ def parse_bool(name, value):
     raise ValueError('%s: a boolean is expected' % name)
 
 
+def parse_list(name, value, have):
+    """A list of strings, or of lists of strings (a list of commands) when the
+    setting is one: decided by the setting's name in doubt (empty lists)."""
+    if not isinstance(value, list):
+        raise ValueError('%s: a list is expected' % name)
+    nested = name in ('UpdaterBuildCommands', 'UpdaterRestartCommands') or any(isinstance(x, list) for x in have)
+    for x in value:
+        if nested and not (isinstance(x, list) and all(isinstance(y, str) for y in x)):
+            raise ValueError('%s: a list of commands, each a list of strings, is expected' % name)
+        if not nested and not isinstance(x, str):
+            raise ValueError('%s: a list of strings is expected' % name)
+    return value
+
+
 class Ctl:
     def __init__(self, module):
         self.module = module
         self.path = module.params['platformctl']
 
-    def run(self, *args, **kw):
-        argv = [self.path, '--no-ask-password'] + list(args)
-        rc, out, err = self.module.run_command(argv, environ_update={'LC_ALL': 'C.UTF-8', 'SYSTEMD_COLORS': '0'},
-                                               **kw)
+    def run(self, *args, change=False):
+        # A change: --yes (never a [y/N] question, even where ssh gave the
+        # module a terminal), and -- before the arguments (a value may start with -).
+        argv = [self.path, '--no-ask-password'] + (['--yes', '--'] if change else []) + list(args)
+        rc, out, err = self.module.run_command(argv, environ_update={'LC_ALL': 'C.UTF-8', 'SYSTEMD_COLORS': '0'})
         if rc != 0:
             hint = ' (is platform-launcher.service running?)' if rc == 69 else ''
             self.module.fail_json(msg='platformctl %s failed (exit %d)%s: %s' % (
@@ -89,15 +104,14 @@ class Ctl:
             self.module.fail_json(msg='platformctl --json %s printed no JSON: %s' % (' '.join(args), out[:200]))
 
 
+# What config show lists beside the settings: the launcher's, not to be set.
+READ_ONLY = ('EnvKeys', 'RequiredEnv', 'MissingEnv', 'ConfigPath', 'ConfigError')
+
+
 def current_settings(ctl):
-    """Setting name -> value in force. Config's from `config show`, the
-    Updater's (UpdaterX on the bus's SetSettings) from `updater status` (X)."""
-    cur = {}
-    for k, v in ctl.json('config', 'show').get('Config', {}).items():
-        cur[k] = v
-    for k, v in ctl.json('updater', 'status').items():
-        cur['Updater' + k] = v
-    return cur
+    """Setting name -> value in force, every setting by the name config set takes."""
+    cfg = ctl.json('config', 'show').get('Config', {})
+    return {k: v for k, v in cfg.items() if k not in READ_ONLY}
 
 
 def show(v):
@@ -119,26 +133,28 @@ def main():
         want = module.params['settings'][name]
         if name not in cur:
             module.fail_json(msg='%s: not a setting platformctl shows (known: %s)' % (
-                name, ', '.join(sorted(k for k, v in cur.items() if isinstance(v, (str, int))))))
+                name, ', '.join(sorted(cur))))
         have = cur[name]
         try:
             if isinstance(have, bool):
-                if name != 'UpdaterAutoUpdate':
-                    raise ValueError('%s: platformctl cannot set it' % name)
                 want = parse_bool(name, want)
-                argv = ['updater', 'enable' if want else 'disable']
+                value = 'yes' if want else 'no'
             elif isinstance(have, int):
                 want = parse_usec(name, want)
-                argv = ['config', 'set', name, '%dus' % want]
+                value = '%dus' % want
             elif isinstance(have, str):
                 if want is None or isinstance(want, (dict, list, bool)):
                     raise ValueError('%s: a string is expected' % name)
                 want = str(want)
-                argv = ['config', 'set', name, want]
+                value = want
+            elif isinstance(have, list):
+                want = parse_list(name, want, have)
+                value = json.dumps(want)
             else:
-                raise ValueError('%s: a list setting; platformctl config set cannot set it' % name)
+                raise ValueError('%s: platformctl shows it as %s; cannot compare' % (name, type(have).__name__))
         except ValueError as e:
             module.fail_json(msg=str(e))
+        argv = ['config', 'set', name, value]
         if have != want:
             todo.append((name, have, want, argv))
 
@@ -147,7 +163,7 @@ def main():
     changed = [n for n, _, _, _ in todo]
     if todo and not module.check_mode:
         for name, _, _, argv in todo:
-            ctl.run(*argv)
+            ctl.run(*argv, change=True)
         now = current_settings(ctl)
         for name, _, want, _ in todo:
             if now.get(name) != want:
