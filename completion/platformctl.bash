@@ -63,7 +63,7 @@ _platformctl() {
         if [[ $cur == -* ]]; then
                 case "${args[0]} ${args[1]}" in
                         'vm update') opts+=' --force' ;;
-                        'vm logs') opts+=' -f --follow -n --lines --channel' ;;
+                        'vm logs') opts+=' -f --follow -a --all -n --lines --channel' ;;
                         'vm history'|'updater history') opts+=' -n --lines' ;;
                         'updater apply') opts+=' --dry-run --force' ;;
                         'config set-env') opts+=' --allow-empty' ;;

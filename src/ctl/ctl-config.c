@@ -128,10 +128,17 @@ void config_info_add_json(JsonBuilder *b, const ConfigInfo *i) {
         json_builder_end_object(b);
 }
 
+bool config_error_in_force(const char *config_error) {
+        return config_error && strstr(config_error, ": unknown key '") && strstr(config_error, "', did you mean '");
+}
+
 /* missing_env: false when the VM's own problem line already names it. */
 void config_info_print_problems(const ConfigInfo *i, bool missing_env) {
         const char *on = ctl_color(CTL_COLOR_RED), *off = ctl_color(CTL_COLOR_NORMAL);
-        if (!isempty(i->config_error))
+        if (config_error_in_force(i->config_error))
+                printf("         %sNote:%s config file in force, with %s\n", ctl_color(CTL_COLOR_YELLOW), off,
+                       i->config_error);
+        else if (!isempty(i->config_error))
                 printf("         %sProblem:%s config file not in force: %s\n", on, off, i->config_error);
         if (missing_env && i->missing_env && i->missing_env[0]) {
                 g_autofree char *m = g_strjoinv(" ", i->missing_env);

@@ -280,7 +280,10 @@ int ctl_settings_show(sd_bus *bus) {
         for (size_t k = 0; k < n; k++)
                 width = MAX(width, (int) strlen(all[k].property));
         const char *error = ctl_json_str(config, "ConfigError");
-        if (!isempty(error))
+        if (!isempty(error) && config_error_in_force(error))
+                printf("%*s%sNote:%s config file in force, with %s\n", width - 4, "", ctl_color(CTL_COLOR_YELLOW),
+                       ctl_color(CTL_COLOR_NORMAL), error);
+        else if (!isempty(error))
                 printf("%*s%sProblem:%s config file not in force: %s\n", width - 7, "", ctl_color(CTL_COLOR_RED),
                        ctl_color(CTL_COLOR_NORMAL), error);
         for (size_t k = 0; k < n; k++) {

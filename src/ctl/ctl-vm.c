@@ -11,6 +11,7 @@
 
 #include "ctl/ctl.h"
 #include "shared/macro.h"
+#include "shared/term-escape.h"
 
 void vm_info_list_free(VmInfo *list) {
         for (VmInfo *v = list; v && v->path; v++) {
@@ -424,9 +425,33 @@ static int vm_restart(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         return vm_operation(bus, vm, "Restart", false, "restart", "Failed to restart");
 }
 
+/* On a terminal a VM's log may not drive it (escape sequences, a '\r' that
+ * overwrites a line): control characters are shown escaped unless --all. A
+ * pipe gets the bytes as they are. */
+static bool escape_log(void) {
+        return !arg.all && isatty(STDOUT_FILENO);
+}
+
+/* Writes a piece of the log as it may be shown; false when stdout is gone. */
+static bool put_log(TermEscape *esc, const char *data, size_t n, bool last) {
+        if (!esc) {
+                if (n > 0 && fwrite(data, 1, n, stdout) != n)
+                        return false;
+                return fflush(stdout) == 0;
+        }
+        g_autoptr(GString) out = g_string_sized_new(n + 16);
+        term_escape_feed(esc, data, n, out);
+        if (last)
+                term_escape_finish(esc, out);
+        if (out->len > 0 && fwrite(out->str, 1, out->len, stdout) != out->len)
+                return false;
+        return fflush(stdout) == 0;
+}
+
 /* Copies the stream to stdout until EOF (the daemon ended it), or Ctrl-C or
  * SIGTERM (then quietly, like journalctl -f): 0 either way. */
 static int copy_log_stream(int fd) {
+        TermEscape esc_state = {}, *esc = escape_log() ? &esc_state : NULL;
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);
@@ -459,9 +484,11 @@ static int copy_log_stream(int fd) {
                         r = -errno;
                         break;
                 }
-                if (n == 0)
+                if (n == 0) {
+                        (void) put_log(esc, NULL, 0, true);
                         break; /* the daemon ended the stream */
-                if (fwrite(buf, 1, (size_t) n, stdout) != (size_t) n || fflush(stdout) != 0)
+                }
+                if (!put_log(esc, buf, (size_t) n, false))
                         break; /* stdout closed (| head): done */
         }
         close(sfd);
@@ -528,8 +555,10 @@ static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
                 json_builder_end_object(b);
                 g_autoptr(JsonNode) root = json_builder_get_root(b);
                 ctl_json_print(root, true);
-        } else
-                fputs(text, stdout);
+        } else {
+                TermEscape esc = {};
+                (void) put_log(escape_log() ? &esc : NULL, text, strlen(text), true);
+        }
         if (!arg.json && !isempty(text) && text[strlen(text) - 1] != '\n')
                 fputc('\n', stdout);
         return 0;

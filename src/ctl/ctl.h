@@ -35,6 +35,7 @@ typedef struct CtlOptions {
         bool yes;              /* -y: do not ask before replacing, restarting or stopping */
         bool allow_empty;      /* set-env: an empty value from stdin or the prompt */
         GPtrArray *args;       /* config set: --arg, in order; NULL when none */
+        bool all;              /* vm logs -a: control characters as they are, also on a terminal */
 } CtlOptions;
 
 extern CtlOptions arg;
@@ -107,6 +108,10 @@ int config_info_get(sd_bus *bus, ConfigInfo *i);
 void config_info_add_json(JsonBuilder *b, const ConfigInfo *i);
 void config_info_print(const ConfigInfo *i);
 void config_info_print_problems(const ConfigInfo *i, bool missing_env);
+/* ConfigError says either why the file is not in force or, with the file in
+ * force, which of its keys look misspelled ("unknown key 'x', did you mean
+ * 'y'?", as the Config interface documents it). */
+bool config_error_in_force(const char *config_error);
 
 /* ctl-settings.c: config set (VALUE as the setting's type: a time, yes/no,
  * a JSON list, or the --arg values) and config show (every setting, from the

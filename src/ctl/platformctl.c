@@ -24,10 +24,12 @@ static const char help_vm[] =
         "  vm start [NAME]             Start the VM\n"
         "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
         "  vm restart [NAME]           Restart the VM\n"
-        "  vm logs [-f] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
+        "  vm logs [-f] [-a] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
         "                              Print the last N (default 100) log lines\n"
         "                              (-f, --follow: the last N, default 10, then new\n"
-        "                              lines as they come, until Ctrl-C)\n"
+        "                              lines as they come, until Ctrl-C; on a terminal\n"
+        "                              control characters are shown escaped, -a, --all:\n"
+        "                              as they are)\n"
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
         "                              first (the last N, default 100)\n"
         "On a terminal, update (when it replaces the VM), stop and restart say what\n"
@@ -295,6 +297,7 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "channel", required_argument, NULL, ARG_CHANNEL },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "follow", no_argument, NULL, 'f' },
+                { "all", no_argument, NULL, 'a' },
                 { "yes", no_argument, NULL, 'y' },
                 { "allow-empty", no_argument, NULL, ARG_ALLOW_EMPTY },
                 { "arg", required_argument, NULL, ARG_ARG },
@@ -302,7 +305,7 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
         };
         int c, r;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hH:qn:fy", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hH:qn:fya", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         *ret_help = true;
@@ -335,6 +338,9 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                         break;
                 case 'f':
                         arg.follow = true;
+                        break;
+                case 'a':
+                        arg.all = true;
                         break;
                 case 'y':
                         arg.yes = true;
@@ -390,6 +396,10 @@ static int check_option_use(int argc, char **argv) {
         }
         if (arg.follow && !logs) {
                 fprintf(stderr, "--follow applies to 'vm logs' only.\n");
+                return EX_USAGE;
+        }
+        if (arg.all && !logs) {
+                fprintf(stderr, "--all applies to 'vm logs' only.\n");
                 return EX_USAGE;
         }
         if (arg.args && !is_command(argc, argv, "config", "set")) {

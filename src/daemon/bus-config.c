@@ -124,7 +124,7 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
 /* Writes c (taking it), emits what changed, maps failures to bus errors. */
 static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         g_autoptr(LauncherConfig) old = launcher_config_copy(m->settings->config);
-        bool had_error = m->settings->error;
+        g_autofree char *old_error = g_strdup(m->settings->error);
         g_autofree char *why = NULL;
 
         int r = settings_store_commit(m->settings, c, &why);
@@ -135,7 +135,7 @@ static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         if (r < 0)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
 
-        bus_config_emit_changes(m, old, had_error != !!m->settings->error);
+        bus_config_emit_changes(m, old, !streq_ptr(old_error, m->settings->error));
         manager_config_changed(m);
         return 0;
 }
@@ -411,6 +411,13 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         r = polkit_check(msg, ACTION_CONFIGURE, NULL, m->polkit, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+
+        /* After authorization: the answer tells who owns which directory. */
+        if (!streq(c->metrics_path, m->settings->config->metrics_path)) {
+                g_autofree char *why = metrics_path_check(c->metrics_path);
+                if (why)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting 'MetricsPath': %s.", why);
+        }
 
         r = commit(m, TAKE_PTR(c), error);
         if (r < 0)
