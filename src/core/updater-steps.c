@@ -7,7 +7,9 @@
 #include <glib.h>
 
 #include "core/gates.h"
+#include "core/unit-guard.h"
 #include "core/updater-internal.h"
+#include "core/updater-user.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
@@ -16,6 +18,9 @@
 #define HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
 #define HEALTH_HTTP_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define DIRTY_NAMES_MAX 20
+#define DIRTY_NAME_BYTES 256
+#define PROBE_TIMEOUT_USEC (30 * USEC_PER_SEC)
+#define FAILURE_DETAIL_BYTES 512   /* the child's last line in a message */
 
 static const char *repo(Updater *u) {
         return u->tx.cfg->updater_repository;
@@ -30,25 +35,167 @@ static char *short_id(const char *commit) {
         return g_strndup(strempty(commit), 12);
 }
 
-/* ---- the lock ---- */
+/* ---- the user ---- */
+
+struct UserProbe {
+        Updater *u;
+        char *repo, *setting;
+        StepUser *root;
+        StepRun *run;
+        user_next_fn next;
+};
+
+void updater_user_probe_cancel(UserProbe *p) {
+        if (!p)
+                return;
+        step_run_cancel(p->run);
+        step_user_free(p->root);
+        g_free(p->repo);
+        g_free(p->setting);
+        g_free(p);
+}
+
+static void on_probe_done(StepRun *run, const StepResult *res, void *userdata) {
+        UserProbe *p = userdata;
+        p->run = NULL;
+        Updater *u = p->u;
+        user_next_fn next = p->next;
+        RepoOwner owner;
+        StepUser *user = NULL;
+        g_autofree char *why = NULL;
+        int r;
+        if (!step_result_ok(res) || repo_owner_parse_probe(res->data, &owner) < 0) {
+                g_autofree char *how = step_result_describe(res, PROBE_TIMEOUT_USEC);
+                why = g_strdup_printf("cannot tell who owns %s (the owner probe %s); set UpdaterUser", p->repo, how);
+                r = -EIO;
+        } else
+                r = updater_user_decide(p->repo, p->setting, &owner, &user, &why);
+        updater_user_probe_cancel(p); /* run is NULL: frees p only */
+        next(u, r, user, why);
+}
+
+int updater_resolve_user(Updater *u, const LauncherConfig *cfg, StepUser **ret_user, char **ret_why, user_next_fn next,
+                         UserProbe **ret_probe) {
+        const char *repository = cfg->updater_repository;
+        RepoOwner owner;
+        int r = repo_owner_read(repository, &owner, ret_why);
+        if (r < 0)
+                return r;
+        r = updater_user_decide(repository, cfg->updater_user, &owner, ret_user, ret_why);
+        if (r != -EAGAIN)
+                return r;
+        if (step_runner_backend(u->runner) != STEP_RUNNER_SYSTEMD) {
+                /* A child of ours sees the same user namespace: it could not tell either. */
+                g_free(*ret_why);
+                *ret_why = g_strdup_printf("the owner of %s is not mapped in the launcher's user namespace; set "
+                                           "UpdaterUser", repository);
+                return -EPERM;
+        }
+        /* The unit's PrivateUsers= hides who owns it: systemd's view, through
+         * a read-only probe that reads metadata and nothing else. */
+        g_clear_pointer(ret_why, g_free);
+        UserProbe *p = g_new0(UserProbe, 1);
+        p->u = u;
+        p->repo = g_strdup(repository);
+        p->setting = g_strdup(cfg->updater_user);
+        p->next = next;
+        r = step_user_lookup_uid(0, &p->root);
+        g_auto(GStrv) argv = repo_owner_probe_argv(repository);
+        StepOptions o = { .name = "owner probe", .argv = argv, .cwd = "/", .user = p->root,
+                          .timeout_usec = PROBE_TIMEOUT_USEC, .quiet = true, .inspect_only = true };
+        if (r >= 0)
+                r = step_runner_run(u->runner, &o, on_probe_done, p, &p->run);
+        if (r < 0) {
+                updater_user_probe_cancel(p);
+                *ret_why = g_strdup_printf("cannot ask who owns %s: %s", repository, g_strerror(-r));
+                return -EIO;
+        }
+        *ret_probe = p;
+        return -EINPROGRESS;
+}
+
+static void after_user(Updater *u, int code, StepUser *user, const char *why) {
+        u->tx_probe = NULL;
+        if (code < 0) {
+                updater_set_config_error(u, why);
+                return step_driver_fail(u->driver, -EACCES, why);
+        }
+        updater_set_config_error(u, "");
+        step_user_free(u->tx.user);
+        u->tx.user = user;
+        log_debug("Updater commands for %s run as %s (uid %u).", repo(u), user->name, (unsigned) user->uid);
+        step_driver_done(u->driver);
+}
+
+static void user_start(StepDriver *d, void *ud) {
+        Updater *u = ud;
+        if (u->tx.user)
+                return step_driver_done(d);
+        StepUser *user = NULL;
+        g_autofree char *why = NULL;
+        int r = updater_resolve_user(u, u->tx.cfg, &user, &why, after_user, &u->tx_probe);
+        if (r == -EINPROGRESS)
+                return;
+        if (r == -ENOENT || r == -ENOTDIR || r == -EIO || r == -EACCES)
+                return step_driver_fail(d, r == -EACCES ? -EIO : r, why); /* not the settings' fault */
+        if (r < 0)
+                return after_user(u, r, NULL, why);
+        after_user(u, 0, user, NULL);
+}
+
+static void user_cancel(void *ud) {
+        Updater *u = ud;
+        updater_user_probe_cancel(u->tx_probe);
+        u->tx_probe = NULL;
+}
+
+/* ---- the lock ----
+ * .git/platform-launcher-update.lock, shared with external scripts. The
+ * repository belongs to someone else: opened under a .git that is a real
+ * directory (O_NOFOLLOW), itself not followed if a symlink, without blocking
+ * (O_NONBLOCK: a FIFO there must not freeze us), read-only (flock needs no
+ * more), and only if it is a regular file of root or the repository's user.
+ * A missing one is made by the user (touch), never by us. */
 
 int updater_lock(Updater *u, char **ret_error) {
-        g_autofree char *gitdir = g_build_filename(repo(u), ".git", NULL);
-        struct stat st;
-        if (stat(gitdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-                *ret_error = g_strdup_printf("%s is not a git working tree (no .git directory)", repo(u));
-                return -ENOENT;
+        _cleanup_close_ int repofd = open(repo(u), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (repofd < 0) {
+                int r = -errno;
+                *ret_error = g_strdup_printf("cannot open %s: %s", repo(u), g_strerror(-r));
+                return r == -ENOENT ? -ENOTDIR : r;
         }
-        g_autofree char *path = g_build_filename(gitdir, LOCK_NAME, NULL);
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        _cleanup_close_ int gitfd = openat(repofd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (gitfd < 0) {
+                *ret_error = g_strdup_printf("%s is not a git working tree (no .git directory)", repo(u));
+                return -ENOTDIR;
+        }
+        g_autofree char *path = g_build_filename(repo(u), ".git", LOCK_NAME, NULL);
+        _cleanup_close_ int fd = openat(gitfd, LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0) {
                 int r = -errno;
-                *ret_error = g_strdup_printf("cannot open %s: %s", path, g_strerror(-r));
-                return r;
+                if (r == -ENOENT) {
+                        *ret_error = g_strdup_printf("%s does not exist", path);
+                        return r;
+                }
+                *ret_error = r == -ELOOP ? g_strdup_printf("%s is a symbolic link; refused", path)
+                                         : g_strdup_printf("cannot open %s: %s", path, g_strerror(-r));
+                return r == -ELOOP ? -EPERM : r;
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                *ret_error = g_strdup_printf("%s is %s, not a regular file; refused", path,
+                                             S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory"
+                                             : S_ISSOCK(st.st_mode) ? "a socket" : "a device or special file");
+                return -EPERM;
+        }
+        uid_t user = u->tx.user ? u->tx.user->uid : 0;
+        if (st.st_uid != 0 && st.st_uid != user && repo_uid_known(st.st_uid)) {
+                *ret_error = g_strdup_printf("%s is owned by uid %u, neither root nor the repository's user; refused",
+                                             path, (unsigned) st.st_uid);
+                return -EPERM;
         }
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
                 int r = -errno;
-                close(fd);
                 if (r == -EWOULDBLOCK) {
                         *ret_error = g_strdup_printf("another update of %s holds %s", repo(u), path);
                         return -EBUSY;
@@ -57,6 +204,7 @@ int updater_lock(Updater *u, char **ret_error) {
                 return r;
         }
         u->tx.lock_fd = fd;
+        fd = -1;
         return 0;
 }
 
@@ -67,12 +215,31 @@ void updater_unlock(Updater *u) {
         }
 }
 
+static int spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next);
+static void fail_proc(Updater *u, const char *what, const StepResult *res);
+static void lock_start(StepDriver *d, void *ud);
+
+static void after_lock_created(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
+                return fail_proc(u, "creating the update lock file", res);
+        lock_start(u->driver, u);
+}
+
 static void lock_start(StepDriver *d, void *ud) {
         Updater *u = ud;
         g_autofree char *why = NULL;
         if (u->tx.lock_fd >= 0)
                 return step_driver_done(d);
         int r = updater_lock(u, &why);
+        if (r == -ENOENT && !u->tx.lock_created) {
+                u->tx.lock_created = true;
+                g_autofree char *path = g_build_filename(repo(u), ".git", LOCK_NAME, NULL);
+                char *argv[] = { (char *) "touch", (char *) "--", path, NULL };
+                r = spawn_command(u, "lock", argv, GIT_TIMEOUT_USEC, after_lock_created);
+                if (r >= 0)
+                        return;
+                why = g_strdup_printf("cannot create the update lock file %s: %s", path, g_strerror(-r));
+        }
         if (r < 0)
                 return step_driver_fail(d, r, why);
         step_driver_done(d);
@@ -80,7 +247,7 @@ static void lock_start(StepDriver *d, void *ud) {
 
 /* ---- processes ---- */
 
-static void on_proc_done(Process *p, const ProcessResult *res, void *userdata) {
+static void on_proc_done(StepRun *run, const StepResult *res, void *userdata) {
         Updater *u = userdata;
         u->proc = NULL;
         u->process_usec += res->duration_usec;
@@ -92,25 +259,28 @@ static void on_proc_done(Process *p, const ProcessResult *res, void *userdata) {
 int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next) {
         u->proc_next = next;
         u->proc_timeout = GIT_TIMEOUT_USEC;
-        return process_spawn_git(u->event, repo(u), name, args, GIT_TIMEOUT_USEC, on_proc_done, u, &u->proc);
+        return step_runner_git(u->runner, repo(u), u->tx.user, name, args, GIT_TIMEOUT_USEC, on_proc_done, u,
+                               &u->proc);
 }
 
 static int spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next) {
-        ProcessOptions o = {
+        StepOptions o = {
                 .name = name,
                 .argv = argv,
                 .cwd = repo(u),
-                .home = getenv("HOME"),
+                .user = u->tx.user,
                 .timeout_usec = timeout,
         };
         u->proc_next = next;
         u->proc_timeout = timeout;
-        return process_spawn(u->event, &o, on_proc_done, u, &u->proc);
+        return step_runner_run(u->runner, &o, on_proc_done, u, &u->proc);
 }
 
-/* "git fetch: exited with status 128: fatal: ..." */
-static char *proc_failure(const char *what, const ProcessResult *res, uint64_t timeout) {
-        g_autofree char *how = process_result_describe(res, timeout);
+/* "git fetch: exited with status 128: fatal: ..." (valid UTF-8, bounded) */
+static char *proc_failure(const char *what, const StepResult *res, uint64_t timeout) {
+        g_autofree char *how = step_result_describe(res, timeout);
+        if (res->error < 0)
+                return g_strdup_printf("%s %s", what, how);
         g_autofree char *out = g_strdup(strempty(res->output));
         g_strstrip(out);
         /* the last line says most; keep the message one line */
@@ -119,10 +289,11 @@ static char *proc_failure(const char *what, const ProcessResult *res, uint64_t t
         size_t n = strlen(last);
         while (n > 0 && last[n - 1] == '.')
                 last[--n] = 0;
-        return isempty(last) ? g_strdup_printf("%s %s", what, how) : g_strdup_printf("%s %s: %s", what, how, last);
+        g_autofree char *detail = step_text_sanitize(last, n, FAILURE_DETAIL_BYTES);
+        return isempty(detail) ? g_strdup_printf("%s %s", what, how) : g_strdup_printf("%s %s: %s", what, how, detail);
 }
 
-static void fail_proc(Updater *u, const char *what, const ProcessResult *res) {
+static void fail_proc(Updater *u, const char *what, const StepResult *res) {
         g_autofree char *msg = proc_failure(what, res, u->proc_timeout);
         step_driver_fail(u->driver, -EIO, msg);
 }
@@ -135,15 +306,15 @@ static void fail_spawn(Updater *u, const char *what, int r) {
 
 static void cancel_proc(void *ud) {
         Updater *u = ud;
-        process_cancel(u->proc);
+        step_run_cancel(u->proc);
         u->proc = NULL;
         u->proc_next = NULL;
 }
 
 /* ---- fetch ---- */
 
-static void after_fetch(Updater *u, const ProcessResult *res) {
-        if (!process_result_ok(res))
+static void after_fetch(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
                 return fail_proc(u, "git fetch", res);
         step_driver_done(u->driver);
 }
@@ -180,9 +351,9 @@ static bool is_commit_id(const char *s) {
 
 static void resolve_next(Updater *u);
 
-static void after_rev_parse(Updater *u, const ProcessResult *res) {
-        g_autofree char *id = first_line(res->output);
-        if (!process_result_ok(res) || !is_commit_id(id)) {
+static void after_rev_parse(Updater *u, const StepResult *res) {
+        g_autofree char *id = first_line(res->data);
+        if (!step_result_ok(res) || !is_commit_id(id)) {
                 const char *what = u->tx.sub == 0 ? (u->tx.kind == TX_ROLLBACK ? u->tx.requested : "the remote branch")
                                                   : "HEAD";
                 g_autofree char *msg = g_strdup_printf("cannot resolve %s to a commit", what);
@@ -263,8 +434,8 @@ static void resolve_start(StepDriver *d, void *ud) {
 
 /* ---- signature policy ---- */
 
-static void after_verify(Updater *u, const ProcessResult *res) {
-        if (process_result_ok(res))
+static void after_verify(Updater *u, const StepResult *res) {
+        if (step_result_ok(res))
                 return step_driver_done(u->driver);
         g_autofree char *s = short_id(u->tx.to);
         g_autofree char *msg = g_strdup_printf("commit %s has no valid signature by a signer in %s; refused", s,
@@ -294,19 +465,21 @@ static void verify_start(StepDriver *d, void *ud) {
 
 /* ---- dirty tree ---- */
 
-static void after_status(Updater *u, const ProcessResult *res) {
-        if (!process_result_ok(res))
+static void after_status(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
                 return fail_proc(u, "git status", res);
-        if (isempty(res->output))
+        if (isempty(res->data))
                 return step_driver_done(u->driver);
-        g_auto(GStrv) lines = g_strsplit(res->output, "\n", -1);
+        g_auto(GStrv) lines = g_strsplit(res->data, "\n", -1);
         g_autoptr(GString) names = g_string_new(NULL);
         size_t n = 0;
         for (char **l = lines; *l; l++) {
                 if (strlen(*l) < 4)
                         continue;
-                if (n < DIRTY_NAMES_MAX)
-                        g_string_append_printf(names, "%s%s%s", n ? ", " : "", *l + 3, (*l)[0] == '?' ? " (untracked)" : "");
+                if (n < DIRTY_NAMES_MAX) {
+                        g_autofree char *name = step_text_sanitize(*l + 3, strlen(*l + 3), DIRTY_NAME_BYTES);
+                        g_string_append_printf(names, "%s%s%s", n ? ", " : "", name, (*l)[0] == '?' ? " (untracked)" : "");
+                }
                 n++;
         }
         if (n > DIRTY_NAMES_MAX)
@@ -333,16 +506,15 @@ static char *rfc3339_now(void) {
         return g_date_time_format(t, "%Y-%m-%dT%H:%M:%SZ");
 }
 
-static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
+/* DeferReasons from (gate, detail) pairs; a gate keeps the time it was first seen closed. */
+static void set_defer_reasons_list(Updater *u, const char *const *gates, const char *const *details, size_t n) {
         GPtrArray *old = u->st.defer_reasons;
         GPtrArray *now = g_ptr_array_new_with_free_func(defer_reason_free);
         bool same = true;
-        for (int k = 0; k < _GATE_MAX; k++) {
-                if (!closed[k])
-                        continue;
+        for (size_t k = 0; k < n; k++) {
                 DeferReason *r = g_new0(DeferReason, 1);
-                r->gate = g_strdup(gate_kind_to_string(k));
-                r->detail = g_strdup(closed[k]);
+                r->gate = g_strdup(gates[k]);
+                r->detail = g_strdup(details[k]);
                 for (guint i = 0; i < old->len; i++) {
                         DeferReason *o = old->pdata[i];
                         if (streq(o->gate, r->gate)) {
@@ -363,6 +535,50 @@ static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
         g_ptr_array_unref(old);
         u->st.defer_reasons = now;
         u->changed |= UPDATER_FIELD_DEFER_REASONS;
+}
+
+static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
+        const char *gates[_GATE_MAX], *details[_GATE_MAX];
+        size_t n = 0;
+        for (int k = 0; k < _GATE_MAX; k++)
+                if (closed[k]) {
+                        gates[n] = gate_kind_to_string(k);
+                        details[n++] = closed[k];
+                }
+        set_defer_reasons_list(u, gates, details, n);
+}
+
+/* ---- fast-forward only ----
+ * A release branch force-pushed to an older commit (still validly signed)
+ * would be a silent downgrade: Apply defers a target that is not a
+ * descendant of CurrentCommit, unless forced; Rollback names its commit. */
+
+static void after_ancestry(Updater *u, const StepResult *res) {
+        if (step_result_ok(res))
+                return step_driver_done(u->driver);
+        if (res->error == 0 && res->signal == 0 && !res->timed_out && res->exit_status == 1) {
+                g_autofree char *to = short_id(u->tx.to);
+                g_autofree char *from = short_id(u->tx.from);
+                g_autofree char *detail = g_strdup_printf("not a fast-forward: %s is not a descendant of CurrentCommit "
+                                                          "%s (Apply with force to take it)", to, from);
+                if (!u->tx.dry_run) {
+                        const char *gate = "fast-forward";
+                        const char *d = detail;
+                        set_defer_reasons_list(u, &gate, &d, 1);
+                }
+                return step_driver_fail(u->driver, -EAGAIN, detail);
+        }
+        fail_proc(u, "git merge-base", res);
+}
+
+static void ancestry_start(StepDriver *d, void *ud) {
+        Updater *u = ud;
+        if (u->tx.skip || u->tx.force || u->tx.kind != TX_APPLY)
+                return step_driver_done(d);
+        char *args[] = { (char *) "merge-base", (char *) "--is-ancestor", u->tx.from, u->tx.to, NULL };
+        int r = updater_spawn_git(u, "git merge-base", args, after_ancestry);
+        if (r < 0)
+                fail_spawn(u, "git", r);
 }
 
 static void on_gates(GateCheck *check, char *const closed[_GATE_MAX], void *userdata) {
@@ -430,8 +646,8 @@ static void record_start(StepDriver *d, void *ud) {
 
 /* ---- checkout ---- */
 
-static void after_checkout(Updater *u, const ProcessResult *res) {
-        if (!process_result_ok(res))
+static void after_checkout(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
                 return fail_proc(u, "git reset", res);
         updater_set_str(u, &u->st.current_commit, goal(u), UPDATER_FIELD_CURRENT);
         step_driver_done(u->driver);
@@ -451,11 +667,11 @@ static void checkout_start(StepDriver *d, void *ud) {
 
 static void run_commands(Updater *u, char ***list, const char *what, proc_next_fn next);
 
-static void after_build(Updater *u, const ProcessResult *res);
-static void after_restart_command(Updater *u, const ProcessResult *res);
+static void after_build(Updater *u, const StepResult *res);
+static void after_restart_command(Updater *u, const StepResult *res);
 
-static void commands_next(Updater *u, char ***list, const char *what, proc_next_fn next, const ProcessResult *res) {
-        if (res && !process_result_ok(res)) {
+static void commands_next(Updater *u, char ***list, const char *what, proc_next_fn next, const StepResult *res) {
+        if (res && !step_result_ok(res)) {
                 g_autofree char *cmd = g_strjoinv(" ", list[u->tx.index]);
                 g_autofree char *label = g_strdup_printf("%s command \"%s\"", what, cmd);
                 return fail_proc(u, label, res);
@@ -475,7 +691,7 @@ static void run_commands(Updater *u, char ***list, const char *what, proc_next_f
         }
 }
 
-static void after_build(Updater *u, const ProcessResult *res) {
+static void after_build(Updater *u, const StepResult *res) {
         commands_next(u, u->tx.cfg->updater_build_commands, "build", after_build, res);
 }
 
@@ -485,7 +701,7 @@ static void build_start(StepDriver *d, void *ud) {
         commands_next(u, u->tx.cfg->updater_build_commands, "build", after_build, NULL);
 }
 
-static void after_restart_command(Updater *u, const ProcessResult *res) {
+static void after_restart_command(Updater *u, const StepResult *res) {
         commands_next(u, u->tx.cfg->updater_restart_commands, "restart", after_restart_command, res);
 }
 
@@ -526,6 +742,10 @@ static void units_next(Updater *u) {
         }
         if (!units[u->tx.index])
                 return step_driver_done(u->driver);
+        /* The settings were checked when set; the VMM may have moved since. */
+        g_autofree char *refused = unit_guard_check(units[u->tx.index], u->tx.cfg->vmm_url);
+        if (refused)
+                return step_driver_fail(u->driver, -EPERM, refused);
         if (!u->systemd) {
                 int r = systemd_client_new(u->bus, &u->systemd);
                 if (r < 0)
@@ -611,8 +831,8 @@ static void health_unhealthy(Updater *u, const char *why) {
                 step_driver_fail(u->driver, r, "cannot arm the health retry timer");
 }
 
-static void after_health_command(Updater *u, const ProcessResult *res) {
-        if (process_result_ok(res))
+static void after_health_command(Updater *u, const StepResult *res) {
+        if (step_result_ok(res))
                 return step_driver_done(u->driver);
         g_autofree char *why = proc_failure("health command", res, u->proc_timeout);
         health_unhealthy(u, why);
@@ -682,6 +902,7 @@ static void health_cancel(void *ud) {
 }
 
 void updater_steps_cancel_all(Updater *u) {
+        user_cancel(u);
         health_cancel(u);
         units_cancel(u);
         gates_cancel(u);
@@ -690,16 +911,20 @@ void updater_steps_cancel_all(Updater *u) {
 /* ---- the tables ---- */
 
 static const StepDef check_steps[] = {
-        { .name = "fetch", .description = "locking the repository", .start = lock_start },
+        { .name = "fetch", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
 };
 
 static const StepDef apply_steps[] = {
-        { .name = "fetch", .description = "locking the repository", .start = lock_start },
+        { .name = "fetch", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
+        { .name = "gates", .description = "checking the target is a fast-forward", .start = ancestry_start,
+          .cancel = cancel_proc },
         { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
         /* Right before the first disturbing step, so a round that started meanwhile still defers. */
         { .name = "gates", .description = "evaluating the gates", .start = gates_start, .cancel = gates_cancel },
@@ -707,7 +932,8 @@ static const StepDef apply_steps[] = {
 };
 
 static const StepDef rollback_steps[] = {
-        { .name = "fetch", .description = "locking the repository", .start = lock_start },
+        { .name = "fetch", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the commit", .start = resolve_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
         { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
@@ -724,6 +950,11 @@ static const StepDef forward_steps[] = {
           .cancel = units_cancel },
         { .name = "health", .description = "waiting for the health check", .start = health_start,
           .timeout = health_timeout, .cancel = health_cancel },
+};
+
+static const StepDef resume_steps[] = {
+        { .name = "resume", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
+        { .name = "resume", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
 };
 
 static const StepDef verify_steps[] = {
@@ -748,4 +979,5 @@ const StepTable updater_apply_table = STEP_TABLE("update", apply_steps);
 const StepTable updater_rollback_table = STEP_TABLE("rollback", rollback_steps);
 const StepTable updater_forward_table = STEP_TABLE("update", forward_steps);
 const StepTable updater_verify_table = STEP_TABLE("verify", verify_steps);
+const StepTable updater_resume_table = STEP_TABLE("resume", resume_steps);
 const StepTable updater_reverse_table = STEP_TABLE("rollback", reverse_steps);

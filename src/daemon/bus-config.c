@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "core/updater-user.h"
 #include "daemon/audit.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
@@ -80,7 +81,9 @@ static int property_get_config_path(sd_bus *bus, const char *path, const char *i
 static int property_get_config_error(sd_bus *bus, const char *path, const char *interface, const char *property,
                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        return sd_bus_message_append(reply, "s", strempty(m->settings->error));
+        /* the file first; else settings in force that cannot run (UpdaterUser refused) */
+        const char *updater = m->updater ? updater_status(m->updater)->config_error : NULL;
+        return sd_bus_message_append(reply, "s", m->settings->error ? m->settings->error : strempty(updater));
 }
 
 static bool strv_equal(char **a, char **b) {
@@ -411,6 +414,14 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         r = polkit_check(msg, ACTION_CONFIGURE, NULL, m->polkit, error);
         if (r <= 0)
                 return r < 0 ? r : 1;
+
+        /* Checks that look at the file system (the user, the commands, the
+         * VMM's unit) only once authorized: their answers would tell any
+         * caller which paths and users exist. */
+        g_autofree char *why = updater_settings_check(m->settings->config, c,
+                                                   m->settings->vmm_url_override ?: c->vmm_url);
+        if (why)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, why);
 
         r = commit(m, TAKE_PTR(c), error);
         if (r < 0)

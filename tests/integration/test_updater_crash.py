@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from updater_world import (World, git, updater, prop, wait_prop, wait_file, apply_async, state_file,
+from real_systemd import real_systemd  # noqa: F401 (the fixture)
+from updater_world import (World, RealUnits, git, updater, prop, wait_prop, wait_file, apply_async, state_file,
                            updater_signals)
 
 
@@ -19,8 +20,8 @@ def world(harness, bus, polkit, daemon_binary):
 
 
 @pytest.fixture
-def systemd(harness, bus):
-    return harness.systemd()
+def systemd(world, real_systemd):
+    return RealUnits(real_systemd, world)
 
 
 def started(world):
