@@ -11,6 +11,8 @@
 #include "shared/macro.h"
 
 #define FINISH_SLICES 4u        /* the last read after the step ended: at most this many slices */
+#define READ_WINDOW_USEC (100 * USEC_PER_MSEC)
+#define READ_WINDOW_BYTES (STEP_OUTPUT_BYTES_PER_SEC / 10u)
 
 typedef struct Stream {
         int fd;
@@ -28,6 +30,10 @@ struct StepOutput {
         GByteArray *tail;       /* the last STEP_OUTPUT_TAIL_MAX bytes of both, in arrival order */
         GByteArray *data;       /* the first STEP_OUTPUT_DATA_MAX bytes of stdout */
         char *buf;              /* one slice */
+        /* reading: at most READ_WINDOW_BYTES per READ_WINDOW_USEC */
+        uint64_t read_window_usec;
+        size_t read_window_bytes;
+        sd_event_source *resume;
         /* log lines: at most STEP_OUTPUT_LINES_PER_SEC per second */
         uint64_t window_usec;
         unsigned window_lines;
@@ -149,11 +155,44 @@ static bool read_slice(StepOutput *o, int i) {
         return n < 0 && (errno == EAGAIN || errno == EINTR);
 }
 
+static void set_reading(StepOutput *o, int enabled) {
+        for (int i = 0; i < 2; i++)
+                if (o->stream[i].source)
+                        (void) sd_event_source_set_enabled(o->stream[i].source, enabled);
+}
+
+static int on_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        StepOutput *o = userdata;
+        o->resume = sd_event_source_disable_unref(o->resume);
+        set_reading(o, SD_EVENT_ON);
+        return 0;
+}
+
+/* A child printing faster than anyone reads is slowed down, not us: past the
+ * window's budget the pipes rest until the next window (it blocks on write). */
+static void account(StepOutput *o, size_t n) {
+        uint64_t now = 0;
+        (void) sd_event_now(o->event, CLOCK_MONOTONIC, &now);
+        if (now - o->read_window_usec >= READ_WINDOW_USEC) {
+                o->read_window_usec = now;
+                o->read_window_bytes = 0;
+        }
+        o->read_window_bytes += n;
+        if (o->read_window_bytes < READ_WINDOW_BYTES || o->resume)
+                return;
+        if (sd_event_add_time(o->event, &o->resume, CLOCK_MONOTONIC, o->read_window_usec + READ_WINDOW_USEC,
+                              10 * USEC_PER_MSEC, on_resume, o) >= 0)
+                set_reading(o, SD_EVENT_OFF);
+}
+
 static int on_readable(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         StepOutput *o = userdata;
         int i = s == o->stream[0].source ? 0 : 1;
-        if (read_slice(o, i))
+        ssize_t before = (ssize_t) o->stream[i].bytes;
+        if (read_slice(o, i)) {
+                account(o, (size_t) ((ssize_t) o->stream[i].bytes - before));
                 return 0;
+        }
         close_stream(o, i);
         if (step_output_eof(o) && o->cb)
                 o->cb(o, o->userdata);
@@ -165,6 +204,7 @@ bool step_output_eof(const StepOutput *o) {
 }
 
 void step_output_finish(StepOutput *o) {
+        o->resume = sd_event_source_disable_unref(o->resume);
         for (int i = 0; i < 2; i++) {
                 for (unsigned k = 0; o->stream[i].fd >= 0 && k < FINISH_SLICES; k++) {
                         ssize_t n = read(o->stream[i].fd, o->buf, STEP_OUTPUT_SLICE);
@@ -214,6 +254,7 @@ void step_output_free(StepOutput *o) {
                         close(o->stream[i].fd);
                 g_string_free(o->stream[i].line, TRUE);
         }
+        o->resume = sd_event_source_disable_unref(o->resume);
         g_byte_array_unref(o->tail);
         g_byte_array_unref(o->data);
         sd_event_unref(o->event);

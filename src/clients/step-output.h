@@ -13,7 +13,10 @@
  *
  * A child printing as fast as it can must not starve the loop: each pipe is
  * read at idle priority (bus calls and timers go first), at most
- * STEP_OUTPUT_SLICE bytes per loop iteration; memory stays bounded (the
+ * STEP_OUTPUT_SLICE bytes per loop iteration and at most
+ * STEP_OUTPUT_BYTES_PER_SEC (beyond that the pipes are not read until the
+ * next tenth of a second: the child waits on a full pipe, the loop does
+ * not); memory stays bounded (the
  * last STEP_OUTPUT_TAIL_MAX bytes of everything, the first
  * STEP_OUTPUT_DATA_MAX bytes of stdout, plus byte counts); lines go to the
  * log with PLATFORM_LAUNCHER_STEP=<name>, at most STEP_OUTPUT_LINES_PER_SEC
@@ -21,6 +24,7 @@
 
 #define STEP_OUTPUT_SLICE (64u * 1024u)
 #define STEP_OUTPUT_LINES_PER_SEC 50u
+#define STEP_OUTPUT_BYTES_PER_SEC (4u * 1024u * 1024u)
 
 typedef struct StepOutput StepOutput;
 
