@@ -683,7 +683,6 @@ static void on_head(StepRun *run, const StepResult *res, void *userdata) {
 
 static void head_with_user(Updater *u, int code, StepUser *user, const char *why) {
         u->head_probe = NULL;
-        g_autoptr(StepUser) owned = user;
         if (code < 0) {
                 if (code == -EPERM || code == -ESRCH)
                         updater_set_config_error(u, why);
@@ -693,6 +692,7 @@ static void head_with_user(Updater *u, int code, StepUser *user, const char *why
         char *args[] = { (char *) "rev-parse", (char *) "--verify", (char *) "HEAD^{commit}", NULL };
         (void) step_runner_git(u->runner, config(u)->updater_repository, user, "git rev-parse", args,
                                30 * USEC_PER_SEC, on_head, u, &u->head_proc);
+        step_user_free(user); /* the back ends keep what they need */
 }
 
 static void read_head(Updater *u) {
