@@ -73,7 +73,8 @@ typedef struct StepOptions {
         uint64_t kill_grace_usec; /* SIGTERM → SIGKILL; 0 = STEP_KILL_GRACE_USEC */
         bool quiet;             /* output logged at debug level only */
         bool inspect_only;      /* reads metadata only (the owner probe): systemd adds a read-only
-                                 * sandbox without network and with CAP_DAC_READ_SEARCH only */
+                                 * sandbox (ProtectSystem=strict, ProtectHome=read-only) without network
+                                 * and with CAP_DAC_READ_SEARCH only */
 } StepOptions;
 
 typedef struct StepResult {

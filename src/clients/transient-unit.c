@@ -315,9 +315,10 @@ static int append_props(TransientUnit *t, sd_bus_message *m) {
                 r = sd_bus_message_append(m, "(sv)(sv)", "StandardOutputFileDescriptor", "h", t->out_w,
                                           "StandardErrorFileDescriptor", "h", t->err_w);
         if (r >= 0 && t->inspect_only)
-                r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)", "ProtectSystem", "s", "strict", "ProtectHome",
-                                          "s", "read-only", "PrivateNetwork", "b", 1, "PrivateTmp", "b", 1,
-                                          "CapabilityBoundingSet", "t", (uint64_t) 1 << CAP_DAC_READ_SEARCH);
+                /* no PrivateTmp=: what it looks at may be in /tmp */
+                r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)", "ProtectSystem", "s", "strict", "ProtectHome", "s",
+                                          "read-only", "PrivateNetwork", "b", 1, "CapabilityBoundingSet", "t",
+                                          (uint64_t) 1 << CAP_DAC_READ_SEARCH);
         /* LogExtraFields aay */
         if (r >= 0)
                 r = sd_bus_message_open_container(m, 'r', "sv");

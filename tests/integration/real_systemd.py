@@ -191,10 +191,11 @@ class UnitDaemon(H.Daemon):
     """platform-launcherd as a unit of the real manager (so it runs in a unit
     and can restart itself): started and stopped through systemd, not by pid."""
 
-    def __init__(self, systemd, bus, workdir, procs, unit='platform-launcher-test.service', **kw):
+    def __init__(self, systemd, bus, workdir, procs, unit='platform-launcher-test.service', service_lines=(), **kw):
         super().__init__(bus, workdir, procs, **kw)
         self.systemd = systemd
         self.unit = unit
+        self.service_lines = list(service_lines)
 
     def unit_text(self):
         env = dict(H.NO_EGRESS_ENV)
@@ -203,8 +204,9 @@ class UnitDaemon(H.Daemon):
         envs = ' '.join('"%s=%s"' % kv for kv in env.items())
         return ('[Unit]\nDescription=platform-launcherd under test\n'
                 '[Service]\nType=simple\nExecStart=%s\nEnvironment=%s\n'
-                'StandardOutput=append:%s\nStandardError=append:%s\nTimeoutStopSec=20\n'
-                % (' '.join(self.argv()), envs, self.log_path, self.log_path))
+                'StandardOutput=append:%s\nStandardError=append:%s\nTimeoutStopSec=20\n%s'
+                % (' '.join(self.argv()), envs, self.log_path, self.log_path,
+                   ''.join(line + '\n' for line in self.service_lines)))
 
     def start(self, timeout=H.DEFAULT_TIMEOUT, wait=True):
         if not os.path.exists(self.config_path):
@@ -256,6 +258,33 @@ def real_systemd(harness, bus):
             problems.append('cgroups left behind: %r' % left)
     if problems:
         pytest.fail('real systemd teardown: ' + '\n'.join(problems), pytrace=False)
+
+
+# What the test machines (containers) cannot set up even for a root manager:
+# these mounts over /home, /proc/sys and /proc/kmsg fail with 226/NAMESPACE.
+# None of them changes what the daemon can do with a repository in /tmp.
+NOT_HERE = ('ProtectHome', 'ProtectKernelTunables', 'ProtectKernelLogs')
+
+
+def shipped_hardening(writable):
+    """The [Service] sandbox of data/platform-launcher.service.in, as shipped,
+    minus what places files (its directories, its environment, PrivateTmp=:
+    a test's world lives in /tmp) and NOT_HERE, plus ReadWritePaths= for the
+    test's state."""
+    skip = ('Type', 'BusName', 'ExecStart', 'ExecReload', 'NotifyAccess', 'Restart', 'RestartSec', 'KillMode',
+            'TimeoutStopSec', 'ConfigurationDirectory', 'ConfigurationDirectoryMode', 'StateDirectory',
+            'StateDirectoryMode', 'RuntimeDirectory', 'Environment', 'PrivateTmp') + NOT_HERE
+    lines, section = [], None
+    with open(os.path.join(H.SOURCE_DIR, 'data', 'platform-launcher.service.in')) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith('['):
+                section = line
+                continue
+            if section != '[Service]' or not line or line.startswith('#') or line.split('=', 1)[0] in skip:
+                continue
+            lines.append(line)
+    return lines + ['ReadWritePaths=%s' % w for w in writable]
 
 
 def unit_daemon(harness, systemd, config, args=(), **kw):

@@ -11,7 +11,7 @@ import os
 import pytest
 
 import harness as H
-from real_systemd import real_systemd, unit_daemon, SERVICE  # noqa: F401 (the fixture)
+from real_systemd import real_systemd, unit_daemon, shipped_hardening, SERVICE  # noqa: F401 (the fixture)
 from test_updater_user import plant_uid_probes, check_ran_as_owner
 from updater_world import World, RealUnits, updater, prop, wait_prop, wait_file, apply_async, state_file
 
@@ -129,3 +129,27 @@ def test_the_vmms_unit_is_refused(harness, world, real_systemd):
     r = d.call('SetSettings', 'a{sv}', [{'VmmUrl': ['s', 'http://192.0.2.1:10300'],
                                          'UpdaterRestartUnits': ['as', ['my-vmm']]}])
     assert r.ok, r
+
+
+def test_hardened_daemon_updates_as_the_owner(harness, world, real_systemd):
+    """The daemon in its shipped sandbox (PrivateUsers=, ProtectSystem=strict, no
+    capabilities, MemoryDenyWriteExecute=, the system call filter; no drop-in):
+    it cannot see who owns the repository (PrivateUsers= shows uid 1 as
+    nobody), asks systemd (the owner probe), and every command still runs as the
+    owner, in units of its own."""
+    plant_uid_probes(world)
+    new = world.release('2')
+    lines = shipped_hardening([os.path.join(harness.workdir, 'platform-launcherd')])
+    assert 'PrivateUsers=yes' in lines and 'ProtectSystem=strict' in lines and 'MemoryDenyWriteExecute=yes' in lines
+    d = unit_daemon(harness, real_systemd, world.config(), service_lines=lines,
+                    env={'PLATFORM_LAUNCHER_LOG_LEVEL': 'debug'})
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok and r.result == (world.first, new), r
+    check_ran_as_owner(world)
+    # PrivateUsers= hid the owner: systemd's view was asked for
+    assert 'owner probe: started' in d.log_text(), d.log_text()[-3000:]
+    assert d.get('ConfigError') == ''
+    # root is refused even though the owner cannot be named from in here
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'root']}])
+    assert not r.ok and r.error_name == INVALID_ARGS and 'a user other than root' in r.error_message, r
