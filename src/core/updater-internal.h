@@ -118,9 +118,16 @@ extern const StepTable updater_reverse_table;    /* back to tx.from */
 extern const StepTable updater_verify_table;     /* after a self-restart: health, commit */
 extern const StepTable updater_resume_table;     /* a recorded transaction: the user and the lock first */
 void updater_steps_cancel_all(Updater *u);
+int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next);
+int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next);
+void updater_fail_proc(Updater *u, const char *what, const StepResult *res);
+
+/* updater-access.c: the first steps of a transaction, who and the lock */
+void updater_user_start(StepDriver *d, void *ud);
+void updater_user_cancel(void *ud);
+void updater_lock_start(StepDriver *d, void *ud);
 int updater_lock(Updater *u, char **ret_error);
 void updater_unlock(Updater *u);
-int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next);
 /* 0: *ret_user decided now; -EINPROGRESS: the owner probe runs and next is
  * called later (*ret_probe set); < 0: refused, *ret_why says why. */
 int updater_resolve_user(Updater *u, const LauncherConfig *cfg, StepUser **ret_user, char **ret_why, user_next_fn next,

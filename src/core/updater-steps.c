@@ -9,17 +9,14 @@
 #include "core/gates.h"
 #include "core/unit-guard.h"
 #include "core/updater-internal.h"
-#include "core/updater-user.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
-#define LOCK_NAME "platform-launcher-update.lock"
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
 #define HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
 #define HEALTH_HTTP_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define DIRTY_NAMES_MAX 20
 #define DIRTY_NAME_BYTES 256
-#define PROBE_TIMEOUT_USEC (30 * USEC_PER_SEC)
 #define FAILURE_DETAIL_BYTES 512   /* the child's last line in a message */
 
 static const char *repo(Updater *u) {
@@ -33,216 +30,6 @@ static const char *goal(Updater *u) {
 
 static char *short_id(const char *commit) {
         return g_strndup(strempty(commit), 12);
-}
-
-/* ---- the user ---- */
-
-struct UserProbe {
-        Updater *u;
-        char *repo, *setting;
-        StepUser *root;
-        StepRun *run;
-        user_next_fn next;
-};
-
-void updater_user_probe_cancel(UserProbe *p) {
-        if (!p)
-                return;
-        step_run_cancel(p->run);
-        step_user_free(p->root);
-        g_free(p->repo);
-        g_free(p->setting);
-        g_free(p);
-}
-
-static void on_probe_done(StepRun *run, const StepResult *res, void *userdata) {
-        UserProbe *p = userdata;
-        p->run = NULL;
-        Updater *u = p->u;
-        user_next_fn next = p->next;
-        RepoOwner owner;
-        StepUser *user = NULL;
-        g_autofree char *why = NULL;
-        int r;
-        if (!step_result_ok(res) || repo_owner_parse_probe(res->data, &owner) < 0) {
-                g_autofree char *how = step_result_describe(res, PROBE_TIMEOUT_USEC);
-                why = g_strdup_printf("cannot tell who owns %s (the owner probe %s); set UpdaterUser", p->repo, how);
-                r = -EIO;
-        } else
-                r = updater_user_decide(p->repo, p->setting, &owner, &user, &why);
-        updater_user_probe_cancel(p); /* run is NULL: frees p only */
-        next(u, r, user, why);
-}
-
-int updater_resolve_user(Updater *u, const LauncherConfig *cfg, StepUser **ret_user, char **ret_why, user_next_fn next,
-                         UserProbe **ret_probe) {
-        const char *repository = cfg->updater_repository;
-        RepoOwner owner;
-        int r = repo_owner_read(repository, &owner, ret_why);
-        if (r < 0)
-                return r;
-        r = updater_user_decide(repository, cfg->updater_user, &owner, ret_user, ret_why);
-        if (r != -EAGAIN)
-                return r;
-        if (step_runner_backend(u->runner) != STEP_RUNNER_SYSTEMD) {
-                /* A child of ours sees the same user namespace: it could not tell either. */
-                g_free(*ret_why);
-                *ret_why = g_strdup_printf("the owner of %s is not mapped in the launcher's user namespace; set "
-                                           "UpdaterUser", repository);
-                return -EPERM;
-        }
-        /* The unit's PrivateUsers= hides who owns it: systemd's view, through
-         * a read-only probe that reads metadata and nothing else. */
-        g_clear_pointer(ret_why, g_free);
-        UserProbe *p = g_new0(UserProbe, 1);
-        p->u = u;
-        p->repo = g_strdup(repository);
-        p->setting = g_strdup(cfg->updater_user);
-        p->next = next;
-        r = step_user_lookup_uid(0, &p->root);
-        g_auto(GStrv) argv = repo_owner_probe_argv(repository);
-        StepOptions o = { .name = "owner probe", .argv = argv, .cwd = "/", .user = p->root,
-                          .timeout_usec = PROBE_TIMEOUT_USEC, .quiet = true, .inspect_only = true };
-        if (r >= 0)
-                r = step_runner_run(u->runner, &o, on_probe_done, p, &p->run);
-        if (r < 0) {
-                updater_user_probe_cancel(p);
-                *ret_why = g_strdup_printf("cannot ask who owns %s: %s", repository, g_strerror(-r));
-                return -EIO;
-        }
-        *ret_probe = p;
-        return -EINPROGRESS;
-}
-
-static void after_user(Updater *u, int code, StepUser *user, const char *why) {
-        u->tx_probe = NULL;
-        if (code < 0) {
-                updater_set_config_error(u, why);
-                return step_driver_fail(u->driver, -EACCES, why);
-        }
-        updater_set_config_error(u, "");
-        step_user_free(u->tx.user);
-        u->tx.user = user;
-        log_debug("Updater commands for %s run as %s (uid %u).", repo(u), user->name, (unsigned) user->uid);
-        step_driver_done(u->driver);
-}
-
-static void user_start(StepDriver *d, void *ud) {
-        Updater *u = ud;
-        if (u->tx.user)
-                return step_driver_done(d);
-        StepUser *user = NULL;
-        g_autofree char *why = NULL;
-        int r = updater_resolve_user(u, u->tx.cfg, &user, &why, after_user, &u->tx_probe);
-        if (r == -EINPROGRESS)
-                return;
-        if (r == -ENOENT || r == -ENOTDIR || r == -EIO || r == -EACCES)
-                return step_driver_fail(d, r == -EACCES ? -EIO : r, why); /* not the settings' fault */
-        if (r < 0)
-                return after_user(u, r, NULL, why);
-        after_user(u, 0, user, NULL);
-}
-
-static void user_cancel(void *ud) {
-        Updater *u = ud;
-        updater_user_probe_cancel(u->tx_probe);
-        u->tx_probe = NULL;
-}
-
-/* ---- the lock ----
- * .git/platform-launcher-update.lock, shared with external scripts. The
- * repository belongs to someone else: opened under a .git that is a real
- * directory (O_NOFOLLOW), itself not followed if a symlink, without blocking
- * (O_NONBLOCK: a FIFO there must not freeze us), read-only (flock needs no
- * more), and only if it is a regular file of root or the repository's user.
- * A missing one is made by the user (touch), never by us. */
-
-int updater_lock(Updater *u, char **ret_error) {
-        _cleanup_close_ int repofd = open(repo(u), O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (repofd < 0) {
-                int r = -errno;
-                *ret_error = g_strdup_printf("cannot open %s: %s", repo(u), g_strerror(-r));
-                return r == -ENOENT ? -ENOTDIR : r;
-        }
-        _cleanup_close_ int gitfd = openat(repofd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (gitfd < 0) {
-                *ret_error = g_strdup_printf("%s is not a git working tree (no .git directory)", repo(u));
-                return -ENOTDIR;
-        }
-        g_autofree char *path = g_build_filename(repo(u), ".git", LOCK_NAME, NULL);
-        _cleanup_close_ int fd = openat(gitfd, LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-        if (fd < 0) {
-                int r = -errno;
-                if (r == -ENOENT) {
-                        *ret_error = g_strdup_printf("%s does not exist", path);
-                        return r;
-                }
-                *ret_error = r == -ELOOP ? g_strdup_printf("%s is a symbolic link; refused", path)
-                                         : g_strdup_printf("cannot open %s: %s", path, g_strerror(-r));
-                return r == -ELOOP ? -EPERM : r;
-        }
-        struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-                *ret_error = g_strdup_printf("%s is %s, not a regular file; refused", path,
-                                             S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory"
-                                             : S_ISSOCK(st.st_mode) ? "a socket" : "a device or special file");
-                return -EPERM;
-        }
-        uid_t user = u->tx.user ? u->tx.user->uid : 0;
-        if (st.st_uid != 0 && st.st_uid != user && repo_uid_known(st.st_uid)) {
-                *ret_error = g_strdup_printf("%s is owned by uid %u, neither root nor the repository's user; refused",
-                                             path, (unsigned) st.st_uid);
-                return -EPERM;
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int r = -errno;
-                if (r == -EWOULDBLOCK) {
-                        *ret_error = g_strdup_printf("another update of %s holds %s", repo(u), path);
-                        return -EBUSY;
-                }
-                *ret_error = g_strdup_printf("cannot lock %s: %s", path, g_strerror(-r));
-                return r;
-        }
-        u->tx.lock_fd = fd;
-        fd = -1;
-        return 0;
-}
-
-void updater_unlock(Updater *u) {
-        if (u->tx.lock_fd >= 0) {
-                close(u->tx.lock_fd); /* releases the flock */
-                u->tx.lock_fd = -1;
-        }
-}
-
-static int spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next);
-static void fail_proc(Updater *u, const char *what, const StepResult *res);
-static void lock_start(StepDriver *d, void *ud);
-
-static void after_lock_created(Updater *u, const StepResult *res) {
-        if (!step_result_ok(res))
-                return fail_proc(u, "creating the update lock file", res);
-        lock_start(u->driver, u);
-}
-
-static void lock_start(StepDriver *d, void *ud) {
-        Updater *u = ud;
-        g_autofree char *why = NULL;
-        if (u->tx.lock_fd >= 0)
-                return step_driver_done(d);
-        int r = updater_lock(u, &why);
-        if (r == -ENOENT && !u->tx.lock_created) {
-                u->tx.lock_created = true;
-                g_autofree char *path = g_build_filename(repo(u), ".git", LOCK_NAME, NULL);
-                char *argv[] = { (char *) "touch", (char *) "--", path, NULL };
-                r = spawn_command(u, "lock", argv, GIT_TIMEOUT_USEC, after_lock_created);
-                if (r >= 0)
-                        return;
-                why = g_strdup_printf("cannot create the update lock file %s: %s", path, g_strerror(-r));
-        }
-        if (r < 0)
-                return step_driver_fail(d, r, why);
-        step_driver_done(d);
 }
 
 /* ---- processes ---- */
@@ -263,7 +50,7 @@ int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next
                                &u->proc);
 }
 
-static int spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next) {
+int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next) {
         StepOptions o = {
                 .name = name,
                 .argv = argv,
@@ -293,7 +80,7 @@ static char *proc_failure(const char *what, const StepResult *res, uint64_t time
         return isempty(detail) ? g_strdup_printf("%s %s", what, how) : g_strdup_printf("%s %s: %s", what, how, detail);
 }
 
-static void fail_proc(Updater *u, const char *what, const StepResult *res) {
+void updater_fail_proc(Updater *u, const char *what, const StepResult *res) {
         g_autofree char *msg = proc_failure(what, res, u->proc_timeout);
         step_driver_fail(u->driver, -EIO, msg);
 }
@@ -315,7 +102,7 @@ static void cancel_proc(void *ud) {
 
 static void after_fetch(Updater *u, const StepResult *res) {
         if (!step_result_ok(res))
-                return fail_proc(u, "git fetch", res);
+                return updater_fail_proc(u, "git fetch", res);
         step_driver_done(u->driver);
 }
 
@@ -467,7 +254,7 @@ static void verify_start(StepDriver *d, void *ud) {
 
 static void after_status(Updater *u, const StepResult *res) {
         if (!step_result_ok(res))
-                return fail_proc(u, "git status", res);
+                return updater_fail_proc(u, "git status", res);
         if (isempty(res->data))
                 return step_driver_done(u->driver);
         g_auto(GStrv) lines = g_strsplit(res->data, "\n", -1);
@@ -568,7 +355,7 @@ static void after_ancestry(Updater *u, const StepResult *res) {
                 }
                 return step_driver_fail(u->driver, -EAGAIN, detail);
         }
-        fail_proc(u, "git merge-base", res);
+        updater_fail_proc(u, "git merge-base", res);
 }
 
 static void ancestry_start(StepDriver *d, void *ud) {
@@ -648,7 +435,7 @@ static void record_start(StepDriver *d, void *ud) {
 
 static void after_checkout(Updater *u, const StepResult *res) {
         if (!step_result_ok(res))
-                return fail_proc(u, "git reset", res);
+                return updater_fail_proc(u, "git reset", res);
         updater_set_str(u, &u->st.current_commit, goal(u), UPDATER_FIELD_CURRENT);
         step_driver_done(u->driver);
 }
@@ -674,7 +461,7 @@ static void commands_next(Updater *u, char ***list, const char *what, proc_next_
         if (res && !step_result_ok(res)) {
                 g_autofree char *cmd = g_strjoinv(" ", list[u->tx.index]);
                 g_autofree char *label = g_strdup_printf("%s command \"%s\"", what, cmd);
-                return fail_proc(u, label, res);
+                return updater_fail_proc(u, label, res);
         }
         if (res)
                 u->tx.index++;
@@ -684,7 +471,7 @@ static void commands_next(Updater *u, char ***list, const char *what, proc_next_
 static void run_commands(Updater *u, char ***list, const char *what, proc_next_fn next) {
         if (!list || !list[u->tx.index])
                 return step_driver_done(u->driver);
-        int r = spawn_command(u, what, list[u->tx.index], u->tx.cfg->updater_command_timeout_usec, next);
+        int r = updater_spawn_command(u, what, list[u->tx.index], u->tx.cfg->updater_command_timeout_usec, next);
         if (r < 0) {
                 g_autofree char *label = g_strdup_printf("%s command \"%s\"", what, list[u->tx.index][0]);
                 fail_spawn(u, label, r);
@@ -858,7 +645,7 @@ static void health_attempt(Updater *u) {
                 uint64_t timeout = c->updater_command_timeout_usec;
                 if (u->health_deadline > now && u->health_deadline - now < timeout)
                         timeout = u->health_deadline - now;
-                r = spawn_command(u, "health", c->updater_health_command, MAX(timeout, 100 * USEC_PER_MSEC),
+                r = updater_spawn_command(u, "health", c->updater_health_command, MAX(timeout, 100 * USEC_PER_MSEC),
                                   after_health_command);
         } else {
                 if (!u->http && (r = http_context_new(u->event, &u->http)) < 0)
@@ -902,7 +689,7 @@ static void health_cancel(void *ud) {
 }
 
 void updater_steps_cancel_all(Updater *u) {
-        user_cancel(u);
+        updater_user_cancel(u);
         health_cancel(u);
         units_cancel(u);
         gates_cancel(u);
@@ -911,15 +698,15 @@ void updater_steps_cancel_all(Updater *u) {
 /* ---- the tables ---- */
 
 static const StepDef check_steps[] = {
-        { .name = "fetch", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
-        { .name = "fetch", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
+        { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
 };
 
 static const StepDef apply_steps[] = {
-        { .name = "fetch", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
-        { .name = "fetch", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
+        { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
@@ -932,8 +719,8 @@ static const StepDef apply_steps[] = {
 };
 
 static const StepDef rollback_steps[] = {
-        { .name = "fetch", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
-        { .name = "fetch", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
+        { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the commit", .start = resolve_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
         { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
@@ -953,8 +740,8 @@ static const StepDef forward_steps[] = {
 };
 
 static const StepDef resume_steps[] = {
-        { .name = "resume", .description = "resolving the user", .start = user_start, .cancel = user_cancel },
-        { .name = "resume", .description = "locking the repository", .start = lock_start, .cancel = cancel_proc },
+        { .name = "resume", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "resume", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
 };
 
 static const StepDef verify_steps[] = {

@@ -7,7 +7,6 @@
 
 #include "core/fileio.h"
 #include "core/updater-internal.h"
-#include "core/updater-user.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
@@ -68,61 +67,6 @@ void updater_flush(Updater *u) {
 
 static void set_error(Updater *u, const char *message) {
         updater_set_str(u, &u->st.last_error, message, UPDATER_FIELD_LAST_ERROR);
-}
-
-/* The settings cannot run (UpdaterUser refused): ConfigError, LastError and
- * State=failed say so until they can; nothing runs meanwhile. */
-void updater_set_config_error(Updater *u, const char *why) {
-        if (streq(u->st.config_error, strempty(why)))
-                return;
-        g_autofree char *old = g_strdup(u->st.config_error);
-        updater_set_str(u, &u->st.config_error, why, UPDATER_FIELD_CONFIG_ERROR);
-        if (!isempty(why)) {
-                log_error("Updater: %s; nothing is run until this is fixed.", why);
-                set_error(u, why);
-                if (u->tx.kind == TX_NONE && enabled(u))
-                        updater_set_state(u, UPDATER_STATE_FAILED);
-                return;
-        }
-        log_info("Updater: the settings can run again.");
-        if (streq(u->st.last_error, old)) {
-                set_error(u, "");
-                if (u->tx.kind == TX_NONE && u->st.state == UPDATER_STATE_FAILED)
-                        updater_set_state(u, enabled(u) ? UPDATER_STATE_IDLE : UPDATER_STATE_DISABLED);
-        }
-}
-
-int updater_check_config(Updater *u) {
-        LauncherConfig *c = config(u);
-        if (!enabled(u)) {
-                updater_set_config_error(u, "");
-                return 0;
-        }
-        RepoOwner owner;
-        g_autofree char *why = NULL;
-        if (repo_owner_read(c->updater_repository, &owner, &why) < 0) {
-                /* no repository (yet): the transaction says so when it runs */
-                updater_set_config_error(u, "");
-                return 0;
-        }
-        g_clear_pointer(&why, g_free);
-        g_autoptr(StepUser) user = NULL;
-        int r = updater_user_decide(c->updater_repository, c->updater_user, &owner, &user, &why);
-        if (r == -EAGAIN && step_runner_backend(u->runner) != STEP_RUNNER_SYSTEMD) {
-                /* no probe can tell from inside this user namespace */
-                g_free(why);
-                why = g_strdup_printf("the owner of %s is not mapped in the launcher's user namespace; set "
-                                      "UpdaterUser", c->updater_repository);
-                r = -EPERM;
-        }
-        if (r == -EAGAIN)
-                return 0; /* only the owner probe can tell; its last verdict stands */
-        if (r < 0) {
-                updater_set_config_error(u, why);
-                return -EACCES;
-        }
-        updater_set_config_error(u, "");
-        return 0;
 }
 
 /* ---- the state store: <state_dir>/updater.json ---- */

@@ -260,6 +260,13 @@ class RealUnits:
     def reset(self):
         open(self.log, 'w').close()
 
+    def wait_restarted(self, unit, timeout=20):
+        deadline = time.monotonic() + timeout
+        while unit not in self.restarts():
+            if time.monotonic() > deadline:
+                raise AssertionError('%s was never started (restarts: %r)' % (unit, self.restarts()))
+            time.sleep(0.02)
+
     def fail_unit(self, unit, result='failed'):
         assert result == 'failed', 'a real unit fails its job with "failed"'
         path = self._path('fail', self._full(unit))
