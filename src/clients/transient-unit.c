@@ -33,7 +33,7 @@ struct TransientUnit {
         StepOutput *out;
         int out_w, err_w;        /* the write ends, until they are in the start message */
         uint64_t timeout_usec, grace_usec, started;
-        bool quiet, inspect_only;
+        bool inspect_only;
         char **argv, **envp;     /* copies: the start message is built after two round trips */
         bool start_sent, querying, requery, timed_out;
         char *failure;

@@ -530,7 +530,7 @@ static void units_next(Updater *u) {
         if (!units[u->tx.index])
                 return step_driver_done(u->driver);
         /* The settings were checked when set; the VMM may have moved since. */
-        g_autofree char *refused = unit_guard_check(units[u->tx.index], u->tx.cfg->vmm_url);
+        g_autofree char *refused = unit_guard_check(units[u->tx.index], settings_store_vmm_url(u->settings));
         if (refused)
                 return step_driver_fail(u->driver, -EPERM, refused);
         if (!u->systemd) {
