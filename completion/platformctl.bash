@@ -3,8 +3,9 @@
 
 __platformctl_settings='ApiUrl VmmUrl GuestVmmUrl PollIntervalUSec StopTimeoutUSec UpdateStrategy AdoptPolicy MetricsPath
 UpdaterRepository UpdaterRemote UpdaterBranch UpdaterIntervalUSec UpdaterRoundLockFile UpdaterRoundLockMaxAgeUSec
-UpdaterValidationApiUrl UpdaterApiUnreachable UpdaterHealthUrl UpdaterHealthTimeoutUSec UpdaterCommandTimeoutUSec
-UpdaterAllowedSignersFile'
+UpdaterValidationApiUrl UpdaterApiUnreachable UpdaterBuildCommands UpdaterRestartUnits UpdaterRestartCommands
+UpdaterHealthCommand UpdaterHealthUrl UpdaterHealthTimeoutUSec UpdaterCommandTimeoutUSec UpdaterAllowedSignersFile
+UpdaterAutoUpdate'
 
 # Env keys from the running launcher; names only, never values.
 __platformctl_env_keys() {
@@ -22,7 +23,7 @@ _platformctl() {
                 cword=$COMP_CWORD
         fi
 
-        local opts='-h --help --version --json --no-pager --no-ask-password --no-block -q --quiet -H --host'
+        local opts='-h --help --version --json --no-pager --no-ask-password --no-block -q --quiet -H --host -y --yes'
         local -A verbs=(
                 [vm]='status plan update start stop restart logs history'
                 [updater]='status check apply rollback enable disable history'
@@ -36,7 +37,7 @@ _platformctl() {
                 --channel)
                         COMPREPLY=($(compgen -W 'serial stdout stderr' -- "$cur"))
                         return ;;
-                -n|--lines)
+                -n|--lines|--arg)
                         return ;;
         esac
 
@@ -47,18 +48,26 @@ _platformctl() {
                 w=${words[i]}
                 if [[ -n $skip ]]; then skip=; continue; fi
                 case $w in
-                        -H|--host|--channel|-n|--lines) skip=1 ;;
+                        -H|--host|--channel|-n|--lines|--arg) skip=1 ;;
                         -*) ;;
                         *) args+=("$w") ;;
                 esac
         done
 
+        if [[ $cur == -* && ${words[0]##*/} == platform ]]; then
+                opts='-h --help --version --json --no-ask-password --no-block -q --quiet -H --host -y --yes'
+                [[ ${args[1]} == @(set-env|set-passphrase) ]] && opts+=' --allow-empty'
+                COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+                return
+        fi
         if [[ $cur == -* ]]; then
                 case "${args[0]} ${args[1]}" in
                         'vm update') opts+=' --force' ;;
-                        'vm logs') opts+=' -f --follow -n --lines --channel' ;;
+                        'vm logs') opts+=' -f --follow -a --all -n --lines --channel' ;;
                         'vm history'|'updater history') opts+=' -n --lines' ;;
                         'updater apply') opts+=' --dry-run --force' ;;
+                        'config set-env') opts+=' --allow-empty' ;;
+                        'config set') opts+=' --arg' ;;
                 esac
                 COMPREPLY=($(compgen -W "$opts" -- "$cur"))
                 return
@@ -91,8 +100,13 @@ _platformctl() {
                                 esac
                         fi ;;
                 3)
-                        if [[ $group == config && ${args[1]} == set && ${args[2]} == UpdateStrategy ]]; then
-                                COMPREPLY=($(compgen -W 'recreate in-place' -- "$cur"))
+                        if [[ $group == config && ${args[1]} == set ]]; then
+                                case ${args[2]} in
+                                        UpdateStrategy) COMPREPLY=($(compgen -W 'recreate in-place' -- "$cur")) ;;
+                                        AdoptPolicy) COMPREPLY=($(compgen -W 'keep redeploy' -- "$cur")) ;;
+                                        UpdaterApiUnreachable) COMPREPLY=($(compgen -W 'busy idle' -- "$cur")) ;;
+                                        UpdaterAutoUpdate) COMPREPLY=($(compgen -W 'yes no' -- "$cur")) ;;
+                                esac
                         fi ;;
         esac
 }

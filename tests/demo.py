@@ -55,8 +55,9 @@ def main():
         def step(title, argv, user=None, stdin=None):
             who = 'nobody' if user else 'root'
             print('\n\033[1m# %s\033[0m\n%s$ %s' % (title, who, ' '.join(argv)), flush=True)
-            p = subprocess.run(H.as_user_argv(user, argv), env=bus.env(), input=stdin, text=True,
-                               capture_output=True, timeout=30)
+            # Never the demo's own terminal: a command shown runs as a script would, unasked.
+            p = subprocess.run(H.as_user_argv(user, argv), env=bus.env(), input='' if stdin is None else stdin,
+                               text=True, capture_output=True, timeout=30)
             sys.stdout.write(p.stdout)
             sys.stdout.write(p.stderr)
             if p.returncode:

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <glib.h>
-#include <json-glib/json-glib.h>
 
 #include "clients/platform-api.h"
 #include "core/fileio.h"
 #include "core/gates.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/round-lock.h"
 
-#define ROUND_LOCK_READ_MAX (64u * 1024u)
 #define VALIDATION_API_TIMEOUT_USEC (10 * USEC_PER_SEC)
 
 static const char *const gate_names[_GATE_MAX] = {
@@ -23,25 +25,6 @@ static const char *const gate_names[_GATE_MAX] = {
 
 const char *gate_kind_to_string(GateKind k) {
         return k < _GATE_MAX ? gate_names[k] : NULL;
-}
-
-/* The pid a lockfile names in its JSON ({"pid": 1234, ...}), 0 if none. */
-static pid_t lock_pid(const char *path) {
-        g_autofree char *data = NULL;
-        size_t len;
-        if (read_file_limited(path, ROUND_LOCK_READ_MAX, &data, &len) < 0 || len == 0)
-                return 0;
-        g_autoptr(JsonParser) p = json_parser_new();
-        if (memchr(data, 0, len) || !json_parser_load_from_data(p, data, (gssize) len, NULL))
-                return 0;
-        JsonNode *root = json_parser_get_root(p);
-        if (!root || !JSON_NODE_HOLDS_OBJECT(root))
-                return 0;
-        JsonNode *n = json_object_get_member(json_node_get_object(root), "pid");
-        if (!n || !JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_INT64)
-                return 0;
-        gint64 pid = json_node_get_int(n);
-        return pid > 0 && pid < INT32_MAX ? (pid_t) pid : 0;
 }
 
 static bool pid_alive(pid_t pid) {
@@ -56,31 +39,110 @@ static bool pid_alive(pid_t pid) {
         return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
 }
 
-RoundLockState round_lock_check(const char *path, uint64_t max_age_usec, uint64_t now_usec, char **ret_detail) {
-        struct stat st;
-        if (isempty(path) || stat(path, &st) < 0) {
-                if (ret_detail)
-                        *ret_detail = NULL;
-                return ROUND_LOCK_ABSENT;
+static const char *file_type_name(mode_t mode) {
+        switch (mode & S_IFMT) {
+        case S_IFIFO:
+                return "a FIFO";
+        case S_IFDIR:
+                return "a directory";
+        case S_IFSOCK:
+                return "a socket";
+        case S_IFCHR:
+                return "a character device";
+        case S_IFBLK:
+                return "a block device";
+        case S_IFLNK:
+                return "a symbolic link";
+        default:
+                return "not a regular file";
         }
+}
+
+/* Anything at the path that is not a plain lockfile closes the gate, with the
+ * reason naming it: the path is the validator's, not ours to interpret. */
+static RoundLockState closed(char **ret_detail, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
+static RoundLockState closed(char **ret_detail, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        *ret_detail = g_strdup_vprintf(fmt, ap);
+        va_end(ap);
+        return ROUND_LOCK_FRESH;
+}
+
+/* Opens what is at path without ever blocking (a FIFO, a device), following
+ * no symbolic link and taking no controlling terminal. */
+static RoundLockState lock_open(const char *path, int *ret_fd, struct stat *st, char **ret_detail) {
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+        if (fd < 0) {
+                int e = errno;
+                struct stat lst;
+                if (e == ENOENT || e == ENOTDIR)
+                        return ROUND_LOCK_ABSENT;
+                if (lstat(path, &lst) >= 0 && !S_ISREG(lst.st_mode))
+                        return closed(ret_detail, "round lockfile %s is %s, not a regular file", path,
+                                      file_type_name(lst.st_mode));
+                return closed(ret_detail, "round lockfile %s cannot be read: %s", path, g_strerror(e));
+        }
+        if (fstat(fd, st) < 0) {
+                int e = errno;
+                close(fd);
+                return closed(ret_detail, "round lockfile %s cannot be read: %s", path, g_strerror(e));
+        }
+        if (!S_ISREG(st->st_mode)) {
+                close(fd);
+                return closed(ret_detail, "round lockfile %s is %s, not a regular file", path,
+                              file_type_name(st->st_mode));
+        }
+        if ((uint64_t) st->st_size > ROUND_LOCK_FILE_MAX) {
+                close(fd);
+                return closed(ret_detail, "round lockfile %s is larger than %u bytes", path, ROUND_LOCK_FILE_MAX);
+        }
+        *ret_fd = fd;
+        return ROUND_LOCK_ABSENT; /* opened: the caller decides */
+}
+
+RoundLockState round_lock_check(const char *path, uint64_t max_age_usec, uint64_t now_usec, char **ret_detail,
+                                char **ret_key) {
+        g_autofree char *detail = NULL;
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+
+        *ret_detail = NULL;
+        if (ret_key)
+                *ret_key = NULL;
+        if (isempty(path))
+                return ROUND_LOCK_ABSENT;
+        RoundLockState s = lock_open(path, &fd, &st, &detail);
+        if (fd < 0) {
+                *ret_detail = TAKE_PTR(detail);
+                return s;
+        }
+
+        if (ret_key)
+                *ret_key = g_strdup_printf("%s@%llu:%llu@%lld.%ld", path, (unsigned long long) st.st_dev,
+                                           (unsigned long long) st.st_ino, (long long) st.st_mtim.tv_sec,
+                                           st.st_mtim.tv_nsec);
         uint64_t mtime = (uint64_t) st.st_mtim.tv_sec * USEC_PER_SEC + (uint64_t) st.st_mtim.tv_nsec / 1000;
         uint64_t age = now_usec > mtime ? now_usec - mtime : 0;
         if (age > max_age_usec) {
-                if (ret_detail)
-                        *ret_detail = g_strdup_printf("%s is %llu s old (more than %llu s): stale", path,
-                                                      (unsigned long long) (age / USEC_PER_SEC),
-                                                      (unsigned long long) (max_age_usec / USEC_PER_SEC));
+                *ret_detail = g_strdup_printf("%s is %llu s old (more than %llu s): stale", path,
+                                              (unsigned long long) (age / USEC_PER_SEC),
+                                              (unsigned long long) (max_age_usec / USEC_PER_SEC));
                 return ROUND_LOCK_STALE;
         }
-        pid_t pid = lock_pid(path);
+
+        g_autofree char *data = NULL;
+        size_t len = 0;
+        int r = read_fd_limited(fd, ROUND_LOCK_FILE_MAX, &data, &len);
+        if (r == -EFBIG) /* it grew while we read */
+                return closed(ret_detail, "round lockfile %s is larger than %u bytes", path, ROUND_LOCK_FILE_MAX);
+        pid_t pid = r < 0 ? 0 : round_lock_parse_pid(data, len);
         if (pid > 0 && !pid_alive(pid)) {
-                if (ret_detail)
-                        *ret_detail = g_strdup_printf("%s names pid %d, which is not running: stale", path, (int) pid);
+                *ret_detail = g_strdup_printf("%s names pid %d, which is not running: stale", path, (int) pid);
                 return ROUND_LOCK_STALE;
         }
-        if (ret_detail)
-                *ret_detail = pid > 0 ? g_strdup_printf("%s held by pid %d", path, (int) pid)
-                                      : g_strdup_printf("%s present", path);
+        *ret_detail = pid > 0 ? g_strdup_printf("%s held by pid %d", path, (int) pid)
+                              : g_strdup_printf("%s present", path);
         return ROUND_LOCK_FRESH;
 }
 
@@ -197,26 +259,21 @@ int gates_evaluate(Gates *g, const LauncherConfig *cfg, Reconciler *reconciler, 
         c->unreachable_busy = streq(cfg->updater_api_unreachable, "busy");
         g->checks = g_list_prepend(g->checks, c);
 
-        g_autofree char *detail = NULL;
+        g_autofree char *detail = NULL, *key = NULL;
         uint64_t now = (uint64_t) g_get_real_time();
-        switch (round_lock_check(cfg->updater_round_lock_file, cfg->updater_round_lock_max_age_usec, now, &detail)) {
+        switch (round_lock_check(cfg->updater_round_lock_file, cfg->updater_round_lock_max_age_usec, now, &detail,
+                                 &key)) {
         case ROUND_LOCK_FRESH:
                 c->closed[GATE_ROUND_LOCK] = TAKE_PTR(detail);
                 break;
-        case ROUND_LOCK_STALE: {
-                /* Logged once per lockfile (its path and mtime), not at every check. */
-                struct stat st;
-                g_autofree char *key = stat(cfg->updater_round_lock_file, &st) >= 0
-                                               ? g_strdup_printf("%s@%lld.%ld", cfg->updater_round_lock_file,
-                                                                 (long long) st.st_mtim.tv_sec, st.st_mtim.tv_nsec)
-                                               : g_strdup(detail);
+        case ROUND_LOCK_STALE:
+                /* Logged once per lockfile (its path, inode and mtime), not at every check. */
                 if (!streq_ptr(g->stale_logged, key)) {
                         log_warning("Round lockfile %s; not deferring.", detail);
                         g_free(g->stale_logged);
                         g->stale_logged = TAKE_PTR(key);
                 }
                 break;
-        }
         case ROUND_LOCK_ABSENT:
                 break;
         }

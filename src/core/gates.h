@@ -29,9 +29,13 @@ typedef enum RoundLockState {
         ROUND_LOCK_STALE,       /* too old or naming a dead pid: logged, does not defer */
 } RoundLockState;
 
-/* Pure-ish (reads the file, asks the kernel about the pid). now_usec is
- * CLOCK_REALTIME. *ret_detail (may be NULL) says why. */
-RoundLockState round_lock_check(const char *path, uint64_t max_age_usec, uint64_t now_usec, char **ret_detail);
+/* Reads the lockfile (never blocking: a FIFO, a device, a directory, a
+ * symbolic link or a file over ROUND_LOCK_FILE_MAX there is a closed gate
+ * named as such) and asks the kernel about the pid it names. now_usec is
+ * CLOCK_REALTIME. *ret_detail says why (NULL when absent); *ret_key (may be
+ * NULL) identifies the file (path, inode, mtime) for logging it once. */
+RoundLockState round_lock_check(const char *path, uint64_t max_age_usec, uint64_t now_usec, char **ret_detail,
+                                char **ret_key);
 
 typedef struct Gates Gates;
 typedef struct GateCheck GateCheck;

@@ -162,6 +162,7 @@ int reconciler_save_state(Reconciler *r);
 void vm_set_str(Reconciler *r, char **field, const char *value, VmField bit);
 void vm_set_u32(Reconciler *r, uint32_t *field, uint32_t value, VmField bit);
 void vm_set_u64(Reconciler *r, uint64_t *field, uint64_t value, VmField bit);
+void vm_set_allowed_env(Reconciler *r);
 void vm_flush(Reconciler *r);
 void vm_note_error(Reconciler *r, const char *message);
 void vm_note_error_cause(Reconciler *r, ErrorCause cause, const char *message);

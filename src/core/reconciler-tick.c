@@ -61,6 +61,7 @@ static void on_spec(PlatformCall *call, PlatformSpecResult *res, void *userdata)
                 r->spec = g_steal_pointer(&res->spec);
                 g_clear_pointer(&r->spec_error, g_free);
                 required_env_update(r, r->spec->required_env);
+                vm_set_allowed_env(r);
                 reconciler_save_spec(r, res->body, res->body_len);
         } else if (res->error >= 0) {
                 if (r->spec)

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <glib.h>
 
 #include "core/reconciler-internal.h"
+#include "shared/compose.h"
 #include "shared/hex.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -65,6 +67,21 @@ void vm_set_u64(Reconciler *r, uint64_t *field, uint64_t value, VmField bit) {
         }
 }
 
+/* The keys the VM receives (its spec's allowed_envs): clients ask before a
+ * change of one of them replaces the VM. */
+void vm_set_allowed_env(Reconciler *r) {
+        char **l = NULL;
+        if (!r->spec || compose_allowed_envs(r->spec, &l) < 0)
+                l = calloc(1, sizeof(char *));
+        if (!l || g_strv_equal((const char *const *) r->vm->allowed_env, (const char *const *) l)) {
+                strv_free(l);
+                return;
+        }
+        strv_free(r->vm->allowed_env);
+        r->vm->allowed_env = l;
+        r->dirty |= VM_FIELD_ALLOWED_ENV;
+}
+
 void vm_flush(Reconciler *r) {
         uint32_t fields = r->dirty;
         r->dirty = 0;
@@ -104,6 +121,7 @@ static Vm *vm_new(const char *name) {
                           &vm->operation };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 *strs[i] = g_strdup("");
+        vm->allowed_env = calloc(1, sizeof(char *));
         vm->state = VM_STATE_PENDING;
         return vm;
 }
@@ -115,6 +133,7 @@ static void vm_free(Vm *vm) {
                          vm->target_compose_hash, vm->image, vm->image_version, vm->last_error, vm->operation };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 g_free(strs[i]);
+        strv_free(vm->allowed_env);
         g_free(vm);
 }
 
@@ -363,6 +382,7 @@ int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_d
         r->vm->last_update_usec = r->state->last_update_usec;
         r->vm->update_count = r->state->update_count;
         r->vm->restart_count = r->state->restart_count;
+        vm_set_allowed_env(r);
         r->dirty = 0;
         r->vms[0] = r->vm;
         *ret = r;

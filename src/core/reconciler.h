@@ -51,6 +51,7 @@ typedef enum VmField {
         VM_FIELD_LAST_ERROR = 1u << 16,
         VM_FIELD_OPERATION = 1u << 17,
         VM_FIELD_PROGRESS = 1u << 18,
+        VM_FIELD_ALLOWED_ENV = 1u << 19,
 } VmField;
 
 /* One managed VM, as the bus shows it. Read-only outside the core; strings are
@@ -76,6 +77,7 @@ typedef struct Vm {
         char *last_error;
         char *operation;            /* the step running now ("stop-graceful"), "" when none */
         uint32_t progress;          /* 0–100: share of the operation's steps completed */
+        char **allowed_env;         /* the spec's allowed_envs, sorted; empty without a spec; never NULL */
 } Vm;
 
 typedef struct ReconcilerEvents {

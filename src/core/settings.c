@@ -36,9 +36,19 @@ void settings_store_free(SettingsStore *s) {
         g_free(s);
 }
 
+/* The file on disk is not in force: commits refuse to write over it. */
 static void set_error(SettingsStore *s, char *error) {
         g_free(s->error);
         s->error = error;
+        s->file_rejected = error != NULL;
+}
+
+/* The file is in force; what in it was not understood, if anything, is said (not a reason to refuse it). */
+static void set_note(SettingsStore *s, const LauncherConfig *c) {
+        g_autofree char *keys = launcher_config_misspelled_keys(c);
+        g_free(s->error);
+        s->error = keys ? g_strdup_printf("%s: %s", s->path, keys) : NULL;
+        s->file_rejected = false;
 }
 
 static bool config_holds_anything(const LauncherConfig *c) {
@@ -135,14 +145,16 @@ int settings_store_load(SettingsStore *s) {
 
         launcher_config_free(s->config);
         s->config = c;
-        set_error(s, NULL);
+        set_note(s, c);
+        if (s->error)
+                log_warning("Config file loaded, with keys it does not know: %s", s->error);
         log_debug("Loaded %s (%zu env values).", s->path, launcher_config_env_count(c));
         return 0;
 }
 
 int settings_store_commit(SettingsStore *s, LauncherConfig *c, char **ret_error) {
         /* A missing file is recreated from the copy in force; any other bad file is the operator's to fix. */
-        if (s->error && !s->file_missing) {
+        if (s->file_rejected && !s->file_missing) {
                 *ret_error = g_strdup_printf("Refusing to overwrite the config file: %s. Fix or remove it, then Reload.",
                                              s->error);
                 launcher_config_free(c);
@@ -171,7 +183,7 @@ int settings_store_commit(SettingsStore *s, LauncherConfig *c, char **ret_error)
         launcher_config_free(s->config);
         s->config = c;
         s->file_missing = false;
-        set_error(s, NULL);
+        set_note(s, c); /* unknown keys are written back as they were: still worth a word */
         return 0;
 }
 

@@ -6,13 +6,17 @@
 #include "shared/config-file.h"
 
 /* The settings store: the config file on disk and the last good copy of it in
- * memory. A file that does not parse is never overwritten: it is reported in
- * `error`, the last good copy (or the defaults) stays in force, and commits are
- * refused until the file is fixed and reloaded. */
+ * memory. A file that does not parse (an empty one included) is never
+ * overwritten: it is reported in `error`, the last good copy (or the defaults)
+ * stays in force, and commits are refused until the file is fixed and
+ * reloaded. A file in force with misspelled keys is reported in `error` too,
+ * but written as usual (its unknown keys kept). */
 typedef struct SettingsStore {
         char *path;
         LauncherConfig *config;
-        char *error;                   /* why the file on disk is not in force; NULL when it is */
+        char *error;                   /* ConfigError: why the file on disk is not in force, or (file_rejected
+                                        * false) what in the file in force was not understood; NULL: neither */
+        bool file_rejected;            /* error says the file is not in force: commits refuse to overwrite it */
         bool file_missing;             /* error is "missing": a commit writes the copy in force back */
         char *vmm_url_override;        /* $VMM_URL, as the Rust launcher honoured it */
 } SettingsStore;

@@ -12,7 +12,6 @@
 #include <json-glib/json-glib.h>
 
 #include "ctl/ctl.h"
-#include "shared/config-file.h"
 #include "shared/macro.h"
 
 void config_info_clear(ConfigInfo *i) {
@@ -129,19 +128,17 @@ void config_info_add_json(JsonBuilder *b, const ConfigInfo *i) {
         json_builder_end_object(b);
 }
 
-static void print_json(const ConfigInfo *i) {
-        g_autoptr(JsonBuilder) b = json_builder_new();
-        json_builder_begin_object(b);
-        config_info_add_json(b, i);
-        json_builder_end_object(b);
-        g_autoptr(JsonNode) root = json_builder_get_root(b);
-        ctl_json_print(root, true);
+bool config_error_in_force(const char *config_error) {
+        return config_error && strstr(config_error, ": unknown key '") && strstr(config_error, "', did you mean '");
 }
 
 /* missing_env: false when the VM's own problem line already names it. */
 void config_info_print_problems(const ConfigInfo *i, bool missing_env) {
         const char *on = ctl_color(CTL_COLOR_RED), *off = ctl_color(CTL_COLOR_NORMAL);
-        if (!isempty(i->config_error))
+        if (config_error_in_force(i->config_error))
+                printf("         %sNote:%s config file in force, with %s\n", ctl_color(CTL_COLOR_YELLOW), off,
+                       i->config_error);
+        else if (!isempty(i->config_error))
                 printf("         %sProblem:%s config file not in force: %s\n", on, off, i->config_error);
         if (missing_env && i->missing_env && i->missing_env[0]) {
                 g_autofree char *m = g_strjoinv(" ", i->missing_env);
@@ -190,24 +187,28 @@ static int call(sd_bus *bus, const char *what, const char *method, sd_bus_messag
 }
 
 /* A secret read from a terminal without echo, or from stdin when piped. */
-static char *read_secret(const char *key) {
+static char *read_secret(const char *key, bool *ret_prompt) {
         size_t max = 128 * 1024 + 2;
         g_autofree char *buf = g_malloc0(max + 1);
         size_t n = 0;
 
-        if (isatty(STDIN_FILENO)) {
+        *ret_prompt = isatty(STDIN_FILENO);
+        if (*ret_prompt) {
                 struct termios old, quiet;
-                fprintf(stderr, "Value for %s: ", key);
-                fflush(stderr);
+                /* Echo off before the prompt shows, and nothing typed flushed:
+                 * a value typed as soon as the prompt appears is neither shown
+                 * nor lost. */
                 bool restore = tcgetattr(STDIN_FILENO, &old) >= 0;
                 if (restore) {
                         quiet = old;
                         quiet.c_lflag &= ~(tcflag_t) ECHO;
-                        (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+                        (void) tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
                 }
+                fprintf(stderr, "Value for %s: ", key);
+                fflush(stderr);
                 bool ok = fgets(buf, (int) max, stdin) != NULL;
                 if (restore)
-                        (void) tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+                        (void) tcsetattr(STDIN_FILENO, TCSANOW, &old);
                 fputc('\n', stderr);
                 if (!ok)
                         return NULL;
@@ -227,44 +228,11 @@ static char *read_secret(const char *key) {
         return TAKE_PTR(buf);
 }
 
-static int set_setting(sd_bus *bus, const char *name, const char *value) {
-        const SettingInfo *info = setting_info_by_property(name);
-        if (!info || info->type != SETTING_USEC)
-                return call(bus, "Failed to change the setting", "SetSettings", NULL, "a{sv}", 1, name, "s", value);
-
-        uint64_t usec;
-        const char *unit = NULL;
-        g_autofree char *min = ctl_format_usec_in(info->min_usec, NULL);
-        g_autofree char *max = ctl_format_usec_in(info->max_usec, NULL);
-        int r = ctl_parse_usec(value, &usec, &unit);
-        if (r < 0 || usec < info->min_usec || usec > info->max_usec) {
-                if (r == -EINVAL)
-                        fprintf(stderr, "Invalid time '%s' for %s: use e.g. 30s, 500ms, 5min, 1h, 1d.\n", value, name);
-                else
-                        fprintf(stderr, "Invalid time '%s' for %s: must be between %s and %s.\n", value, name, min,
-                                max);
-                return EX_USAGE;
-        }
-        return call(bus, "Failed to change the setting", "SetSettings", NULL, "a{sv}", 1, name, "t", usec);
-}
-
 static int need_args(int argc, int min, int max, const char *usage) {
         if (argc < min || argc > max) {
                 fprintf(stderr, "Usage: platformctl config %s\n", usage);
                 return EX_USAGE;
         }
-        return 0;
-}
-
-static int config_show(sd_bus *bus) {
-        g_auto(ConfigInfo) i = {};
-        int r = config_info_get(bus, &i);
-        if (r < 0)
-                return -r;
-        if (arg.json)
-                print_json(&i);
-        else
-                config_info_print(&i);
         return 0;
 }
 
@@ -290,18 +258,85 @@ static int config_list_env(sd_bus *bus) {
         return 0;
 }
 
+/* Which VMs a change of env key replaces (they receive the key and exist at
+ * the VMM), said before the change: the value is not compared here (a secret
+ * is never read back), so "if the value differs" unless the key is new or goes. */
+typedef enum EnvChange { ENV_SET, ENV_REMOVE, ENV_DIFFERS } EnvChange;
+
+static char *env_change_consequence(sd_bus *bus, const char *key, EnvChange how) {
+        g_auto(ConfigInfo) c = {};
+        g_autoptr(VmInfo) vms = NULL;
+        if (config_info_get(bus, &c) < 0 || vm_info_list(bus, &vms) < 0)
+                return NULL;
+        bool is_set = how == ENV_DIFFERS || (c.env_keys && g_strv_contains((const char *const *) c.env_keys, key));
+        if (how == ENV_REMOVE && !is_set)
+                return NULL; /* NotFound: nothing changes */
+        const char *change = how == ENV_REMOVE ? "is removed" : is_set ? "changes" : "is added";
+        const char *when = how == ENV_SET && is_set ? " if the value differs" : "";
+        GString *s = g_string_new(NULL);
+        for (const VmInfo *v = vms; v->path; v++) {
+                if (isempty(ctl_json_str(v->props, "Id")))
+                        continue; /* nothing to replace: the VM is created */
+                JsonNode *n = json_object_get_member(v->props, "AllowedEnv");
+                if (n && JSON_NODE_HOLDS_ARRAY(n)) { /* an older launcher does not say: assume it does */
+                        bool receives = false;
+                        JsonArray *a = json_node_get_array(n);
+                        for (guint k = 0; k < json_array_get_length(a) && !receives; k++)
+                                receives = streq_ptr(json_array_get_string_element(a, k), key);
+                        if (!receives)
+                                continue;
+                }
+                bool in_place = g_strcmp0(c.update_strategy, "in-place") == 0;
+                g_autofree char *down = ctl_downtime_text(bus, in_place ? "update-in-place" : "recreate");
+                g_string_append_printf(s, "This %s VM %s%s%s: env %s %s; %s.\n", in_place ? "updates" : "replaces",
+                                       v->name, in_place ? " in place and restarts it" : "", when, key, change, down);
+        }
+        return g_string_free(s, s->len == 0);
+}
+
+static int confirm_env_change(sd_bus *bus, const char *key, EnvChange how) {
+        if (!ctl_confirm_wanted())
+                return 0;
+        g_autofree char *what = env_change_consequence(bus, key, how);
+        return what ? ctl_confirm(what) : 0;
+}
+
 static int config_set_env(sd_bus *bus, int argc, char **argv) {
         const char *key = argv[0];
         _cleanup_erase_free_ char *value = NULL;
         if (argc < 2 || streq(argv[1], "-")) {
-                value = read_secret(key);
+                bool prompt = false;
+                value = read_secret(key, &prompt);
                 if (!value)
                         return EX_DATAERR;
+                /* A stray Enter or </dev/null must not replace the VM without its secret. */
+                if (isempty(value) && !arg.allow_empty) {
+                        fprintf(stderr, "Refusing an empty value for %s (from %s); nothing was changed. "
+                                        "Use --allow-empty to set it empty.\n",
+                                key, prompt ? "the prompt" : "standard input");
+                        return EX_DATAERR;
+                }
         } else
                 value = strdup(argv[1]);
+        int r = confirm_env_change(bus, key, ENV_SET);
+        if (r)
+                return r;
         CtlFollow *f = ctl_config_change_begin(bus);
-        int r = call(bus, "Failed to set env value", "SetEnv", NULL, "ss", key, value);
+        r = call(bus, "Failed to set env value", "SetEnv", NULL, "ss", key, value);
         return ctl_config_change_end(bus, f, r, "Env value set");
+}
+
+/* GuestVmmUrl is the VM's DSTACK_VMM_URL: a new one replaces the VM. */
+static int set_setting(sd_bus *bus, const char *name, const char *value) {
+        if (streq(name, "GuestVmmUrl") && value && ctl_confirm_wanted()) {
+                g_autofree char *current = NULL;
+                (void) sd_bus_get_property_string(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH,
+                                                  LAUNCHER_CONFIG_INTERFACE, "GuestVmmUrl", NULL, &current);
+                int r = streq_ptr(current, value) ? 0 : confirm_env_change(bus, "DSTACK_VMM_URL", ENV_DIFFERS);
+                if (r)
+                        return r;
+        }
+        return ctl_setting_set(bus, name, value);
 }
 
 static int config_get_env(sd_bus *bus, const char *key) {
@@ -325,7 +360,7 @@ int verb_config(sd_bus *bus, int argc, char **argv) {
         int r;
 
         if (streq(verb, "show"))
-                return need_args(n, 0, 0, "show") ?: config_show(bus);
+                return need_args(n, 0, 0, "show") ?: ctl_settings_show(bus);
         if (streq(verb, "list-env"))
                 return need_args(n, 0, 0, "list-env") ?: config_list_env(bus);
         if (streq(verb, "set-env"))
@@ -333,7 +368,7 @@ int verb_config(sd_bus *bus, int argc, char **argv) {
         if (streq(verb, "get-env"))
                 return need_args(n, 1, 1, "get-env KEY") ?: config_get_env(bus, a[0]);
         if (streq(verb, "remove-env")) {
-                if ((r = need_args(n, 1, 1, "remove-env KEY")))
+                if ((r = need_args(n, 1, 1, "remove-env KEY")) || (r = confirm_env_change(bus, a[0], ENV_REMOVE)))
                         return r;
                 CtlFollow *f = ctl_config_change_begin(bus);
                 r = call(bus, "Failed to remove env value", "RemoveEnv", NULL, "s", a[0]);
@@ -347,7 +382,7 @@ int verb_config(sd_bus *bus, int argc, char **argv) {
                 return ctl_config_change_end(bus, f, r, "Guest VMM URL set");
         }
         if (streq(verb, "set"))
-                return need_args(n, 2, 2, "set SETTING VALUE") ?: set_setting(bus, a[0], a[1]);
+                return need_args(n, 1, 2, "set SETTING VALUE") ?: set_setting(bus, a[0], n > 1 ? a[1] : NULL);
         if (streq(verb, "reload"))
                 return need_args(n, 0, 0, "reload") ?: call(bus, "Failed to reload", "Reload", NULL, NULL);
 

@@ -29,6 +29,7 @@ typedef struct Operation {
         bool until_started;  /* --no-block: return at the first sign the launcher took the call up */
         bool until_done;     /* no call: follow until VmUpdated/UpdateFailed (a config change) */
         bool line_open;      /* a step line without its newline yet (tty) */
+        char *name;          /* the operation, as each line starts: "restart validator_vm" */
         char *state, *reason, *operation;
         uint32_t percent;
         uint64_t step_started; /* CLOCK_MONOTONIC */
@@ -70,12 +71,26 @@ static void end_line(Operation *op) {
         op->line_open = false;
 }
 
+/* "restart validator_vm: stopping: stopping the VM": the operation's name,
+ * the state and why; NULL before the launcher has said anything of the VM. */
+static GString *step_text(const Operation *op) {
+        if (isempty(op->state))
+                return NULL;
+        GString *s = g_string_new(NULL);
+        if (!isempty(op->name))
+                g_string_append_printf(s, "%s: ", op->name);
+        g_string_append(s, op->state);
+        if (!isempty(op->reason))
+                g_string_append_printf(s, ": %s", op->reason);
+        return s;
+}
+
 static void draw(Operation *op) {
         if (!op->progress)
                 return;
-        g_autoptr(GString) s = g_string_new(strempty(op->state));
-        if (!isempty(op->reason))
-                g_string_append_printf(s, ": %s", op->reason);
+        g_autoptr(GString) s = step_text(op);
+        if (!s)
+                return;
         if (op->tty) {
                 uint64_t elapsed = (now_usec(CLOCK_MONOTONIC) - op->step_started + USEC_PER_SEC / 2) / USEC_PER_SEC;
                 if (op->percent > 0 && op->percent < 100)
@@ -105,9 +120,9 @@ static void show_state(Operation *op, JsonObject *changed) {
         const char *state = has_state ? ctl_json_str(changed, "State") : op->state;
         const char *reason = has_reason ? ctl_json_str(changed, "StateReason") : op->reason;
         const char *operation = has_op ? ctl_json_str(changed, "Operation") : op->operation;
-        /* Operation going from "" to a name is the same step being named. */
-        bool new_step = !streq_ptr(state, op->state) || !same_step(reason, op->reason) ||
-                        (!isempty(operation) && !isempty(op->operation) && !streq(operation, op->operation));
+        /* A step is what the operator reads (state and why), shown once: the
+         * launcher's own step id (Operation) and counters do not make a new one. */
+        bool new_step = !streq_ptr(state, op->state) || !same_step(reason, op->reason);
         bool changed_text = !streq_ptr(reason, op->reason) || has_progress;
         set_str(&op->state, state);
         set_str(&op->reason, reason);
@@ -167,8 +182,8 @@ static int on_vm_updated(sd_bus_message *m, void *userdata, sd_bus_error *ret_er
                 return 0;
         end_line(op);
         if (op->progress)
-                fprintf(stderr, "Compose hash %s -> %s, VM id %s\n", isempty(old_hash) ? "(none)" : old_hash,
-                        new_hash, id);
+                fprintf(stderr, "%s%scompose hash %s -> %s, VM id %s\n", strempty(op->name), isempty(op->name) ? "" : ": ",
+                        isempty(old_hash) ? "(none)" : old_hash, new_hash, id);
         if (op->until_done && op->event)
                 return sd_event_exit(op->event, 0);
         return 0;
@@ -265,22 +280,15 @@ static int follow(sd_bus *bus, sd_bus_message *m, uint64_t timeout, Operation *o
         return r;
 }
 
-static uint64_t stop_timeout(sd_bus *bus) {
-        uint64_t stop = 0;
-        if (sd_bus_get_property_trivial(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE,
-                                        "StopTimeoutUSec", NULL, 't', &stop) < 0 || stop > 24 * 3600 * USEC_PER_SEC)
-                stop = 3600 * USEC_PER_SEC;
-        return stop;
-}
-
 /* Stop alone may take StopTimeoutUSec (up to 1 h), Update and Restart include a stop. */
 static uint64_t operation_timeout(sd_bus *bus) {
-        return CTL_LONG_CALL_USEC + stop_timeout(bus);
+        return CTL_LONG_CALL_USEC + ctl_stop_timeout(bus);
 }
 
 static void operation_done(Operation *op) {
         for (size_t k = 0; k < ELEMENTSOF(op->slots); k++)
                 op->slots[k] = sd_bus_slot_unref(op->slots[k]);
+        g_free(op->name);
         g_free(op->state);
         g_free(op->reason);
         g_free(op->operation);
@@ -301,8 +309,9 @@ static Operation operation_init(void) {
  * a caller that hung up at once would have its call dropped unseen. It
  * returns on the reply (an error such as Busy or AccessDenied shows) or at
  * the VM's first property change, whichever comes first. */
-int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *what) {
+int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *name, const char *what) {
         Operation op = operation_init();
+        op.name = g_strdup(name);
         op.until_started = arg.no_block;
         if (op.until_started)
                 op.progress = op.tty = false;
@@ -429,9 +438,12 @@ int ctl_config_change_end(sd_bus *bus, CtlFollow *f, int call_result, const char
         bool busy = state_is_busy(state);
         bool replaces = busy || streq(action, "create") || streq(action, "recreate") ||
                         streq(action, "update-in-place");
-        g_autofree char *stop = ctl_format_usec_in(stop_timeout(bus), NULL);
+        g_autofree char *stop = ctl_format_usec_in(ctl_stop_timeout(bus), NULL);
         if (busy)
                 set_str(&op->state, state); /* under way: no start deadline */
+        bool planned = streq(action, "create") || streq(action, "recreate") || streq(action, "update-in-place");
+        g_free(op->name);
+        op->name = g_strdup_printf("%s %s", planned ? action : "update", vm->name);
 
         if (!quiet) {
                 if (busy)

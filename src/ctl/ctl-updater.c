@@ -122,6 +122,7 @@ static int updater_status(sd_bus *bus, const UpdaterArgs *a) {
 typedef struct Follow {
         sd_event *event;
         bool progress;
+        const char *name;     /* the operation: "apply", "rollback", "check" */
         char *operation;
         sd_bus_message *reply;
         sd_bus_error error;
@@ -144,15 +145,16 @@ static int on_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error
                 return 0;
         g_free(f->operation);
         f->operation = g_strdup(op);
-        fprintf(stderr, "%s (%" PRIu64 "%%)\n", op, ctl_json_uint(o, "Progress"));
+        fprintf(stderr, "%s: %s (%" PRIu64 "%%)\n", f->name, op, ctl_json_uint(o, "Progress"));
         return 0;
 }
 
 static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        Follow *f = userdata;
         const char *a = NULL, *b = NULL;
         if (sd_bus_message_read(m, "ss", &a, &b) < 0)
                 return 0;
-        fprintf(stderr, "%s: %s %s\n", sd_bus_message_get_member(m), a, b);
+        fprintf(stderr, "%s: %s: %s %s\n", f->name, sd_bus_message_get_member(m), a, b);
         return 0;
 }
 
@@ -168,8 +170,8 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         return sd_event_exit(f->event, 0);
 }
 
-static int long_call(sd_bus *bus, sd_bus_message *m, const char *what, sd_bus_message **ret) {
-        Follow f = { .error = SD_BUS_ERROR_NULL, .progress = isatty(STDERR_FILENO) && !arg.quiet };
+static int long_call(sd_bus *bus, sd_bus_message *m, const char *name, const char *what, sd_bus_message **ret) {
+        Follow f = { .error = SD_BUS_ERROR_NULL, .progress = isatty(STDERR_FILENO) && !arg.quiet, .name = name };
         int r;
         if (f.progress) {
                 _cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -234,7 +236,7 @@ static int updater_check(sd_bus *bus, const UpdaterArgs *a) {
         int r = new_call(bus, "Check", &m);
         if (r)
                 return r;
-        r = long_call(bus, m, "Failed to check for updates", &reply);
+        r = long_call(bus, m, "check", "Failed to check for updates", &reply);
         if (r)
                 return r;
         int available;
@@ -265,34 +267,113 @@ static int from_to(sd_bus_message *reply, const char *done, const char *same) {
         return 0;
 }
 
-static int updater_apply(sd_bus *bus, const UpdaterArgs *a) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        int r = new_call(bus, "Apply", &m);
+static int new_apply(sd_bus *bus, bool force, bool dry_run, sd_bus_message **ret) {
+        int r = new_call(bus, "Apply", ret);
         if (r)
                 return r;
-        r = sd_bus_message_open_container(m, 'a', "{sv}");
-        if (r >= 0 && a->force)
-                r = sd_bus_message_append(m, "{sv}", "force", "b", 1);
-        if (r >= 0 && a->dry_run)
-                r = sd_bus_message_append(m, "{sv}", "dry-run", "b", 1);
+        r = sd_bus_message_open_container(*ret, 'a', "{sv}");
+        if (r >= 0 && force)
+                r = sd_bus_message_append(*ret, "{sv}", "force", "b", 1);
+        if (r >= 0 && dry_run)
+                r = sd_bus_message_append(*ret, "{sv}", "dry-run", "b", 1);
         if (r >= 0)
-                r = sd_bus_message_close_container(m);
+                r = sd_bus_message_close_container(*ret);
+        return r < 0 ? EXIT_FAILURE : 0;
+}
+
+/* "alphacore.service, worker.service and 2 restart commands", NULL when nothing restarts. */
+static char *restarts_text(JsonObject *u) {
+        JsonNode *units = json_object_get_member(u, "RestartUnits"), *cmds = json_object_get_member(u, "RestartCommands");
+        guint n_units = units && JSON_NODE_HOLDS_ARRAY(units) ? json_array_get_length(json_node_get_array(units)) : 0;
+        guint n_cmds = cmds && JSON_NODE_HOLDS_ARRAY(cmds) ? json_array_get_length(json_node_get_array(cmds)) : 0;
+        if (n_units + n_cmds == 0)
+                return NULL;
+        GString *s = g_string_new(NULL);
+        for (guint k = 0; k < n_units; k++)
+                g_string_append_printf(s, "%s%s", k ? ", " : "",
+                                       json_array_get_string_element(json_node_get_array(units), k));
+        if (n_cmds)
+                g_string_append_printf(s, "%s%u restart command%s", n_units ? " and " : "", n_cmds,
+                                       n_cmds > 1 ? "s" : "");
+        return g_string_free(s, FALSE);
+}
+
+/* What the update or rollback will restart, for the question. */
+static char *transaction_text(JsonObject *u, const char *verb, const char *from, const char *to) {
+        char b1[13] = "", b2[13] = "";
+        g_autofree char *restarts = restarts_text(u);
+        bool rollback = streq(verb, "rolls back");
+        return g_strdup_printf("This %s %s from %s to %s%s%s%s, builds it and %s%s.\n", verb,
+                               ctl_json_str(u, "Repository"), short_commit(from, b1), short_commit(to, b2),
+                               rollback ? " (" : "", rollback ? b1 : "", rollback ? " is quarantined)" : "",
+                               restarts ? "restarts " : "restarts nothing", strempty(restarts));
+}
+
+/* The dry run says whether Apply would change anything: only then is there
+ * something to restart and a question to ask. Its failure (deferred, dirty)
+ * is left for the real call to report. */
+static int confirm_apply(sd_bus *bus, const UpdaterArgs *a) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        g_autoptr(JsonObject) u = NULL;
+        const char *from, *to;
+        if (!ctl_confirm_wanted() || a->dry_run || new_apply(bus, a->force, true, &m) != 0)
+                return 0;
+        ctl_polkit_agent_open(bus);
+        if (sd_bus_call(bus, m, CTL_LONG_CALL_USEC, &error, &reply) < 0 ||
+            sd_bus_message_read(reply, "ss", &from, &to) < 0 || streq(from, to))
+                return 0;
+        int r = updater_info_get(bus, &u);
         if (r < 0)
-                return EXIT_FAILURE;
-        r = long_call(bus, m, a->dry_run ? "Dry run failed" : "Failed to apply the update", &reply);
+                return -r;
+        g_autofree char *restarts = restarts_text(u);
+        if (!restarts)
+                return 0; /* nothing restarts: the checkout changes under a running service only */
+        g_autofree char *what = transaction_text(u, "updates", from, to);
+        return ctl_confirm(what);
+}
+
+static int updater_apply(sd_bus *bus, const UpdaterArgs *a) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        int r = confirm_apply(bus, a);
+        if (r)
+                return r;
+        r = new_apply(bus, a->force, a->dry_run, &m);
+        if (r)
+                return r;
+        r = long_call(bus, m, a->dry_run ? "apply --dry-run" : "apply",
+                      a->dry_run ? "Dry run failed" : "Failed to apply the update", &reply);
         if (r)
                 return r;
         return from_to(reply, a->dry_run ? "Would update" : "Updated", "Up to date");
 }
 
+static int confirm_rollback(sd_bus *bus, const UpdaterArgs *a) {
+        g_autoptr(JsonObject) u = NULL;
+        if (!ctl_confirm_wanted())
+                return 0;
+        int r = updater_info_get(bus, &u);
+        if (r < 0)
+                return -r;
+        const char *to = isempty(a->commit) ? ctl_json_str(u, "PreviousCommit") : a->commit;
+        const char *from = ctl_json_str(u, "CurrentCommit");
+        if (isempty(to))
+                return 0; /* nothing to go back to: the launcher says so */
+        g_autofree char *what = transaction_text(u, "rolls back", from, to);
+        return ctl_confirm(what);
+}
+
 static int updater_rollback(sd_bus *bus, const UpdaterArgs *a) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        int r = new_call(bus, "Rollback", &m);
+        int r = confirm_rollback(bus, a);
+        if (r)
+                return r;
+        r = new_call(bus, "Rollback", &m);
         if (r)
                 return r;
         if (sd_bus_message_append(m, "s", strempty(a->commit)) < 0)
                 return EXIT_FAILURE;
-        r = long_call(bus, m, "Failed to roll back", &reply);
+        r = long_call(bus, m, "rollback", "Failed to roll back", &reply);
         if (r)
                 return r;
         return from_to(reply, "Rolled back", "Already at");

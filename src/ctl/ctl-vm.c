@@ -11,6 +11,7 @@
 
 #include "ctl/ctl.h"
 #include "shared/macro.h"
+#include "shared/term-escape.h"
 
 void vm_info_list_free(VmInfo *list) {
         for (VmInfo *v = list; v && v->path; v++) {
@@ -288,7 +289,9 @@ static void print_plan_json(const char *action, JsonArray *changes) {
         ctl_json_print(root, true);
 }
 
-static int vm_plan(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+/* Vm.Plan: the action and the changes as an array of [field, current, target].
+ * Returns 0, or the exit status after printing why. */
+static int plan_get(sd_bus *bus, const VmInfo *vm, char **ret_action, JsonNode **ret_changes) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         g_autoptr(JsonNode) changes = NULL;
@@ -307,6 +310,17 @@ static int vm_plan(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
                 fprintf(stderr, "Failed to parse the plan: %s\n", strerror(-r));
                 return EXIT_FAILURE;
         }
+        *ret_action = g_strdup(action);
+        *ret_changes = g_steal_pointer(&changes);
+        return 0;
+}
+
+static int vm_plan(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
+        g_autofree char *action = NULL;
+        g_autoptr(JsonNode) changes = NULL;
+        int r = plan_get(bus, vm, &action, &changes);
+        if (r)
+                return r;
         if (arg.json)
                 print_plan_json(action, json_node_get_array(changes));
         else
@@ -314,7 +328,50 @@ static int vm_plan(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
         return 0;
 }
 
-static int vm_operation(sd_bus *bus, const VmInfo *vm, const char *method, bool force, const char *what) {
+/* "compose_hash, env" from the plan's changes (not its "reason" and "data" notes). */
+static char *changed_fields(JsonArray *changes) {
+        GString *s = g_string_new(NULL);
+        for (guint k = 0; k < json_array_get_length(changes); k++) {
+                JsonArray *c = json_array_get_array_element(changes, k);
+                const char *field = c && json_array_get_length(c) == 3 ? json_array_get_string_element(c, 0) : NULL;
+                if (isempty(field) || streq(field, "reason") || streq(field, "data"))
+                        continue;
+                g_string_append_printf(s, "%s%s", s->len ? ", " : "", field);
+        }
+        return g_string_free(s, FALSE);
+}
+
+/* What vm update will do to a VM that exists, in the words of the plan; NULL
+ * when it neither replaces nor restarts it. */
+static char *update_consequence(sd_bus *bus, const VmInfo *vm, bool force) {
+        g_autofree char *action = NULL, *why = NULL;
+        g_autoptr(JsonNode) changes = NULL;
+        if (isempty(ctl_json_str(vm->props, "Id")) || plan_get(bus, vm, &action, &changes) != 0)
+                return NULL;
+        g_autofree char *fields = changed_fields(json_node_get_array(changes));
+        bool in_place = streq(action, "update-in-place");
+        if (streq(action, "recreate") || in_place)
+                why = isempty(fields) ? g_strdup("the spec differs")
+                                      : g_strdup_printf("%s %s", fields, strchr(fields, ',') ? "differ" : "differs");
+        else if (streq(action, "adopt"))
+                why = g_strdup("it was not deployed by this launcher and is redeployed once");
+        else if (force && (streq(action, "none") || streq(action, "start") || streq(action, "wait"))) {
+                g_autofree char *strategy = NULL;
+                (void) sd_bus_get_property_string(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH,
+                                                  LAUNCHER_CONFIG_INTERFACE, "UpdateStrategy", NULL, &strategy);
+                in_place = g_strcmp0(strategy, "in-place") == 0;
+                why = g_strdup("nothing differs, --force");
+        } else
+                return NULL;
+        g_autofree char *down = ctl_downtime_text(bus, in_place ? "update-in-place" : "recreate");
+        if (in_place)
+                return g_strdup_printf("This updates VM %s in place and restarts it (%s): %s.\n", vm->name, why,
+                                       down);
+        return g_strdup_printf("This replaces VM %s (recreate: %s): %s.\n", vm->name, why, down);
+}
+
+static int vm_operation(sd_bus *bus, const VmInfo *vm, const char *method, bool force, const char *verb,
+                        const char *what) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r = sd_bus_message_new_method_call(bus, &m, LAUNCHER_BUS_NAME, vm->path, LAUNCHER_VM_INTERFACE, method);
         if (r >= 0 && streq(method, "Update"))
@@ -323,29 +380,78 @@ static int vm_operation(sd_bus *bus, const VmInfo *vm, const char *method, bool 
                 fprintf(stderr, "%s: %s\n", what, strerror(-r));
                 return EXIT_FAILURE;
         }
+        g_autofree char *name = g_strdup_printf("%s %s", verb, vm->name);
         g_autofree char *msg = g_strdup_printf("%s %s", what, vm->name);
-        return ctl_long_call(bus, m, vm->path, msg);
+        return ctl_long_call(bus, m, vm->path, name, msg);
 }
 
 static int vm_update(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
-        return vm_operation(bus, vm, "Update", a->force, "Failed to update");
+        if (ctl_confirm_wanted()) {
+                g_autofree char *what = update_consequence(bus, vm, a->force);
+                if (what && ctl_confirm(what) != 0)
+                        return EXIT_FAILURE;
+        }
+        return vm_operation(bus, vm, "Update", a->force, "update", "Failed to update");
 }
 
 static int vm_start(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
-        return vm_operation(bus, vm, "Start", false, "Failed to start");
+        return vm_operation(bus, vm, "Start", false, "start", "Failed to start");
+}
+
+static bool vm_is_down(const VmInfo *vm) {
+        const char *state = ctl_json_str(vm->props, "State");
+        return isempty(ctl_json_str(vm->props, "Id")) || streq(state, "stopped");
 }
 
 static int vm_stop(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
-        return vm_operation(bus, vm, "Stop", false, "Failed to stop");
+        if (ctl_confirm_wanted() && !vm_is_down(vm)) {
+                g_autofree char *stop = ctl_format_usec_in(ctl_stop_timeout(bus), NULL);
+                g_autofree char *what = g_strdup_printf(
+                        "This stops VM %s (a graceful stop, up to %s). It stays stopped until platformctl vm start.\n",
+                        vm->name, stop);
+                if (ctl_confirm(what) != 0)
+                        return EXIT_FAILURE;
+        }
+        return vm_operation(bus, vm, "Stop", false, "stop", "Failed to stop");
 }
 
 static int vm_restart(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
-        return vm_operation(bus, vm, "Restart", false, "Failed to restart");
+        if (ctl_confirm_wanted() && !isempty(ctl_json_str(vm->props, "Id"))) {
+                g_autofree char *down = ctl_downtime_text(bus, "update-in-place");
+                g_autofree char *what = g_strdup_printf("This restarts VM %s: %s.\n", vm->name, down);
+                if (ctl_confirm(what) != 0)
+                        return EXIT_FAILURE;
+        }
+        return vm_operation(bus, vm, "Restart", false, "restart", "Failed to restart");
+}
+
+/* On a terminal a VM's log may not drive it (escape sequences, a '\r' that
+ * overwrites a line): control characters are shown escaped unless --all. A
+ * pipe gets the bytes as they are. */
+static bool escape_log(void) {
+        return !arg.all && isatty(STDOUT_FILENO);
+}
+
+/* Writes a piece of the log as it may be shown; false when stdout is gone. */
+static bool put_log(TermEscape *esc, const char *data, size_t n, bool last) {
+        if (!esc) {
+                if (n > 0 && fwrite(data, 1, n, stdout) != n)
+                        return false;
+                return fflush(stdout) == 0;
+        }
+        g_autoptr(GString) out = g_string_sized_new(n + 16);
+        term_escape_feed(esc, data, n, out);
+        if (last)
+                term_escape_finish(esc, out);
+        if (out->len > 0 && fwrite(out->str, 1, out->len, stdout) != out->len)
+                return false;
+        return fflush(stdout) == 0;
 }
 
 /* Copies the stream to stdout until EOF (the daemon ended it), or Ctrl-C or
  * SIGTERM (then quietly, like journalctl -f): 0 either way. */
 static int copy_log_stream(int fd) {
+        TermEscape esc_state = {}, *esc = escape_log() ? &esc_state : NULL;
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGINT);
@@ -378,9 +484,11 @@ static int copy_log_stream(int fd) {
                         r = -errno;
                         break;
                 }
-                if (n == 0)
+                if (n == 0) {
+                        (void) put_log(esc, NULL, 0, true);
                         break; /* the daemon ended the stream */
-                if (fwrite(buf, 1, (size_t) n, stdout) != (size_t) n || fflush(stdout) != 0)
+                }
+                if (!put_log(esc, buf, (size_t) n, false))
                         break; /* stdout closed (| head): done */
         }
         close(sfd);
@@ -447,8 +555,10 @@ static int vm_logs(sd_bus *bus, const VmInfo *vm, const VmArgs *a) {
                 json_builder_end_object(b);
                 g_autoptr(JsonNode) root = json_builder_get_root(b);
                 ctl_json_print(root, true);
-        } else
-                fputs(text, stdout);
+        } else {
+                TermEscape esc = {};
+                (void) put_log(escape_log() ? &esc : NULL, text, strlen(text), true);
+        }
         if (!arg.json && !isempty(text) && text[strlen(text) - 1] != '\n')
                 fputc('\n', stdout);
         return 0;

@@ -32,6 +32,10 @@ typedef struct CtlOptions {
         unsigned lines;        /* 0: not given */
         const char *channel;   /* NULL: not given */
         bool follow;           /* vm logs -f */
+        bool yes;              /* -y: do not ask before replacing, restarting or stopping */
+        bool allow_empty;      /* set-env: an empty value from stdin or the prompt */
+        GPtrArray *args;       /* config set: --arg, in order; NULL when none */
+        bool all;              /* vm logs -a: control characters as they are, also on a terminal */
 } CtlOptions;
 
 extern CtlOptions arg;
@@ -67,6 +71,18 @@ char *ctl_format_timestamp(uint64_t usec);
 /* Per verb group help ("platformctl config --help"). */
 void ctl_help(const char *group);
 
+/* ctl-confirm.c: before a command replaces, restarts or stops a VM, or
+ * restarts the validator's services. Asked only on a terminal (stdin) and
+ * without --yes, so scripts keep working. */
+bool ctl_confirm_wanted(void);
+/* Prints what will happen (whole lines) and "Continue? [y/N] " on stderr;
+ * returns 0 for y/yes, else EXIT_FAILURE after "Cancelled.". */
+int ctl_confirm(const char *what);
+/* "it is down from its graceful stop (up to 1min) until ..." for a VM
+ * replaced (recreate) or updated in place (update-in-place). */
+char *ctl_downtime_text(sd_bus *bus, const char *action);
+uint64_t ctl_stop_timeout(sd_bus *bus);
+
 /* Prints "<what>: <bus error message>" on one line; returns the exit status for it. */
 int ctl_bus_error(const char *what, const sd_bus_error *error, int r);
 
@@ -92,6 +108,16 @@ int config_info_get(sd_bus *bus, ConfigInfo *i);
 void config_info_add_json(JsonBuilder *b, const ConfigInfo *i);
 void config_info_print(const ConfigInfo *i);
 void config_info_print_problems(const ConfigInfo *i, bool missing_env);
+/* ConfigError says either why the file is not in force or, with the file in
+ * force, which of its keys look misspelled ("unknown key 'x', did you mean
+ * 'y'?", as the Config interface documents it). */
+bool config_error_in_force(const char *config_error);
+
+/* ctl-settings.c: config set (VALUE as the setting's type: a time, yes/no,
+ * a JSON list, or the --arg values) and config show (every setting, from the
+ * settings table). Return the exit status. */
+int ctl_setting_set(sd_bus *bus, const char *name, const char *value);
+int ctl_settings_show(sd_bus *bus);
 
 /* ctl-vm.c: the Vm objects as GetManagedObjects lists them, sorted by name. */
 typedef struct VmInfo {
@@ -107,8 +133,9 @@ void vm_info_print_problems(const VmInfo *vm);
 void vm_info_print_summary(const VmInfo *vm);
 
 /* ctl-operation.c: calls a method that may take minutes: --no-block sends it
- * and returns; else waits, showing the Vm's state changes on stderr if a tty. */
-int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *what);
+ * and returns; else waits, showing the Vm's state changes on stderr, each
+ * line starting with name ("restart validator_vm"); what prefixes an error. */
+int ctl_long_call(sd_bus *bus, sd_bus_message *m, const char *vm_path, const char *name, const char *what);
 
 /* ctl-history.c: Vm.GetHistory as a table, newest first, or --json. */
 int ctl_vm_history(sd_bus *bus, const char *vm_path, unsigned limit);

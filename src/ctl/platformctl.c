@@ -24,12 +24,16 @@ static const char help_vm[] =
         "  vm start [NAME]             Start the VM\n"
         "  vm stop [NAME]              Stop the VM gracefully; it stays stopped\n"
         "  vm restart [NAME]           Restart the VM\n"
-        "  vm logs [-f] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
+        "  vm logs [-f] [-a] [-n N] [--channel serial|stdout|stderr] [NAME]\n"
         "                              Print the last N (default 100) log lines\n"
         "                              (-f, --follow: the last N, default 10, then new\n"
-        "                              lines as they come, until Ctrl-C)\n"
+        "                              lines as they come, until Ctrl-C; on a terminal\n"
+        "                              control characters are shown escaped, -a, --all:\n"
+        "                              as they are)\n"
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
-        "                              first (the last N, default 100)\n";
+        "                              first (the last N, default 100)\n"
+        "On a terminal, update (when it replaces the VM), stop and restart say what\n"
+        "will happen and ask [y/N] first (--yes: do not ask).\n";
 
 static const char help_updater[] =
         "Updater commands (the git deployment kept on its release branch):\n"
@@ -41,25 +45,32 @@ static const char help_updater[] =
         "  updater rollback [COMMIT]   Go back to COMMIT (default: the previous one)\n"
         "  updater enable|disable      Turn automatic updates on or off\n"
         "  updater history [-n N]      The update transactions and who asked, newest\n"
-        "                              first (the last N, default 100)\n";
+        "                              first (the last N, default 100)\n"
+        "On a terminal, apply (when it would restart) and rollback say what will\n"
+        "happen and ask [y/N] first (--yes: do not ask).\n";
 
 static const char help_config[] =
         "Config commands:\n"
         "  config show                 Show all settings\n"
         "  config list-env             List the names of the env values set\n"
         "  config set-env KEY [VALUE|-] Set an env value (no VALUE or '-': read from\n"
-        "                              stdin, or a prompt that does not echo)\n"
+        "                              stdin, or a prompt that does not echo; an empty\n"
+        "                              value is refused unless --allow-empty)\n"
         "  config get-env KEY          Print an env value\n"
         "  config remove-env KEY       Remove an env value\n"
         "  config set-vmm-url URL      Set the VMM URL the VM uses (DSTACK_VMM_URL)\n"
-        "  config set SETTING VALUE    Set a setting (ApiUrl, VmmUrl, GuestVmmUrl,\n"
-        "                              PollIntervalUSec, StopTimeoutUSec, UpdateStrategy,\n"
-        "                              UpdaterRepository, UpdaterRemote, UpdaterBranch,\n"
-        "                              UpdaterIntervalUSec); times take us, ms, s, min, h, d\n"
+        "  config set SETTING VALUE    Set a setting by its name in config show; times\n"
+        "                              take us, ms, s, min, h, d; lists a JSON array:\n"
+        "                              UpdaterRestartUnits '[\"a.service\"]',\n"
+        "                              UpdaterBuildCommands '[[\"make\"],[\"./build.sh\"]]'\n"
+        "  config set SETTING --arg A [--arg B ...]\n"
+        "                              A list setting from its elements (for a list of\n"
+        "                              commands: one command, A B ... its argv)\n"
         "  config reload               Re-read the config file\n"
-        "set-env, remove-env and set-vmm-url change what the VM runs with: the plan\n"
-        "that follows is printed and the VM followed until it is done (--no-block:\n"
-        "return at once).\n";
+        "set-env, remove-env and set-vmm-url change what the VM runs with: on a\n"
+        "terminal, a change that replaces a VM is shown and asked [y/N] first\n"
+        "(--yes: do not ask); then the plan is printed and the VM followed until it\n"
+        "is done (--no-block: return at once).\n";
 
 static const char help_options[] =
         "Options (accepted anywhere on the command line):\n"
@@ -70,7 +81,9 @@ static const char help_options[] =
         "     --no-ask-password        Do not ask for authentication\n"
         "  -H --host=[USER@]HOST[:PORT] Operate on a remote host (over SSH)\n"
         "     --no-block               Do not wait for VM operations to finish\n"
-        "  -q --quiet                  Print less (no progress, no monitor banner)\n";
+        "  -q --quiet                  Print less (no progress, no monitor banner)\n"
+        "  -y --yes                    Do not ask before replacing, restarting or stopping\n"
+        "                              (no question either when stdin is not a terminal)\n";
 
 static const char help_exit[] =
         "Exit status: 0 success, 1 failure, 64 usage, 65 invalid argument,\n"
@@ -138,7 +151,31 @@ static const char *error_text(const sd_bus_error *error, int r) {
         return strerror(r < 0 ? -r : r);
 }
 
+/* The launcher is not on the bus and the bus could not start it: the name
+ * has no owner, or activation failed (dbus-daemon running the activation
+ * file's Exec=/bin/false says "Process org.platform.Launcher1 exited with
+ * status 1"; through systemd, the unit's error). */
+static bool launcher_absent(const sd_bus_error *e, bool activation) {
+        if (sd_bus_error_has_names(e, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER))
+                return true;
+        return activation && e && e->name &&
+               (g_str_has_prefix(e->name, "org.freedesktop.DBus.Error.Spawn.") ||
+                g_str_has_prefix(e->name, "org.freedesktop.systemd1.") ||
+                streq(e->name, "org.freedesktop.DBus.Error.TimedOut"));
+}
+
+static int launcher_not_running(void) {
+        if (arg.host)
+                fprintf(stderr, "platform-launcher.service is not running on %s (systemctl -H %s start "
+                                "platform-launcher)\n", arg.host, arg.host);
+        else
+                fprintf(stderr, "platform-launcher.service is not running (systemctl start platform-launcher)\n");
+        return EX_UNAVAILABLE;
+}
+
 int ctl_bus_error(const char *what, const sd_bus_error *error, int r) {
+        if (launcher_absent(error, false))
+                return launcher_not_running();
         fprintf(stderr, "%s: %s\n", what, error_text(error, r));
         if (!error || !error->name)
                 return EXIT_FAILURE;
@@ -171,11 +208,8 @@ static int check_connection(sd_bus *bus) {
                                     "ConfigPath", &error, &reply, "s");
         if (r >= 0)
                 return 0;
-        if (sd_bus_error_has_names(&error, SD_BUS_ERROR_SERVICE_UNKNOWN, SD_BUS_ERROR_NAME_HAS_NO_OWNER)) {
-                fprintf(stderr, "%s is not on the bus%s%s: is platform-launcher.service running?\n",
-                        LAUNCHER_BUS_NAME, arg.host ? " of " : "", strempty(arg.host));
-                return -EX_UNAVAILABLE;
-        }
+        if (launcher_absent(&error, true))
+                return -launcher_not_running();
         /* A local failure (the connection, ssh) comes as "System.Error.E...", not from a peer. */
         bool transport = !error.name || g_str_has_prefix(error.name, "System.Error.") || sd_bus_is_open(bus) <= 0 ||
                          sd_bus_error_has_names(&error, SD_BUS_ERROR_NO_REPLY, SD_BUS_ERROR_DISCONNECTED);
@@ -246,6 +280,8 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 ARG_FORCE,
                 ARG_CHANNEL,
                 ARG_DRY_RUN,
+                ARG_ALLOW_EMPTY,
+                ARG_ARG,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -261,11 +297,15 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "channel", required_argument, NULL, ARG_CHANNEL },
                 { "dry-run", no_argument, NULL, ARG_DRY_RUN },
                 { "follow", no_argument, NULL, 'f' },
+                { "all", no_argument, NULL, 'a' },
+                { "yes", no_argument, NULL, 'y' },
+                { "allow-empty", no_argument, NULL, ARG_ALLOW_EMPTY },
+                { "arg", required_argument, NULL, ARG_ARG },
                 {}
         };
         int c, r;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, ":hH:qn:f", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hH:qn:fya", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         *ret_help = true;
@@ -299,6 +339,20 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 case 'f':
                         arg.follow = true;
                         break;
+                case 'a':
+                        arg.all = true;
+                        break;
+                case 'y':
+                        arg.yes = true;
+                        break;
+                case ARG_ALLOW_EMPTY:
+                        arg.allow_empty = true;
+                        break;
+                case ARG_ARG:
+                        if (!arg.args)
+                                arg.args = g_ptr_array_new();
+                        g_ptr_array_add(arg.args, optarg);
+                        break;
                 case 'n':
                         if ((r = parse_lines(optarg, &arg.lines)) < 0)
                                 return r;
@@ -323,6 +377,42 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
         return 1;
 }
 
+static bool is_command(int argc, char **argv, const char *group, const char *verb) {
+        return argc > 1 && streq(argv[0], group) && streq(argv[1], verb);
+}
+
+/* An option given to a command it means nothing to is a mistake worth saying. */
+static int check_option_use(int argc, char **argv) {
+        bool logs = is_command(argc, argv, "vm", "logs");
+        if (arg.force && !is_command(argc, argv, "vm", "update") && !is_command(argc, argv, "updater", "apply")) {
+                fprintf(stderr, "--force applies to 'vm update' and 'updater apply' only.\n");
+                return EX_USAGE;
+        }
+        if ((arg.lines && !logs && !is_command(argc, argv, "vm", "history") &&
+             !is_command(argc, argv, "updater", "history")) ||
+            (arg.channel && !logs)) {
+                fprintf(stderr, "--lines applies to 'vm logs', 'vm history' and 'updater history', --channel to 'vm logs' only.\n");
+                return EX_USAGE;
+        }
+        if (arg.follow && !logs) {
+                fprintf(stderr, "--follow applies to 'vm logs' only.\n");
+                return EX_USAGE;
+        }
+        if (arg.all && !logs) {
+                fprintf(stderr, "--all applies to 'vm logs' only.\n");
+                return EX_USAGE;
+        }
+        if (arg.args && !is_command(argc, argv, "config", "set")) {
+                fprintf(stderr, "--arg applies to 'config set' only.\n");
+                return EX_USAGE;
+        }
+        if (arg.allow_empty && !is_command(argc, argv, "config", "set-env")) {
+                fprintf(stderr, "--allow-empty applies to 'config set-env' only.\n");
+                return EX_USAGE;
+        }
+        return 0;
+}
+
 static const struct {
         const char *name;
         int (*run)(sd_bus *bus, int argc, char **argv);
@@ -337,17 +427,55 @@ static const struct {
 
 /* The Rust launcher's CLI, installed as "platform" (a symlink to platformctl):
  * "platform config show|set-env|get-env|list-env|remove-env|set-vmm-url|
- * set-passphrase". Rewrites argv into platformctl's words. */
+ * set-passphrase", nothing else. Rewrites argv into platformctl's words. */
+static const char *const platform_verbs[] = {
+        "show", "list-env", "set-env", "get-env", "remove-env", "set-vmm-url", "set-passphrase", NULL,
+};
+
+static void platform_help(void) {
+        printf("platform [OPTIONS...] config COMMAND ...\n\n"
+               "The Rust validator-launcher's commands, answered by platform-launcherd.\n"
+               "platformctl has these and all the others (see platformctl --help).\n\n"
+               "Commands:\n"
+               "  config show                 Show all settings (also: config)\n"
+               "  config list-env             List the names of the env values set\n"
+               "  config set-env KEY [VALUE]  Set an env value (no VALUE: read from stdin, or a\n"
+               "                              prompt that does not echo; empty is refused)\n"
+               "  config get-env KEY          Print an env value\n"
+               "  config remove-env KEY       Remove an env value\n"
+               "  config set-vmm-url URL      Set the VMM URL the VM uses (DSTACK_VMM_URL)\n"
+               "  config set-passphrase [PASSPHRASE]\n"
+               "                              Set HOTKEY_PASSPHRASE (no value: prompt)\n"
+               "A change of a value the VM receives replaces the VM: on a terminal, what\n"
+               "will happen is shown and confirmed first.\n\n"
+               "Options:\n"
+               "  -h --help                   Show this help\n"
+               "     --version                Show the version\n"
+               "     --json                   Print JSON\n"
+               "     --no-ask-password        Do not ask for authentication\n"
+               "  -H --host=[USER@]HOST[:PORT] Operate on a remote host (over SSH)\n"
+               "     --no-block               Do not wait for the VM to be replaced\n"
+               "  -q --quiet                  Print less\n"
+               "  -y --yes                    Do not ask before replacing the VM\n"
+               "     --allow-empty            Accept an empty value from stdin or the prompt\n\n"
+               "See platform(1). The launcher runs as platform-launcher.service.\n");
+}
+
+static int platform_usage(void) {
+        fprintf(stderr, "Usage: platform config show | set-env KEY [VALUE] | get-env KEY | list-env "
+                        "| remove-env KEY | set-vmm-url URL | set-passphrase [PASSPHRASE]\n"
+                        "(the Rust launcher's commands; see platform --help, and platformctl --help for all)\n");
+        return -EX_USAGE;
+}
+
 static int platform_compat(int *argc, char ***argv, char **rewritten) {
         if (*argc < 1 || !streq((*argv)[0], "config")) {
-                if (*argc >= 1 && streq((*argv)[0], "run"))
+                if (*argc >= 1 && streq((*argv)[0], "run")) {
                         fprintf(stderr, "The launcher now runs as platform-launcher.service: "
                                         "systemctl start platform-launcher.service\n");
-                else
-                        fprintf(stderr, "Usage: platform config show | set-env KEY [VALUE] | get-env KEY | list-env "
-                                        "| remove-env KEY | set-vmm-url URL | set-passphrase [PASSPHRASE]\n"
-                                        "(the Rust launcher's commands; see platformctl --help for all)\n");
-                return -EX_USAGE;
+                        return -EX_USAGE;
+                }
+                return platform_usage();
         }
         if (*argc < 2) {
                 rewritten[0] = (char *) "config";
@@ -356,6 +484,8 @@ static int platform_compat(int *argc, char ***argv, char **rewritten) {
                 *argv = rewritten;
                 return 0;
         }
+        if (!g_strv_contains(platform_verbs, (*argv)[1]))
+                return platform_usage();
         if (streq((*argv)[1], "set-passphrase")) {
                 if (*argc > 3) {
                         fprintf(stderr, "Usage: platform config set-passphrase [PASSPHRASE]\n");
@@ -384,6 +514,10 @@ static int run(int argc, char *argv[]) {
         char *rewritten[5] = {};
         if (compat && !help_asked && (r = platform_compat(&argc, &argv, rewritten)) < 0)
                 return -r;
+        if (help_asked && compat) {
+                platform_help();
+                return 0;
+        }
         if (help_asked) {
                 ctl_help(argc > 0 ? argv[0] : NULL);
                 return 0;
@@ -399,21 +533,8 @@ static int run(int argc, char *argv[]) {
         for (size_t k = 0; k < ELEMENTSOF(verbs); k++) {
                 if (!streq(verbs[k].name, argv[0]))
                         continue;
-                if (arg.force && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "update"))) {
-                        fprintf(stderr, "--force applies to 'vm update' only.\n");
-                        return EX_USAGE;
-                }
-                if ((arg.lines && !(verbs[k].run == verb_vm && argc > 1 &&
-                                    (streq(argv[1], "logs") || streq(argv[1], "history"))) &&
-                     !(verbs[k].run == verb_updater && argc > 1 && streq(argv[1], "history"))) ||
-                    (arg.channel && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs")))) {
-                        fprintf(stderr, "--lines applies to 'vm logs', 'vm history' and 'updater history', --channel to 'vm logs' only.\n");
-                        return EX_USAGE;
-                }
-                if (arg.follow && !(verbs[k].run == verb_vm && argc > 1 && streq(argv[1], "logs"))) {
-                        fprintf(stderr, "--follow applies to 'vm logs' only.\n");
-                        return EX_USAGE;
-                }
+                if ((r = check_option_use(argc, argv)) != 0)
+                        return r;
                 _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
                 r = connect_bus(&bus, verbs[k].needs_launcher);
                 if (r < 0)

@@ -127,7 +127,7 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
 /* Writes c (taking it), emits what changed, maps failures to bus errors. */
 static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         g_autoptr(LauncherConfig) old = launcher_config_copy(m->settings->config);
-        bool had_error = m->settings->error;
+        g_autofree char *old_error = g_strdup(m->settings->error);
         g_autofree char *why = NULL;
 
         int r = settings_store_commit(m->settings, c, &why);
@@ -138,7 +138,7 @@ static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         if (r < 0)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_FAILED, why);
 
-        bus_config_emit_changes(m, old, had_error != !!m->settings->error);
+        bus_config_emit_changes(m, old, !streq_ptr(old_error, m->settings->error));
         manager_config_changed(m);
         return 0;
 }
@@ -416,12 +416,17 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
                 return r < 0 ? r : 1;
 
         /* Checks that look at the file system (the user, the commands, the
-         * VMM's unit) only once authorized: their answers would tell any
-         * caller which paths and users exist. */
+         * VMM's unit, MetricsPath's directory) only once authorized: their
+         * answers would tell any caller which paths and users exist. */
         g_autofree char *why = updater_settings_check(m->settings->config, c,
                                                    m->settings->vmm_url_override ?: c->vmm_url);
         if (why)
                 return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, why);
+        if (!streq(c->metrics_path, m->settings->config->metrics_path)) {
+                g_autofree char *mwhy = metrics_path_check(c->metrics_path);
+                if (mwhy)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting 'MetricsPath': %s.", mwhy);
+        }
 
         r = commit(m, TAKE_PTR(c), error);
         if (r < 0)

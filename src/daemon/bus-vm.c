@@ -93,6 +93,8 @@ static int property_get(sd_bus *bus, const char *path, const char *interface, co
                 return sd_bus_message_append(reply, "s", vm->name);
         if (streq(property, "State"))
                 return sd_bus_message_append(reply, "s", vm_state_to_string(vm->state));
+        if (streq(property, "AllowedEnv"))
+                return sd_bus_message_append_strv(reply, vm->allowed_env);
         for (size_t i = 0; i < ELEMENTSOF(vm_props); i++) {
                 const VmProp *p = &vm_props[i];
                 if (!streq(p->name, property))
@@ -126,7 +128,7 @@ static int reply_error(sd_bus_message *msg, ReconcilerError e, const char *messa
 }
 
 /* A call waiting for an operation: answered when it ends, or at shutdown.
- * hist records an operator's operation in the history (NULL for GetLogs). */
+ * hist records an operator's operation in the history. */
 typedef struct PendingOp {
         Manager *m;
         sd_bus_message *msg;
@@ -178,7 +180,7 @@ void bus_vm_shutdown(Manager *m) {
         /* Log streams end: their readers see EOF. */
         bus_logs_shutdown(m);
         /* The reconciler drops its waiters when freed: answer every caller
-         * still waiting (Update, Start, Stop, Restart, GetLogs) and free them. */
+         * still waiting (Update, Start, Stop, Restart) and free them. */
         if (!m->pending_ops)
                 return;
         GHashTableIter it;
@@ -304,15 +306,6 @@ static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static void on_logs(Reconciler *r, ReconcilerError error, const char *message, const char *text, void *userdata) {
-        PendingOp *op = userdata;
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(op->msg, "s", text)
-                                       : reply_error(op->msg, error, message);
-        if (q < 0)
-                log_debug_errno(q, "Cannot reply to GetLogs: %m");
-        pending_op_free(op);
-}
-
 /* GetLogs and FollowLogs take (s channel, u lines): > 0 when valid. */
 static int read_logs_args(sd_bus_message *msg, uint32_t min_lines, const char **channel, uint32_t *lines,
                           sd_bus_error *error) {
@@ -328,10 +321,22 @@ static int read_logs_args(sd_bus_message *msg, uint32_t min_lines, const char **
         return 1;
 }
 
+/* The caller's uid, for the per-user limits of GetLogs and FollowLogs. */
+static int caller_uid(sd_bus_message *msg, uid_t *ret, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        int q = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
+        if (q >= 0)
+                q = sd_bus_creds_get_euid(creds, ret);
+        if (q < 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who is calling.");
+        return 1;
+}
+
 static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *channel;
         uint32_t lines;
+        uid_t uid;
         Vm *vm;
 
         int q = read_logs_args(msg, 1, &channel, &lines, error);
@@ -340,16 +345,17 @@ static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *er
         q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-
-        PendingOp *op = pending_op_new(m, msg, vm, NULL);
-        q = reconciler_get_logs(m->reconciler, vm, channel, lines, on_logs, op);
-        return operation_started(op, q, vm, error);
+        q = caller_uid(msg, &uid, error);
+        if (q < 0)
+                return q;
+        return bus_logs_get(m, vm, msg, uid, channel, lines, error);
 }
 
 static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *channel;
         uint32_t lines;
+        uid_t uid;
         Vm *vm;
 
         int q = read_logs_args(msg, 0, &channel, &lines, error);
@@ -358,14 +364,9 @@ static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error 
         q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
-
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid;
-        q = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_AUGMENT, &creds);
-        if (q >= 0)
-                q = sd_bus_creds_get_euid(creds, &uid);
+        q = caller_uid(msg, &uid, error);
         if (q < 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_ACCESS_DENIED, "Cannot tell who is calling.");
+                return q;
 
         int fd = -1;
         q = bus_logs_follow(m, vm, uid, channel, lines, &fd, error);
@@ -398,6 +399,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("LastError", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Operation", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("AllowedEnv", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", action, "a(sss)", changes), method_plan,
@@ -440,10 +442,12 @@ static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
 
 static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata) {
         Manager *m = userdata;
-        const char *names[ELEMENTSOF(vm_props) + 2];
+        const char *names[ELEMENTSOF(vm_props) + 3];
         size_t n = 0;
         if (fields & VM_FIELD_STATE)
                 names[n++] = "State";
+        if (fields & VM_FIELD_ALLOWED_ENV)
+                names[n++] = "AllowedEnv";
         for (size_t i = 0; i < ELEMENTSOF(vm_props); i++)
                 if (fields & vm_props[i].field)
                         names[n++] = vm_props[i].name;

@@ -61,7 +61,11 @@ int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, un
 void bus_logs_vm_removed(Manager *m, const char *vm_name);
 /* Ends, with a line saying so, the streams of a VM whose id changed. */
 void bus_logs_vm_id_changed(Manager *m, const Vm *vm);
-/* Ends every stream and frees the streams' HTTP context. */
+/* Vm.GetLogs after authorization: 1 when the call will be answered (even
+ * if its caller leaves first), else < 0 or an error in *error. */
+int bus_logs_get(Manager *m, const Vm *vm, sd_bus_message *msg, uid_t uid, const char *channel, unsigned lines,
+                 sd_bus_error *error);
+/* Ends every stream, answers every GetLogs ("stopping"), frees the HTTP context. */
 void bus_logs_shutdown(Manager *m);
 
 /* bus-updater.c */

@@ -8,7 +8,7 @@
 
 #include <glib.h>
 
-#include "core/fileio.h"
+#include "core/safe-dir.h"
 #include "daemon/metrics.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -178,13 +178,36 @@ char *metrics_render(Metrics *mt, uint64_t now) {
         return g_string_free(s, FALSE);
 }
 
+char *metrics_path_check(const char *path) {
+        if (isempty(path))
+                return NULL;
+        g_autofree char *dir = g_path_get_dirname(path);
+        return safe_dir_check(dir);
+}
+
+/* Writes the file, or removes it (text NULL), in its directory as opened by
+ * safe_dir_open: nobody else can have swapped a component of the path. */
+static int metrics_file_apply(const char *path, const char *text, char **ret_why) {
+        g_autofree char *dir = g_path_get_dirname(path), *base = g_path_get_basename(path);
+        _cleanup_close_ int dfd = safe_dir_open(dir, text != NULL, ret_why);
+        if (dfd < 0)
+                return dfd;
+        if (!text)
+                return unlinkat(dfd, base, 0) < 0 && errno != ENOENT ? -errno : 0;
+        return safe_write_at(dfd, base, text, strlen(text), 0644);
+}
+
 static void metrics_write(Metrics *mt) {
         const char *path = mt->settings->config->metrics_path;
+        g_autofree char *why = NULL;
+        int r;
 
         if (!streq_ptr(path, mt->last_path)) {
                 /* A path given up: its stale numbers must not be collected any more. */
-                if (!isempty(mt->last_path) && unlink(mt->last_path) < 0 && errno != ENOENT)
-                        log_warning_errno(-errno, "Cannot remove the old metrics file %s: %m", mt->last_path);
+                if (!isempty(mt->last_path) && (r = metrics_file_apply(mt->last_path, NULL, &why)) < 0 && r != -ENOENT)
+                        log_warning_errno(r, "Cannot remove the old metrics file %s: %s", mt->last_path,
+                                          why ?: strerror(-r));
+                g_clear_pointer(&why, g_free);
                 g_free(mt->last_path);
                 mt->last_path = g_strdup(path);
                 g_clear_pointer(&mt->last_text, g_free);
@@ -196,10 +219,14 @@ static void metrics_write(Metrics *mt) {
         g_autofree char *text = metrics_render(mt, now_usec(CLOCK_REALTIME));
         if (streq_ptr(text, mt->last_text))
                 return;
-        int r = write_file_atomic(path, text, strlen(text), 0644);
+        r = metrics_file_apply(path, text, &why);
         if (r < 0) {
-                if (!streq_ptr(mt->last_error, path))
-                        log_warning_errno(r, "Cannot write the metrics file %s: %m", path);
+                if (!streq_ptr(mt->last_error, path)) {
+                        if (why)
+                                log_warning("Not writing the metrics file %s: %s.", path, why);
+                        else
+                                log_warning_errno(r, "Cannot write the metrics file %s: %m", path);
+                }
                 g_free(mt->last_error);
                 mt->last_error = g_strdup(path);
                 return;

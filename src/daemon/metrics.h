@@ -7,7 +7,8 @@
 #include "core/settings.h"
 
 /* Prometheus text for node_exporter's textfile collector, written atomically
- * to Config.MetricsPath (nothing while it is ""): when the VM changes (at
+ * to Config.MetricsPath (nothing while it is "", nor while its directory is
+ * one someone else could swap: logged once): when the VM changes (at
  * most every METRICS_MIN_INTERVAL_USEC) and every METRICS_REFRESH_USEC for
  * the ages. It sits between the reconciler and the bus layer: it counts what
  * passes and forwards every event unchanged. */
@@ -38,6 +39,12 @@ void metrics_count_error(Metrics *mt, MetricsError kind);
  * callback that appends Prometheus text to s; NULL to remove. */
 typedef void (*metrics_section_fn)(GString *s, void *userdata);
 void metrics_set_updater_section(Metrics *mt, metrics_section_fn fn, void *userdata);
+
+/* Why MetricsPath may not be path (malloc'd: its directory, or one above, is
+ * a symbolic link, not root's, or writable by others, see core/safe-dir.h),
+ * NULL when it may. A file there is never written: the path could be
+ * swapped under the root daemon. */
+char *metrics_path_check(const char *path);
 
 /* Renders the metrics text (for tests and the writer). */
 char *metrics_render(Metrics *mt, uint64_t now_realtime_usec);

@@ -575,14 +575,13 @@ int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, ch
         if (len > CONFIG_FILE_MAX)
                 return fail(ret_error, "file exceeds %u bytes", CONFIG_FILE_MAX);
 
-        /* A file of only white space is an empty configuration, not a broken one. */
+        /* An empty file is a truncated or clobbered one (a failed copy, "> config.json"), not "no
+         * settings": taking it as such would drop every setting and secret in force without a word. */
         size_t i = 0;
         while (i < len && g_ascii_isspace(data[i]))
                 i++;
-        if (i == len) {
-                *ret = TAKE_PTR(c);
-                return 0;
-        }
+        if (i == len)
+                return fail(ret_error, "is empty%s; a file with every default holds {}", len > 0 ? " (only white space)" : "");
 
         /* The one JSON edge: size, NUL, depth guards; errors give a position, never a token. */
         g_autoptr(JsonParser) parser = NULL;
@@ -608,6 +607,111 @@ int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, ch
         c->file = json_object_ref(obj);
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+static const SettingInfo *setting_by_file_key(const char *key);
+
+/* ---- keys we do not know: misspellings of ours are worth a word ---- */
+
+#define KEY_SUGGEST_LEN_MAX 64u
+#define KEY_REPORT_MAX 8u
+
+/* Optimal string alignment distance (Levenshtein plus adjacent
+ * transpositions) of two short ASCII-folded strings. */
+static unsigned key_distance(const char *a, const char *b) {
+        size_t n = strlen(a), m = strlen(b);
+        unsigned d[KEY_SUGGEST_LEN_MAX + 1][KEY_SUGGEST_LEN_MAX + 1];
+        if (n > KEY_SUGGEST_LEN_MAX || m > KEY_SUGGEST_LEN_MAX)
+                return UINT32_MAX;
+        for (size_t i = 0; i <= n; i++)
+                d[i][0] = (unsigned) i;
+        for (size_t j = 0; j <= m; j++)
+                d[0][j] = (unsigned) j;
+        for (size_t i = 1; i <= n; i++)
+                for (size_t j = 1; j <= m; j++) {
+                        unsigned cost = g_ascii_tolower(a[i - 1]) != g_ascii_tolower(b[j - 1]);
+                        unsigned v = MIN(MIN(d[i - 1][j] + 1, d[i][j - 1] + 1), d[i - 1][j - 1] + cost);
+                        if (i > 1 && j > 1 && g_ascii_tolower(a[i - 1]) == g_ascii_tolower(b[j - 2]) &&
+                            g_ascii_tolower(a[i - 2]) == g_ascii_tolower(b[j - 1]))
+                                v = MIN(v, d[i - 2][j - 2] + 1);
+                        d[i][j] = v;
+                }
+        return d[n][m];
+}
+
+/* How far a key may be from one of ours to count as a misspelling of it:
+ * one edit in a short key, two from 6 characters, three from 12. */
+static unsigned key_distance_max(size_t len) {
+        return len < 6 ? 1 : len < 12 ? 2 : 3;
+}
+
+/* Distance of key to a known key, also to it without its unit ("poll_interval"
+ * for "poll_interval_usec"), and to the bus property name ("PollIntervalUSec"). */
+static unsigned known_key_distance(const char *key, const char *file_key, const char *property) {
+        unsigned best = key_distance(key, file_key);
+        if (g_str_has_suffix(file_key, "_usec")) {
+                g_autofree char *bare = g_strndup(file_key, strlen(file_key) - strlen("_usec"));
+                best = MIN(best, key_distance(key, bare));
+        }
+        if (property)
+                best = MIN(best, key_distance(key, property));
+        return best;
+}
+
+/* The known key that key misspells, or NULL. */
+static const char *key_suggestion(const char *key) {
+        static const char *const other_keys[] = { "env" }; /* the Rust launcher's; dstack_vmm_url is a setting */
+        const char *best = NULL;
+        unsigned best_d = UINT32_MAX;
+
+        if (strlen(key) > KEY_SUGGEST_LEN_MAX)
+                return NULL;
+        for (size_t i = 0; i < ELEMENTSOF(settings) + ELEMENTSOF(other_keys); i++) {
+                const char *k = i < ELEMENTSOF(settings) ? settings[i].file_key : other_keys[i - ELEMENTSOF(settings)];
+                const char *prop = i < ELEMENTSOF(settings) ? settings[i].property : NULL;
+                unsigned d = known_key_distance(key, k, prop);
+                if (d <= key_distance_max(strlen(k)) && d < best_d) {
+                        best = k;
+                        best_d = d;
+                }
+        }
+        return best;
+}
+
+/* A key as it may be shown: printable ASCII as is, anything else \xNN. */
+static void append_key_escaped(GString *out, const char *key) {
+        for (const unsigned char *p = (const unsigned char *) key; *p; p++)
+                if (*p >= 0x20 && *p < 0x7f && *p != '\'' && *p != '\\')
+                        g_string_append_c(out, (char) *p);
+                else
+                        g_string_append_printf(out, "\\x%02x", *p);
+}
+
+char *launcher_config_misspelled_keys(const LauncherConfig *c) {
+        g_autoptr(GList) members = json_object_get_members(c->file);
+        GString *out = NULL;
+        unsigned n = 0;
+
+        for (GList *l = members; l; l = l->next) {
+                const char *key = l->data;
+                if (setting_by_file_key(key) || streq(key, "env"))
+                        continue;
+                const char *known = key_suggestion(key);
+                if (!known)
+                        continue;
+                if (++n > KEY_REPORT_MAX)
+                        continue;
+                if (!out)
+                        out = g_string_new(NULL);
+                else
+                        g_string_append(out, "; ");
+                g_string_append(out, "unknown key '");
+                append_key_escaped(out, key);
+                g_string_append_printf(out, "', did you mean '%s'?", known);
+        }
+        if (n > KEY_REPORT_MAX)
+                g_string_append_printf(out, "; %u more unknown keys like these", n - KEY_REPORT_MAX);
+        return out ? g_string_free(out, FALSE) : NULL;
 }
 
 static const SettingInfo *setting_by_file_key(const char *key) {

@@ -115,6 +115,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(LauncherConfig, launcher_config_free)
  * field (or line:column) in *ret_error. Nothing in the message is a value. */
 int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, char **ret_error);
 
+/* The file's top-level keys that are not ours but look like a misspelling of
+ * one of ours (a small edit distance, case ignored, a unit left off, the bus
+ * property's name): "unknown key 'pol_interval', did you mean
+ * 'poll_interval_usec'?", several joined by "; ". NULL when there is none.
+ * Keys of others (the Rust launcher's, future ones, an operator's note) are
+ * far from ours and not reported; every unknown key is kept on write. */
+char *launcher_config_misspelled_keys(const LauncherConfig *c);
+
 /* Serialises for the file: the original file's keys in their order with known
  * ones replaced, then new keys. Settings at their default and absent from the
  * original are left out so a later default change applies. */

@@ -82,6 +82,22 @@ static void check_roundtrip(const LauncherConfig *c) {
                         abort();
 }
 
+/* The misspelled-key report goes to the bus and the journal: printable ASCII
+ * (a key's other bytes escaped), bounded, and each key it names is in the file. */
+static void check_misspelled(const LauncherConfig *c) {
+        _cleanup_free_ char *report = launcher_config_misspelled_keys(c);
+        if (!report)
+                return;
+        size_t n = strlen(report);
+        if (n > 4096)
+                abort();
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char) report[i] < 0x20 || (unsigned char) report[i] >= 0x7f)
+                        abort();
+        if (!g_str_has_prefix(report, "unknown key '"))
+                abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         g_autoptr(LauncherConfig) c = NULL;
         _cleanup_free_ char *err = NULL;
@@ -99,5 +115,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!c || err)
                 abort();
         check_roundtrip(c);
+        check_misspelled(c);
         return 0;
 }

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import harness as H
+from ctl_helpers import ctl
 from launcher import (CONFIGURE, INVALID_CONFIG, LIMITS_EXCEEDED, RUST_CONFIG, SECRET, file_state,
                       assert_no_secret_logged, properties_changed)
 
@@ -254,3 +255,114 @@ def test_readable_mode_is_fixed_on_load(daemon, mode):
     assert stat.S_IMODE(os.stat(daemon.config_path).st_mode) == 0o600
     assert daemon.get('ConfigError') == ''
     assert 'made it 0600' in daemon.log_text()
+
+
+# ---- issue 15 D5: an empty file is a broken file, not "no settings" ----
+
+EMPTY_FILES = [('empty', ''), ('spaces', '   \n\t\r\n  \n')]
+
+
+@pytest.mark.parametrize('name,text', EMPTY_FILES, ids=[e[0] for e in EMPTY_FILES])
+def test_empty_file_on_sighup_keeps_settings_and_secrets(daemon, bus, name, text):
+    keys = daemon.get('EnvKeys')
+    assert keys, 'the test needs env values in force'
+    daemon.write_config(text)
+    before = file_state(daemon.config_path)
+    with properties_changed(bus) as sc:
+        daemon.send_signal(signal.SIGHUP)
+        sc.wait_for(lambda s: s.args[1].get('ConfigError', '') != '')
+    err = daemon.get('ConfigError')
+    assert err.startswith(daemon.config_path + ': ') and 'empty' in err, err
+    # Everything in force stays: settings and secrets.
+    assert daemon.get('EnvKeys') == keys
+    assert daemon.get('GuestVmmUrl') == 'http://10.0.2.2:16850/'
+    assert daemon.call('GetEnv', 's', ['HOTKEY_PASSPHRASE']).result == (SECRET + 'hotkey words here',)
+    assert 'empty' in daemon.log_text()
+    # Reload says so; a write is refused and the file is left alone, as for a syntax error.
+    r = daemon.call('Reload')
+    assert not r.ok and r.error_name == INVALID_CONFIG and 'empty' in r.error_message, r
+    r = daemon.call('SetEnv', 'ss', ['AFTER', SECRET + 'after'])
+    assert not r.ok and r.error_name == INVALID_CONFIG, r
+    assert file_state(daemon.config_path) == before
+    # The operator puts the file back; a reload clears the error.
+    daemon.write_config(RUST_CONFIG)
+    assert daemon.call('Reload').ok and daemon.get('ConfigError') == ''
+    assert_no_secret_logged(daemon)
+
+
+@pytest.mark.parametrize('name,text', EMPTY_FILES, ids=[e[0] for e in EMPTY_FILES])
+def test_empty_file_at_start_is_reported_like_a_syntax_error(bus, polkit, harness, daemon_binary, name, text):
+    d = harness.daemon(config=text)
+    err = d.get('ConfigError')
+    assert err.startswith(d.config_path + ': ') and 'empty' in err, err
+    assert d.get('EnvKeys') == []
+    r = d.call('SetEnv', 'ss', ['A', SECRET + 'a'])
+    assert not r.ok and r.error_name == INVALID_CONFIG, r
+    with open(d.config_path, newline='') as f:
+        assert f.read() == text
+
+
+# ---- issue 16 item 8: a misspelled key is reported, the file still applies ----
+
+def test_misspelled_key_is_reported_and_the_file_applies(daemon, bus):
+    doc = json.loads(RUST_CONFIG)
+    doc['pol_interval_usec'] = 7000000          # one letter short
+    doc['stop_timeout_usec'] = 9000000          # spelled right: applied
+    doc['Update_Strategy'] = 'in-place'         # case and an underscore
+    doc['vmm_url_'] = 'http://127.0.0.1:9/'
+    doc['poll_interval'] = 5                    # the unit suffix forgotten
+    daemon.write_config(json.dumps(doc, indent=2))
+    with properties_changed(bus) as sc:
+        assert daemon.call('Reload').ok
+        sc.wait_for(lambda s: s.args[1].get('ConfigError', '') != '')
+    err = daemon.get('ConfigError')
+    assert err.startswith(daemon.config_path + ': '), err
+    for typo, right in [('pol_interval_usec', 'poll_interval_usec'), ('Update_Strategy', 'update_strategy'),
+                        ('vmm_url_', 'vmm_url'), ('poll_interval', 'poll_interval_usec')]:
+        want = "unknown key '%s', did you mean '%s'?" % (typo, right)
+        assert want in err, (want, err)
+        assert want in daemon.log_text()
+    # Someone else's key, far from any of ours, is not a misspelling.
+    assert 'operator_note' not in err
+    # The file is in force (the right key applied, the misspelled ones not) ...
+    assert daemon.get('StopTimeoutUSec') == 9000000
+    assert daemon.get('PollIntervalUSec') == 5000000
+    assert daemon.get('UpdateStrategy') == 'recreate'
+    # ... and writable: every key, known or not, is kept; the report stays while they do.
+    assert daemon.call('SetEnv', 'ss', ['AFTER', SECRET + 'after']).ok
+    written = daemon.read_config()
+    for k in ('pol_interval_usec', 'Update_Strategy', 'vmm_url_', 'poll_interval', 'operator_note'):
+        assert written[k] == doc[k], k
+    assert daemon.get('ConfigError') == err
+    # Fixed: the report goes.
+    for k in ('pol_interval_usec', 'Update_Strategy', 'vmm_url_', 'poll_interval'):
+        del written[k]
+    written['poll_interval_usec'] = 7000000
+    daemon.write_config(json.dumps(written))
+    with properties_changed(bus) as sc:
+        assert daemon.call('Reload').ok
+        sc.wait_for(lambda s: s.args[1].get('ConfigError', None) == '')
+    assert daemon.get('PollIntervalUSec') == 7000000
+    assert_no_secret_logged(daemon)
+
+
+def test_misspelled_key_at_start_is_reported(bus, polkit, harness, daemon_binary):
+    d = harness.daemon(config={'env': {'A': SECRET + 'a'}, 'pol_interval': 5, 'dstack_vmm_url': 'http://10.0.2.2:1/'})
+    err = d.get('ConfigError')
+    assert "unknown key 'pol_interval', did you mean 'poll_interval_usec'?" in err, err
+    assert d.get('EnvKeys') == ['A'] and d.get('GuestVmmUrl') == 'http://10.0.2.2:1/'
+    # platformctl tells a file in force with a misspelled key from one not in force.
+    for args in (['status'], ['config', 'show']):
+        p = ctl(bus, *args)
+        assert 'not in force' not in p.stdout, p.stdout
+        note = [line.strip() for line in p.stdout.splitlines() if line.strip().startswith('Note:')]
+        assert note and note[0].startswith('Note: config file in force, with ') and 'pol_interval' in note[0], p.stdout
+
+
+def test_rust_launcher_and_foreign_keys_are_not_reported(bus, polkit, harness, daemon_binary):
+    # The Rust launcher's file (dstack_vmm_url, env) and keys of nobody we know.
+    doc = json.loads(RUST_CONFIG)
+    doc.update({'vms': {}, 'comment': 'x', 'version': 2, 'url': 'x', 'metrics': 'x', 'updater': {}})
+    d = harness.daemon(config=doc)
+    assert d.get('ConfigError') == ''
+    assert 'unknown key' not in d.log_text()

@@ -75,3 +75,44 @@ def test_lifecycle_under_valgrind(vm_env):
     assert 'definitely lost' not in report and 'Invalid ' not in report, report[-8000:]
     r = call.wait(SLOW)
     assert not r.ok and 'stopping' in r.error_message, r
+
+
+def test_get_logs_callers_gone_and_pending_at_shutdown_under_valgrind(vm_env):
+    """Issue 15 D9: a GetLogs whose caller went away while its VMM request
+    waited, and one still at the VMM at SIGTERM, are freed (valgrind's
+    definite leaks), and the second caller is answered."""
+    vg = shutil.which('valgrind')
+    if not vg:
+        pytest.skip('valgrind is not installed')
+    env = vm_env(daemon=False)
+    d = env.daemon
+    log = os.path.join(d.dir, 'valgrind.log')
+    argv = d.argv
+    d.argv = lambda: [vg, '--quiet', '--leak-check=full', '--show-leak-kinds=definite',
+                      '--errors-for-leak-kinds=definite', '--error-exitcode=99', '--num-callers=30',
+                      '--log-file=' + log] + argv()
+    d.start(timeout=SLOW)
+    env.wait_vm_object(timeout=SLOW)
+    env.wait_deployed(timeout=SLOW)
+
+    env.vmm.fault('logs', 'hang', times=0)
+    seq = env.last_seq()
+    gone = env.h.spawn('getlogs-gone', ['gdbus', 'call', '--system', '--dest', H.DAEMON_NAME, '--object-path',
+                                        '/org/platform/Launcher1/vm/validator_5fvm', '--method',
+                                        'org.platform.Launcher1.Vm.GetLogs', 'serial', '10', '--timeout', '300'])
+    env.wait_calls('logs', count=1, state='blocked', since=seq, timeout=SLOW)
+    gone.kill()
+    gone.wait(10)
+    # The VMM answers the one whose caller left (nobody to tell), then one waits at SIGTERM.
+    env.vmm.release('logs')
+    seq = env.last_seq()
+    call = env.vm_call_async('GetLogs', 'su', ['serial', 1], timeout=SLOW)
+    env.wait_calls('logs', count=1, state='blocked', since=seq, timeout=SLOW)
+    rc = d.stop(timeout=SLOW, check=False)
+    with open(log) as f:
+        report = f.read()
+    assert rc == 0, 'valgrind exit %s:\n%s' % (rc, report[-8000:])
+    assert 'definitely lost' not in report and 'Invalid ' not in report, report[-8000:]
+    r = call.wait(SLOW)
+    assert not r.ok and 'stopping' in r.error_message, r
+    env.vmm.release('logs')

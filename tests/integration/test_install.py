@@ -11,7 +11,7 @@ import pytest
 import harness as H
 from conftest import require_root
 
-MAN_PAGES = ['platformctl.1', 'platform-launcherd.8', 'platform-launcher.conf.5', 'org.platform.Launcher1.5']
+MAN_PAGES = ['platformctl.1', 'platform.1', 'platform-launcherd.8', 'platform-launcher.conf.5', 'org.platform.Launcher1.5']
 
 EXPECTED = [
     'usr/libexec/platform-launcherd',
@@ -24,7 +24,9 @@ EXPECTED = [
     'usr/share/doc/platform-launcher/config.json.example',
     'usr/lib/systemd/system/platform-launcher.service',
     'usr/share/bash-completion/completions/platformctl',
+    'usr/share/bash-completion/completions/platform',
     'usr/share/man/man1/platformctl.1',
+    'usr/share/man/man1/platform.1',
     'usr/share/man/man8/platform-launcherd.8',
     'usr/share/man/man5/org.platform.Launcher1.5',
     'usr/share/man/man5/platform-launcher.conf.5',
@@ -137,7 +139,7 @@ def test_installed_daemon_owns_its_name_on_the_real_bus_configuration(installed,
     d = harness.daemon(config={'env': {}}, binary=str(dest / 'usr/libexec/platform-launcherd'))
     assert harness.bus.name_owner(H.DAEMON_NAME)
     p = H.run_tool(harness.bus, [str(dest / 'usr/bin/platformctl'), 'config', 'show'])
-    assert p.returncode == 0 and 'VMM URL' in p.stdout, p
+    assert p.returncode == 0 and ' VmmUrl: ' in p.stdout, p
     d.stop()
 
 

@@ -75,6 +75,29 @@ def test_bash_env_keys_from_the_launcher(daemon, bus):
     assert complete('platform config get-env HOT', env=bus.env(), command='platform') == ['HOTKEY_PASSPHRASE']
 
 
+def test_bash_new_options_and_values():
+    assert complete('platformctl config set UpdaterAutoUpdate ') == ['no', 'yes']
+    assert complete('platformctl config set AdoptPolicy ') == ['keep', 'redeploy']
+    assert complete('platformctl config set UpdaterRe') == ['UpdaterRemote', 'UpdaterRepository', 'UpdaterRestartCommands',
+                                                            'UpdaterRestartUnits']
+    assert '--allow-empty' in complete('platformctl config set-env KEY --')
+    assert '--allow-empty' not in complete('platformctl config get-env KEY --')
+    assert '--arg' in complete('platformctl config set UpdaterRestartUnits --')
+    assert '--yes' in complete('platformctl vm restart --')
+    assert '--force' in complete('platformctl updater apply --')
+    # After --arg comes its value, not a setting name.
+    assert complete('platformctl config set UpdaterRestartUnits --arg ') == []
+
+
+def test_bash_platform_offers_only_its_own_words():
+    assert complete('platform ', command='platform') == ['config']
+    opts = complete('platform config set-passphrase --', command='platform')
+    assert '--allow-empty' in opts and '--yes' in opts, opts
+    for other in ('--force', '--channel', '--follow', '--dry-run', '--arg', '--no-pager'):
+        assert other not in opts, (other, opts)
+    assert '--allow-empty' not in complete('platform config show --', command='platform')
+
+
 def test_bash_env_keys_without_a_launcher_is_quiet(bus):
     assert complete('platformctl config get-env ', env=bus.env()) == []
 
@@ -91,14 +114,24 @@ def test_zsh_completion_parses_and_offers_verbs(tmp_path):
         _arguments() { state=command; }
         _call_program() { shift; "$@"; }
         source %s
-        words=(%s); CURRENT=%d; service=platformctl
+        words=(%s); CURRENT=%d; service=%s
         _platformctl
     '''
-    for words, current, expected in ((['vm', ''], 2, 'status:Show the VM state and properties'),
-                                     (['config', ''], 2, 'set-vmm-url:Set the VMM URL the VM uses'),
-                                     ([''], 1, 'monitor:Print signals and state changes as they happen'),
-                                     (['updater', ''], 2, 'rollback:Return to the previous good commit'),
-                                     (['vm', ''], 2, 'history:What was done to the VM and who asked')):
+    for service, words, current, expected in (
+            ('platformctl', ['vm', ''], 2, 'status:Show the VM state and properties'),
+            ('platformctl', ['config', ''], 2, 'set-vmm-url:Set the VMM URL the VM uses'),
+            ('platformctl', [''], 1, 'monitor:Print signals and state changes as they happen'),
+            ('platformctl', ['updater', ''], 2, 'rollback:Return to the previous good commit'),
+            ('platformctl', ['vm', ''], 2, 'history:What was done to the VM and who asked'),
+            ('platformctl', ['config', 'set', ''], 3, 'UpdaterBuildCommands'),
+            ('platformctl', ['config', 'set', 'UpdaterAutoUpdate', ''], 4, 'yes'),
+            ('platform', [''], 1, "config:The Rust launcher's config commands"),
+            ('platform', ['config', ''], 2, 'set-passphrase:Set HOTKEY_PASSPHRASE')):
         p = subprocess.run(['zsh', '-f', '-c', script % (ZSH_COMPLETION, ' '.join("'%s'" % w for w in words),
-                                                          current)], capture_output=True, text=True, timeout=30)
-        assert expected in p.stdout.splitlines(), (words, p.stdout, p.stderr)
+                                                          current, service)],
+                           capture_output=True, text=True, timeout=30)
+        assert expected in p.stdout.splitlines(), (service, words, p.stdout, p.stderr)
+    # platform offers only its own verbs.
+    p = subprocess.run(['zsh', '-f', '-c', script % (ZSH_COMPLETION, "'config' ''", 2, 'platform')],
+                       capture_output=True, text=True, timeout=30)
+    assert not any(line.startswith(('set:', 'reload:')) for line in p.stdout.splitlines()), p.stdout

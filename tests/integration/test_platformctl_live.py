@@ -6,6 +6,7 @@ The daemon polls the API once a day here, so the test drives every change.
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -19,7 +20,7 @@ sys.path.insert(0, os.path.join(SOURCE_DIR, 'tests', 'sim'))
 import simlib  # noqa: E402
 from simlib import api, api_process, vmm, vmm_process  # noqa: E402,F401 (fixtures)
 
-from ctl_helpers import PLATFORMCTL, Monitor, error_after_steps, fields, one_line_error, run_on_pty  # noqa: E402
+from ctl_helpers import PLATFORMCTL, Monitor, error_after_steps, fields, one_line_error, run_on_pty, screen_lines  # noqa: E402,E501
 
 OP_TIMEOUT = 120
 
@@ -110,8 +111,9 @@ def test_restart_shows_progress_on_a_terminal(running, bus, vmm):
     rc, out, err = run_on_pty(bus, 'vm', 'restart', timeout=OP_TIMEOUT)
     assert rc == 0, err
     lines = err.splitlines()
-    assert lines and lines[-1].startswith('running'), err
-    assert any(line.startswith(('stopping', 'starting')) for line in lines), err
+    assert lines and lines[-1].startswith('restart validator_vm: running'), err
+    assert any(line.startswith(('restart validator_vm: stopping', 'restart validator_vm: starting'))
+               for line in lines), err
     assert vmm.vm(vm_props(bus)['Id'])['boot_count'] > boots
 
 
@@ -188,7 +190,7 @@ def test_set_env_prints_the_plan_and_follows_the_replacement(running, bus, vmm):
     assert p.stdout.startswith('Env value set. This replaces VM validator_vm (recreate): it is down from its '
                                'graceful stop (up to 5s) until the new VM has booted.\n'), p.stdout
     # Followed to the end: one line per step, then the new VM.
-    assert 'Compose hash ' in p.stderr and ', VM id ' in p.stderr, p.stderr
+    assert 'recreate validator_vm: compose hash ' in p.stderr and ', VM id ' in p.stderr, p.stderr
     v = vm_props(bus)
     assert v['State'] == 'running' and v['Id'] != running['Id'], v
     assert p.stderr.rstrip('\n').endswith(v['Id']), p.stderr
@@ -210,3 +212,22 @@ def test_set_env_of_an_unused_key_says_nothing_changes(running, bus):
     assert p.returncode == 0, p.stderr
     assert p.stdout == 'Env value set. VM validator_vm is not changed (plan: none).\n', p.stdout
     assert vm_props(bus)['Id'] == running['Id']
+
+
+def test_progress_lines_name_the_operation_and_show_each_step_once(running, bus, api):
+    """Issue 16: each line says which operation it is about, and a step (what
+    the operator reads) is printed once, not again when only the launcher's own
+    step id or counter moves."""
+    api.patch_doc(compose_content='services:\n  validator:\n    image: example/validator:4\n')
+    p = ctl(bus, 'vm', 'update')
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines and all(line.startswith('update validator_vm: ') for line in lines), lines
+    assert len(lines) == len(set(lines)), lines
+    assert lines[-2] == 'update validator_vm: running', lines
+    rc, _, err = run_on_pty(bus, 'vm', 'restart', timeout=OP_TIMEOUT)
+    assert rc == 0, err
+    shown = screen_lines(err)
+    assert all(line.startswith('restart validator_vm: ') for line in shown), shown
+    steps = [re.sub(r' \[\d+%\]$', '', line) for line in shown]
+    assert len(steps) == len(set(steps)), shown

@@ -207,7 +207,8 @@ def test_operation_calls_method_and_waits(vm, bus, verb, method):
     assert p.returncode == 0, p.stderr
     assert time.monotonic() - t0 >= 0.3, 'returned before the reply'
     # Not a terminal: one line per step.
-    assert p.stdout == '' and p.stderr == 'running\n', p
+    # Each line names the operation.
+    assert p.stdout == '' and p.stderr == '%s validator_vm: running\n' % verb, p
     calls = vm.calls()
     assert [c['method'] for c in calls] == [method]
     assert calls[0]['no_reply'] is False
@@ -259,7 +260,7 @@ def test_operation_errors_one_line(vm, bus, name, message, code):
     p = ctl(bus, 'vm', 'update')
     # The step line, then the error on one line.
     assert p.returncode == code, p
-    assert p.stderr.splitlines() == ['updating', 'Failed to update validator_vm: ' + message], p
+    assert p.stderr.splitlines() == ['update validator_vm: updating', 'Failed to update validator_vm: ' + message], p
 
 
 def test_error_without_message(vm, bus):
@@ -288,10 +289,10 @@ def test_progress_on_a_terminal(vm, bus):
     assert rc == 0, err
     assert out == ''
     assert screen_lines(err) == [
-        'updating: creating the new VM',
-        'updating: starting vm-5678',
-        'running',
-        'Compose hash %s -> %s, VM id vm-5678' % ('c' * 64, 'd' * 64),
+        'update validator_vm: updating: creating the new VM',
+        'update validator_vm: updating: starting vm-5678',
+        'update validator_vm: running',
+        'update validator_vm: compose hash %s -> %s, VM id vm-5678' % ('c' * 64, 'd' * 64),
     ], err
 
 
@@ -300,7 +301,8 @@ def test_progress_then_error_on_a_terminal(vm, bus):
                        {'error': ['org.platform.Launcher1.Error.Failed', 'StopVm failed: VM not found: vm-1234']}])
     rc, _, err = run_on_pty(bus, 'vm', 'stop')
     assert rc == 1
-    assert screen_lines(err) == ['stopping', 'Failed to stop validator_vm: StopVm failed: VM not found: vm-1234'], err
+    assert screen_lines(err) == ['stop validator_vm: stopping',
+                                 'Failed to stop validator_vm: StopVm failed: VM not found: vm-1234'], err
 
 
 def test_no_progress_when_quiet_one_line_per_step_when_not_a_terminal(vm, bus):
@@ -314,7 +316,8 @@ def test_no_progress_when_quiet_one_line_per_step_when_not_a_terminal(vm, bus):
                         {'props': {'State': 'running', 'StateReason': ''}}])
     p = ctl(bus, 'vm', 'start')
     # The launcher's own counter does not make a new step.
-    assert p.returncode == 0 and p.stderr == 'starting: booting: 1 s of 60 s\nrunning\n', p
+    assert p.returncode == 0 and p.stderr == ('start validator_vm: starting: booting: 1 s of 60 s\n'
+                                              'start validator_vm: running\n'), p
 
 
 def test_terminal_shows_elapsed_time_of_a_step(vm, bus):
@@ -322,8 +325,9 @@ def test_terminal_shows_elapsed_time_of_a_step(vm, bus):
                        {'props': {'State': 'stopped', 'StateReason': ''}}])
     rc, _, err = run_on_pty(bus, 'vm', 'stop')
     assert rc == 0, err
-    assert '\rstopping: stopping the old VM (2 s)\x1b[K' in err, repr(err)
-    assert screen_lines(err) == ['stopping: stopping the old VM', 'stopped'], repr(err)
+    assert '\rstop validator_vm: stopping: stopping the old VM (2 s)\x1b[K' in err, repr(err)
+    assert screen_lines(err) == ['stop validator_vm: stopping: stopping the old VM', 'stop validator_vm: stopped'], \
+        repr(err)
 
 
 def test_terminal_keeps_the_launchers_own_deadline(vm, bus):
@@ -335,7 +339,7 @@ def test_terminal_keeps_the_launchers_own_deadline(vm, bus):
                        {'props': {'State': 'stopped', 'StateReason': '', 'Operation': ''}}])
     rc, _, err = run_on_pty(bus, 'vm', 'stop')
     assert rc == 0, err
-    assert '\rstopping: stopping the old VM: 2 s of 60 s [40%]\x1b[K' in err, repr(err)
+    assert '\rstop validator_vm: stopping: stopping the old VM: 2 s of 60 s [40%]\x1b[K' in err, repr(err)
     assert ' s of 60 s (' not in err, repr(err)
 
 
@@ -343,7 +347,7 @@ def test_ctrl_c_leaves_the_operation_running(vm, bus):
     vm.script('Stop', [{'props': {'State': 'stopping'}}, {'delay': 30}])
     p = subprocess.Popen([PLATFORMCTL, 'vm', 'stop'], env=bus.env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    assert p.stderr.readline() == 'stopping\n'
+    assert p.stderr.readline() == 'stop validator_vm: stopping\n'
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=10)
     assert p.returncode == 130
@@ -361,7 +365,7 @@ def test_progress_ignores_other_vms(fake, bus):
     rc, _, err = run_on_pty(bus, 'vm', 'start', 'validator_vm')
     p.wait(10)
     assert rc == 0
-    assert screen_lines(err) == ['starting', 'running'], err
+    assert screen_lines(err) == ['start validator_vm: starting', 'start validator_vm: running'], err
 
 
 # --- logs -----------------------------------------------------------------
@@ -385,7 +389,7 @@ USAGE = [
     (('vm', 'logs', '--channel'), "Option '--channel' needs an argument."),
     (('vm', 'update', '--bogus'), "Unknown option '--bogus'."),
     (('vm', 'start', '-x'), "Unknown option '-x'."),
-    (('vm', 'status', '--force'), "--force applies to 'vm update' only."),
+    (('vm', 'status', '--force'), "--force applies to 'vm update' and 'updater apply' only."),
     (('vm', 'update', '-n', '5'), "--lines applies to 'vm logs', 'vm history' and 'updater history', --channel to 'vm logs' only."),
     (('vm', 'stop', 'a', 'b'), 'Usage: platformctl vm stop [NAME]'),
     (('vm', 'frobnicate'), "Unknown vm command 'frobnicate'."),
@@ -501,8 +505,11 @@ def test_set_env_follows_the_replacement_it_causes(vm, bus):
     assert p.returncode == 0, p
     assert p.stdout == ('Env value set. This replaces VM validator_vm (recreate): it is down from its graceful '
                         'stop (up to 1min) until the new VM has booted.\n'), p.stdout
-    assert p.stderr.splitlines() == ['stopping: stopping the old VM', 'creating: creating the new VM', 'running',
-                                     'Compose hash %s -> %s, VM id vm-new' % ('c' * 64, 'c' * 64)], p.stderr
+    assert p.stderr.splitlines() == ['recreate validator_vm: stopping: stopping the old VM',
+                                     'recreate validator_vm: creating: creating the new VM',
+                                     'recreate validator_vm: running',
+                                     'recreate validator_vm: compose hash %s -> %s, VM id vm-new' % ('c' * 64, 'c' * 64)
+                                     ], p.stderr
 
 
 def test_set_env_reports_a_failed_replacement(vm, bus):

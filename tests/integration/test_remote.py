@@ -139,5 +139,5 @@ def test_remote_without_the_launcher_names_the_unit(bus, harness):
     sshd = Sshd(harness, bus)
     p = sshd.ctl('status')
     assert p.returncode == 69, p
-    assert p.stderr == ('org.platform.Launcher1 is not on the bus of root@127.0.0.1:%d: '
-                        'is platform-launcher.service running?\n' % sshd.port), p.stderr
+    assert p.stderr == ('platform-launcher.service is not running on root@127.0.0.1:%d '
+                        '(systemctl -H root@127.0.0.1:%d start platform-launcher)\n' % (sshd.port, sshd.port)), p.stderr

@@ -4,6 +4,7 @@ VMM simulator: the VMM's follow=true stream reaches the reader through a pipe
 the daemon feeds, without dstack's "[vmm heartbeat]" lines (dstack
 vmm/src/main_routes.rs vm_logs), and every way a stream ends frees it."""
 import os
+import re
 import select
 import signal
 import subprocess
@@ -202,6 +203,49 @@ def test_slow_reader_blocks_nothing(vm_env):
     # What came is in order.
     idx = [tuple(int(x) for x in ln.split(' ')[0].split('-')) for ln in kept]
     assert idx == sorted(idx)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(10) == 0
+
+
+DROPPED = re.compile(r'^-- platform-launcherd: (\d+) (line|lines) dropped: the reader did not keep up --$')
+
+
+def test_dropped_lines_are_counted_exactly(vm_env):
+    """Issue 15 D8: every line the reader did not get is counted in exactly one
+    marker, a marker comes right before the line after its gap (never a run of
+    "1 lines dropped"), and "1 line" is singular."""
+    env = make_env(vm_env)
+    p = start(env, '-n', '1')
+    r = Reader(p)
+    r.lines_until('[sim serial] validator_vm: status running')
+    p.send_signal(signal.SIGSTOP)
+    total = 0
+    try:
+        big = 'x' * 1000
+        for k in range(12):
+            append(env, ['%d-%d %s' % (k, i, big) for i in range(100)])
+            total += 100
+        # A property answer proves the daemon took in every chunk before the reader resumes.
+        assert env.get('State') == 'running'
+        wait_streams(env, 1, poke=False)
+    finally:
+        p.send_signal(signal.SIGCONT)
+    append(env, ['the end'])
+    got = r.lines_until('the end', timeout=20)
+    got = got[got.index('[sim serial] validator_vm: status running') + 1:]
+    kept, dropped, markers = 0, 0, 0
+    for i, ln in enumerate(got):
+        m = DROPPED.match(ln)
+        if m:
+            n = int(m.group(1))
+            assert (m.group(2) == 'line') == (n == 1), ln
+            assert i + 1 < len(got) and not DROPPED.match(got[i + 1]), 'a marker not followed by a line: %r' % got[i:i + 3]
+            dropped += n
+            markers += 1
+        elif ln[:1].isdigit():
+            kept += 1
+    assert markers >= 1 and kept > 0, (markers, kept)
+    assert kept + dropped == total, 'kept %d + dropped %d != %d sent' % (kept, dropped, total)
     p.send_signal(signal.SIGINT)
     assert p.wait(10) == 0
 

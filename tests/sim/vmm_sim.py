@@ -36,8 +36,18 @@ DEFAULT_IMAGES = [
 ]
 
 
+def log_bytes(text):
+    """A log's text as the bytes the VMM sends. dstack HEAD decodes each line
+    lossily (vmm/src/main_routes.rs vm_logs: String::from_utf8_lossy) and, with
+    ansi=false, strips escapes (strip_ansi_escapes); the simulator does neither,
+    standing for a VMM that does not: a lone surrogate U+DC80..U+DCFF goes out
+    as the byte it escapes (Python's surrogateescape)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 # ---------------------------------------------------------------------------
 # serde-like request decoding
+
 
 class DecodeError(Exception):
     pass
@@ -1009,7 +1019,7 @@ class VmmSim:
             lines = ["\x1b[32m%s\x1b[0m" % ln for ln in lines]
         text = "".join(ln + "\n" for ln in lines)
         if fq.get("follow", "false") != "true":
-            return Reply(200, text, "text/plain; charset=utf-8")
+            return Reply(200, log_bytes(text), "text/plain; charset=utf-8")
         # follow: chunked. dstack v0.5.5 and HEAD vmm/src/main_routes.rs vm_logs:
         # the tail yields each new line as written, and after 60 s without one
         # `yield format!("[vmm heartbeat]\n")` (here --log-heartbeat-seconds).
@@ -1025,7 +1035,7 @@ class VmmSim:
         h.close_connection = True
 
         def chunk(s):
-            b = s.encode()
+            b = log_bytes(s)
             return simcore._send_raw(h, b"%x\r\n%s\r\n" % (len(b), b))
 
         vid = vm.id
@@ -1133,7 +1143,9 @@ class VmmSim:
                 return json_reply(self.sim_vm(vm))
             if path == "/_sim/vm-log" and h.command == "POST":
                 # Appends lines to a VM's log channel: what /logs returns and
-                # what a follow=true stream sends next.
+                # what a follow=true stream sends next. A lone surrogate
+                # U+DC80..U+DCFF stands for the raw byte 0x80..0xFF (see
+                # log_bytes), so a test can put invalid UTF-8 in a log.
                 vm = self.vms.get(body.get("id", ""))
                 if vm is None:
                     return json_reply({"error": "VM not found"}, 404)
