@@ -35,15 +35,26 @@ typedef struct Waiter {
         void *userdata;
 } Waiter;
 
+/* An operator's call that arrived while the launcher's own check ran a step
+ * table, which is never cut halfway: it runs when the table ends. */
+typedef struct QueuedOp {
+        JobKind kind;               /* JOB_TICK: none */
+        bool force;
+        Waiter waiter;
+} QueuedOp;
+
 struct Job {
         Reconciler *r;
         JobKind kind;
         bool force;
         GArray *waiters;            /* Waiter */
+        char *trigger;              /* who made the settings change this check evaluates, NULL: a poll */
 
         VmmCall *vmm_call;
         PlatformCall *api_call;
-        sd_event_source *timer;
+        sd_event_source *timer;     /* Status has not answered within a poll interval */
+        bool fetch_answered;        /* the Platform API answered this job's fetch */
+        uint64_t observe_start_usec; /* CLOCK_MONOTONIC: when this job's Status was sent */
 
         DesiredVm *desired;         /* NULL when the spec cannot be applied */
         char *blocked_reason;
@@ -103,7 +114,9 @@ struct Reconciler {
         Job *job;
         StepDriver *driver;             /* runs every VM operation's step table */
         GArray *queued_updates;         /* Waiter: Update calls to run right after the running tick */
+        QueuedOp queued_op;             /* Start, Stop, Restart or a forced Update, likewise */
         bool rerun;
+        char *change_trigger;           /* who made the settings change not yet evaluated (NULL: none or SIGHUP) */
 
         uint64_t fail_backoff_usec;
         uint64_t restart_backoff_usec;
@@ -116,13 +129,13 @@ struct Reconciler {
         uint64_t fetched_usec;          /* the last fetch that answered (200 or 304) */
         uint64_t observed_usec;         /* the last Status that answered */
         uint64_t fetch_failed_usec;     /* first of the current run of failed fetches */
-        uint64_t observe_failed_usec;   /* first of the current run of failed observations */
+        uint64_t observe_failed_usec;   /* start of the first of the current run of failed observations */
         char *fetch_error;
         char *observe_error;
-        char *not_allowed_logged;
+        char *not_allowed_logged;       /* the keys last named in the "not allowed" notice */
         char *adopt_logged;             /* the id of the VM last reported as adopted */
         ErrorCause last_error_cause;
-        char *spec_digest;              /* sha256 of the document kept in spec.json */       /* the keys last named in the "not allowed" notice */
+        char *spec_digest;              /* sha256 of the document kept in spec.json */
 };
 
 /* vm-steps.c: the VM operations as step tables (style.md "Long operations as

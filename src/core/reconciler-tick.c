@@ -49,6 +49,7 @@ static void on_spec(PlatformCall *call, PlatformSpecResult *res, void *userdata)
         Reconciler *r = j->r;
         j->api_call = NULL;
 
+        j->fetch_answered = res->error >= 0 || res->error == -EINVAL;
         if (res->error >= 0) {
                 r->fetched_usec = now_usec(CLOCK_MONOTONIC);
                 r->fetch_failed_usec = 0;
@@ -86,8 +87,10 @@ static void on_spec(PlatformCall *call, PlatformSpecResult *res, void *userdata)
                 g_free(r->fetch_error);
                 r->fetch_error = g_strdup(msg);
                 vm_note_error_cause(r, ERROR_CAUSE_API, msg);
-                if (is_update(j))
+                if (is_update(j)) {
+                        vm_set_u64(r, &r->vm->last_check_usec, now_usec(CLOCK_REALTIME), VM_FIELD_LAST_CHECK);
                         return job_finish(j, RECONCILER_ERROR_API_UNAVAILABLE, msg);
+                }
                 if (r->spec)
                         /* The last good spec is still what is wanted; a crashed VM is still restarted. */
                         log_warning("%s; going on with the last good spec.", msg);
@@ -112,26 +115,57 @@ void job_run_tick(Reconciler *r) {
 
 /* ---- observe ---- */
 
+/* Honest reachability (dbus-api.md): when the VMM does not answer, State
+ * stays what was last known, StateReason says since when (counted from the
+ * first failed call), and VmmStatus is "unreachable" once that has lasted
+ * longer than a poll interval. */
+static void observe_failed(Job *j, const char *msg) {
+        Reconciler *r = j->r;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        if (!r->observe_failed_usec)
+                r->observe_failed_usec = j->observe_start_usec ?: now;
+        g_free(r->observe_error);
+        r->observe_error = g_strdup(msg);
+
+        uint64_t failing = now - r->observe_failed_usec;
+        if (failing >= r->settings->config->poll_interval_usec)
+                vm_set_str(r, &r->vm->vmm_status, "unreachable", VM_FIELD_VMM_STATUS);
+        uint64_t since_usec = now_usec(CLOCK_REALTIME) - failing;
+        g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc((gint64) (since_usec / USEC_PER_SEC));
+        g_autofree char *since = t ? g_date_time_format(t, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("?");
+        g_autofree char *why = g_strdup_printf("cannot observe the VM since %s (%" PRIu64 " s), the state is as last "
+                                               "seen: %s", since, (uint64_t) (failing / USEC_PER_SEC), msg);
+        vm_note_error_cause(r, ERROR_CAUSE_VMM, msg);
+        vm_set_state(r, r->vm->state, why);
+}
+
+/* Status has not answered within a poll interval: as good as failed for
+ * whoever watches, though the call may still answer. */
+static int on_status_slow(sd_event_source *s, uint64_t usec, void *userdata) {
+        Job *j = userdata;
+        j->timer = sd_event_source_disable_unref(j->timer);
+        g_autofree char *msg = g_strdup_printf("VMM unreachable: no answer to Status for %" PRIu64 " s",
+                                               age_sec(j->observe_start_usec));
+        observe_failed(j, msg);
+        return 0;
+}
+
 static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         Reconciler *r = j->r;
         j->vmm_call = NULL;
+        j->timer = sd_event_source_disable_unref(j->timer);
+        uint64_t now = now_usec(CLOCK_REALTIME);
+        vm_set_u64(r, &r->vm->last_check_usec, now, VM_FIELD_LAST_CHECK);
 
         if (res->error < 0) {
                 g_autofree char *b = text_bound(res->message);
                 g_autofree char *msg = g_strdup_printf("VMM unreachable: %s", b);
-                if (!r->observe_failed_usec)
-                        r->observe_failed_usec = now_usec(CLOCK_MONOTONIC);
-                g_free(r->observe_error);
-                r->observe_error = g_strdup(msg);
-                /* What the VMM said before is no longer known to hold. */
-                vm_set_str(r, &r->vm->vmm_status, "unknown", VM_FIELD_VMM_STATUS);
-                g_autofree char *why = g_strdup_printf("cannot observe the VM for %" PRIu64 " s: %s",
-                                                       age_sec(r->observe_failed_usec), msg);
-                vm_note_error_cause(r, ERROR_CAUSE_VMM, msg);
-                vm_set_state(r, r->vm->state, why);
+                observe_failed(j, msg);
                 return job_finish(j, steps_error_kind(res), msg);
         }
+        if (j->fetch_answered)
+                vm_set_u64(r, &r->vm->last_successful_check_usec, now, VM_FIELD_LAST_SUCCESSFUL_CHECK);
         r->observed_usec = now_usec(CLOCK_MONOTONIC);
         r->observe_failed_usec = 0;
         g_clear_pointer(&r->observe_error, g_free);
@@ -197,9 +231,15 @@ static void observe(Job *j) {
         Reconciler *r = j->r;
         if (r->spec && !r->spec_error)
                 rename_vm(r, r->spec->vm.name);
+        j->observe_start_usec = now_usec(CLOCK_MONOTONIC);
         int q = vmm_status(r->vmm, NULL, r->vm->name, on_status, j, &j->vmm_call);
         if (q < 0)
-                job_finish(j, RECONCILER_ERROR_FAILED, "cannot send Status");
+                return job_finish(j, RECONCILER_ERROR_FAILED, "cannot send Status");
+        q = sd_event_add_time(r->event, &j->timer, CLOCK_MONOTONIC,
+                              j->observe_start_usec + r->settings->config->poll_interval_usec, 100 * USEC_PER_MSEC,
+                              on_status_slow, j);
+        if (q < 0)
+                log_debug_errno(q, "Cannot arm the Status watchdog: %m");
 }
 
 /* ---- decide ---- */
@@ -472,10 +512,9 @@ static bool adopt_interrupted(Job *j) {
         return true;
 }
 
-/* An Update (also one that joined this tick), or AdoptPolicy=redeploy. */
+/* An Update, or AdoptPolicy=redeploy. */
 static bool adopt_allowed(const Job *j) {
-        return is_update(j) || (j->kind == JOB_TICK && j->waiters->len > 0) ||
-               streq(j->r->settings->config->adopt_policy, "redeploy");
+        return is_update(j) || streq(j->r->settings->config->adopt_policy, "redeploy");
 }
 
 /* A VM with our name that we did not deploy (issue 10, migration from the

@@ -150,7 +150,6 @@ void vm_observe(Reconciler *r, const Plan *p) {
         vm_set_u32(r, &vm->vcpu, k ? k->configuration.vcpu : 0, VM_FIELD_VCPU);
         vm_set_u32(r, &vm->memory_mib, k ? k->configuration.memory : 0, VM_FIELD_MEMORY);
         vm_set_u32(r, &vm->disk_gib, k ? k->configuration.disk_size : 0, VM_FIELD_DISK);
-        vm_set_u64(r, &vm->last_check_usec, now_usec(CLOCK_REALTIME), VM_FIELD_LAST_CHECK);
 
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         if (k && k->status == VM_STATUS_RUNNING) {
@@ -204,6 +203,7 @@ static void job_free(Job *j) {
                 platform_call_cancel(j->api_call);
         sd_event_source_disable_unref(j->timer);
         g_array_unref(j->waiters);
+        g_free(j->trigger);
         desired_vm_free(j->desired);
         g_free(j->blocked_reason);
         if (j->have_plan)
@@ -232,9 +232,13 @@ Job *job_new(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, v
         j->waiters = g_array_new(FALSE, FALSE, sizeof(Waiter));
         if (done)
                 g_array_append_val(j->waiters, ((Waiter) { done, userdata }));
+        if (kind == JOB_TICK || kind == JOB_UPDATE)
+                j->trigger = g_steal_pointer(&r->change_trigger); /* this job evaluates the change */
         r->job = j;
         return j;
 }
+
+static void job_next(Reconciler *r);
 
 void job_finish(Job *j, ReconcilerError error, const char *message_in) {
         Reconciler *r = j->r;
@@ -252,17 +256,7 @@ void job_finish(Job *j, ReconcilerError error, const char *message_in) {
                 w->done(r, error, message, w->userdata);
         }
 
-        if (r->queued_updates->len > 0) {
-                Job *next = job_new(r, JOB_UPDATE, false, NULL, NULL);
-                g_array_append_vals(next->waiters, r->queued_updates->data, r->queued_updates->len);
-                g_array_set_size(r->queued_updates, 0);
-                r->rerun = false;
-                return job_fetch(next);
-        }
-        uint64_t delay = r->recheck_usec ? MIN(r->recheck_usec, next_delay(r)) : next_delay(r);
-        schedule_tick(r, r->rerun ? 0 : delay);
-        r->rerun = false;
-        r->recheck_usec = 0;
+        job_next(r);
 }
 
 /* An update that did not happen: the old VM is in place unless the reason says otherwise. */
@@ -396,6 +390,7 @@ void reconciler_free(Reconciler *r) {
                 Job *j = r->job;
                 g_array_set_size(j->waiters, 0); /* the bus is going away: nobody to answer */
                 g_array_set_size(r->queued_updates, 0);
+                r->queued_op = (QueuedOp) { .kind = JOB_TICK };
                 job_finish(j, RECONCILER_ERROR_FAILED, "shutting down");
         }
         g_array_set_size(r->queued_updates, 0);
@@ -414,6 +409,7 @@ void reconciler_free(Reconciler *r) {
         g_free(r->observe_error);
         g_free(r->not_allowed_logged);
         g_free(r->adopt_logged);
+        g_free(r->change_trigger);
         g_free(r->spec_digest);
         g_strfreev(r->required_env);
         g_free(r->vmm_url);
@@ -435,7 +431,11 @@ int reconciler_start(Reconciler *r) {
         return 0;
 }
 
-void reconciler_settings_changed(Reconciler *r) {
+void reconciler_settings_changed(Reconciler *r, const char *trigger) {
+        if (trigger) {
+                g_free(r->change_trigger);
+                r->change_trigger = g_strdup(trigger);
+        }
         if (r->job)
                 r->rerun = true; /* look again as soon as the running job ends */
         else
@@ -446,11 +446,20 @@ Vm *const *reconciler_vms(Reconciler *r) {
         return r->vms;
 }
 
+static bool operator_call_pending(Reconciler *r);
+
 bool reconciler_busy(Reconciler *r) {
-        if (r->job && r->job->kind != JOB_TICK)
+        if (operator_call_pending(r))
                 return true;
         VmState s = r->vm->state;
         return s == VM_STATE_CREATING || s == VM_STATE_STARTING || s == VM_STATE_UPDATING || s == VM_STATE_STOPPING;
+}
+
+bool reconciler_running_operator_call(Reconciler *r, const Vm *vm, const char **ret_trigger) {
+        bool running = vm == r->vm && r->job;
+        if (ret_trigger)
+                *ret_trigger = running && r->job->kind == JOB_TICK ? r->job->trigger : NULL;
+        return running && r->job->kind != JOB_TICK;
 }
 
 Vm *reconciler_find_vm(Reconciler *r, const char *name) {
@@ -541,27 +550,63 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
 
 /* ---- operations ---- */
 
-static int busy_or_join(Reconciler *r, bool force, reconciler_done_cb done, void *userdata) {
+/* Busy (dbus-api.md): the launcher's own work never makes an operator's call
+ * fail; only another operator's call, running or waiting, does. */
+static bool operator_call_pending(Reconciler *r) {
+        return (r->job && r->job->kind != JOB_TICK) || r->queued_op.kind != JOB_TICK || r->queued_updates->len > 0;
+}
+
+/* The launcher's own check while it only reads (the spec, the VMM's Status):
+ * harmless to stop. It runs again as soon as the operator's call ends. */
+static void tick_cancel(Reconciler *r) {
+        Job *j = r->job;
+        log_debug("VM %s: the running check gives way to an operator's call.", r->vm->name);
+        r->job = NULL;
+        r->rerun = true;
+        if (!r->change_trigger)
+                r->change_trigger = g_steal_pointer(&j->trigger); /* the check that runs again evaluates it */
+        job_free(j);
+}
+
+/* 0: run the call now; 1: it waits behind the launcher's own step table and
+ * done is called when it has run; -EBUSY: another operator's call. */
+static int admit(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, void *userdata) {
+        /* Updates without force all ask for the same: one run after the check serves them all. */
+        bool joins = kind == JOB_UPDATE && !force;
+        if (operator_call_pending(r)) {
+                if (!joins || r->queued_updates->len == 0 || !r->job || r->job->kind != JOB_TICK)
+                        return -EBUSY;
+                g_array_append_val(r->queued_updates, ((Waiter) { done, userdata }));
+                return 1;
+        }
         if (!r->job)
                 return 0;
-        if (r->job->kind != JOB_TICK || force || !done)
-                return -EBUSY;
-        /* An Update without force asks for what an automatic check does: join
-         * it while it is still fetching, else run right after it. */
-        if (r->job->api_call)
-                g_array_append_val(r->job->waiters, ((Waiter) { done, userdata }));
-        else
+        if (!step_driver_running(r->driver)) {
+                tick_cancel(r);
+                return 0;
+        }
+        /* A deploy, a restart of a crashed VM or a duplicate's removal is
+         * never cut halfway: the call runs right after it. */
+        log_info("VM %s: an operator's %s waits for the running %s to finish.", r->vm->name,
+                 kind == JOB_UPDATE ? "update" : kind == JOB_START ? "start" : kind == JOB_STOP ? "stop" : "restart",
+                 step_driver_table_name(r->driver));
+        if (joins)
                 g_array_append_val(r->queued_updates, ((Waiter) { done, userdata }));
+        else
+                r->queued_op = (QueuedOp) { .kind = kind, .force = force, .waiter = { done, userdata } };
         return 1;
 }
 
-int reconciler_update(Reconciler *r, Vm *vm, bool force, reconciler_done_cb done, void *userdata) {
-        int q = busy_or_join(r, force, done, userdata);
-        if (q != 0)
-                return q < 0 ? q : 0;
+static void update_run(Reconciler *r, bool force, reconciler_done_cb done, void *userdata) {
         r->poll_timer = sd_event_source_disable_unref(r->poll_timer);
         job_fetch(job_new(r, JOB_UPDATE, force, done, userdata));
-        return 0;
+}
+
+int reconciler_update(Reconciler *r, Vm *vm, bool force, reconciler_done_cb done, void *userdata) {
+        int q = admit(r, JOB_UPDATE, force, done, userdata);
+        if (q == 0)
+                update_run(r, force, done, userdata);
+        return MIN(q, 0);
 }
 
 static void op_done(Job *j, ReconcilerError error, const char *message) {
@@ -581,11 +626,8 @@ static void op_done(Job *j, ReconcilerError error, const char *message) {
         job_finish(j, RECONCILER_OK, NULL);
 }
 
-static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb done, void *userdata) {
-        if (r->job)
-                return -EBUSY;
-        if (isempty(vm->id))
-                return -ENOENT;
+static void operator_op_run(Reconciler *r, JobKind kind, reconciler_done_cb done, void *userdata) {
+        Vm *vm = r->vm;
 
         /* Recorded first: a restart of the daemon must not undo the operator's choice. */
         r->state->operator_stopped = kind == JOB_STOP;
@@ -595,28 +637,53 @@ static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb d
         Job *j = job_new(r, kind, false, done, userdata);
         j->act_id = g_strdup(vm->id);
         j->act_stopped = streq(vm->vmm_status, "stopped");
-        int q = ensure_clients(r);
-        if (q < 0) {
-                job_finish(j, RECONCILER_ERROR_FAILED, "cannot set up the VMM client");
-                return 0;
-        }
+        if (ensure_clients(r) < 0)
+                return job_finish(j, RECONCILER_ERROR_FAILED, "cannot set up the VMM client");
 
         switch (kind) {
         case JOB_STOP:
-                job_run_table(j, &table_stop, op_done);
-                break;
+                return job_run_table(j, &table_stop, op_done);
         case JOB_START:
-                if (streq(vm->vmm_status, "running")) {
-                        op_done(j, RECONCILER_OK, NULL);
-                        break;
-                }
-                job_run_table(j, &table_start, op_done);
-                break;
+                if (streq(vm->vmm_status, "running"))
+                        return op_done(j, RECONCILER_OK, NULL);
+                return job_run_table(j, &table_start, op_done);
         default:
-                job_run_table(j, &table_restart, op_done);
-                break;
+                return job_run_table(j, &table_restart, op_done);
         }
-        return 0;
+}
+
+static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb done, void *userdata) {
+        if (isempty(vm->id))
+                return -ENOENT;
+        int q = admit(r, kind, false, done, userdata);
+        if (q == 0)
+                operator_op_run(r, kind, done, userdata);
+        return MIN(q, 0);
+}
+
+/* After a job: the operator's call that waited for it, else the next check. */
+static void job_next(Reconciler *r) {
+        if (r->queued_op.kind != JOB_TICK) {
+                QueuedOp op = r->queued_op;
+                r->queued_op = (QueuedOp) { .kind = JOB_TICK };
+                if (op.kind == JOB_UPDATE)
+                        return update_run(r, op.force, op.waiter.done, op.waiter.userdata);
+                if (!isempty(r->vm->id))
+                        return operator_op_run(r, op.kind, op.waiter.done, op.waiter.userdata);
+                g_autofree char *m = g_strdup_printf("VM %s does not exist at the VMM.", r->vm->name);
+                op.waiter.done(r, RECONCILER_ERROR_NOT_FOUND, m, op.waiter.userdata);
+        }
+        if (r->queued_updates->len > 0) {
+                Job *next = job_new(r, JOB_UPDATE, false, NULL, NULL);
+                g_array_append_vals(next->waiters, r->queued_updates->data, r->queued_updates->len);
+                g_array_set_size(r->queued_updates, 0);
+                r->rerun = false;
+                return job_fetch(next);
+        }
+        uint64_t delay = r->recheck_usec ? MIN(r->recheck_usec, next_delay(r)) : next_delay(r);
+        schedule_tick(r, r->rerun ? 0 : delay);
+        r->rerun = false;
+        r->recheck_usec = 0;
 }
 
 int reconciler_start_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata) {

@@ -52,6 +52,7 @@ typedef enum VmField {
         VM_FIELD_OPERATION = 1u << 17,
         VM_FIELD_PROGRESS = 1u << 18,
         VM_FIELD_ALLOWED_ENV = 1u << 19,
+        VM_FIELD_LAST_SUCCESSFUL_CHECK = 1u << 20,
 } VmField;
 
 /* One managed VM, as the bus shows it. Read-only outside the core; strings are
@@ -70,7 +71,8 @@ typedef struct Vm {
         uint32_t vcpu;
         uint32_t memory_mib;
         uint32_t disk_gib;
-        uint64_t last_check_usec;   /* CLOCK_REALTIME, 0 = never */
+        uint64_t last_check_usec;   /* CLOCK_REALTIME, 0 = never: the last check, whether it succeeded or not */
+        uint64_t last_successful_check_usec; /* the last check both the API and the VMM answered */
         uint64_t last_update_usec;
         uint32_t update_count;
         uint32_t restart_count;
@@ -116,12 +118,19 @@ void reconciler_free(Reconciler *r);
 int reconciler_start(Reconciler *r);
 
 /* Settings or env changed (SetEnv, RemoveEnv, SetSettings, Reload): re-evaluate
- * now, without waiting for the next poll. */
-void reconciler_settings_changed(Reconciler *r);
+ * now, without waiting for the next poll. trigger: who made the change
+ * ("uid 0 (platformctl)"), or NULL (SIGHUP); the check that evaluates it
+ * carries it, for the history of a deploy it causes. */
+void reconciler_settings_changed(Reconciler *r, const char *trigger);
 
 /* The managed VMs (at most one today). NULL-terminated, owned by r. */
 Vm *const *reconciler_vms(Reconciler *r);
 Vm *reconciler_find_vm(Reconciler *r, const char *name);
+/* For the history, whose entries name who asked: true when the job running
+ * on vm is an operator's call (Update, Start, Stop, Restart); false for the
+ * launcher's own check (or none), and then *ret_trigger is who made the
+ * settings change that check evaluates, NULL for a poll. */
+bool reconciler_running_operator_call(Reconciler *r, const Vm *vm, const char **ret_trigger);
 /* A VM operation is in progress (the Updater's "vm-operation" gate): an
  * operator operation, or a VM being created, started, updated or stopped. */
 bool reconciler_busy(Reconciler *r);
@@ -134,8 +143,12 @@ bool reconciler_busy(Reconciler *r);
  * key name only). Caller frees with g_strfreev. */
 int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_changes);
 
-/* Operations. Each returns -EBUSY at once if another operation on the VM is
- * running, else 0 and calls done when finished (also on failure). */
+/* Operations. Each returns -EBUSY at once if another operator's call on the
+ * VM is running or waiting, else 0 and calls done when finished (also on
+ * failure). The launcher's own work never makes them busy: a check that is
+ * only reading (the spec, the VMM's Status) is cancelled and runs again
+ * afterwards; a step table it runs (a deploy, the restart of a crashed VM, a
+ * duplicate's removal) is never cut halfway, the call runs right after it. */
 int reconciler_update(Reconciler *r, Vm *vm, bool force, reconciler_done_cb done, void *userdata);
 int reconciler_start_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);
 int reconciler_stop_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);

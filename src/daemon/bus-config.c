@@ -144,8 +144,13 @@ static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
 }
 
 void manager_config_changed(Manager *m) {
+        /* Who made the change, for the history of a deploy it causes: the
+         * caller being served (SetEnv, RemoveEnv, SetSettings, Reload); none
+         * for SIGHUP. */
+        sd_bus_message *msg = m->bus ? sd_bus_get_current_message(m->bus) : NULL;
+        g_autofree char *who = msg ? audit_caller(msg) : NULL;
         if (m->reconciler)
-                reconciler_settings_changed(m->reconciler);
+                reconciler_settings_changed(m->reconciler, who);
 }
 
 void manager_set_required_env(Manager *m, char **required) {

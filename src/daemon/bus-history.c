@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <inttypes.h>
 #include <time.h>
 
 #include "daemon/audit.h"
@@ -136,6 +137,24 @@ sd_bus_message *bus_history_op_msg(VmOp *op) {
         return op->msg;
 }
 
+const char *bus_history_op_action(const VmOp *op) {
+        return op->action;
+}
+
+char *bus_history_op_describe(BusHistory *bh, const Vm *vm, const VmOp *except) {
+        const VmOp *oldest = NULL;
+        for (GList *l = bh->ops; l; l = l->next) {
+                const VmOp *op = l->data;
+                if (op != except && streq(op->vm_name, vm->name) && (!oldest || op->start_usec < oldest->start_usec))
+                        oldest = op;
+        }
+        if (!oldest)
+                return NULL;
+        uint64_t now = now_usec();
+        return g_strdup_printf("the %s asked by %s %" PRIu64 " s ago", oldest->action, oldest->trigger,
+                               (uint64_t) (now > oldest->start_usec ? (now - oldest->start_usec) / USEC_PER_SEC : 0));
+}
+
 void bus_history_op_free(VmOp *op) {
         if (!op)
                 return;
@@ -146,7 +165,10 @@ void bus_history_op_free(VmOp *op) {
 void bus_history_op_done(VmOp *op, bool ok, const char *message) {
         BusHistory *bh = op->bh;
         Vm *vm = reconciler_find_vm(bh->m->reconciler, op->vm_name);
-        if (!op->recorded) {
+        /* An Update that deployed is recorded as the deploy; one that found
+         * nothing to do changed nothing, and the history is of changes. */
+        bool nothing_done = ok && streq(op->action, "update");
+        if (!op->recorded && !nothing_done) {
                 HistoryEntry e = {
                         .kind = HISTORY_KIND_VM,
                         .subject = op->vm_name,
@@ -201,13 +223,18 @@ void bus_history_vm_changed(BusHistory *bh, const Vm *vm, uint32_t fields) {
 
 static void deploy_entry(BusHistory *bh, const Vm *vm, const char *from, const char *to, bool ok, const char *reason) {
         VmTrack *t = track(bh, vm);
-        VmOp *op = running_op(bh, vm);
+        /* An operator's call may wait while the launcher's own deploy runs:
+         * that one is not theirs; it is the poll's, or the settings change's
+         * (SetEnv...) that caused it. */
+        const char *change = NULL;
+        VmOp *op = reconciler_running_operator_call(bh->m->reconciler, vm, &change) ? running_op(bh, vm) : NULL;
+        const char *trigger = op ? op->trigger : change ?: TRIGGER_POLL;
         uint64_t start = op ? op->start_usec : t->deploy_start_usec;
         HistoryEntry e = {
                 .kind = HISTORY_KIND_VM,
                 .subject = vm->name,
                 .action = "deploy",
-                .trigger = op ? op->trigger : TRIGGER_POLL,
+                .trigger = trigger,
                 .from = from,
                 .to = to,
                 .ok = ok,
@@ -217,7 +244,7 @@ static void deploy_entry(BusHistory *bh, const Vm *vm, const char *from, const c
         t->deploy_start_usec = 0;
 
         /* A failure the poll meets again after its backoff is not news. */
-        for (size_t i = history_size(bh->history); !op && !ok && i > 0; i--) {
+        for (size_t i = history_size(bh->history); streq(trigger, TRIGGER_POLL) && !ok && i > 0; i--) {
                 const HistoryEntry *last = history_get(bh->history, i - 1);
                 if (last->kind != HISTORY_KIND_VM || !streq(last->subject, vm->name))
                         continue;

@@ -36,6 +36,11 @@ int bus_history_append(BusHistory *bh, const HistoryEntry *e);
 VmOp *bus_history_op_new(Manager *m, sd_bus_message *msg, const Vm *vm, const char *action);
 void bus_history_op_done(VmOp *op, bool ok, const char *message);
 sd_bus_message *bus_history_op_msg(VmOp *op);
+const char *bus_history_op_action(const VmOp *op);
+/* For a Busy reply: the operator's call on vm that is running or waiting
+ * (the oldest besides except), "the stop asked by uid 0 (platformctl) 3 s
+ * ago"; NULL when there is none. Caller frees. */
+char *bus_history_op_describe(BusHistory *bh, const Vm *vm, const VmOp *except);
 void bus_history_op_free(VmOp *op);
 
 /* From the ReconcilerEvents handlers in bus-vm.c; bh may be NULL. */

@@ -76,6 +76,7 @@ static const VmProp vm_props[] = {
         PROP("MemoryMiB", VM_FIELD_MEMORY, P_U32, memory_mib),
         PROP("DiskGiB", VM_FIELD_DISK, P_U32, disk_gib),
         PROP("LastCheckTimestamp", VM_FIELD_LAST_CHECK, P_U64, last_check_usec),
+        PROP("LastSuccessfulCheckTimestamp", VM_FIELD_LAST_SUCCESSFUL_CHECK, P_U64, last_successful_check_usec),
         PROP("LastUpdateTimestamp", VM_FIELD_LAST_UPDATE, P_U64, last_update_usec),
         PROP("UpdateCount", VM_FIELD_UPDATE_COUNT, P_U32, update_count),
         PROP("RestartCount", VM_FIELD_RESTART_COUNT, P_U32, restart_count),
@@ -164,16 +165,26 @@ static void on_operation_done(Reconciler *r, ReconcilerError error, const char *
         pending_op_free(op);
 }
 
+/* Busy names what runs and who asked for it (dbus-api.md, "Busy"). */
+static int error_busy(PendingOp *op, const Vm *vm, sd_bus_error *error) {
+        const char *action = op->hist ? bus_history_op_action(op->hist) : sd_bus_message_get_member(op->msg);
+        g_autofree char *running = bus_history_op_describe(op->m->history, vm, op->hist);
+        if (!running)
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY,
+                                         "Cannot %s VM %s: another operation on it is running.", action, vm->name);
+        return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: %s is still in progress.", action,
+                                 vm->name, running);
+}
+
 static int operation_started(PendingOp *op, int q, const Vm *vm, sd_bus_error *error) {
-        if (q < 0)
-                pending_op_free(op);
+        if (q >= 0)
+                return 1; /* op answers the call */
         if (q == -EBUSY)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Another operation on VM %s is running.", vm->name);
-        if (q == -ENOENT)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
-        if (q < 0)
-                return q;
-        return 1; /* op answers the call */
+                q = error_busy(op, vm, error);
+        else if (q == -ENOENT)
+                q = sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
+        pending_op_free(op);
+        return q;
 }
 
 void bus_vm_shutdown(Manager *m) {
@@ -393,6 +404,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("MemoryMiB", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("DiskGiB", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastCheckTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastSuccessfulCheckTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastUpdateTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("UpdateCount", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RestartCount", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

@@ -137,6 +137,7 @@ static int on_exit_answer_callers(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
         /* Runs before sd-bus's own exit handler closes the connection, so
          * every waiting caller still gets its answer from us. */
+        metrics_set_updater_section(m->metrics, NULL, NULL);
         updater_free(m->updater); /* answers a caller waiting on a transaction */
         m->updater = NULL;
         bus_vm_shutdown(m);
@@ -208,6 +209,7 @@ static int manager_connect_bus(Manager *m) {
                         &m->updater);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the updater: %m");
+        metrics_set_updater_section(m->metrics, metrics_updater_section, m->updater);
         return reconciler_start(m->reconciler);
 }
 

@@ -285,8 +285,8 @@ def test_exited_vm_is_restarted_after_a_daemon_restart_with_the_api_away(vm_env)
 def test_vmm_away_is_reported_and_cleared(vm_env):
     env = vm_env(poll_sec=1)
     env.vmm.fault('Status', 'http500', times=0, message='sim: VMM down')
-    env.wait_prop('VmmStatus', 'unknown')
-    reason = env.wait_prop('StateReason', lambda v: v.startswith('cannot observe the VM for '))
+    env.wait_prop('VmmStatus', 'unreachable')      # failing for longer than the 1 s poll interval
+    reason = env.wait_prop('StateReason', lambda v: v.startswith('cannot observe the VM since '))
     assert 'VMM unreachable' in reason and 'sim: VMM down' in reason, reason
     assert 'VMM unreachable' in env.get('LastError')
     action, changes = env.plan()
