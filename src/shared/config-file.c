@@ -36,6 +36,18 @@ static const char *check_repository(const char *v) {
         return NULL;
 }
 
+/* A user name as useradd(8) takes it (NAME_REGEX), or "" for the repository's owner. */
+static const char *check_user_name(const char *v) {
+        if (isempty(v))
+                return NULL;
+        if (strlen(v) > 32 || v[0] == '-')
+                return "must be a user name (letters, digits, \"._-\", not starting with \"-\") or empty";
+        for (const char *p = v; *p; p++)
+                if (!g_ascii_isalnum(*p) && !strchr("._-", *p) && !(*p == '$' && p[1] == 0))
+                        return "must be a user name (letters, digits, \"._-\", not starting with \"-\") or empty";
+        return NULL;
+}
+
 /* git check-ref-format, reduced to what a remote or branch name needs to be safe as an argv word. */
 static const char *check_ref_name(const char *v) {
         if (isempty(v) || strlen(v) > 255 || v[0] == '-' || v[0] == '.' || v[0] == '/' || strstr(v, "..") ||
@@ -85,13 +97,16 @@ static const char *check_units(char *const *v) {
         static const char *const forbidden[] = { "dstack-vmm", "dstack-kms", "dstack-gateway" };
         size_t n = 0;
         for (char *const *u = v; u && *u; u++, n++) {
-                g_autofree char *base = g_str_has_suffix(*u, ".service") ? g_strndup(*u, strlen(*u) - 8) : g_strdup(*u);
-                if (streq(base, forbidden[0]))
-                        return "must not contain dstack-vmm (restarting it stops every VM)";
-                if (streq(base, forbidden[1]))
-                        return "must not contain dstack-kms (restarting it stops every VM)";
-                if (streq(base, forbidden[2]))
-                        return "must not contain dstack-gateway (restarting it stops every VM)";
+                /* "dstack-vmm", "dstack-vmm.service", and the instances of a template: "dstack-vmm@main.service" */
+                size_t len = strcspn(*u, "@");
+                if (len == strlen(*u) && g_str_has_suffix(*u, ".service"))
+                        len -= strlen(".service");
+                if (len == strlen(forbidden[0]) && strncmp(*u, forbidden[0], len) == 0)
+                        return "must not contain dstack-vmm or an instance of it (restarting it stops every VM)";
+                if (len == strlen(forbidden[1]) && strncmp(*u, forbidden[1], len) == 0)
+                        return "must not contain dstack-kms or an instance of it (restarting it stops every VM)";
+                if (len == strlen(forbidden[2]) && strncmp(*u, forbidden[2], len) == 0)
+                        return "must not contain dstack-gateway or an instance of it (restarting it stops every VM)";
                 if (isempty(*u) || strlen(*u) > 255 || (*u)[0] == '-' || (*u)[0] == '.')
                         return "must be unit names (letters, digits, \":-_.\\@\", not starting with \"-\")";
                 for (const char *p = *u; *p; p++)
@@ -147,6 +162,7 @@ static const SettingInfo settings[] = {
         STR("UpdateStrategy", "update_strategy", update_strategy, "recreate", check_strategy),
         STR("AdoptPolicy", "adopt_policy", adopt_policy, "keep", check_adopt_policy),
         STR("UpdaterRepository", "updater_repository", updater_repository, "", check_repository),
+        STR("UpdaterUser", "updater_user", updater_user, "", check_user_name),
         STR("UpdaterRemote", "updater_remote", updater_remote, "origin", check_ref_name),
         STR("UpdaterBranch", "updater_branch", updater_branch, "release", check_ref_name),
         USEC("UpdaterIntervalUSec", "updater_interval_usec", updater_interval_usec, 300 * SEC, 1 * SEC,

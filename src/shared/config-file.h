@@ -29,6 +29,7 @@ typedef struct LauncherConfig {
         char *update_strategy;
         char *adopt_policy;  /* "keep" or "redeploy": a VM with our name we did not deploy */
         char *updater_repository;
+        char *updater_user;  /* who runs the Updater's commands; "" = the repository's owner */
         char *updater_remote;
         char *updater_branch;
         uint64_t updater_interval_usec;
