@@ -66,6 +66,7 @@ struct Job {
         char *new_id;
         char *encrypted_env;        /* hex; only the VM's KMS key opens it */
         char *app_id;               /* the app id the env is encrypted to */
+        char *kms_signer;           /* ... under this verified KMS signer ("" = unsigned); NULL: none yet */
 
         /* The table running on r->driver: on what VM its VMM steps act, what
          * they learned, what comes after it. */

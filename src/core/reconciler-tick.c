@@ -10,6 +10,7 @@
 
 #include <glib.h>
 
+#include "core/kms-trust.h"
 #include "core/reconciler-internal.h"
 #include "shared/hex.h"
 #include "shared/log.h"
@@ -232,7 +233,9 @@ static void observe(Job *j) {
         if (r->spec && !r->spec_error)
                 rename_vm(r, r->spec->vm.name);
         j->observe_start_usec = now_usec(CLOCK_MONOTONIC);
-        int q = vmm_status(r->vmm, NULL, r->vm->name, on_status, j, &j->vmm_call);
+        /* VMs under an old name are looked at too: their host ports may be needed (plan.c). */
+        const char *keyword = r->state->retired_ids && r->state->retired_ids[0] ? NULL : r->vm->name;
+        int q = vmm_status(r->vmm, NULL, keyword, on_status, j, &j->vmm_call);
         if (q < 0)
                 return job_finish(j, RECONCILER_ERROR_FAILED, "cannot send Status");
         q = sd_event_add_time(r->event, &j->timer, CLOCK_MONOTONIC,
@@ -357,6 +360,7 @@ static void announce_deployed(Job *j) {
                 vm_set_u32(r, &vm->disk_gib, d->config.disk_size, VM_FIELD_DISK);
         }
         vm_set_u64(r, &vm->last_update_usec, st->last_update_usec, VM_FIELD_LAST_UPDATE);
+        vm_set_str(r, &vm->kms_signer, st->kms_signer, VM_FIELD_KMS_SIGNER);
         vm_set_u32(r, &vm->update_count, st->update_count, VM_FIELD_UPDATE_COUNT);
         vm_clear_error(r);
         vm_set_state(r, VM_STATE_RUNNING, "");
@@ -384,6 +388,8 @@ static void save_deployed(Job *j, const char *id, const char *app_id) {
         g_free(st->app_id), st->app_id = g_strdup(app_id);
         g_free(st->env_fingerprint), st->env_fingerprint = g_strdup(d->env_fingerprint);
         g_free(st->resources), st->resources = g_strdup(d->resources);
+        if (j->kms_signer)
+                g_free(st->kms_signer), st->kms_signer = g_strdup(j->kms_signer);
         st->last_update_usec = now_usec(CLOCK_REALTIME);
         st->update_count++;
         st->operator_stopped = false;
@@ -412,10 +418,26 @@ void record_start(StepDriver *d, void *userdata) {
                 step_driver_done(d);
 }
 
+/* A VM under an old name that the deployment removed to free its host ports. */
+static void forget_retired(Reconciler *r, Job *j) {
+        VmDeployState *st = r->state;
+        for (size_t i = 0; j->removed && j->act_id && st->retired_ids && st->retired_ids[i]; i++)
+                if (streq(st->retired_ids[i], j->act_id)) {
+                        log_notice("Removed VM %s, which ran under the old name %s, before creating its "
+                                   "replacement.", j->act_id, st->retired_names[i]);
+                        strv_drop(st->retired_ids, i);
+                        strv_drop(st->retired_names, i);
+                        (void) reconciler_save_state(r);
+                        return;
+                }
+}
+
 static void after_deploy(Job *j, ReconcilerError error, const char *message) {
         Reconciler *r = j->r;
-        if (error == RECONCILER_OK)
+        if (error == RECONCILER_OK) {
+                forget_retired(r, j);
                 return announce_deployed(j);
+        }
         if (error == RECONCILER_ERROR_BLOCKED) {
                 vm_set_state(r, VM_STATE_BLOCKED, message);
                 return job_update_failed(j, error, message);
@@ -478,9 +500,10 @@ static void auto_start(Job *j) {
 
 static void start_deploy(Job *j, const StepTable *t) {
         const Plan *p = &j->plan;
-        if (p->keep) {
-                j->act_id = g_strdup(p->keep->id);
-                j->act_stopped = p->keep->status == VM_STATUS_STOPPED;
+        const VmInfo *old = p->keep ?: p->replaced; /* stopped and removed first by a recreate */
+        if (old) {
+                j->act_id = g_strdup(old->id);
+                j->act_stopped = old->status == VM_STATUS_STOPPED;
         }
         /* The env is encrypted to the app id the VM will actually run with. */
         j->app_id = g_strdup(p->action == PLAN_UPDATE_IN_PLACE ? p->keep->app_id : j->desired->app_id);
@@ -752,6 +775,30 @@ void prep_checks_start(StepDriver *d, void *userdata) {
 
 /* ---- encrypt, cross-check: the old VM is still untouched ---- */
 
+/* Only a key from a trusted KMS gets the secrets (core/kms-trust.h). Returns
+ * false when the job is blocked. */
+static bool kms_trusted(Job *j, const VmmPubKeyReply *k) {
+        Reconciler *r = j->r;
+        const LauncherConfig *c = r->settings->config;
+        KmsTrustInput in = { .app_id = j->app_id, .reply = k, .trusted = c->trusted_kms_signers,
+                             .max_age_usec = c->kms_signature_max_age_usec, .pinned = r->state->kms_signer_pinned,
+                             .now_sec = now_usec(CLOCK_REALTIME) / USEC_PER_SEC };
+        _cleanup_(kms_trust_result_done) KmsTrustResult t = {};
+        if (kms_trust_check(&in, &t) < 0 || t.blocked) {
+                step_fail_kind(j, RECONCILER_ERROR_BLOCKED, t.blocked ?: "internal error: bad app id");
+                return false;
+        }
+        if (t.warning)
+                log_warning("%s", t.warning);
+        if (t.pin) {
+                log_notice("Pinning KMS signer %s (first use; TrustedKmsSigners is empty).", t.signer);
+                g_free(r->state->kms_signer_pinned), r->state->kms_signer_pinned = g_strdup(t.signer);
+                (void) reconciler_save_state(r);
+        }
+        g_free(j->kms_signer), j->kms_signer = g_strdup(t.signer);
+        return true;
+}
+
 static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
         Job *j = userdata;
         j->vmm_call = NULL;
@@ -760,6 +807,8 @@ static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
                                                      res->message);
                 return step_fail_kind(j, steps_error_kind(res), m);
         }
+        if (!kms_trusted(j, res->pubkey))
+                return;
 
         g_auto(GStrv) dropped = NULL;
         g_autofree char *why = NULL;

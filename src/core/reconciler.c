@@ -118,7 +118,7 @@ static Vm *vm_new(const char *name) {
         vm->name = g_strdup(name);
         char **strs[] = { &vm->id, &vm->state_reason, &vm->vmm_status, &vm->app_id, &vm->compose_hash,
                           &vm->target_compose_hash, &vm->image, &vm->image_version, &vm->last_error,
-                          &vm->operation };
+                          &vm->operation, &vm->kms_signer };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 *strs[i] = g_strdup("");
         vm->allowed_env = calloc(1, sizeof(char *));
@@ -130,7 +130,8 @@ static void vm_free(Vm *vm) {
         if (!vm)
                 return;
         char *strs[] = { vm->name, vm->id, vm->state_reason, vm->vmm_status, vm->app_id, vm->compose_hash,
-                         vm->target_compose_hash, vm->image, vm->image_version, vm->last_error, vm->operation };
+                         vm->target_compose_hash, vm->image, vm->image_version, vm->last_error, vm->operation,
+                         vm->kms_signer };
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 g_free(strs[i]);
         strv_free(vm->allowed_env);
@@ -215,6 +216,7 @@ static void job_free(Job *j) {
                 explicit_bzero(j->encrypted_env, strlen(j->encrypted_env));
         g_free(j->encrypted_env);
         g_free(j->app_id);
+        g_free(j->kms_signer);
         g_free(j->act_id);
         g_free(j->remove_error);
         g_strfreev(j->dup_ids);
@@ -373,6 +375,7 @@ int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_d
         vm_set_str(r, &r->vm->id, r->state->vm_id, VM_FIELD_ID);
         vm_set_str(r, &r->vm->compose_hash, r->state->compose_hash, VM_FIELD_COMPOSE_HASH);
         vm_set_str(r, &r->vm->app_id, r->state->app_id, VM_FIELD_APP_ID);
+        vm_set_str(r, &r->vm->kms_signer, r->state->kms_signer, VM_FIELD_KMS_SIGNER);
         r->vm->last_update_usec = r->state->last_update_usec;
         r->vm->update_count = r->state->update_count;
         r->vm->restart_count = r->state->restart_count;

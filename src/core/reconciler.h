@@ -53,6 +53,7 @@ typedef enum VmField {
         VM_FIELD_PROGRESS = 1u << 18,
         VM_FIELD_ALLOWED_ENV = 1u << 19,
         VM_FIELD_LAST_SUCCESSFUL_CHECK = 1u << 20,
+        VM_FIELD_KMS_SIGNER = 1u << 21,
 } VmField;
 
 /* One managed VM, as the bus shows it. Read-only outside the core; strings are
@@ -80,6 +81,7 @@ typedef struct Vm {
         char *operation;            /* the step running now ("stop-graceful"), "" when none */
         uint32_t progress;          /* 0–100: share of the operation's steps completed */
         char **allowed_env;         /* the spec's allowed_envs, sorted; empty without a spec; never NULL */
+        char *kms_signer;           /* the KMS signer the deployed env was encrypted under, "" = unsigned */
 } Vm;
 
 typedef struct ReconcilerEvents {

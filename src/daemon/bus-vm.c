@@ -83,6 +83,7 @@ static const VmProp vm_props[] = {
         PROP("LastError", VM_FIELD_LAST_ERROR, P_STR, last_error),
         PROP("Operation", VM_FIELD_OPERATION, P_STR, operation),
         PROP("Progress", VM_FIELD_PROGRESS, P_U32, progress),
+        PROP("KmsSigner", VM_FIELD_KMS_SIGNER, P_STR, kms_signer),
 };
 
 static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -412,6 +413,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_PROPERTY("Operation", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Progress", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("AllowedEnv", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KmsSigner", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", action, "a(sss)", changes), method_plan,
