@@ -2,10 +2,11 @@
 # bash completion for platformctl (and its "platform" alias)
 
 __platformctl_settings='ApiUrl VmmUrl GuestVmmUrl PollIntervalUSec StopTimeoutUSec UpdateStrategy AdoptPolicy MetricsPath
-UpdaterRepository UpdaterRemote UpdaterBranch UpdaterIntervalUSec UpdaterRoundLockFile UpdaterRoundLockMaxAgeUSec
+UpdaterRepository UpdaterUser UpdaterRemote UpdaterBranch UpdaterIntervalUSec UpdaterRoundLockFile UpdaterRoundLockMaxAgeUSec
 UpdaterValidationApiUrl UpdaterApiUnreachable UpdaterBuildCommands UpdaterRestartUnits UpdaterRestartCommands
 UpdaterHealthCommand UpdaterHealthUrl UpdaterHealthTimeoutUSec UpdaterCommandTimeoutUSec UpdaterAllowedSignersFile
-UpdaterAutoUpdate'
+UpdaterAutoUpdate TrustedKmsSigners KmsSignatureMaxAgeUSec CapacityVcpu CapacityMemoryMiB
+CapacityDiskGiB ReservedMemoryMiB ResourceIntervalUSec'
 
 # Env keys from the running launcher; names only, never values.
 __platformctl_env_keys() {

@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,25 +14,73 @@
 #include <glib.h>
 
 #include "clients/process.h"
+#include "clients/step-output.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+/* 32-bit ids where the architecture has both */
+#ifdef SYS_setgroups32
+#define SYS_SETGROUPS SYS_setgroups32
+#define SYS_SETRESGID SYS_setresgid32
+#define SYS_SETRESUID SYS_setresuid32
+#else
+#define SYS_SETGROUPS SYS_setgroups
+#define SYS_SETRESGID SYS_setresgid
+#define SYS_SETRESUID SYS_setresuid
+#endif
+
+/* Where the child stopped before exec, reported through a close-on-exec pipe. */
+typedef enum ChildStage {
+        STAGE_STDIO = 1,
+        STAGE_GROUPS,
+        STAGE_GID,
+        STAGE_UID,
+        STAGE_NO_NEW_PRIVS,
+        STAGE_CHDIR,
+        STAGE_EXEC,
+} ChildStage;
+
+typedef struct ChildReport {
+        int32_t stage;
+        int32_t error;
+} ChildReport;
+
+/* Everything the child needs, prepared before fork(). */
+typedef struct ChildPlan {
+        const char *path;
+        char *const *argv;
+        char *const *envp;
+        const char *cwd;
+        int devnull, out, err, report;
+        bool switch_user;        /* we are root: setgroups, setresgid, setresuid */
+        bool cannot_switch;      /* not root and asked for another uid */
+        uid_t uid;
+        gid_t gid;
+        const gid_t *groups;
+        size_t n_groups;
+        int max_fd;              /* for the close-on-exec loop when close_range() is missing */
+} ChildPlan;
 
 struct Process {
         sd_event *event;
         char *name;
+        char *user;
+        char *cwd;
+        char *path;
         pid_t pid;
-        bool quiet;
         sd_event_source *child;
-        sd_event_source *out[2];        /* stdout, stderr */
-        int fd[2];
-        GString *line[2];
-        GString *tail;
         sd_event_source *timer;
+        StepOutput *out;
+        int report;
         uint64_t timeout_usec, grace_usec;
         uint64_t started;
-        bool timed_out, killed;
-        bool exited;
+        bool timed_out, killed, exited;
         siginfo_t si;
+        char *failure;           /* what the child reported before exec */
         process_done_cb cb;
         void *userdata;
 };
@@ -44,19 +94,17 @@ static uint64_t mono_usec(void) {
 static void process_free(Process *p) {
         if (!p)
                 return;
-        for (int i = 0; i < 2; i++) {
-                p->out[i] = sd_event_source_disable_unref(p->out[i]);
-                if (p->fd[i] >= 0)
-                        close(p->fd[i]);
-                if (p->line[i])
-                        g_string_free(p->line[i], TRUE);
-        }
+        step_output_free(p->out);
         p->timer = sd_event_source_disable_unref(p->timer);
         p->child = sd_event_source_disable_unref(p->child);
-        if (p->tail)
-                g_string_free(p->tail, TRUE);
+        if (p->report >= 0)
+                close(p->report);
         sd_event_unref(p->event);
         g_free(p->name);
+        g_free(p->user);
+        g_free(p->cwd);
+        g_free(p->path);
+        g_free(p->failure);
         g_free(p);
 }
 
@@ -64,82 +112,89 @@ pid_t process_pid(const Process *p) {
         return p ? p->pid : 0;
 }
 
-char *process_result_describe(const ProcessResult *r, uint64_t timeout_usec) {
-        if (r->timed_out && timeout_usec < 10 * USEC_PER_SEC)
-                return g_strdup_printf("timed out after %.1f s (process group killed)", (double) timeout_usec / USEC_PER_SEC);
-        if (r->timed_out)
-                return g_strdup_printf("timed out after %llu s (process group killed)",
-                                       (unsigned long long) ((timeout_usec + USEC_PER_SEC / 2) / USEC_PER_SEC));
-        if (r->signal)
-                return g_strdup_printf("killed by signal %d (%s)", r->signal, strsignal(r->signal));
-        return g_strdup_printf("exited with status %d", r->exit_status);
+/* ---- the child: async-signal-safe calls only ---- */
+
+_Noreturn static void child_fail(const ChildPlan *c, ChildStage stage, int error) {
+        ChildReport rep = { .stage = stage, .error = error };
+        (void) !write(c->report, &rep, sizeof rep);
+        _exit(127);
 }
 
-static void tail_append(Process *p, const char *s, size_t n) {
-        g_string_append_len(p->tail, s, (gssize) n);
-        if (p->tail->len > 2 * PROCESS_TAIL_MAX)
-                g_string_erase(p->tail, 0, (gssize) (p->tail->len - PROCESS_TAIL_MAX));
+_Noreturn static void child_exec(const ChildPlan *c) {
+        struct sigaction dfl = { .sa_handler = SIG_DFL };
+        for (int s = 1; s < NSIG; s++)
+                if (s != SIGKILL && s != SIGSTOP)
+                        (void) sigaction(s, &dfl, NULL);
+        sigset_t none;
+        sigemptyset(&none);
+        (void) sigprocmask(SIG_SETMASK, &none, NULL);
+        (void) setpgid(0, 0);
+        (void) umask(022);
+
+        if (dup2(c->devnull, STDIN_FILENO) < 0 || dup2(c->out, STDOUT_FILENO) < 0 || dup2(c->err, STDERR_FILENO) < 0)
+                child_fail(c, STAGE_STDIO, errno);
+        /* Nothing else survives exec (the report pipe is closed by it too). */
+        if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+                for (int fd = 3; fd < c->max_fd; fd++)
+                        (void) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+        if (c->cannot_switch)
+                child_fail(c, STAGE_UID, EPERM);
+        if (c->switch_user) {
+                if (syscall(SYS_SETGROUPS, c->n_groups, c->groups) < 0)
+                        child_fail(c, STAGE_GROUPS, errno);
+                if (syscall(SYS_SETRESGID, c->gid, c->gid, c->gid) < 0)
+                        child_fail(c, STAGE_GID, errno);
+                if (syscall(SYS_SETRESUID, c->uid, c->uid, c->uid) < 0)
+                        child_fail(c, STAGE_UID, errno);
+        }
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                child_fail(c, STAGE_NO_NEW_PRIVS, errno);
+        /* As the user: a directory it may not enter is an error, not a favour. */
+        if (chdir(c->cwd) < 0)
+                child_fail(c, STAGE_CHDIR, errno);
+        execve(c->path, c->argv, c->envp);
+        child_fail(c, STAGE_EXEC, errno);
 }
 
-static void emit_line(Process *p, int stream) {
-        GString *l = p->line[stream];
-        for (size_t i = 0; i < l->len; i++)
-                if ((unsigned char) l->str[i] < 0x20 && l->str[i] != '\t')
-                        l->str[i] = '?';
-        log_full(p->quiet ? LOG_DEBUG : (stream ? LOG_NOTICE : LOG_INFO), "%s: %s", p->name, l->str);
-        g_string_truncate(l, 0);
-}
+/* ---- the parent ---- */
 
-static void feed(Process *p, int stream, const char *buf, size_t n) {
-        tail_append(p, buf, n);
-        for (size_t i = 0; i < n; i++) {
-                if (buf[i] == '\n') {
-                        emit_line(p, stream);
-                        continue;
-                }
-                g_string_append_c(p->line[stream], buf[i]);
-                if (p->line[stream]->len >= PROCESS_LINE_MAX)
-                        emit_line(p, stream);
+static char *describe_report(Process *p, const ChildReport *rep) {
+        const char *e = g_strerror(rep->error);
+        switch (rep->stage) {
+        case STAGE_STDIO:
+                return g_strdup_printf("cannot set up stdin/stdout/stderr: %s", e);
+        case STAGE_GROUPS:
+                return g_strdup_printf("cannot set the groups of user %s: %s", p->user, e);
+        case STAGE_GID:
+        case STAGE_UID:
+                return g_strdup_printf("cannot switch to user %s: %s", p->user, e);
+        case STAGE_NO_NEW_PRIVS:
+                return g_strdup_printf("cannot set no_new_privs: %s", e);
+        case STAGE_CHDIR:
+                return g_strdup_printf("cannot change to %s as %s: %s", p->cwd, p->user, e);
+        default:
+                return g_strdup_printf("cannot execute %s as %s: %s", p->path, p->user, e);
         }
 }
 
-/* Reads what is there; returns true at EOF or error (the stream is closed). */
-static bool drain(Process *p, int stream) {
-        char buf[4096];
-        for (;;) {
-                ssize_t n = read(p->fd[stream], buf, sizeof buf);
-                if (n > 0) {
-                        feed(p, stream, buf, (size_t) n);
-                        continue;
-                }
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0 && errno == EAGAIN)
-                        return false;
-                break;
-        }
-        if (p->line[stream]->len > 0)
-                emit_line(p, stream);
-        p->out[stream] = sd_event_source_disable_unref(p->out[stream]);
-        close(p->fd[stream]);
-        p->fd[stream] = -1;
-        return true;
-}
-
-static void maybe_finish(Process *p) {
-        if (!p->exited || p->fd[0] >= 0 || p->fd[1] >= 0)
-                return;
-        ProcessResult res = {
+static void finish(Process *p) {
+        StepResult res = {
                 .timed_out = p->timed_out,
-                .output = p->tail->str,
                 .duration_usec = mono_usec() - p->started,
         };
-        if (p->si.si_code == CLD_EXITED)
+        step_output_fill(p->out, &res);
+        ChildReport rep;
+        if (p->report >= 0 && read(p->report, &rep, sizeof rep) == (ssize_t) sizeof rep && rep.error > 0) {
+                p->failure = describe_report(p, &rep);
+                log_warning("%s: %s.", p->name, p->failure);
+                res.error = -rep.error;
+                res.output = p->failure;
+                res.data = "";
+        } else if (p->si.si_code == CLD_EXITED)
                 res.exit_status = p->si.si_status;
         else
                 res.signal = p->si.si_status;
-        if (p->tail->len > PROCESS_TAIL_MAX)
-                res.output = p->tail->str + p->tail->len - PROCESS_TAIL_MAX;
         process_done_cb cb = p->cb;
         p->cb = NULL;
         if (cb)
@@ -147,36 +202,18 @@ static void maybe_finish(Process *p) {
         process_free(p);
 }
 
-static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Process *p = userdata;
-        int stream = s == p->out[0] ? 0 : 1;
-        if (drain(p, stream))
-                maybe_finish(p);
-        return 0;
-}
-
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         Process *p = userdata;
         p->si = *si;
         p->exited = true;
-        p->child = sd_event_source_disable_unref(p->child);
         p->timer = sd_event_source_disable_unref(p->timer);
-        /* A grandchild may keep the pipes open: take what is there and stop
-         * reading; after a timeout or a cancel nothing of the group survives. */
+        /* After a timeout or a cancel nothing of the group survives; the
+         * leader is a zombie until this returns, so its group id is ours. */
         if (p->timed_out || p->killed)
                 (void) kill(-p->pid, SIGKILL);
-        for (int i = 0; i < 2; i++)
-                if (p->fd[i] >= 0) {
-                        (void) drain(p, i);
-                        if (p->fd[i] >= 0) {
-                                if (p->line[i]->len > 0)
-                                        emit_line(p, i);
-                                p->out[i] = sd_event_source_disable_unref(p->out[i]);
-                                close(p->fd[i]);
-                                p->fd[i] = -1;
-                        }
-                }
-        maybe_finish(p);
+        /* A grandchild may keep the pipes open: take what is there and stop. */
+        step_output_finish(p->out);
+        finish(p);
         return 0;
 }
 
@@ -203,209 +240,135 @@ void process_cancel(Process *p) {
         p->killed = true;
         (void) kill(-p->pid, SIGKILL);
         /* The child source stays until the loop reaps it; then p is freed. */
-        if (p->exited)
-                maybe_finish(p);
 }
 
-/* Looks argv[0] up in PROCESS_PATH unless it names a path. */
-static char *find_executable(const char *name) {
-        if (strchr(name, '/'))
-                return access(name, X_OK) == 0 ? g_strdup(name) : NULL;
-        g_auto(GStrv) dirs = g_strsplit(PROCESS_PATH, ":", -1);
-        for (char **d = dirs; *d; d++) {
-                g_autofree char *f = g_build_filename(*d, name, NULL);
-                struct stat st;
-                if (stat(f, &st) == 0 && S_ISREG(st.st_mode) && access(f, X_OK) == 0)
-                        return TAKE_PTR(f);
-        }
-        return NULL;
+static void close_pair(int fds[2]) {
+        for (int i = 0; i < 2; i++)
+                if (fds[i] >= 0) {
+                        close(fds[i]);
+                        fds[i] = -1;
+                }
 }
 
-static char **build_env(const ProcessOptions *o) {
-        GPtrArray *a = g_ptr_array_new();
-        g_ptr_array_add(a, g_strdup("PATH=" PROCESS_PATH));
-        g_ptr_array_add(a, g_strdup("LANG=C.UTF-8"));
-        g_ptr_array_add(a, g_strdup_printf("HOME=%s", o->home ? o->home : "/"));
-        for (char *const *e = o->extra_env; e && *e; e++)
-                g_ptr_array_add(a, g_strdup(*e));
-        g_ptr_array_add(a, NULL);
-        return (char **) g_ptr_array_free(a, FALSE);
+/* pipe2(O_CLOEXEC) with both ends above stdio, so dup2() in the child never
+ * lands on one of them. */
+static int pipe_above_stdio(int fds[2]) {
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        for (int i = 0; i < 2; i++)
+                if (fds[i] < 3) {
+                        int n = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                        int r = -errno;
+                        close(fds[i]);
+                        fds[i] = n;
+                        if (n < 0) {
+                                close_pair(fds);
+                                return r;
+                        }
+                }
+        return 0;
 }
 
-/* posix_spawn: glibc's clone(CLONE_VM|CLONE_VFORK) costs the daemon far less
- * than a fork() copying its page tables, and nothing runs in the child but
- * these actions: stdin from /dev/null, the pipes, no other fd, the working
- * directory, default signals, an empty mask, a process group of its own. */
-static int spawn_child(const char *path, char *const *argv, char **envp, const char *cwd, int out, int err,
-                       pid_t *ret_pid) {
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        sigset_t none, all;
-        int r;
-
-        sigemptyset(&none);
-        sigfillset(&all);
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0)
-                return -r;
-        r = posix_spawnattr_init(&attr);
-        if (r != 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                return -r;
-        }
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, out, 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, err, 2);
-        if (r == 0)
-                r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-        if (r == 0)
-                r = posix_spawn_file_actions_addchdir_np(&fa, cwd);
-        if (r == 0)
-                r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                            POSIX_SPAWN_SETSIGDEF);
-        if (r == 0)
-                r = posix_spawnattr_setpgroup(&attr, 0);
-        if (r == 0)
-                r = posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = posix_spawn(ret_pid, path, &fa, &attr, argv, envp);
-        posix_spawnattr_destroy(&attr);
-        posix_spawn_file_actions_destroy(&fa);
-        return -r;
-}
-
-int process_spawn(sd_event *event, const ProcessOptions *o, process_done_cb cb, void *userdata, Process **ret) {
-        if (!o->argv || !o->argv[0] || !o->argv[0][0])
+int process_spawn(sd_event *event, const StepSpec *spec, process_done_cb cb, void *userdata, Process **ret) {
+        if (!spec->path || spec->path[0] != '/' || !spec->argv || !spec->argv[0] || !spec->envp || !spec->cwd)
                 return -EINVAL;
-
-        g_autofree char *path = find_executable(o->argv[0]);
-        if (!path)
-                return log_warning_errno(ENOENT, "%s: %s not found (PATH %s).", o->name ? o->name : o->argv[0],
-                                         o->argv[0], PROCESS_PATH);
 
         sigset_t chld;
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
         (void) sigprocmask(SIG_BLOCK, &chld, NULL);
 
-        int pipes[2][2] = { { -1, -1 }, { -1, -1 } };
-        for (int i = 0; i < 2; i++)
-                if (pipe2(pipes[i], O_CLOEXEC) < 0) {
-                        int r = -errno;
-                        for (int k = 0; k < 2; k++)
-                                for (int j = 0; j < 2; j++)
-                                        if (pipes[k][j] >= 0)
-                                                close(pipes[k][j]);
-                        return r;
-                }
-
-        g_auto(GStrv) envp = build_env(o);
-        const char *cwd = o->cwd ? o->cwd : "/";
-
-        pid_t pid = 0;
-        int sr = spawn_child(path, o->argv, envp, cwd, pipes[0][1], pipes[1][1], &pid);
-        close(pipes[0][1]);
-        close(pipes[1][1]);
-        if (sr < 0) {
-                close(pipes[0][0]);
-                close(pipes[1][0]);
-                /* glibc reports a failed exec or chdir here */
-                return log_warning_errno(sr, "%s: cannot start %s in %s: %m", o->name ? o->name : o->argv[0], path,
-                                         cwd);
+        int out[2] = { -1, -1 }, err[2] = { -1, -1 }, report[2] = { -1, -1 };
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int r = devnull < 0 ? -errno : 0;
+        if (r >= 0)
+                r = pipe_above_stdio(out);
+        if (r >= 0)
+                r = pipe_above_stdio(err);
+        if (r >= 0)
+                r = pipe_above_stdio(report);
+        if (r < 0) {
+                close_pair(out);
+                close_pair(err);
+                close_pair(report);
+                if (devnull >= 0)
+                        close(devnull);
+                return r;
         }
+
+        struct rlimit rl = {};
+        (void) getrlimit(RLIMIT_NOFILE, &rl);
+        const StepUser *user = spec->user;
+        ChildPlan plan = {
+                .path = spec->path,
+                .argv = spec->argv,
+                .envp = spec->envp,
+                .cwd = spec->cwd,
+                .devnull = devnull,
+                .out = out[1],
+                .err = err[1],
+                .report = report[1],
+                .switch_user = user && geteuid() == 0,
+                .cannot_switch = user && geteuid() != 0 && (user->uid != getuid() || user->uid != geteuid()),
+                .uid = user ? user->uid : 0,
+                .gid = user ? user->gid : 0,
+                .groups = user ? user->groups : NULL,
+                .n_groups = user ? (size_t) user->n_groups : 0,
+                .max_fd = (int) MIN(rl.rlim_cur, (rlim_t) 65536),
+        };
+
+        pid_t pid = fork();
+        if (pid == 0)
+                child_exec(&plan);
+        r = pid < 0 ? -errno : 0;
+        close(devnull);
+        close(out[1]);
+        close(err[1]);
+        close(report[1]);
+        if (r < 0) {
+                close(out[0]);
+                close(err[0]);
+                close(report[0]);
+                return log_warning_errno(r, "%s: cannot fork: %m", spec->name);
+        }
+        (void) setpgid(pid, pid); /* as the child does: no race with a kill of the group */
 
         Process *p = g_new0(Process, 1);
         p->event = sd_event_ref(event);
-        p->name = g_strdup(o->name ? o->name : o->argv[0]);
+        p->name = g_strdup(spec->name ? spec->name : spec->argv[0]);
+        p->user = g_strdup(user ? user->name : "the launcher's user");
+        p->cwd = g_strdup(spec->cwd);
+        p->path = g_strdup(spec->path);
         p->pid = pid;
-        p->quiet = o->quiet;
-        p->timeout_usec = o->timeout_usec;
-        p->grace_usec = o->kill_grace_usec ? o->kill_grace_usec : PROCESS_KILL_GRACE_USEC;
+        p->report = report[0];
+        (void) fcntl(p->report, F_SETFL, O_NONBLOCK);
+        p->timeout_usec = spec->timeout_usec;
+        p->grace_usec = spec->kill_grace_usec ? spec->kill_grace_usec : STEP_KILL_GRACE_USEC;
         p->started = mono_usec();
-        p->tail = g_string_new(NULL);
         p->cb = cb;
         p->userdata = userdata;
-        for (int i = 0; i < 2; i++) {
-                p->fd[i] = pipes[i][0];
-                p->line[i] = g_string_new(NULL);
-                (void) fcntl(p->fd[i], F_SETFL, fcntl(p->fd[i], F_GETFL) | O_NONBLOCK);
-        }
 
-        int r = sd_event_add_child(event, &p->child, pid, WEXITED, on_child, p);
-        for (int i = 0; r >= 0 && i < 2; i++)
-                r = sd_event_add_io(event, &p->out[i], p->fd[i], EPOLLIN, on_output, p);
-        if (r >= 0 && o->timeout_usec > 0)
-                r = sd_event_add_time_relative(event, &p->timer, CLOCK_MONOTONIC, o->timeout_usec, 10 * USEC_PER_MSEC,
-                                               on_timer, p);
+        r = step_output_new(event, p->name, spec->quiet, out[0], err[0], NULL, NULL, &p->out);
+        if (r >= 0)
+                r = sd_event_add_child(event, &p->child, pid, WEXITED, on_child, p);
+        if (r >= 0 && spec->timeout_usec > 0)
+                r = sd_event_add_time_relative(event, &p->timer, CLOCK_MONOTONIC, spec->timeout_usec,
+                                               10 * USEC_PER_MSEC, on_timer, p);
         if (r < 0) {
                 (void) kill(-pid, SIGKILL);
-                if (!p->child)
+                (void) kill(pid, SIGKILL);
+                if (!p->child) {
+                        /* step_output_new() closed the read ends if it failed */
                         (void) waitpid(pid, NULL, 0); /* just killed: returns at once */
-                else {
-                        p->cb = NULL;
-                        p->killed = true;
-                        return r; /* reaped by the loop, then freed */
+                        process_free(p);
+                        return r;
                 }
-                process_free(p);
-                return r;
+                p->cb = NULL;
+                p->killed = true;
+                return r; /* reaped by the loop, then freed */
         }
-        log_debug("%s: started %s as pid %d.", p->name, path, (int) pid);
+        log_debug("%s: started %s as pid %d (user %s).", p->name, spec->path, (int) pid, p->user);
         if (ret)
                 *ret = p;
         return 0;
-}
-
-char **process_git_argv(const char *repo, char *const *args) {
-        GPtrArray *a = g_ptr_array_new();
-        g_ptr_array_add(a, g_strdup("git"));
-        g_ptr_array_add(a, g_strdup("-C"));
-        g_ptr_array_add(a, g_strdup(repo));
-        g_ptr_array_add(a, g_strdup("-c"));
-        g_ptr_array_add(a, g_strdup_printf("safe.directory=%s", repo));
-        g_ptr_array_add(a, g_strdup("-c"));
-        g_ptr_array_add(a, g_strdup("core.hooksPath=/dev/null"));
-        g_ptr_array_add(a, g_strdup("-c"));
-        g_ptr_array_add(a, g_strdup("core.pager=cat"));
-        g_ptr_array_add(a, g_strdup("-c"));
-        g_ptr_array_add(a, g_strdup("color.ui=false"));
-        for (char *const *s = args; s && *s; s++)
-                g_ptr_array_add(a, g_strdup(*s));
-        g_ptr_array_add(a, NULL);
-        return (char **) g_ptr_array_free(a, FALSE);
-}
-
-char **process_git_env(void) {
-        static const char *const env[] = {
-                "GIT_TERMINAL_PROMPT=0",
-                "GIT_PAGER=cat",
-                "PAGER=cat",
-                "GIT_CONFIG_NOSYSTEM=1",
-                "GIT_CONFIG_GLOBAL=/dev/null",
-                "GIT_ASKPASS=/bin/true",
-                "SSH_ASKPASS=/bin/true",
-                "GIT_OPTIONAL_LOCKS=0",
-                NULL,
-        };
-        return g_strdupv((char **) env);
-}
-
-int process_spawn_git(sd_event *event, const char *repo, const char *name, char *const *args, uint64_t timeout_usec,
-                      process_done_cb cb, void *userdata, Process **ret) {
-        g_auto(GStrv) argv = process_git_argv(repo, args);
-        g_auto(GStrv) env = process_git_env();
-        ProcessOptions o = {
-                .name = name,
-                .argv = argv,
-                .cwd = repo,
-                .home = getenv("HOME"),
-                .extra_env = env,
-                .timeout_usec = timeout_usec,
-                .quiet = true,
-        };
-        return process_spawn(event, &o, cb, userdata, ret);
 }

@@ -170,13 +170,25 @@ static int on_match_installed(sd_bus_message *reply, void *userdata, sd_bus_erro
         return 0;
 }
 
+/* As systemctl does (unit_name_mangle): the manager itself takes only full
+ * names ("Unit name validator is not valid"), so "validator" means
+ * "validator.service". */
+char *systemd_unit_name_mangle(const char *unit) {
+        static const char *const suffixes[] = { ".service", ".socket", ".target", ".device", ".mount",
+                                                ".automount", ".swap", ".timer", ".path", ".slice", ".scope" };
+        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++)
+                if (g_str_has_suffix(unit, suffixes[i]) && strlen(unit) > strlen(suffixes[i]))
+                        return g_strdup(unit);
+        return g_strdup_printf("%s.service", unit);
+}
+
 int systemd_restart_unit(SystemdClient *c, const char *unit, uint64_t timeout_usec, systemd_done_cb cb, void *userdata,
                          SystemdCall **ret) {
         if (isempty(unit) || !cb)
                 return -EINVAL;
         SystemdCall *call = g_new0(SystemdCall, 1);
         call->client = c;
-        call->unit = g_strdup(unit);
+        call->unit = systemd_unit_name_mangle(unit);
         call->timeout_usec = timeout_usec;
         call->cb = cb;
         call->userdata = userdata;
@@ -191,7 +203,7 @@ int systemd_restart_unit(SystemdClient *c, const char *unit, uint64_t timeout_us
                 call_free(call);
                 return r;
         }
-        log_info("Restarting unit %s.", unit);
+        log_info("Restarting unit %s.", call->unit);
         if (ret)
                 *ret = call;
         return 0;

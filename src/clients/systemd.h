@@ -24,5 +24,8 @@ void systemd_client_free(SystemdClient *c);
  * the job's JobRemoved. Never calls cb synchronously. */
 int systemd_restart_unit(SystemdClient *c, const char *unit, uint64_t timeout_usec, systemd_done_cb cb, void *userdata,
                          SystemdCall **ret);
+/* "validator" → "validator.service"; a name with a unit type suffix stays. Caller frees. */
+char *systemd_unit_name_mangle(const char *unit);
+
 /* The callback will not fire. NULL is fine. */
 void systemd_call_cancel(SystemdCall *call);

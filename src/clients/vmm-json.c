@@ -8,6 +8,7 @@
 
 #include "clients/vmm-json.h"
 #include "shared/hex.h"
+#include "shared/kms-signature.h"
 #include "shared/macro.h"
 
 /* Far deeper than any VMM reply; keeps json-glib's recursive parser away
@@ -367,16 +368,16 @@ static int get_hex_exact(JsonObject *o, const char *path, const char *name, Need
 
 /* A KMS signature: 65 bytes of hex, or absent. A ≥0.5.6 VMM copies every
  * field of the KMS reply, so an older KMS's missing signature arrives as ""
- * (proto3 default): that is absent too, not malformed (issue 7, defect 4). */
+ * (proto3 default): that is absent too, not malformed (issue 7, defect 4).
+ * Any other string that is not one is a malformed signature (issue 18). */
 static int get_signature(JsonObject *o, const char *path, const char *name, uint8_t sig[static 65],
-                         bool *ret_has, char **err) {
+                         bool *ret_has, bool *ret_malformed, char **err) {
         _cleanup_free_ char *s = NULL;
         int r = get_str(o, path, name, OPTIONAL, &s, err);
         if (r < 0 || !s || s[0] == '\0')
                 return r;
-        if (hex_decode_exact(s, sig, 65) < 0)
-                return fail(err, "%s.%s: expected 65 bytes of hex", path, name);
         *ret_has = true;
+        *ret_malformed = kms_signature_parse(s, sig, NULL) < 0;
         return 0;
 }
 
@@ -680,8 +681,10 @@ int vmm_parse_pubkey_reply(const char *data, size_t len, VmmPubKeyReply *ret, ch
                 return r;
         JsonObject *o = json_node_get_object(root);
         if ((r = get_hex_exact(o, m, "public_key", REQUIRED, k.public_key, 32, NULL, ret_error)) < 0 ||
-            (r = get_signature(o, m, "signature", k.signature, &k.has_signature, ret_error)) < 0 ||
-            (r = get_signature(o, m, "signature_v1", k.signature_v1, &k.has_signature_v1, ret_error)) < 0 ||
+            (r = get_signature(o, m, "signature", k.signature, &k.has_signature, &k.signature_malformed,
+                               ret_error)) < 0 ||
+            (r = get_signature(o, m, "signature_v1", k.signature_v1, &k.has_signature_v1,
+                               &k.signature_v1_malformed, ret_error)) < 0 ||
             (r = get_u64(o, m, "timestamp", INT64_MAX, &k.timestamp, ret_error)) < 0)
                 return r;
         /* 0 is proto3's default: what a ≥0.5.6 VMM sends for a KMS without one. */

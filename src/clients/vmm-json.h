@@ -81,14 +81,19 @@ typedef struct VmmInfoReply {
 } VmmInfoReply;
 
 /* signature and signature_v1 "" (what a ≥0.5.6 VMM sends for a KMS that did
- * not sign) are absent; so is timestamp 0. */
+ * not sign) are absent; so is timestamp 0. A signature string that is not 65
+ * bytes of hex is there but malformed (has_ and _malformed set): whether that
+ * blocks is the KMS trust policy's to say (core/kms-trust.h), not the
+ * parser's. */
 typedef struct VmmPubKeyReply {
         uint8_t public_key[32];
         bool has_signature;
+        bool signature_malformed;
         uint8_t signature[65];
         bool has_timestamp;
         uint64_t timestamp;
         bool has_signature_v1;
+        bool signature_v1_malformed;
         uint8_t signature_v1[65];
 } VmmPubKeyReply;
 

@@ -11,11 +11,13 @@
 #include <glib.h>
 
 #include "core/deploy.h"
+#include "core/kms-trust.h"
 #include "core/operation.h"
 #include "core/vm-steps.h"
 #include "shared/hex.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/strv.h"
 
 #define BACKOFF_MIN_USEC (5 * USEC_PER_SEC)
 #define BACKOFF_MAX_USEC (3600 * USEC_PER_SEC)
@@ -131,6 +133,30 @@ static void checks_start(StepDriver *d, void *userdata) {
 
 /* ---- encrypt, cross-check: the old VM is still untouched ---- */
 
+/* Only a key from a trusted KMS gets the secrets (core/kms-trust.h). Returns
+ * false when the operation is blocked. */
+static bool kms_trusted(Operation *op, const VmmPubKeyReply *k) {
+        ManagedVm *mv = op->mv;
+        const LauncherConfig *c = op_host(op)->settings->config;
+        KmsTrustInput in = { .app_id = op->deploy.app_id, .reply = k, .trusted = c->trusted_kms_signers,
+                             .max_age_usec = c->kms_signature_max_age_usec, .pinned = mv->state->kms_signer_pinned,
+                             .now_sec = clock_usec(CLOCK_REALTIME) / USEC_PER_SEC };
+        _cleanup_(kms_trust_result_done) KmsTrustResult t = {};
+        if (kms_trust_check(&in, &t) < 0 || t.blocked) {
+                step_fail_kind(op, RECONCILER_ERROR_BLOCKED, t.blocked ?: "internal error: bad app id");
+                return false;
+        }
+        if (t.warning)
+                log_warning("%s", t.warning);
+        if (t.pin) {
+                log_notice("Pinning KMS signer %s (first use; TrustedKmsSigners is empty).", t.signer);
+                g_free(mv->state->kms_signer_pinned), mv->state->kms_signer_pinned = g_strdup(t.signer);
+                (void) managed_vm_save_state(mv);
+        }
+        g_free(op->deploy.kms_signer), op->deploy.kms_signer = g_strdup(t.signer);
+        return true;
+}
+
 static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
         Operation *op = userdata;
         op->vmm_call = NULL;
@@ -139,6 +165,8 @@ static void on_pubkey(VmmCall *call, const VmmResult *res, void *userdata) {
                                                      op->deploy.app_id, res->message);
                 return step_fail_kind(op, steps_error_kind(res), m);
         }
+        if (!kms_trusted(op, res->pubkey))
+                return;
 
         g_auto(GStrv) dropped = NULL;
         g_autofree char *why = NULL;
@@ -279,6 +307,19 @@ static void update_start(StepDriver *d, void *userdata) {
 
 /* ---- record ---- */
 
+/* A VM under an old name that the deployment removed to free its host ports. */
+static void forget_retired(Operation *op) {
+        VmDeployState *st = op->mv->state;
+        for (size_t i = 0; op->deploy.removed && op->act_id && st->retired_ids && st->retired_ids[i]; i++)
+                if (streq(st->retired_ids[i], op->act_id)) {
+                        log_notice("Removed VM %s, which ran under the old name %s, before creating its "
+                                   "replacement.", op->act_id, st->retired_names[i]);
+                        strv_drop(st->retired_ids, i);
+                        strv_drop(st->retired_names, i);
+                        return;
+                }
+}
+
 static void save_deployed(Operation *op, const char *id, const char *app_id) {
         ManagedVm *mv = op->mv;
         VmDeployState *st = mv->state;
@@ -293,10 +334,13 @@ static void save_deployed(Operation *op, const char *id, const char *app_id) {
         g_free(st->app_id), st->app_id = g_strdup(app_id);
         g_free(st->env_fingerprint), st->env_fingerprint = g_strdup(d->env_fingerprint);
         g_free(st->resources), st->resources = g_strdup(d->resources);
+        if (op->deploy.kms_signer)
+                g_free(st->kms_signer), st->kms_signer = g_strdup(op->deploy.kms_signer);
         st->last_update_usec = clock_usec(CLOCK_REALTIME);
         st->update_count++;
         st->operator_stopped = false;
         vm_intent_free(st->intent), st->intent = NULL;
+        forget_retired(op);
         (void) managed_vm_save_state(mv);
         op->deploy.done = true;
 }

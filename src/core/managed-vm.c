@@ -32,6 +32,7 @@ ManagedVm *managed_vm_new(Host *host, const VmDecl *decl, const char *name, cons
         vm_set_str(vm, &vm->id, mv->state->vm_id);
         vm_set_str(vm, &vm->compose_hash, mv->state->compose_hash);
         vm_set_str(vm, &vm->app_id, mv->state->app_id);
+        vm_set_str(vm, &vm->kms_signer, mv->state->kms_signer);
         vm->last_update_usec = mv->state->last_update_usec;
         vm->update_count = mv->state->update_count;
         vm->restart_count = mv->state->restart_count;
@@ -51,6 +52,7 @@ void managed_vm_free(ManagedVm *mv) {
         vm_free(mv->vm);
         vm_decl_free(mv->decl);
         g_free(mv->state_dir);
+        g_free(mv->change_trigger);
         g_free(mv->not_allowed_logged);
         g_free(mv->adopt_logged);
         g_free(mv);
@@ -98,7 +100,6 @@ void managed_vm_observe(ManagedVm *mv, const VmInfo *k, const char *keep_compose
         vm_set_u32(vm, &vm->vcpu, k ? k->configuration.vcpu : 0);
         vm_set_u32(vm, &vm->memory_mib, k ? k->configuration.memory : 0);
         vm_set_u32(vm, &vm->disk_gib, k ? k->configuration.disk_size : 0);
-        vm_set_u64(vm, &vm->last_check_usec, clock_usec(CLOCK_REALTIME));
 
         uint64_t now = clock_usec(CLOCK_MONOTONIC);
         if (k && k->status == VM_STATUS_RUNNING) {

@@ -43,6 +43,7 @@ struct ManagedVm {
         sd_event_source *poll_timer;
         VmmCall *sysinfo_call;      /* resources.c: the guest's figures, asked for */
         bool rerun;                 /* look again as soon as op ends */
+        char *change_trigger;       /* who made the settings change not yet evaluated (NULL: none, or SIGHUP) */
         bool gone;                  /* no longer managed: nothing more runs */
         uint64_t recheck_usec;      /* look again sooner than the poll interval (0 = no) */
 

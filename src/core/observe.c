@@ -39,7 +39,7 @@ static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
 
         if (res->error < 0) {
                 if (!o->failed_usec)
-                        o->failed_usec = clock_usec(CLOCK_MONOTONIC);
+                        o->failed_usec = o->call_sent_usec; /* the failure began with the call */
                 g_autofree char *b = text_bound(res->message);
                 g_free(o->error);
                 o->error = g_strdup_printf("VMM unreachable: %s", b);

@@ -29,7 +29,7 @@ struct Observer {
         char *error;                /* the last Status failed: why (NULL when fine) */
         void (*updated)(void *userdata);    /* told after each answer, before any waiter */
         void *updated_userdata;
-        uint64_t failed_usec;       /* first of the current run of failed observations */
+        uint64_t failed_usec;       /* when the first of the current run of failed calls was sent */
 };
 
 void observer_init(Observer *o, void (*updated)(void *userdata), void *userdata);

@@ -5,6 +5,7 @@
  * callback and nowhere else, writes its history, answers whoever waits and
  * starts what comes next. Operations on different VMs run side by side. */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include <glib.h>
@@ -71,6 +72,7 @@ static void operation_free(Operation *op) {
         if (op->fetching)
                 source_cancel(op->mv->source);
         g_array_unref(op->waiters);
+        g_free(op->trigger);
         g_free(op->failure);
         desired_vm_free(op->desired);
         g_free(op->blocked_reason);
@@ -79,6 +81,7 @@ static void operation_free(Operation *op) {
         g_strfreev(op->items);
         g_free(op->act_id);
         g_free(op->deploy.app_id);
+        g_free(op->deploy.kms_signer);
         if (op->deploy.encrypted_env)
                 explicit_bzero(op->deploy.encrypted_env, strlen(op->deploy.encrypted_env));
         g_free(op->deploy.encrypted_env);
@@ -160,6 +163,8 @@ static bool shown(StepDriver *d) {
 static void on_progress(StepDriver *d, void *userdata) {
         Operation *op = userdata;
         ManagedVm *mv = op->mv;
+        if (step_driver_table(d) != step_driver_outer_table(d))
+                op->committed = true;
         if (!shown(d))
                 return;
         vm_set_str(mv->vm, &mv->vm->operation, step_driver_step_name(d));
@@ -191,25 +196,28 @@ static const HistoryEntry *last_entry_of(History *h, const char *vm_name) {
         return NULL;
 }
 
-/* A deployment's entry: asked for by the first caller waiting, else the poll. */
+/* A deployment's entry: asked for by the first caller waiting, else by
+ * whoever made the settings change the poll evaluates (SetEnv...), else the
+ * poll's own. */
 static void record_deploy(Operation *op, bool ok, const char *reason) {
         Host *h = op_host(op);
         Vm *vm = op->mv->vm;
         Waiter *w = op->waiters->len > 0 ? &g_array_index(op->waiters, Waiter, 0) : NULL;
         uint64_t start = w ? w->asked_usec : op->deploy_started_usec, now = clock_usec(CLOCK_REALTIME);
         const char *to = ok || !op->desired ? vm->compose_hash : op->desired->compose_hash;
+        const char *trigger = w ? w->trigger : op->trigger ?: TRIGGER_POLL;
         HistoryEntry e = {
                 .kind = HISTORY_KIND_VM,
                 .subject = vm->name,
                 .action = "deploy",
-                .trigger = w ? w->trigger : TRIGGER_POLL,
+                .trigger = trigger,
                 .from = ok ? op->deploy.old_compose_hash : vm->compose_hash,
                 .to = to,
                 .ok = ok,
                 .reason = reason,
                 .duration_usec = start > 0 && now > start ? now - start : 0,
         };
-        if (!w && !ok) {
+        if (streq(trigger, TRIGGER_POLL) && !ok) {
                 /* A failure the poll meets again after its backoff is not news. */
                 const HistoryEntry *last = last_entry_of(h->history, vm->name);
                 if (last && !last->ok && streq(last->action, "deploy") && streq(last->trigger, TRIGGER_POLL) &&
@@ -232,9 +240,12 @@ static void record_history(Operation *op, ReconcilerError error, const char *mes
                 record_deploy(op, op->deploy.done && error == RECONCILER_OK, op->failure ?: message);
         /* Callers joining a poll asked for an Update. */
         const char *action = operation_kind_to_string(op->kind == OPERATION_POLL ? OPERATION_UPDATE : op->kind);
+        /* An Update that deployed is recorded as the deploy; one that found
+         * nothing to do changed nothing, and the history is of changes. */
+        bool nothing_done = error == RECONCILER_OK && streq(action, "update");
         for (guint i = 0; i < op->waiters->len; i++) {
                 Waiter *w = &g_array_index(op->waiters, Waiter, i);
-                if (w->recorded)
+                if (w->recorded || nothing_done)
                         continue;
                 uint64_t now = clock_usec(CLOCK_REALTIME);
                 HistoryEntry e = {
@@ -263,11 +274,17 @@ static void finish(Operation *op, ReconcilerError error, const char *message_in)
         g_autofree char *message = message_in ? text_bound(message_in) : NULL;
 
         mv->op = NULL;
-        if (error != RECONCILER_OK && error != RECONCILER_ERROR_SHUTDOWN)
+        if (op->gave_way) {
+                /* It runs again after the call it gave way to, evaluating the same change. */
+                mv->rerun = true;
+                if (!mv->change_trigger)
+                        mv->change_trigger = g_steal_pointer(&op->trigger);
+        } else if (error != RECONCILER_OK && error != RECONCILER_ERROR_SHUTDOWN)
                 log_full(op->kind == OPERATION_POLL ? LOG_WARNING : LOG_NOTICE, "%s", strempty(message));
         vm_set_str(mv->vm, &mv->vm->operation, "");
         managed_vm_flush(mv);
-        record_history(op, error, message);
+        if (!op->gave_way)
+                record_history(op, error, message);
 
         g_autoptr(GArray) waiters = g_array_ref(op->waiters);
         operation_free(op);
@@ -280,7 +297,8 @@ static void finish(Operation *op, ReconcilerError error, const char *message_in)
                 return;
         Operation *next = g_queue_pop_head(&mv->queue);
         if (next) {
-                mv->rerun = false;
+                if (next->kind == OPERATION_UPDATE)
+                        mv->rerun = false; /* it looks at everything a poll would */
                 return run(next);
         }
         schedule_next(mv);
@@ -301,6 +319,21 @@ static const StepDriverEvents operation_events = {
         .done = on_done,
 };
 
+/* Start, Stop and Restart act on the VM there is when they run (a deploy they
+ * waited for may have replaced it). */
+static bool bind_vm(Operation *op) {
+        Vm *vm = op->mv->vm;
+        if (op->kind != OPERATION_START && op->kind != OPERATION_STOP && op->kind != OPERATION_RESTART)
+                return true;
+        if (isempty(vm->id))
+                return false;
+        g_free(op->act_id);
+        op->act_id = g_strdup(vm->id);
+        op->act_stopped = streq(vm->vmm_status, "stopped");
+        op->act_running = streq(vm->vmm_status, "running");
+        return true;
+}
+
 static void run(Operation *op) {
         ManagedVm *mv = op->mv;
         Host *h = mv->host;
@@ -309,6 +342,12 @@ static void run(Operation *op) {
         if (!op->since_usec)
                 op->since_usec = clock_usec(CLOCK_MONOTONIC);
         op->fail_kind = RECONCILER_ERROR_FAILED;
+        if ((op->kind == OPERATION_POLL || op->kind == OPERATION_UPDATE) && !op->trigger)
+                op->trigger = g_steal_pointer(&mv->change_trigger); /* it evaluates the change */
+        if (!bind_vm(op)) {
+                g_autofree char *m = g_strdup_printf("VM %s does not exist at the VMM.", mv->vm->name);
+                return finish(op, RECONCILER_ERROR_NOT_FOUND, m);
+        }
         if (op->kind != OPERATION_POLL && op->kind != OPERATION_UPDATE) {
                 /* Recorded first: a restart of the daemon must not undo the operator's choice. */
                 mv->state->operator_stopped = op->kind == OPERATION_STOP || op->kind == OPERATION_REMOVE;
@@ -335,6 +374,38 @@ static void submit_poll(ManagedVm *mv, uint64_t round) {
         Operation *op = operation_new(mv, OPERATION_POLL, false);
         op->since_usec = round;
         operation_submit(op);
+}
+
+bool operation_give_way(Operation *poll, Operation *next) {
+        ManagedVm *mv = poll->mv;
+        if (poll != mv->op || poll->kind != OPERATION_POLL || poll->committed)
+                return false;
+        log_debug("VM %s: the running check gives way to an operator's call.", mv->vm->name);
+        g_queue_push_head(&mv->queue, next);
+        poll->gave_way = true;
+        step_driver_abort(mv->driver, -ECANCELED, "gave way to an operator's call");
+        return true;
+}
+
+char *operation_describe_pending(ManagedVm *mv) {
+        const Operation *oldest = NULL;
+        const Waiter *ow = NULL;
+        g_autoptr(GPtrArray) ops = g_ptr_array_new();
+        if (mv->op)
+                g_ptr_array_add(ops, mv->op);
+        for (GList *l = mv->queue.head; l; l = l->next)
+                g_ptr_array_add(ops, l->data);
+        for (guint i = 0; i < ops->len; i++) {
+                const Operation *op = g_ptr_array_index(ops, i);
+                const Waiter *w = op->waiters->len > 0 ? &g_array_index(op->waiters, Waiter, 0) : NULL;
+                if (op->kind != OPERATION_POLL && w && (!ow || w->asked_usec < ow->asked_usec))
+                        oldest = op, ow = w;
+        }
+        if (!oldest)
+                return NULL;
+        uint64_t now = clock_usec(CLOCK_REALTIME);
+        return g_strdup_printf("the %s asked by %s %" PRIu64 " s ago", operation_kind_to_string(oldest->kind),
+                               ow->trigger, (uint64_t) (now > ow->asked_usec ? (now - ow->asked_usec) / USEC_PER_SEC : 0));
 }
 
 void operation_end_unrun(Operation *op, ReconcilerError error, const char *message) {

@@ -55,6 +55,10 @@ struct Operation {
         OperationKind kind;
         bool force;
         GArray *waiters;            /* Waiter */
+        char *trigger;              /* a poll: who made the settings change it evaluates, NULL: none */
+        bool committed;             /* it ran a table of its plan: never cut halfway from now on */
+        bool gave_way;              /* ended for an operator's call, to run again after it */
+        bool fetch_answered;        /* the spec's source answered this operation's fetch */
         uint64_t since_usec;        /* CLOCK_MONOTONIC: what it observes is no older (its start, or its poll round's) */
         ReconcilerError fail_kind;  /* set by the step that fails */
         ReconcilerError cancelled;  /* ended from outside (shutdown): answer with this */
@@ -83,6 +87,7 @@ struct Operation {
         /* A deployment, from its checks to its record. */
         struct {
                 char *app_id;               /* the app id the env is encrypted to */
+                char *kms_signer;           /* ... under this verified KMS signer ("" = unsigned); NULL: none yet */
                 char *encrypted_env;        /* hex; only the VM's KMS key opens it */
                 char *new_id;
                 char *old_compose_hash;
@@ -132,3 +137,10 @@ void operation_end_unrun(Operation *op, ReconcilerError error, const char *messa
  * more runs on mv. */
 void operation_cancel_all(ManagedVm *mv, ReconcilerError error, const char *message);
 void waiter_add(Operation *op, const ReconcilerCaller *caller);
+/* An automatic check that is only reading (no table of its plan begun) ends
+ * at once so that next runs now; it runs again right after next. Returns
+ * false (and does nothing) when it is past reading. */
+bool operation_give_way(Operation *poll, Operation *next);
+/* "the stop asked by uid 0 (platformctl) 3 s ago": the oldest operator's call
+ * on mv, running or queued; NULL when there is none. Caller frees. */
+char *operation_describe_pending(ManagedVm *mv);

@@ -5,6 +5,7 @@
 #include <glib.h>
 
 #include "core/plan.h"
+#include "core/port-conflict.h"
 #include "shared/macro.h"
 
 static const char *const action_names[_PLAN_ACTION_MAX] = {
@@ -106,6 +107,42 @@ static void add_change_u(GPtrArray *a, const char *field, uint32_t cur, uint32_t
                 return;
         g_autofree char *c = g_strdup_printf("%u", cur), *t = g_strdup_printf("%u", target);
         add_change(a, field, c, t);
+}
+
+static bool is_retired(const VmDeployState *st, const char *id) {
+        for (size_t i = 0; st && st->retired_ids && st->retired_ids[i]; i++)
+                if (streq(st->retired_ids[i], id))
+                        return true;
+        return false;
+}
+
+/* A VM the new one replaces (retired by a rename) and could not run beside:
+ * the VMM refuses the CreateVm (HEAD "host port mapping conflicts with VM"),
+ * or the new QEMU cannot bind its hostfwd (up to v0.5.11). So it goes first,
+ * as in a recreate (issue 18). */
+static bool replace_conflicting(const PlanInput *in, const char *name, Plan *p, GPtrArray *changes) {
+        const VmConfiguration *want = &in->desired->config;
+        for (size_t i = 0; i < in->n_vms; i++) {
+                const VmInfo *vm = &in->vms[i];
+                g_autofree char *which = NULL;
+                if (!is_retired(in->state, vm->id) || !vm->has_configuration ||
+                    !port_mappings_conflict(want->ports, want->n_ports, vm->configuration.ports,
+                                            vm->configuration.n_ports, &which))
+                        continue;
+                if (vm->status == VM_STATUS_REMOVING) {
+                        /* Still holds the port at HEAD until it is gone. */
+                        p->action = PLAN_WAIT;
+                        p->reason = g_strdup_printf("VM %s, which this one replaces, is being removed", vm->id);
+                        return true;
+                }
+                p->action = PLAN_RECREATE;
+                p->replaced = vm;
+                p->reason = g_strdup_printf("VM %s (%s), which this one replaces, maps host port %s too: it is "
+                                            "stopped and removed first", vm->id, strempty(vm->name), which);
+                add_change(changes, "vm", vm->name, name);
+                return true;
+        }
+        return false;
 }
 
 /* Field by field; returns whether only what UpdateVm can change differs. */
@@ -238,6 +275,8 @@ int plan_compute(const PlanInput *in, Plan *ret) {
                 goto finish;
         }
         if (!p.keep) {
+                if (!any_removing(in, name) && replace_conflicting(in, name, &p, changes))
+                        goto finish;
                 p.action = any_removing(in, name) ? PLAN_WAIT : PLAN_CREATE;
                 p.reason = g_strdup(p.action == PLAN_WAIT ? "an old VM is being removed" : "no VM yet");
                 if (p.action == PLAN_CREATE)

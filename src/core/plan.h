@@ -38,6 +38,9 @@ typedef struct Plan {
         char *keep_compose_hash;    /* of keep's own compose_file; "" if unknown */
         char *keep_env_fingerprint; /* what we know was sent to keep; "" if unknown */
         PlanAction adopt_action;    /* PLAN_ADOPT: what redeploying means (recreate or in place) */
+        const VmInfo *replaced;     /* PLAN_RECREATE without keep: a VM this deployment replaces
+                                     * (one under an old name) whose host ports the new VM needs:
+                                     * stopped and removed first, as keep would be */
 } Plan;
 
 typedef struct PlanInput {

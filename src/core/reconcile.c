@@ -36,6 +36,7 @@ static void on_fetched(Source *s, FetchOutcome outcome, void *userdata) {
         Operation *op = userdata;
         ManagedVm *mv = op->mv;
         op->fetching = false;
+        op->fetch_answered = outcome != FETCH_UNREACHABLE;
 
         if (outcome == FETCH_NEW)
                 managed_vm_spec_changed(mv);
@@ -49,8 +50,10 @@ static void on_fetched(Source *s, FetchOutcome outcome, void *userdata) {
                 break;
         case FETCH_UNREACHABLE:
                 managed_vm_note_error(mv, ERROR_CAUSE_API, s->fetch_error);
-                if (is_update(op))
+                if (is_update(op)) {
+                        vm_set_u64(mv->vm, &mv->vm->last_check_usec, clock_usec(CLOCK_REALTIME));
                         return step_fail_kind(op, RECONCILER_ERROR_API_UNAVAILABLE, s->fetch_error);
+                }
                 if (s->spec)
                         /* The last good spec is still what is wanted; a crashed VM is still restarted. */
                         log_warning("%s; going on with the last good spec.", s->fetch_error);
@@ -73,12 +76,6 @@ static void fetch_cancel(void *userdata) {
 }
 
 /* ---- observe ---- */
-
-static void strv_drop(char **l, size_t i) {
-        size_t n = strv_length(l);
-        free(l[i]);
-        memmove(&l[i], &l[i + 1], (n - i) * sizeof(char *));
-}
 
 static ssize_t retired_find(const VmDeployState *st, const char *name) {
         for (size_t i = 0; st->retired_names && st->retired_names[i]; i++)
@@ -127,36 +124,78 @@ static void rename_vm(ManagedVm *mv, const char *name) {
         managed_vm_rename(mv, name);
 }
 
+/* Honest reachability (dbus-api.md): when the VMM does not answer, State
+ * stays what was last known, StateReason says since when (counted from the
+ * start of the first failed call), and VmmStatus is "unreachable" once that
+ * has lasted a poll interval. */
+static void observe_failed(ManagedVm *mv, uint64_t failed_since, const char *msg) {
+        uint64_t now = clock_usec(CLOCK_MONOTONIC), failing = failed_since && now > failed_since ? now - failed_since : 0;
+        if (failing >= mv->host->settings->config->poll_interval_usec)
+                vm_set_str(mv->vm, &mv->vm->vmm_status, "unreachable");
+        uint64_t since_usec = clock_usec(CLOCK_REALTIME) - failing;
+        g_autoptr(GDateTime) t = g_date_time_new_from_unix_utc((gint64) (since_usec / USEC_PER_SEC));
+        g_autofree char *since = t ? g_date_time_format(t, "%Y-%m-%dT%H:%M:%SZ") : g_strdup("?");
+        g_autofree char *why = g_strdup_printf("cannot observe the VM since %s (%" PRIu64 " s), the state is as last "
+                                               "seen: %s", since, (uint64_t) (failing / USEC_PER_SEC), msg);
+        managed_vm_note_error(mv, ERROR_CAUSE_VMM, msg);
+        managed_vm_set_state(mv, mv->vm->state, why);
+}
+
 static void on_observed(const VmmResult *res, void *userdata) {
         Operation *op = userdata;
         ManagedVm *mv = op->mv;
         const Observer *o = &op_host(op)->observer;
+        uint64_t now = clock_usec(CLOCK_REALTIME);
         op->observe_wait = NULL;
 
+        vm_set_u64(mv->vm, &mv->vm->last_check_usec, now);
         if (res) {
-                /* What the VMM said before is no longer known to hold. */
-                vm_set_str(mv->vm, &mv->vm->vmm_status, "unknown");
-                g_autofree char *why = g_strdup_printf("cannot observe the VM for %" PRIu64 " s: %s",
-                                                       age_sec(o->failed_usec), o->error);
-                managed_vm_note_error(mv, ERROR_CAUSE_VMM, o->error);
-                managed_vm_set_state(mv, mv->vm->state, why);
+                observe_failed(mv, o->failed_usec, o->error);
                 return step_fail_kind(op, steps_error_kind(res), o->error);
         }
+        if (op->fetch_answered)
+                vm_set_u64(mv->vm, &mv->vm->last_successful_check_usec, now);
         if (mv->last_error_cause == ERROR_CAUSE_VMM)
                 managed_vm_clear_error(mv);
         step_driver_done(op_driver(op));
 }
 
+static void observe_request(Operation *op) {
+        Host *h = op_host(op);
+        if (observer_request(&h->observer, h->vmm, op->since_usec, on_observed, op, &op->observe_wait) < 0)
+                step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
+}
+
 static void observe_start(StepDriver *d, void *userdata) {
         Operation *op = userdata;
         ManagedVm *mv = op->mv;
-        Host *h = mv->host;
         const Source *s = mv->source;
         if (!mv->decl && s->spec && !s->spec_error)
                 rename_vm(mv, s->spec->vm.name);
-        host_refresh_meta(h);
-        if (observer_request(&h->observer, h->vmm, op->since_usec, on_observed, op, &op->observe_wait) < 0)
-                step_fail_kind(op, RECONCILER_ERROR_FAILED, "cannot send Status");
+        host_refresh_meta(mv->host);
+        observe_request(op);
+}
+
+static uint64_t observe_timeout(void *userdata) {
+        Operation *op = userdata;
+        return op_host(op)->settings->config->poll_interval_usec;
+}
+
+/* Status has not answered within a poll interval: this check failed for
+ * whoever watches (LastCheckTimestamp moves), though the call may still
+ * answer (the HTTP client may be trying it again on another connection): it
+ * is waited for on. */
+static uint64_t observe_slow(StepDriver *d, void *userdata) {
+        Operation *op = userdata;
+        ManagedVm *mv = op->mv;
+        const Observer *o = &op_host(op)->observer;
+        uint64_t sent = o->call ? o->call_sent_usec : op->since_usec;
+        g_autofree char *msg = g_strdup_printf("VMM unreachable: no answer to Status for %" PRIu64 " s", age_sec(sent));
+        vm_set_u64(mv->vm, &mv->vm->last_check_usec, clock_usec(CLOCK_REALTIME));
+        observe_failed(mv, o->failed_usec ?: sent, msg);
+        managed_vm_flush(op->mv);
+        observe_request(op);
+        return observe_timeout(op);
 }
 
 static void observe_cancel(void *userdata) {
@@ -171,7 +210,7 @@ static void observe_cancel(void *userdata) {
 static void capacity_gate(Host *h, Plan *p, const DesiredVm *d) {
         g_autofree char *why = NULL;
         if (p->action == PLAN_CREATE || p->action == PLAN_RECREATE) {
-                if (host_capacity_check(h, p->keep, &d->config, true, &why) >= 0)
+                if (host_capacity_check(h, p->keep ?: p->replaced, &d->config, true, &why) >= 0)
                         return;
         } else if (p->action == PLAN_START) {
                 if (host_capacity_check(h, p->keep, &p->keep->configuration, false, &why) >= 0)
@@ -262,10 +301,9 @@ static void decide_start(StepDriver *d, void *userdata) {
 
 /* ---- duplicates ---- */
 
-/* An Update (also one that joined this poll), or AdoptPolicy=redeploy. */
+/* An Update, or AdoptPolicy=redeploy. */
 static bool adopt_allowed(const Operation *op) {
-        return is_update(op) || (op->kind == OPERATION_POLL && op->waiters->len > 0) ||
-               streq(managed_vm_adopt_policy(op->mv), "redeploy");
+        return is_update(op) || streq(managed_vm_adopt_policy(op->mv), "redeploy");
 }
 
 static void take_items(Operation *op, GPtrArray *ids) {
@@ -360,10 +398,11 @@ static const StepTable *auto_start(Operation *op) {
 
 static const StepTable *deploy(Operation *op, const StepTable *t) {
         const Plan *p = &op->plan;
-        if (p->keep) {
+        const VmInfo *old = p->keep ?: p->replaced; /* a recreate stops and removes it first */
+        if (old) {
                 g_free(op->act_id);
-                op->act_id = g_strdup(p->keep->id);
-                op->act_stopped = p->keep->status == VM_STATUS_STOPPED;
+                op->act_id = g_strdup(old->id);
+                op->act_stopped = old->status == VM_STATUS_STOPPED;
         }
         /* The env is encrypted to the app id the VM will actually run with. */
         op->deploy.app_id = g_strdup(p->action == PLAN_UPDATE_IN_PLACE ? p->keep->app_id : op->desired->app_id);
@@ -495,6 +534,7 @@ static void announce_deployed(Operation *op) {
                 vm_set_u32(vm, &vm->disk_gib, d->config.disk_size);
         }
         vm_set_u64(vm, &vm->last_update_usec, st->last_update_usec);
+        vm_set_str(vm, &vm->kms_signer, st->kms_signer);
         vm_set_u32(vm, &vm->update_count, st->update_count);
         managed_vm_clear_error(mv);
         managed_vm_set_state(mv, VM_STATE_RUNNING, "");
@@ -632,7 +672,8 @@ static const StepTable table_remove_renamed = STEP_TABLE("remove-renamed", remov
 
 static const StepDef reconcile_steps[] = {
         { .name = "fetch", .description = "fetching the spec", .start = fetch_start, .cancel = fetch_cancel },
-        { .name = "observe", .description = "asking the VMM", .start = observe_start, .cancel = observe_cancel },
+        { .name = "observe", .description = "asking the VMM", .start = observe_start, .cancel = observe_cancel,
+          .timeout = observe_timeout, .on_timeout = observe_slow },
         { .name = "decide", .description = "deciding", .start = decide_start },
         { .name = "duplicates", STEP_EACH(next_duplicate, table_remove_duplicate), .item_failed = duplicate_failed },
         { .name = "plan", STEP_CHOOSE(choose_plan) },

@@ -267,7 +267,7 @@ int reconciler_start(Reconciler *r) {
         return 0;
 }
 
-void reconciler_settings_changed(Reconciler *r) {
+void reconciler_settings_changed(Reconciler *r, const char *trigger) {
         follow_settings(r);
         host_view_refresh(&r->host, false); /* a capacity may have changed */
         if (r->started)
@@ -276,6 +276,10 @@ void reconciler_settings_changed(Reconciler *r) {
                 ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
                 managed_vm_env_changed(mv);
                 managed_vm_flush(mv);
+                if (trigger) {
+                        g_free(mv->change_trigger);
+                        mv->change_trigger = g_strdup(trigger);
+                }
                 if (mv->op)
                         mv->rerun = true; /* look again as soon as the running operation ends */
                 else if (r->started)
@@ -417,58 +421,66 @@ int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_change
 
 /* ---- operations ---- */
 
-int reconciler_update(Reconciler *r, Vm *vm, bool force, const ReconcilerCaller *caller) {
+/* Busy (dbus-api.md): the launcher's own work never makes an operator's
+ * call fail; only another operator's call on the VM, running or waiting,
+ * does. */
+static bool operator_call_pending(const ManagedVm *mv) {
+        return (mv->op && mv->op->kind != OPERATION_POLL) || !g_queue_is_empty((GQueue *) &mv->queue);
+}
+
+char *reconciler_describe_pending(Reconciler *r, const Vm *vm) {
         ManagedVm *mv = managed(r, vm);
-        if (!mv)
-                return -ENOENT;
+        return mv ? operation_describe_pending(mv) : NULL;
+}
+
+/* Runs an operator's call: now, when the VM is idle or its automatic check
+ * is only reading (that check gives way and runs again afterwards); right
+ * after the check's table (a deploy, a crashed VM's restart, a duplicate's
+ * removal is never cut halfway); -EBUSY behind another operator's call,
+ * except an Update without force joining one queued likewise. */
+static int admit(ManagedVm *mv, OperationKind kind, bool force, const ReconcilerCaller *caller) {
         Operation *running = mv->op;
-        if (running && (running->kind != OPERATION_POLL || force || !caller))
-                return -EBUSY;
-        if (running && running->fetching) {
-                /* An Update without force asks for what an automatic check does:
-                 * join it while it is still fetching... */
-                waiter_add(running, caller);
+        if (operator_call_pending(mv)) {
+                Operation *queued = g_queue_peek_tail(&mv->queue);
+                if (kind != OPERATION_UPDATE || force || !running || running->kind != OPERATION_POLL || !queued ||
+                    queued->kind != OPERATION_UPDATE || queued->force)
+                        return -EBUSY;
+                waiter_add(queued, caller); /* they all ask for the same: one run serves them */
                 return 0;
         }
-        Operation *queued = g_queue_peek_tail(&mv->queue);
-        if (running && queued && queued->kind == OPERATION_UPDATE && !queued->force) {
-                /* ... else run right after it, with the others who asked. */
-                waiter_add(queued, caller);
-                return 0;
-        }
-        Operation *op = operation_new(mv, OPERATION_UPDATE, force);
+        Operation *op = operation_new(mv, kind, force);
         waiter_add(op, caller);
+        if (running && operation_give_way(running, op))
+                return 0; /* it runs as the check ends, now */
+        if (running)
+                log_info("VM %s: an operator's %s waits for the running %s to finish.", mv->vm->name,
+                         operation_kind_to_string(kind), step_driver_table_name(mv->driver));
         operation_submit(op);
         return 0;
 }
 
-/* Declared with Autostart=false and never started: Start creates it. */
-static int start_declared(ManagedVm *mv, const ReconcilerCaller *caller) {
-        mv->state->operator_stopped = false;
-        (void) managed_vm_save_state(mv);
-        Operation *op = operation_new(mv, OPERATION_UPDATE, false);
-        waiter_add(op, caller);
-        operation_submit(op);
-        return 0;
+int reconciler_update(Reconciler *r, Vm *vm, bool force, const ReconcilerCaller *caller) {
+        ManagedVm *mv = managed(r, vm);
+        if (!mv)
+                return -ENOENT;
+        return admit(mv, OPERATION_UPDATE, force, caller);
 }
 
 static int operate(Reconciler *r, Vm *vm, OperationKind kind, const ReconcilerCaller *caller) {
         ManagedVm *mv = managed(r, vm);
         if (!mv)
                 return -ENOENT;
-        if (mv->op)
+        if (operator_call_pending(mv))
                 return -EBUSY;
-        if (isempty(vm->id) && kind == OPERATION_START && mv->decl && !mv->decl->autostart)
-                return start_declared(mv, caller);
+        if (isempty(vm->id) && kind == OPERATION_START && mv->decl && !mv->decl->autostart) {
+                /* Declared with Autostart=false and never started: Start creates it. */
+                mv->state->operator_stopped = false;
+                (void) managed_vm_save_state(mv);
+                return admit(mv, OPERATION_UPDATE, false, caller);
+        }
         if (isempty(vm->id))
                 return -ENOENT;
-        Operation *op = operation_new(mv, kind, false);
-        op->act_id = g_strdup(vm->id);
-        op->act_stopped = streq(vm->vmm_status, "stopped");
-        op->act_running = streq(vm->vmm_status, "running");
-        waiter_add(op, caller);
-        operation_submit(op);
-        return 0;
+        return admit(mv, kind, false, caller);
 }
 
 int reconciler_start_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {

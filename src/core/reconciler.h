@@ -68,9 +68,11 @@ int reconciler_start(Reconciler *r);
  * stops polling. */
 void reconciler_shutdown(Reconciler *r);
 
-/* Settings or env changed (SetEnv, RemoveEnv, SetSettings, Reload): re-evaluate
- * now, without waiting for the next poll. */
-void reconciler_settings_changed(Reconciler *r);
+/* Settings or env changed (SetEnv, RemoveEnv, SetSettings, Reload, AddVm,
+ * RemoveVm): re-evaluate now, without waiting for the next poll. trigger:
+ * who made the change ("uid 0 (platformctl)"), or NULL (SIGHUP); the check
+ * that evaluates it names it in the history of a deploy it causes. */
+void reconciler_settings_changed(Reconciler *r, const char *trigger);
 
 /* The managed VMs, the API's first: the API's while ApiUrl is set, and one
  * for each VM declared in the settings (config.json "vms"), which
@@ -101,10 +103,17 @@ bool reconciler_busy(Reconciler *r);
  * (env by key name only). Caller frees with g_strfreev. */
 int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_changes);
 
-/* Operations. Each returns -EBUSY at once if another operation on the VM
- * keeps it from running, -ENOENT (Start, Stop, Restart) if the VM does not
- * exist at the VMM, else 0, and tells caller when it ends. */
+/* Operations. Each returns -EBUSY at once if another operator's call on the
+ * VM is running or waiting, -ENOENT (Start, Stop, Restart) if the VM does not
+ * exist at the VMM, else 0, and tells caller when it ends. The launcher's own
+ * work never makes them busy: a check that is only reading (the spec, the
+ * VMM's Status) ends at once and runs again afterwards; a table it runs (a
+ * deploy, a crashed VM's restart, a duplicate's removal) is never cut
+ * halfway, the call runs right after it. */
 int reconciler_update(Reconciler *r, Vm *vm, bool force, const ReconcilerCaller *caller);
+/* For a Busy reply: the operator's call on vm running or waiting, "the stop
+ * asked by uid 0 (platformctl) 3 s ago"; NULL when there is none. Caller frees. */
+char *reconciler_describe_pending(Reconciler *r, const Vm *vm);
 int reconciler_start_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
 int reconciler_stop_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
 int reconciler_restart_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);

@@ -47,6 +47,8 @@ VmDeployState *vm_deploy_state_new(const char *name) {
         s->app_id = g_strdup("");
         s->env_fingerprint = g_strdup("");
         s->resources = g_strdup("");
+        s->kms_signer = g_strdup("");
+        s->kms_signer_pinned = g_strdup("");
         return s;
 }
 
@@ -62,6 +64,8 @@ void vm_deploy_state_free(VmDeployState *s) {
         vm_intent_free(s->intent);
         strv_free(s->retired_ids);
         strv_free(s->retired_names);
+        g_free(s->kms_signer);
+        g_free(s->kms_signer_pinned);
         g_free(s);
 }
 
@@ -121,6 +125,8 @@ int vm_deploy_state_load(const char *dir, const char *name, VmDeployState **ret,
         s->app_id = get_str(o, "app_id");
         s->env_fingerprint = get_str(o, "env_fingerprint");
         s->resources = get_str(o, "resources");
+        s->kms_signer = get_str(o, "kms_signer");
+        s->kms_signer_pinned = get_str(o, "kms_signer_pinned");
         s->last_update_usec = get_u64(o, "last_update_usec");
         s->update_count = (uint32_t) MIN(get_u64(o, "update_count"), UINT32_MAX);
         s->restart_count = (uint32_t) MIN(get_u64(o, "restart_count"), UINT32_MAX);
@@ -170,6 +176,8 @@ int vm_deploy_state_save(const char *dir, const VmDeployState *s) {
         STR("app_id", s->app_id);
         STR("env_fingerprint", s->env_fingerprint);
         STR("resources", s->resources);
+        STR("kms_signer", s->kms_signer);
+        STR("kms_signer_pinned", s->kms_signer_pinned);
         INT("last_update_usec", s->last_update_usec);
         INT("update_count", s->update_count);
         INT("restart_count", s->restart_count);

@@ -33,6 +33,11 @@ typedef struct VmDeployState {
          * under the current name runs (strv, parallel; NULL when none). */
         char **retired_ids;
         char **retired_names;
+        /* KMS trust (core/kms-trust.h): the signer of the key the deployed env
+         * was encrypted to ("" = unsigned), and the signer pinned on first use
+         * while TrustedKmsSigners is empty ("" = none yet). */
+        char *kms_signer;
+        char *kms_signer_pinned;
 } VmDeployState;
 
 VmDeployState *vm_deploy_state_new(const char *name);

@@ -2,7 +2,7 @@
 #pragma once
 
 #include "clients/http.h"
-#include "clients/process.h"
+#include "clients/step-runner.h"
 #include "clients/systemd.h"
 #include "core/step-driver.h"
 #include "core/updater.h"
@@ -24,6 +24,8 @@ typedef struct Tx {
         bool force, dry_run, automatic;
         UpdaterState prev_state;     /* before the transaction (a dry run restores it) */
         LauncherConfig *cfg;     /* the settings this transaction runs with */
+        StepUser *user;          /* who runs its commands (UpdaterUser, resolved by the first step) */
+        bool lock_created;       /* the lock file was missing and made once, as the user */
         int lock_fd;
         char *from;              /* HEAD before; what a rollback returns to */
         char *to;                /* the pinned target */
@@ -40,7 +42,13 @@ typedef struct Tx {
         void *userdata;
 } Tx;
 
-typedef void (*proc_next_fn)(Updater *u, const ProcessResult *res);
+typedef void (*proc_next_fn)(Updater *u, const StepResult *res);
+
+/* The owner probe (updater-steps.c): resolves UpdaterUser when the owner of
+ * the repository cannot be read here. */
+typedef struct UserProbe UserProbe;
+/* user: owned by the callee; NULL with why on refusal (code < 0). */
+typedef void (*user_next_fn)(Updater *u, int code, StepUser *user, const char *why);
 
 struct Updater {
         sd_event *event;
@@ -58,18 +66,23 @@ struct Updater {
         GateCheck *gate_check;
         SystemdClient *systemd;
         SystemdCall *unit_call;
-        Process *proc;
+        StepRunner *runner;
+        StepRunnerBackend runner_backend;
+        StepRun *proc;
         proc_next_fn proc_next;
+        UserProbe *tx_probe;
         uint64_t proc_timeout;
         HttpContext *http;
         HttpCall *http_call;
         sd_event_source *retry_timer;
         sd_event_source *auto_timer;
         sd_event_source *head_timer;
-        Process *head_proc;
+        StepRun *head_proc;
+        UserProbe *head_probe;
         char *own_unit;
         /* What the automatic check was armed for. */
         char *armed_repository;
+        char *armed_user;
         bool armed_auto;
         uint64_t armed_interval;          /* the unit this daemon runs in ("" when none) */
 
@@ -103,7 +116,23 @@ extern const StepTable updater_rollback_table;   /* the operator's Rollback: loc
 extern const StepTable updater_forward_table;    /* checkout, build, restart, health, commit */
 extern const StepTable updater_reverse_table;    /* back to tx.from */
 extern const StepTable updater_verify_table;     /* after a self-restart: health, commit */
+extern const StepTable updater_resume_table;     /* a recorded transaction: the user and the lock first */
 void updater_steps_cancel_all(Updater *u);
+int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next);
+int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next);
+void updater_fail_proc(Updater *u, const char *what, const StepResult *res);
+
+/* updater-access.c: the first steps of a transaction, who and the lock */
+void updater_user_start(StepDriver *d, void *ud);
+void updater_user_cancel(void *ud);
+void updater_lock_start(StepDriver *d, void *ud);
 int updater_lock(Updater *u, char **ret_error);
 void updater_unlock(Updater *u);
-int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next);
+/* 0: *ret_user decided now; -EINPROGRESS: the owner probe runs and next is
+ * called later (*ret_probe set); < 0: refused, *ret_why says why. */
+int updater_resolve_user(Updater *u, const LauncherConfig *cfg, StepUser **ret_user, char **ret_why, user_next_fn next,
+                         UserProbe **ret_probe);
+void updater_user_probe_cancel(UserProbe *p);
+/* The user check without the probe: sets or clears ConfigError and State=failed. */
+int updater_check_config(Updater *u);
+void updater_set_config_error(Updater *u, const char *why);

@@ -7,15 +7,17 @@
 #include <glib.h>
 
 #include "core/gates.h"
+#include "core/unit-guard.h"
 #include "core/updater-internal.h"
 #include "shared/log.h"
 #include "shared/macro.h"
 
-#define LOCK_NAME "platform-launcher-update.lock"
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
 #define HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
 #define HEALTH_HTTP_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define DIRTY_NAMES_MAX 20
+#define DIRTY_NAME_BYTES 256
+#define FAILURE_DETAIL_BYTES 512   /* the child's last line in a message */
 
 static const char *repo(Updater *u) {
         return u->tx.cfg->updater_repository;
@@ -30,57 +32,9 @@ static char *short_id(const char *commit) {
         return g_strndup(strempty(commit), 12);
 }
 
-/* ---- the lock ---- */
-
-int updater_lock(Updater *u, char **ret_error) {
-        g_autofree char *gitdir = g_build_filename(repo(u), ".git", NULL);
-        struct stat st;
-        if (stat(gitdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-                *ret_error = g_strdup_printf("%s is not a git working tree (no .git directory)", repo(u));
-                return -ENOENT;
-        }
-        g_autofree char *path = g_build_filename(gitdir, LOCK_NAME, NULL);
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) {
-                int r = -errno;
-                *ret_error = g_strdup_printf("cannot open %s: %s", path, g_strerror(-r));
-                return r;
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int r = -errno;
-                close(fd);
-                if (r == -EWOULDBLOCK) {
-                        *ret_error = g_strdup_printf("another update of %s holds %s", repo(u), path);
-                        return -EBUSY;
-                }
-                *ret_error = g_strdup_printf("cannot lock %s: %s", path, g_strerror(-r));
-                return r;
-        }
-        u->tx.lock_fd = fd;
-        return 0;
-}
-
-void updater_unlock(Updater *u) {
-        if (u->tx.lock_fd >= 0) {
-                close(u->tx.lock_fd); /* releases the flock */
-                u->tx.lock_fd = -1;
-        }
-}
-
-static void lock_start(StepDriver *d, void *ud) {
-        Updater *u = ud;
-        g_autofree char *why = NULL;
-        if (u->tx.lock_fd >= 0)
-                return step_driver_done(d);
-        int r = updater_lock(u, &why);
-        if (r < 0)
-                return step_driver_fail(d, r, why);
-        step_driver_done(d);
-}
-
 /* ---- processes ---- */
 
-static void on_proc_done(Process *p, const ProcessResult *res, void *userdata) {
+static void on_proc_done(StepRun *run, const StepResult *res, void *userdata) {
         Updater *u = userdata;
         u->proc = NULL;
         u->process_usec += res->duration_usec;
@@ -92,25 +46,28 @@ static void on_proc_done(Process *p, const ProcessResult *res, void *userdata) {
 int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next) {
         u->proc_next = next;
         u->proc_timeout = GIT_TIMEOUT_USEC;
-        return process_spawn_git(u->event, repo(u), name, args, GIT_TIMEOUT_USEC, on_proc_done, u, &u->proc);
+        return step_runner_git(u->runner, repo(u), u->tx.user, name, args, GIT_TIMEOUT_USEC, on_proc_done, u,
+                               &u->proc);
 }
 
-static int spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next) {
-        ProcessOptions o = {
+int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next) {
+        StepOptions o = {
                 .name = name,
                 .argv = argv,
                 .cwd = repo(u),
-                .home = getenv("HOME"),
+                .user = u->tx.user,
                 .timeout_usec = timeout,
         };
         u->proc_next = next;
         u->proc_timeout = timeout;
-        return process_spawn(u->event, &o, on_proc_done, u, &u->proc);
+        return step_runner_run(u->runner, &o, on_proc_done, u, &u->proc);
 }
 
-/* "git fetch: exited with status 128: fatal: ..." */
-static char *proc_failure(const char *what, const ProcessResult *res, uint64_t timeout) {
-        g_autofree char *how = process_result_describe(res, timeout);
+/* "git fetch: exited with status 128: fatal: ..." (valid UTF-8, bounded) */
+static char *proc_failure(const char *what, const StepResult *res, uint64_t timeout) {
+        g_autofree char *how = step_result_describe(res, timeout);
+        if (res->error < 0)
+                return g_strdup_printf("%s %s", what, how);
         g_autofree char *out = g_strdup(strempty(res->output));
         g_strstrip(out);
         /* the last line says most; keep the message one line */
@@ -119,10 +76,11 @@ static char *proc_failure(const char *what, const ProcessResult *res, uint64_t t
         size_t n = strlen(last);
         while (n > 0 && last[n - 1] == '.')
                 last[--n] = 0;
-        return isempty(last) ? g_strdup_printf("%s %s", what, how) : g_strdup_printf("%s %s: %s", what, how, last);
+        g_autofree char *detail = step_text_sanitize(last, n, FAILURE_DETAIL_BYTES);
+        return isempty(detail) ? g_strdup_printf("%s %s", what, how) : g_strdup_printf("%s %s: %s", what, how, detail);
 }
 
-static void fail_proc(Updater *u, const char *what, const ProcessResult *res) {
+void updater_fail_proc(Updater *u, const char *what, const StepResult *res) {
         g_autofree char *msg = proc_failure(what, res, u->proc_timeout);
         step_driver_fail(u->driver, -EIO, msg);
 }
@@ -135,16 +93,16 @@ static void fail_spawn(Updater *u, const char *what, int r) {
 
 static void cancel_proc(void *ud) {
         Updater *u = ud;
-        process_cancel(u->proc);
+        step_run_cancel(u->proc);
         u->proc = NULL;
         u->proc_next = NULL;
 }
 
 /* ---- fetch ---- */
 
-static void after_fetch(Updater *u, const ProcessResult *res) {
-        if (!process_result_ok(res))
-                return fail_proc(u, "git fetch", res);
+static void after_fetch(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
+                return updater_fail_proc(u, "git fetch", res);
         step_driver_done(u->driver);
 }
 
@@ -180,9 +138,9 @@ static bool is_commit_id(const char *s) {
 
 static void resolve_next(Updater *u);
 
-static void after_rev_parse(Updater *u, const ProcessResult *res) {
-        g_autofree char *id = first_line(res->output);
-        if (!process_result_ok(res) || !is_commit_id(id)) {
+static void after_rev_parse(Updater *u, const StepResult *res) {
+        g_autofree char *id = first_line(res->data);
+        if (!step_result_ok(res) || !is_commit_id(id)) {
                 const char *what = u->tx.sub == 0 ? (u->tx.kind == TX_ROLLBACK ? u->tx.requested : "the remote branch")
                                                   : "HEAD";
                 g_autofree char *msg = g_strdup_printf("cannot resolve %s to a commit", what);
@@ -263,8 +221,8 @@ static void resolve_start(StepDriver *d, void *ud) {
 
 /* ---- signature policy ---- */
 
-static void after_verify(Updater *u, const ProcessResult *res) {
-        if (process_result_ok(res))
+static void after_verify(Updater *u, const StepResult *res) {
+        if (step_result_ok(res))
                 return step_driver_done(u->driver);
         g_autofree char *s = short_id(u->tx.to);
         g_autofree char *msg = g_strdup_printf("commit %s has no valid signature by a signer in %s; refused", s,
@@ -294,19 +252,21 @@ static void verify_start(StepDriver *d, void *ud) {
 
 /* ---- dirty tree ---- */
 
-static void after_status(Updater *u, const ProcessResult *res) {
-        if (!process_result_ok(res))
-                return fail_proc(u, "git status", res);
-        if (isempty(res->output))
+static void after_status(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
+                return updater_fail_proc(u, "git status", res);
+        if (isempty(res->data))
                 return step_driver_done(u->driver);
-        g_auto(GStrv) lines = g_strsplit(res->output, "\n", -1);
+        g_auto(GStrv) lines = g_strsplit(res->data, "\n", -1);
         g_autoptr(GString) names = g_string_new(NULL);
         size_t n = 0;
         for (char **l = lines; *l; l++) {
                 if (strlen(*l) < 4)
                         continue;
-                if (n < DIRTY_NAMES_MAX)
-                        g_string_append_printf(names, "%s%s%s", n ? ", " : "", *l + 3, (*l)[0] == '?' ? " (untracked)" : "");
+                if (n < DIRTY_NAMES_MAX) {
+                        g_autofree char *name = step_text_sanitize(*l + 3, strlen(*l + 3), DIRTY_NAME_BYTES);
+                        g_string_append_printf(names, "%s%s%s", n ? ", " : "", name, (*l)[0] == '?' ? " (untracked)" : "");
+                }
                 n++;
         }
         if (n > DIRTY_NAMES_MAX)
@@ -333,16 +293,15 @@ static char *rfc3339_now(void) {
         return g_date_time_format(t, "%Y-%m-%dT%H:%M:%SZ");
 }
 
-static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
+/* DeferReasons from (gate, detail) pairs; a gate keeps the time it was first seen closed. */
+static void set_defer_reasons_list(Updater *u, const char *const *gates, const char *const *details, size_t n) {
         GPtrArray *old = u->st.defer_reasons;
         GPtrArray *now = g_ptr_array_new_with_free_func(defer_reason_free);
         bool same = true;
-        for (int k = 0; k < _GATE_MAX; k++) {
-                if (!closed[k])
-                        continue;
+        for (size_t k = 0; k < n; k++) {
                 DeferReason *r = g_new0(DeferReason, 1);
-                r->gate = g_strdup(gate_kind_to_string(k));
-                r->detail = g_strdup(closed[k]);
+                r->gate = g_strdup(gates[k]);
+                r->detail = g_strdup(details[k]);
                 for (guint i = 0; i < old->len; i++) {
                         DeferReason *o = old->pdata[i];
                         if (streq(o->gate, r->gate)) {
@@ -363,6 +322,50 @@ static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
         g_ptr_array_unref(old);
         u->st.defer_reasons = now;
         u->changed |= UPDATER_FIELD_DEFER_REASONS;
+}
+
+static void set_defer_reasons(Updater *u, char *const closed[_GATE_MAX]) {
+        const char *gates[_GATE_MAX], *details[_GATE_MAX];
+        size_t n = 0;
+        for (int k = 0; k < _GATE_MAX; k++)
+                if (closed[k]) {
+                        gates[n] = gate_kind_to_string(k);
+                        details[n++] = closed[k];
+                }
+        set_defer_reasons_list(u, gates, details, n);
+}
+
+/* ---- fast-forward only ----
+ * A release branch force-pushed to an older commit (still validly signed)
+ * would be a silent downgrade: Apply defers a target that is not a
+ * descendant of CurrentCommit, unless forced; Rollback names its commit. */
+
+static void after_ancestry(Updater *u, const StepResult *res) {
+        if (step_result_ok(res))
+                return step_driver_done(u->driver);
+        if (res->error == 0 && res->signal == 0 && !res->timed_out && res->exit_status == 1) {
+                g_autofree char *to = short_id(u->tx.to);
+                g_autofree char *from = short_id(u->tx.from);
+                g_autofree char *detail = g_strdup_printf("not a fast-forward: %s is not a descendant of CurrentCommit "
+                                                          "%s (Apply with force to take it)", to, from);
+                if (!u->tx.dry_run) {
+                        const char *gate = "fast-forward";
+                        const char *d = detail;
+                        set_defer_reasons_list(u, &gate, &d, 1);
+                }
+                return step_driver_fail(u->driver, -EAGAIN, detail);
+        }
+        updater_fail_proc(u, "git merge-base", res);
+}
+
+static void ancestry_start(StepDriver *d, void *ud) {
+        Updater *u = ud;
+        if (u->tx.skip || u->tx.force || u->tx.kind != TX_APPLY)
+                return step_driver_done(d);
+        char *args[] = { (char *) "merge-base", (char *) "--is-ancestor", u->tx.from, u->tx.to, NULL };
+        int r = updater_spawn_git(u, "git merge-base", args, after_ancestry);
+        if (r < 0)
+                fail_spawn(u, "git", r);
 }
 
 static void on_gates(GateCheck *check, char *const closed[_GATE_MAX], void *userdata) {
@@ -430,9 +433,9 @@ static void record_start(StepDriver *d, void *ud) {
 
 /* ---- checkout ---- */
 
-static void after_checkout(Updater *u, const ProcessResult *res) {
-        if (!process_result_ok(res))
-                return fail_proc(u, "git reset", res);
+static void after_checkout(Updater *u, const StepResult *res) {
+        if (!step_result_ok(res))
+                return updater_fail_proc(u, "git reset", res);
         updater_set_str(u, &u->st.current_commit, goal(u), UPDATER_FIELD_CURRENT);
         step_driver_done(u->driver);
 }
@@ -451,14 +454,14 @@ static void checkout_start(StepDriver *d, void *ud) {
 
 static void run_commands(Updater *u, char ***list, const char *what, proc_next_fn next);
 
-static void after_build(Updater *u, const ProcessResult *res);
-static void after_restart_command(Updater *u, const ProcessResult *res);
+static void after_build(Updater *u, const StepResult *res);
+static void after_restart_command(Updater *u, const StepResult *res);
 
-static void commands_next(Updater *u, char ***list, const char *what, proc_next_fn next, const ProcessResult *res) {
-        if (res && !process_result_ok(res)) {
+static void commands_next(Updater *u, char ***list, const char *what, proc_next_fn next, const StepResult *res) {
+        if (res && !step_result_ok(res)) {
                 g_autofree char *cmd = g_strjoinv(" ", list[u->tx.index]);
                 g_autofree char *label = g_strdup_printf("%s command \"%s\"", what, cmd);
-                return fail_proc(u, label, res);
+                return updater_fail_proc(u, label, res);
         }
         if (res)
                 u->tx.index++;
@@ -468,14 +471,14 @@ static void commands_next(Updater *u, char ***list, const char *what, proc_next_
 static void run_commands(Updater *u, char ***list, const char *what, proc_next_fn next) {
         if (!list || !list[u->tx.index])
                 return step_driver_done(u->driver);
-        int r = spawn_command(u, what, list[u->tx.index], u->tx.cfg->updater_command_timeout_usec, next);
+        int r = updater_spawn_command(u, what, list[u->tx.index], u->tx.cfg->updater_command_timeout_usec, next);
         if (r < 0) {
                 g_autofree char *label = g_strdup_printf("%s command \"%s\"", what, list[u->tx.index][0]);
                 fail_spawn(u, label, r);
         }
 }
 
-static void after_build(Updater *u, const ProcessResult *res) {
+static void after_build(Updater *u, const StepResult *res) {
         commands_next(u, u->tx.cfg->updater_build_commands, "build", after_build, res);
 }
 
@@ -485,7 +488,7 @@ static void build_start(StepDriver *d, void *ud) {
         commands_next(u, u->tx.cfg->updater_build_commands, "build", after_build, NULL);
 }
 
-static void after_restart_command(Updater *u, const ProcessResult *res) {
+static void after_restart_command(Updater *u, const StepResult *res) {
         commands_next(u, u->tx.cfg->updater_restart_commands, "restart", after_restart_command, res);
 }
 
@@ -526,6 +529,10 @@ static void units_next(Updater *u) {
         }
         if (!units[u->tx.index])
                 return step_driver_done(u->driver);
+        /* The settings were checked when set; the VMM may have moved since. */
+        g_autofree char *refused = unit_guard_check(units[u->tx.index], settings_store_vmm_url(u->settings));
+        if (refused)
+                return step_driver_fail(u->driver, -EPERM, refused);
         if (!u->systemd) {
                 int r = systemd_client_new(u->bus, &u->systemd);
                 if (r < 0)
@@ -611,8 +618,8 @@ static void health_unhealthy(Updater *u, const char *why) {
                 step_driver_fail(u->driver, r, "cannot arm the health retry timer");
 }
 
-static void after_health_command(Updater *u, const ProcessResult *res) {
-        if (process_result_ok(res))
+static void after_health_command(Updater *u, const StepResult *res) {
+        if (step_result_ok(res))
                 return step_driver_done(u->driver);
         g_autofree char *why = proc_failure("health command", res, u->proc_timeout);
         health_unhealthy(u, why);
@@ -638,7 +645,7 @@ static void health_attempt(Updater *u) {
                 uint64_t timeout = c->updater_command_timeout_usec;
                 if (u->health_deadline > now && u->health_deadline - now < timeout)
                         timeout = u->health_deadline - now;
-                r = spawn_command(u, "health", c->updater_health_command, MAX(timeout, 100 * USEC_PER_MSEC),
+                r = updater_spawn_command(u, "health", c->updater_health_command, MAX(timeout, 100 * USEC_PER_MSEC),
                                   after_health_command);
         } else {
                 if (!u->http && (r = http_context_new(u->event, &u->http)) < 0)
@@ -682,6 +689,7 @@ static void health_cancel(void *ud) {
 }
 
 void updater_steps_cancel_all(Updater *u) {
+        updater_user_cancel(u);
         health_cancel(u);
         units_cancel(u);
         gates_cancel(u);
@@ -690,16 +698,20 @@ void updater_steps_cancel_all(Updater *u) {
 /* ---- the tables ---- */
 
 static const StepDef check_steps[] = {
-        { .name = "fetch", .description = "locking the repository", .start = lock_start },
+        { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
 };
 
 static const StepDef apply_steps[] = {
-        { .name = "fetch", .description = "locking the repository", .start = lock_start },
+        { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
+        { .name = "gates", .description = "checking the target is a fast-forward", .start = ancestry_start,
+          .cancel = cancel_proc },
         { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
         /* Right before the first disturbing step, so a round that started meanwhile still defers. */
         { .name = "gates", .description = "evaluating the gates", .start = gates_start, .cancel = gates_cancel },
@@ -707,7 +719,8 @@ static const StepDef apply_steps[] = {
 };
 
 static const StepDef rollback_steps[] = {
-        { .name = "fetch", .description = "locking the repository", .start = lock_start },
+        { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "resolving the commit", .start = resolve_start, .cancel = cancel_proc },
         { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
         { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
@@ -724,6 +737,11 @@ static const StepDef forward_steps[] = {
           .cancel = units_cancel },
         { .name = "health", .description = "waiting for the health check", .start = health_start,
           .timeout = health_timeout, .cancel = health_cancel },
+};
+
+static const StepDef resume_steps[] = {
+        { .name = "resume", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "resume", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
 };
 
 static const StepDef verify_steps[] = {
@@ -748,4 +766,5 @@ const StepTable updater_apply_table = STEP_TABLE("update", apply_steps);
 const StepTable updater_rollback_table = STEP_TABLE("rollback", rollback_steps);
 const StepTable updater_forward_table = STEP_TABLE("update", forward_steps);
 const StepTable updater_verify_table = STEP_TABLE("verify", verify_steps);
+const StepTable updater_resume_table = STEP_TABLE("resume", resume_steps);
 const StepTable updater_reverse_table = STEP_TABLE("rollback", reverse_steps);

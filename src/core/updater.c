@@ -221,6 +221,7 @@ static void schedule_auto(Updater *u, uint64_t delay);
 static void tx_reset(Updater *u) {
         updater_unlock(u);
         launcher_config_free(u->tx.cfg);
+        step_user_free(u->tx.user);
         g_free(u->tx.from);
         g_free(u->tx.to);
         g_free(u->tx.requested);
@@ -406,6 +407,8 @@ static void on_prefix_done(StepDriver *d, int code, const char *message, void *u
                 g_autofree char *msg = g_strdup_printf("update to %.12s deferred: %s", target, message);
                 return tx_finish(u, UPDATER_STATE_DEFERRED, UPDATER_ERROR_DEFERRED, msg);
         }
+        if (code == -EACCES) /* UpdaterUser refused: ConfigError says it too */
+                return tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, message);
         if (code < 0) {
                 log_warning("Updater %s: %s.", step_driver_table_name(d), message);
                 return tx_finish(u, UPDATER_STATE_IDLE, error_kind(code), message);
@@ -428,6 +431,10 @@ static int tx_begin(Updater *u, TxKind kind, updater_done_cb done, void *userdat
                 return -ENOMEDIUM;
         if (step_driver_running(u->driver) || u->tx.kind != TX_NONE)
                 return -EBUSY;
+        if (updater_check_config(u) < 0) {
+                updater_flush(u);
+                return -EACCES;
+        }
         UpdaterState prev = u->st.state;
         tx_reset(u);
         u->tx.kind = kind;
@@ -490,6 +497,43 @@ int updater_rollback(Updater *u, const char *commit, updater_done_cb done, void 
 
 /* ---- a transaction left in the state store ---- */
 
+static UpdaterState resume_state(Updater *u) {
+        return streq(u->rec_phase, "reverse")  ? UPDATER_STATE_ROLLING_BACK
+               : streq(u->rec_phase, "health") ? UPDATER_STATE_VERIFYING
+                                               : UPDATER_STATE_APPLYING;
+}
+
+static void on_resume_ready(StepDriver *d, int code, const char *message, void *userdata) {
+        Updater *u = userdata;
+        if (code < 0) {
+                log_warning("Cannot finish the interrupted update yet: %s.", message);
+                UpdaterState st = code == -EACCES ? UPDATER_STATE_FAILED : u->tx.prev_state;
+                tx_reset(u);
+                set_operation(u, "", 0);
+                updater_set_state(u, enabled(u) ? st : UPDATER_STATE_DISABLED);
+                schedule_auto(u, BUSY_RETRY_USEC);
+                updater_flush(u);
+                return;
+        }
+        log_notice("Finishing the %s of %s from %s to %s interrupted in phase %s.", u->rec_kind,
+                   config(u)->updater_repository, u->rec_from, u->rec_to, u->rec_phase);
+        int r;
+        if (streq(u->rec_phase, "reverse")) {
+                u->tx.reverse = true;
+                u->tx.fail_reason = g_strdup("interrupted, and its rollback did not finish");
+                r = tx_run(u, &updater_reverse_table, &reverse_events, UPDATER_STATE_ROLLING_BACK);
+        } else if (streq(u->rec_phase, "health")) /* after the launcher restarted itself: verify only */
+                r = tx_run(u, &updater_verify_table, &forward_events, UPDATER_STATE_VERIFYING);
+        else /* interrupted before the restart was complete: do it all again (each step is idempotent) */
+                r = tx_run(u, &updater_forward_table, &forward_events, UPDATER_STATE_APPLYING);
+        if (r < 0) {
+                schedule_auto(u, BUSY_RETRY_USEC);
+                updater_flush(u);
+        }
+}
+
+static const StepDriverEvents resume_events = { .progress = on_progress, .done = on_resume_ready };
+
 static int resume(Updater *u) {
         if (isempty(u->rec_kind) || !enabled(u))
                 return 0;
@@ -499,25 +543,8 @@ static int resume(Updater *u) {
         u->tx.origin = streq(u->rec_kind, "rollback") ? TX_ROLLBACK : TX_APPLY;
         u->tx.from = g_strdup(u->rec_from);
         u->tx.to = g_strdup(u->rec_to);
-        g_autofree char *why = NULL;
-        r = updater_lock(u, &why);
-        if (r < 0) {
-                log_warning("Cannot finish the interrupted update yet: %s.", why);
-                tx_reset(u);
-                schedule_auto(u, BUSY_RETRY_USEC);
-                return r;
-        }
-        log_notice("Finishing the %s of %s from %s to %s interrupted in phase %s.", u->rec_kind,
-                   config(u)->updater_repository, u->rec_from, u->rec_to, u->rec_phase);
-        if (streq(u->rec_phase, "reverse")) {
-                u->tx.reverse = true;
-                u->tx.fail_reason = g_strdup("interrupted, and its rollback did not finish");
-                return tx_run(u, &updater_reverse_table, &reverse_events, UPDATER_STATE_ROLLING_BACK);
-        }
-        if (streq(u->rec_phase, "health")) /* after the launcher restarted itself: verify only */
-                return tx_run(u, &updater_verify_table, &forward_events, UPDATER_STATE_VERIFYING);
-        /* Interrupted before the restart was complete: do it all again (each step is idempotent). */
-        return tx_run(u, &updater_forward_table, &forward_events, UPDATER_STATE_APPLYING);
+        /* the user and the lock first; then the table the phase calls for */
+        return tx_run(u, &updater_resume_table, &resume_events, resume_state(u));
 }
 
 /* ---- automatic checks ---- */
@@ -540,6 +567,8 @@ static int on_auto_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 r = apply_internal(u, false, false, true, on_auto_done, NULL);
         if (r == -EBUSY)
                 schedule_auto(u, BUSY_RETRY_USEC);
+        else if (r < 0)
+                schedule_auto(u, 0); /* the settings cannot run: looked at again at the next interval */
         updater_flush(u);
         return 0;
 }
@@ -579,13 +608,15 @@ int updater_set_auto_update(Updater *u, bool on, char **ret_error) {
 
 /* ---- HEAD outside transactions ---- */
 
-static void on_head(Process *p, const ProcessResult *res, void *userdata) {
+static void on_head(StepRun *run, const StepResult *res, void *userdata) {
         Updater *u = userdata;
         u->head_proc = NULL;
-        if (!process_result_ok(res) || u->tx.kind != TX_NONE)
+        if (!step_result_ok(res) || u->tx.kind != TX_NONE)
                 return;
-        g_autofree char *id = g_strdup(strempty(res->output));
+        g_autofree char *id = g_strdup(strempty(res->data));
         g_strstrip(id);
+        if (strlen(id) != 40 || strspn(id, "0123456789abcdef") != 40)
+                return;
         updater_set_str(u, &u->st.current_commit, id, UPDATER_FIELD_CURRENT);
         if (isempty(u->st.last_good_commit) && isempty(u->rec_kind)) {
                 updater_set_str(u, &u->st.last_good_commit, id, UPDATER_FIELD_LAST_GOOD);
@@ -594,14 +625,32 @@ static void on_head(Process *p, const ProcessResult *res, void *userdata) {
         updater_flush(u);
 }
 
+static void head_with_user(Updater *u, int code, StepUser *user, const char *why) {
+        u->head_probe = NULL;
+        if (code < 0) {
+                if (code == -EPERM || code == -ESRCH)
+                        updater_set_config_error(u, why);
+                updater_flush(u);
+                return;
+        }
+        char *args[] = { (char *) "rev-parse", (char *) "--verify", (char *) "HEAD^{commit}", NULL };
+        (void) step_runner_git(u->runner, config(u)->updater_repository, user, "git rev-parse", args,
+                               30 * USEC_PER_SEC, on_head, u, &u->head_proc);
+        step_user_free(user); /* the back ends keep what they need */
+}
+
 static void read_head(Updater *u) {
-        process_cancel(u->head_proc);
+        step_run_cancel(u->head_proc);
         u->head_proc = NULL;
+        updater_user_probe_cancel(u->head_probe);
+        u->head_probe = NULL;
         if (!enabled(u))
                 return;
-        char *args[] = { (char *) "rev-parse", (char *) "--verify", (char *) "HEAD^{commit}", NULL };
-        (void) process_spawn_git(u->event, config(u)->updater_repository, "git rev-parse", args, 30 * USEC_PER_SEC,
-                                 on_head, u, &u->head_proc);
+        StepUser *user = NULL;
+        g_autofree char *why = NULL;
+        int r = updater_resolve_user(u, config(u), &user, &why, head_with_user, &u->head_probe);
+        if (r != -EINPROGRESS)
+                head_with_user(u, r, user, why);
 }
 
 /* The unit this process runs in, from its cgroup ("" outside systemd). */
@@ -623,12 +672,15 @@ void updater_settings_changed(Updater *u) {
         bool schedule_changed = !streq_ptr(u->armed_repository, c->updater_repository) ||
                                 u->armed_auto != c->updater_auto_update ||
                                 u->armed_interval != c->updater_interval_usec;
+        if (u->tx.kind == TX_NONE && enabled(u))
+                (void) updater_check_config(u);
         if (u->tx.kind == TX_NONE) {
                 UpdaterState want = !enabled(u)                                ? UPDATER_STATE_DISABLED
                                     : u->st.state == UPDATER_STATE_DISABLED ? UPDATER_STATE_IDLE
                                                                             : u->st.state;
                 updater_set_state(u, want);
-                if (!streq_ptr(u->armed_repository, c->updater_repository))
+                if (!streq_ptr(u->armed_repository, c->updater_repository) ||
+                    !streq_ptr(u->armed_user, c->updater_user))
                         read_head(u);
                 if (schedule_changed) {
                         bool turned_on = c->updater_auto_update && (!u->armed_auto ||
@@ -639,6 +691,8 @@ void updater_settings_changed(Updater *u) {
         }
         g_free(u->armed_repository);
         u->armed_repository = g_strdup(c->updater_repository);
+        g_free(u->armed_user);
+        u->armed_user = g_strdup(c->updater_user);
         u->armed_auto = c->updater_auto_update;
         u->armed_interval = c->updater_interval_usec;
         updater_flush(u);
@@ -650,9 +704,12 @@ int updater_start(Updater *u) {
          * starts us) ran updater_settings_changed() first. */
         g_free(u->armed_repository);
         u->armed_repository = g_strdup(config(u)->updater_repository);
+        g_free(u->armed_user);
+        u->armed_user = g_strdup(config(u)->updater_user);
         u->armed_auto = config(u)->updater_auto_update;
         u->armed_interval = config(u)->updater_interval_usec;
         u->st.state = enabled(u) ? UPDATER_STATE_IDLE : UPDATER_STATE_DISABLED;
+        (void) updater_check_config(u);
         read_head(u);
         if (!isempty(u->rec_kind) && enabled(u))
                 schedule_auto(u, 1); /* finish it from the loop, at once */
@@ -667,7 +724,7 @@ const UpdaterStatus *updater_status(Updater *u) {
 }
 
 int updater_new(sd_event *event, sd_bus *bus, SettingsStore *settings, const char *state_dir, Reconciler *reconciler,
-                const UpdaterEvents *events, Updater **ret) {
+                StepRunnerBackend runner, const UpdaterEvents *events, Updater **ret) {
         Updater *u = g_new0(Updater, 1);
         u->event = sd_event_ref(event);
         u->bus = bus ? sd_bus_ref(bus) : NULL;
@@ -686,11 +743,15 @@ int updater_new(sd_event *event, sd_bus *bus, SettingsStore *settings, const cha
         u->st.quarantined_commit = g_strdup("");
         u->st.operation = g_strdup("");
         u->st.last_error = g_strdup("");
+        u->st.config_error = g_strdup("");
         u->st.defer_reasons = g_ptr_array_new_with_free_func(defer_reason_free);
         u->rec_kind = g_strdup("");
+        u->runner_backend = runner;
         int r = step_driver_new(event, &u->driver);
         if (r >= 0)
                 r = gates_new(event, &u->gates);
+        if (r >= 0)
+                r = step_runner_new(event, bus, runner, &u->runner);
         if (r < 0) {
                 updater_free(u);
                 return r;
@@ -711,12 +772,14 @@ void updater_free(Updater *u) {
                      strempty(u->tx.from), strempty(u->tx.from), false, u->tx.userdata);
         }
         updater_steps_cancel_all(u);
-        process_cancel(u->proc);
-        process_cancel(u->head_proc);
+        step_run_cancel(u->proc);
+        step_run_cancel(u->head_proc);
+        updater_user_probe_cancel(u->head_probe);
         tx_reset(u);
         gates_free(u->gates);
         g_free(u->health_last_why);
         systemd_client_free(u->systemd);
+        step_runner_free(u->runner);
         if (u->http)
                 http_context_free(u->http);
         sd_event_source_disable_unref(u->auto_timer);
@@ -727,6 +790,7 @@ void updater_free(Updater *u) {
         g_free(u->state_path);
         g_free(u->own_unit);
         g_free(u->armed_repository);
+        g_free(u->armed_user);
         g_free(u->rec_kind);
         g_free(u->rec_from);
         g_free(u->rec_to);
@@ -738,6 +802,7 @@ void updater_free(Updater *u) {
         g_free(u->st.quarantined_commit);
         g_free(u->st.operation);
         g_free(u->st.last_error);
+        g_free(u->st.config_error);
         g_ptr_array_unref(u->st.defer_reasons);
         g_free(u);
 }

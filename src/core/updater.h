@@ -9,6 +9,7 @@
 
 #include "core/gates.h"
 #include "core/reconciler.h"
+#include "clients/step-runner.h"
 #include "core/settings.h"
 
 /* The update engine (updater.md, "Update engine"): keeps a git deployment at
@@ -46,6 +47,7 @@ typedef enum UpdaterField {
         UPDATER_FIELD_LAST_UPDATE = 1u << 10,
         UPDATER_FIELD_NEXT_CHECK = 1u << 11,
         UPDATER_FIELD_LAST_ERROR = 1u << 12,
+        UPDATER_FIELD_CONFIG_ERROR = 1u << 13,
 } UpdaterField;
 
 typedef struct DeferReason {
@@ -67,6 +69,7 @@ typedef struct UpdaterStatus {
         unsigned progress;
         uint64_t last_check_usec, last_update_usec, next_check_usec; /* CLOCK_REALTIME, 0 = never */
         char *last_error;
+        char *config_error;         /* why the settings cannot run ("" = they can): UpdaterUser refused */
 } UpdaterStatus;
 
 /* A transaction that changed (or tried to change) the deployment, for the
@@ -110,8 +113,9 @@ typedef enum UpdaterError {
 typedef void (*updater_done_cb)(Updater *u, UpdaterError error, const char *message, const char *from,
                                 const char *to, bool available, void *userdata);
 
+/* runner: where the commands run (STEP_RUNNER_AUTO: systemd when booted with it). */
 int updater_new(sd_event *event, sd_bus *bus, SettingsStore *settings, const char *state_dir, Reconciler *reconciler,
-                const UpdaterEvents *events, Updater **ret);
+                StepRunnerBackend runner, const UpdaterEvents *events, Updater **ret);
 void updater_free(Updater *u);
 
 /* Loads the state store, finishes a transaction a crash or a self-restart
@@ -122,7 +126,9 @@ void updater_settings_changed(Updater *u);
 
 const UpdaterStatus *updater_status(Updater *u);
 
-/* Each returns -EBUSY at once when a transaction runs, else 0 and calls done. */
+/* Each returns -EBUSY at once when a transaction runs, -EACCES when the
+ * settings cannot run (UpdaterUser refused: status->config_error says why),
+ * else 0 and calls done. */
 int updater_check(Updater *u, updater_done_cb done, void *userdata);
 int updater_apply(Updater *u, bool force, bool dry_run, updater_done_cb done, void *userdata);
 /* commit "" = PreviousCommit. */

@@ -2,11 +2,15 @@
 /* The VMM steps: stop, remove, start, each acting on op->act_id; and the
  * operator's Start, Stop and Restart as tables of them.
  *
- * Stopping follows dstack's own status rules (dstack.md §2, HEAD
- * app/vm_info.rs and main_service.rs): ShutdownVm leaves the `started` flag
- * set, so a guest that powered off reads `exited`, and the VMM's auto-restart
- * boots it again unless StopVm clears the flag. The graceful stop therefore
- * sends StopVm the moment the guest is seen down, and at the deadline. */
+ * Stopping follows dstack's own status rules (dstack.md §2; v0.5.5 and HEAD
+ * main_service.rs shutdown_vm, app.rs vm_event_report, app/vm_info.rs):
+ * ShutdownVm asks the guest agent to power off and returns. Normally the agent
+ * reports "powering off" first (v0.5.5 agents after stopping the app, up to
+ * ~90 s), the VMM clears `started`, and the VM ends `stopped`: done. Only when
+ * that report is lost does a guest that powered off read `exited` (`started`
+ * still set), and the VMM's auto-restart would boot it again unless StopVm
+ * clears the flag: so StopVm goes out the moment an `exited` guest is seen,
+ * and at the deadline (StopTimeoutUSec) for a guest still running. */
 #include <errno.h>
 #include <time.h>
 

@@ -43,6 +43,7 @@ typedef struct Vm {
         char *image_version;
         char *last_error;
         char *operation;            /* the step running now ("stop-graceful"), "" when none */
+        char *kms_signer;           /* the KMS signer the deployed env was encrypted under, "" = unsigned */
 
         /* String lists, never NULL: every field from allowed_env up to state. */
         char **allowed_env;         /* the keys it receives: its spec's allowed_envs, sorted; empty without a spec */
@@ -53,7 +54,8 @@ typedef struct Vm {
         uint32_t vcpu;
         uint32_t memory_mib;
         uint32_t disk_gib;
-        uint64_t last_check_usec;   /* CLOCK_REALTIME, 0 = never */
+        uint64_t last_check_usec;   /* CLOCK_REALTIME, 0 = never: the last check, whether it succeeded or not */
+        uint64_t last_successful_check_usec; /* the last check both the spec's source and the VMM answered */
         uint64_t last_update_usec;
         uint32_t update_count;
         uint32_t restart_count;

@@ -120,6 +120,14 @@ static int status_exit(const VmInfo *vms) {
         return 0;
 }
 
+/* The launcher cannot see the VM: what it shows is as last seen (dbus-api.md, "Honest reachability"). */
+static void print_unreachable(const VmInfo *v) {
+        if (!streq(ctl_json_str(v->props, "VmmStatus"), "unreachable"))
+                return;
+        printf("         %sProblem:%s VMM unreachable for VM %s: %s\n", ctl_color(CTL_COLOR_RED),
+               ctl_color(CTL_COLOR_NORMAL), v->name, ctl_json_str(v->props, "StateReason"));
+}
+
 int verb_status(sd_bus *bus, int argc, char **argv) {
         int r = ctl_parse_common_options(argc, argv, 0, "status");
         if (r)
@@ -142,8 +150,10 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
         }
 
         /* Problems first: they are why an operator runs this. */
-        for (const VmInfo *v = vms; v->path; v++)
+        for (const VmInfo *v = vms; v->path; v++) {
                 vm_info_print_problems(v);
+                print_unreachable(v);
+        }
         config_info_print_problems(&c, !vm_names_missing_env(vms));
         if (updater)
                 updater_info_print_problems(updater);
@@ -152,6 +162,8 @@ int verb_status(sd_bus *bus, int argc, char **argv) {
                 printf("%16s: (none yet)\n\n", "VM");
         for (const VmInfo *v = vms; v->path; v++) {
                 vm_info_print_summary(v);
+                g_autofree char *good = ctl_format_timestamp(ctl_json_uint(v->props, "LastSuccessfulCheckTimestamp"));
+                printf("%16s: %s\n", "Last good check", good);
                 printf("\n");
         }
         if (vms[0].path) {

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 
+#include "core/updater-user.h"
 #include "daemon/audit.h"
 #include "daemon/bus-options.h"
 #include "daemon/manager.h"
@@ -47,6 +48,8 @@ static int property_get_setting(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "t", *setting_usec_ptr(m->settings->config, info));
         if (info->type == SETTING_U32)
                 return sd_bus_message_append(reply, "u", (uint32_t) *setting_usec_ptr(m->settings->config, info));
+        if (info->type == SETTING_STRV)
+                return sd_bus_message_append_strv(reply, *setting_strv_ptr(m->settings->config, info));
         return sd_bus_message_append(reply, "s", *setting_string_ptr(m->settings->config, info));
 }
 
@@ -94,7 +97,9 @@ static int property_get_config_path(sd_bus *bus, const char *path, const char *i
 static int property_get_config_error(sd_bus *bus, const char *path, const char *interface, const char *property,
                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        return sd_bus_message_append(reply, "s", strempty(m->settings->error));
+        /* the file first; else settings in force that cannot run (UpdaterUser refused) */
+        const char *updater = m->updater ? updater_status(m->updater)->config_error : NULL;
+        return sd_bus_message_append(reply, "s", m->settings->error ? m->settings->error : strempty(updater));
 }
 
 static bool strv_equal(char **a, char **b) {
@@ -167,8 +172,13 @@ void bus_config_vms_changed(Manager *m) {
 }
 
 void manager_config_changed(Manager *m) {
+        /* Who made the change, for the history of a deploy it causes: the
+         * caller being served (SetEnv, RemoveEnv, SetSettings, Reload); none
+         * for SIGHUP. */
+        sd_bus_message *msg = m->bus ? sd_bus_get_current_message(m->bus) : NULL;
+        g_autofree char *who = msg ? audit_caller(msg) : NULL;
         if (m->reconciler)
-                reconciler_settings_changed(m->reconciler);
+                reconciler_settings_changed(m->reconciler, who);
 }
 
 void manager_set_required_env(Manager *m, char **required) {
@@ -444,11 +454,17 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        /* After authorization: the answer tells who owns which directory. */
+        /* Checks that look at the file system (the user, the commands, the
+         * VMM's unit, MetricsPath's directory) only once authorized: their
+         * answers would tell any caller which paths and users exist. */
+        g_autofree char *why = updater_settings_check(m->settings->config, c,
+                                                   m->settings->vmm_url_override ?: c->vmm_url);
+        if (why)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, why);
         if (!streq(c->metrics_path, m->settings->config->metrics_path)) {
-                g_autofree char *why = metrics_path_check(c->metrics_path);
-                if (why)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting 'MetricsPath': %s.", why);
+                g_autofree char *mwhy = metrics_path_check(c->metrics_path);
+                if (mwhy)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Setting 'MetricsPath': %s.", mwhy);
         }
 
         r = commit(m, TAKE_PTR(c), error);
@@ -676,6 +692,8 @@ static const sd_bus_vtable config_vtable[] = {
         SD_BUS_PROPERTY("UpdateStrategy", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("AdoptPolicy", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MetricsPath", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("TrustedKmsSigners", "as", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("KmsSignatureMaxAgeUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("EnvKeys", "as", property_get_env_keys, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RequiredEnv", "as", property_get_required_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("MissingEnv", "as", property_get_missing_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),

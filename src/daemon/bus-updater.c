@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 
+#include "clients/step-runner.h"
 #include "core/updater.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
@@ -134,12 +135,28 @@ static void on_changed(Updater *u, uint32_t fields, void *userdata) {
                 { UPDATER_FIELD_NEXT_CHECK, "NextCheckTimestamp" },
                 { UPDATER_FIELD_LAST_ERROR, "LastError" },
         };
+        Manager *m = userdata;
         const char *names[ELEMENTSOF(map) + 1] = {};
         size_t k = 0;
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
                 if (fields & map[i].bit)
                         names[k++] = map[i].name;
-        emit(userdata, (char **) names);
+        emit(m, (char **) names);
+        /* Config.ConfigError also says why the Updater's settings cannot run. */
+        if (fields & UPDATER_FIELD_CONFIG_ERROR) {
+                int r = sd_bus_emit_properties_changed(m->bus, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE,
+                                                       "ConfigError", NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot emit PropertiesChanged on the Config: %m");
+        }
+}
+
+/* What a child printed reaches these strings: valid UTF-8 (U+FFFD for the
+ * rest) and bounded, whatever happened upstream. */
+#define BUS_TEXT_MAX 4096
+
+static char *bus_text(const char *s) {
+        return step_text_sanitize(strempty(s), strlen(strempty(s)), BUS_TEXT_MAX);
 }
 
 static void emit_signal(Manager *m, const char *member, const char *types, ...) {
@@ -158,7 +175,8 @@ static void emit_signal(Manager *m, const char *member, const char *types, ...) 
 }
 
 static void on_deferred(Updater *u, const char *reason, const char *target, void *userdata) {
-        emit_signal(userdata, "UpdateDeferred", "ss", reason, strempty(target));
+        g_autofree char *text = bus_text(reason);
+        emit_signal(userdata, "UpdateDeferred", "ss", text, strempty(target));
 }
 
 static void on_applied(Updater *u, const char *old_commit, const char *new_commit, void *userdata) {
@@ -166,7 +184,8 @@ static void on_applied(Updater *u, const char *old_commit, const char *new_commi
 }
 
 static void on_failed(Updater *u, const char *target, const char *reason, bool rolled_back, void *userdata) {
-        emit_signal(userdata, "UpdateFailed", "ssb", strempty(target), strempty(reason), (int) rolled_back);
+        g_autofree char *text = bus_text(reason);
+        emit_signal(userdata, "UpdateFailed", "ssb", strempty(target), text, (int) rolled_back);
 }
 
 static void on_finished(Updater *u, const UpdaterTransaction *t, void *userdata) {
@@ -190,7 +209,7 @@ static int reply_error(sd_bus_message *msg, UpdaterError e, const char *message)
                            : e == UPDATER_ERROR_DIRTY_TREE ? LAUNCHER_ERROR_DIRTY_TREE
                            : e == UPDATER_ERROR_INVALID    ? SD_BUS_ERROR_INVALID_ARGS
                                                            : LAUNCHER_ERROR_FAILED;
-        g_autofree char *text = g_strdup(strempty(message));
+        g_autofree char *text = bus_text(message);
         if (*text)
                 text[0] = g_ascii_toupper(text[0]);
         return sd_bus_reply_method_errorf(msg, name, "%s%s", text, g_str_has_suffix(text, ".") ? "" : ".");
@@ -220,6 +239,10 @@ static int started(Manager *m, sd_bus_message *msg, int q, sd_bus_error *error) 
                                         "The updater is disabled: UpdaterRepository is empty.");
         if (q == -ENOENT)
                 return sd_bus_error_set(error, LAUNCHER_ERROR_NOT_FOUND, "There is no PreviousCommit to roll back to.");
+        if (q == -EACCES) {
+                g_autofree char *why = bus_text(status(m)->config_error);
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_FAILED, "The Updater's settings cannot run: %s.", why);
+        }
         if (q < 0)
                 return q;
         sd_bus_message_ref(msg); /* until on_done */
@@ -350,6 +373,7 @@ static const sd_bus_vtable updater_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SETTING_PROPERTY("Repository", "s"),
+        SETTING_PROPERTY("User", "s"),
         SETTING_PROPERTY("Remote", "s"),
         SETTING_PROPERTY("Branch", "s"),
         STATUS_STR("CurrentCommit"),

@@ -120,14 +120,25 @@ static void on_operation_done(ReconcilerError error, const char *message, void *
         call_free(c);
 }
 
+/* Busy names what runs and who asked for it (dbus-api.md, "Busy"). */
+static int error_busy(Call *c, const Vm *vm, sd_bus_error *error) {
+        g_autofree char *action = g_ascii_strdown(strempty(sd_bus_message_get_member(c->msg)), -1);
+        g_autofree char *running = reconciler_describe_pending(c->m->reconciler, vm);
+        if (!running)
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: another operation on it is running.",
+                                         action, vm->name);
+        return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: %s is still in progress.", action,
+                                 vm->name, running);
+}
+
 static int operation_started(Call *c, int q, const Vm *vm, sd_bus_error *error) {
         if (q >= 0)
                 return 1; /* the reconciler answers the call */
-        call_free(c);
         if (q == -EBUSY)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Another operation on VM %s is running.", vm->name);
-        if (q == -ENOENT)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
+                q = error_busy(c, vm, error);
+        else if (q == -ENOENT)
+                q = sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
+        call_free(c);
         return q;
 }
 
@@ -325,6 +336,7 @@ static const sd_bus_vtable vm_vtable[] = {
         VM_PROPERTY("MemoryMiB", "u", memory_mib),
         VM_PROPERTY("DiskGiB", "u", disk_gib),
         VM_PROPERTY("LastCheckTimestamp", "t", last_check_usec),
+        VM_PROPERTY("LastSuccessfulCheckTimestamp", "t", last_successful_check_usec),
         VM_PROPERTY("LastUpdateTimestamp", "t", last_update_usec),
         VM_PROPERTY("UpdateCount", "u", update_count),
         VM_PROPERTY("RestartCount", "u", restart_count),
@@ -332,6 +344,7 @@ static const sd_bus_vtable vm_vtable[] = {
         VM_PROPERTY("Operation", "s", operation),
         VM_PROPERTY("Progress", "u", progress),
         VM_STRV_PROPERTY("AllowedEnv", allowed_env),
+        VM_PROPERTY("KmsSigner", "s", kms_signer),
         VM_STRV_PROPERTY("RequiredEnv", required_env),
         VM_STRV_PROPERTY("MissingEnv", missing_env),
         VM_PROPERTY("ResourcesTimestamp", "t", resources_timestamp),

@@ -20,6 +20,7 @@ typedef struct Options {
         const char *state_dir;
         const char *runtime_dir;
         bool allow_core_dumps;
+        StepRunnerBackend step_runner;
 } Options;
 
 static void help(void) {
@@ -34,6 +35,11 @@ static void help(void) {
                "     --log-level=LEVEL   emerg..debug (default info, $PLATFORM_LAUNCHER_LOG_LEVEL)\n"
                "     --allow-core-dumps  Stay dumpable for debugging: a core dump holds the secrets\n"
                "                         ($PLATFORM_LAUNCHER_ALLOW_CORE_DUMPS=1)\n"
+               "     --step-runner=auto|systemd|fork\n"
+               "                         How the Updater runs its commands as the repository's user:\n"
+               "                         transient units (systemd), a child that drops to the user\n"
+               "                         (fork), or systemd when booted with it (auto, the default;\n"
+               "                         $PLATFORM_LAUNCHER_STEP_RUNNER)\n"
                "\nThe bus is the system bus, or $DBUS_SYSTEM_BUS_ADDRESS. $VMM_URL overrides VmmUrl.\n",
                DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, DEFAULT_RUNTIME_DIR);
 }
@@ -44,7 +50,15 @@ static const char *env_or(const char *name, const char *fallback) {
 }
 
 static int parse_argv(int argc, char *argv[], Options *o) {
-        enum { ARG_VERSION = 0x100, ARG_CONFIG, ARG_STATE_DIR, ARG_RUNTIME_DIR, ARG_LOG_LEVEL, ARG_ALLOW_CORE_DUMPS };
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_CONFIG,
+                ARG_STATE_DIR,
+                ARG_RUNTIME_DIR,
+                ARG_LOG_LEVEL,
+                ARG_ALLOW_CORE_DUMPS,
+                ARG_STEP_RUNNER,
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -53,6 +67,7 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 { "runtime-dir", required_argument, NULL, ARG_RUNTIME_DIR },
                 { "log-level", required_argument, NULL, ARG_LOG_LEVEL },
                 { "allow-core-dumps", no_argument, NULL, ARG_ALLOW_CORE_DUMPS },
+                { "step-runner", required_argument, NULL, ARG_STEP_RUNNER },
                 {}
         };
 
@@ -60,6 +75,7 @@ static int parse_argv(int argc, char *argv[], Options *o) {
         o->state_dir = env_or("PLATFORM_LAUNCHER_STATE_DIR", DEFAULT_STATE_DIR);
         o->runtime_dir = env_or("PLATFORM_LAUNCHER_RUNTIME_DIR", DEFAULT_RUNTIME_DIR);
         o->allow_core_dumps = streq(env_or("PLATFORM_LAUNCHER_ALLOW_CORE_DUMPS", "0"), "1");
+        const char *runner = env_or("PLATFORM_LAUNCHER_STEP_RUNNER", "auto");
 
         int c;
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
@@ -82,6 +98,9 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 case ARG_ALLOW_CORE_DUMPS:
                         o->allow_core_dumps = true;
                         break;
+                case ARG_STEP_RUNNER:
+                        runner = optarg;
+                        break;
                 case ARG_LOG_LEVEL: {
                         int level = log_level_from_string(optarg);
                         if (level < 0) {
@@ -96,6 +115,11 @@ static int parse_argv(int argc, char *argv[], Options *o) {
                 }
         if (optind < argc) {
                 log_error("This program takes no positional arguments.");
+                return -EINVAL;
+        }
+        o->step_runner = step_runner_backend_from_string(runner);
+        if (o->step_runner < 0) {
+                log_error("Invalid --step-runner '%s': auto, systemd or fork.", runner);
                 return -EINVAL;
         }
         return 1;
@@ -113,6 +137,7 @@ static int on_exit_answer_callers(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
         /* Runs before sd-bus's own exit handler closes the connection, so
          * every waiting caller still gets its answer from us. */
+        metrics_set_updater_section(m->metrics, NULL, NULL);
         updater_free(m->updater); /* answers a caller waiting on a transaction */
         m->updater = NULL;
         bus_vm_shutdown(m);
@@ -184,9 +209,11 @@ static int manager_connect_bus(Manager *m) {
 
         UpdaterEvents uev = bus_updater_events;
         uev.userdata = m;
-        r = updater_new(m->event, m->bus, m->settings, m->state_dir, m->reconciler, &uev, &m->updater);
+        r = updater_new(m->event, m->bus, m->settings, m->state_dir, m->reconciler, m->step_runner, &uev,
+                        &m->updater);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the updater: %m");
+        metrics_set_updater_section(m->metrics, metrics_updater_section, m->updater);
         return reconciler_start(m->reconciler);
 }
 
@@ -194,6 +221,7 @@ static int manager_new(const Options *o, Manager **ret) {
         Manager *m = g_new0(Manager, 1);
         m->state_dir = g_strdup(o->state_dir);
         m->runtime_dir = g_strdup(o->runtime_dir);
+        m->step_runner = o->step_runner;
         m->polkit = polkit_registry_new();
         m->required_env = g_new0(char *, 1);
         (void) settings_store_new(o->config_path, &m->settings);

@@ -25,6 +25,7 @@ typedef struct Manager {
         PolkitRegistry *polkit;
         char *state_dir;
         char *runtime_dir;
+        StepRunnerBackend step_runner; /* how the Updater runs its commands (--step-runner) */
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
         Updater *updater;

@@ -9,7 +9,9 @@
 
 #include <glib.h>
 
+#include "core/fileio.h"
 #include "core/safe-dir.h"
+#include "core/updater.h"
 #include "daemon/metrics.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -83,6 +85,9 @@ typedef enum VmMetric {
         VM_METRIC_UPDATES,
         VM_METRIC_LAST_CHECK,
         VM_METRIC_LAST_CHECK_AGE,
+        VM_METRIC_LAST_SUCCESSFUL_CHECK,
+        VM_METRIC_LAST_SUCCESSFUL_CHECK_AGE,
+        VM_METRIC_VMM_UNREACHABLE,
         VM_METRIC_LAST_UPDATE,
         VM_METRIC_LAST_UPDATE_AGE,
         VM_METRIC_BLOCKED,
@@ -99,9 +104,18 @@ static const struct {
         [VM_METRIC_UPDATES] = { "platform_launcher_vm_updates_total", "counter",
                                 "Deploys of a new spec to the VM (UpdateCount)." },
         [VM_METRIC_LAST_CHECK] = { "platform_launcher_vm_last_check_timestamp_seconds", "gauge",
-                                   "When the spec was last checked (0 = never)." },
+                                   "When the last check of the VM ended, successful or not (0 = never)." },
         [VM_METRIC_LAST_CHECK_AGE] = { "platform_launcher_vm_last_check_age_seconds", "gauge",
-                                       "Seconds since the spec was last checked (absent = never)." },
+                                       "Seconds since the last check of the VM ended (absent = never)." },
+        [VM_METRIC_LAST_SUCCESSFUL_CHECK] = { "platform_launcher_vm_last_successful_check_timestamp_seconds", "gauge",
+                                              "When the Platform API and the VMM last both answered a check "
+                                              "(0 = not since the launcher started)." },
+        [VM_METRIC_LAST_SUCCESSFUL_CHECK_AGE] = { "platform_launcher_vm_last_successful_check_age_seconds", "gauge",
+                                                  "Seconds since the last successful check (absent = none since "
+                                                  "the launcher started)." },
+        [VM_METRIC_VMM_UNREACHABLE] = { "platform_launcher_vm_vmm_unreachable", "gauge",
+                                        "1 while the VMM has not answered for longer than a poll interval "
+                                        "(VmmStatus unreachable)." },
         [VM_METRIC_LAST_UPDATE] = { "platform_launcher_vm_last_update_timestamp_seconds", "gauge",
                                     "When the VM was last updated (0 = never)." },
         [VM_METRIC_LAST_UPDATE_AGE] = { "platform_launcher_vm_last_update_age_seconds", "gauge",
@@ -134,6 +148,18 @@ static void render_vm_metric(GString *s, VmMetric k, Vm *const *vms, uint64_t no
                         if (vm->last_check_usec)
                                 vm_seconds(s, vm_metrics[k].name, vm,
                                            now > vm->last_check_usec ? now - vm->last_check_usec : 0);
+                        break;
+                case VM_METRIC_LAST_SUCCESSFUL_CHECK:
+                        vm_seconds(s, vm_metrics[k].name, vm, vm->last_successful_check_usec);
+                        break;
+                case VM_METRIC_LAST_SUCCESSFUL_CHECK_AGE:
+                        if (vm->last_successful_check_usec)
+                                vm_seconds(s, vm_metrics[k].name, vm,
+                                           now > vm->last_successful_check_usec ? now - vm->last_successful_check_usec
+                                                                                : 0);
+                        break;
+                case VM_METRIC_VMM_UNREACHABLE:
+                        vm_uint(s, vm_metrics[k].name, vm, streq(vm->vmm_status, "unreachable"));
                         break;
                 case VM_METRIC_LAST_UPDATE:
                         vm_seconds(s, vm_metrics[k].name, vm, vm->last_update_usec);
@@ -248,6 +274,49 @@ static void render_figures(GString *s, Vm *const *vms, const HostView *host) {
                 header(s, f->name, "gauge", f->help);
                 g_string_append_printf(s, "%s %s\n", f->name, v);
         }
+}
+
+static void gauge_seconds(GString *s, const char *name, const char *help, uint64_t usec) {
+        header(s, name, "gauge", help);
+        g_string_append_printf(s, "%s %" PRIu64 ".%06" PRIu64 "\n", name, (uint64_t) (usec / USEC_PER_SEC),
+                               (uint64_t) (usec % USEC_PER_SEC));
+}
+
+static void gauge_uint(GString *s, const char *name, const char *help, uint64_t v) {
+        header(s, name, "gauge", help);
+        g_string_append_printf(s, "%s %" PRIu64 "\n", name, v);
+}
+
+void metrics_updater_section(GString *s, void *userdata) {
+        const UpdaterStatus *u = updater_status(userdata);
+        const char *state = "platform_launcher_updater_state";
+        header(s, state, "gauge", "1 for the Updater's current state, 0 for the others.");
+        for (UpdaterState st = 0; st < _UPDATER_STATE_MAX; st++) {
+                g_string_append_printf(s, "%s{state=\"", state);
+                append_label(s, updater_state_to_string(st));
+                g_string_append_printf(s, "\"} %d\n", st == u->state);
+        }
+        if (!isempty(u->current_commit)) {
+                const char *info = "platform_launcher_updater_commit_info";
+                header(s, info, "gauge", "1, labelled with the commit the deployment runs (CurrentCommit).");
+                g_string_append_printf(s, "%s{commit=\"", info);
+                append_label(s, u->current_commit);
+                g_string_append(s, "\"} 1\n");
+        }
+        gauge_uint(s, "platform_launcher_updater_update_available",
+                   "1 while the last fetched branch head differs from the deployed commit.",
+                   !isempty(u->target_commit) && !streq(u->target_commit, u->current_commit));
+        gauge_uint(s, "platform_launcher_updater_quarantined", "1 while a commit is quarantined (QuarantinedCommit).",
+                   !isempty(u->quarantined_commit));
+        gauge_uint(s, "platform_launcher_updater_last_error", "1 while the Updater has a LastError.",
+                   !isempty(u->last_error));
+        gauge_seconds(s, "platform_launcher_updater_last_check_timestamp_seconds",
+                      "When the Updater last fetched the branch (0 = never).", u->last_check_usec);
+        gauge_seconds(s, "platform_launcher_updater_last_update_timestamp_seconds",
+                      "When the Updater last changed the deployment (0 = never).", u->last_update_usec);
+        gauge_seconds(s, "platform_launcher_updater_next_check_timestamp_seconds",
+                      "When the next automatic check is due (0 = none: AutoUpdate off or disabled).",
+                      u->next_check_usec);
 }
 
 static void counter(GString *s, const char *name, const char *help, uint64_t v) {

@@ -35,10 +35,15 @@ int metrics_start(Metrics *mt, Reconciler *r);
  * clients): counts one error. Today the errors are counted from LastError. */
 void metrics_count_error(Metrics *mt, MetricsError kind);
 
-/* Hook for the Updater (issue 10): its lines, appended as they are. A
- * callback that appends Prometheus text to s; NULL to remove. */
+/* Hook for the Updater: its lines, appended as they are (main.c sets
+ * metrics_updater_section). A callback that appends Prometheus text to s;
+ * NULL to remove. */
 typedef void (*metrics_section_fn)(GString *s, void *userdata);
 void metrics_set_updater_section(Metrics *mt, metrics_section_fn fn, void *userdata);
+/* The Updater's section (userdata: the Updater): its state, the deployed
+ * commit, whether an update is available, a quarantined commit, LastError and
+ * its timestamps. */
+void metrics_updater_section(GString *s, void *userdata);
 
 /* Why MetricsPath may not be path (malloc'd: its directory, or one above, is
  * a symbolic link, not root's, or writable by others, see core/safe-dir.h),

@@ -6,6 +6,7 @@
 
 #include "shared/config-file.h"
 #include "shared/json-load.h"
+#include "shared/kms-signature.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
 #include "shared/vm-decl.h"
@@ -38,6 +39,18 @@ static const char *check_repository(const char *v) {
                 return NULL; /* updater disabled */
         if (v[0] != '/' || strlen(v) > 4096 || strstr(v, "/../") || g_str_has_suffix(v, "/.."))
                 return "must be an absolute path without \"..\" (or empty to disable the updater)";
+        return NULL;
+}
+
+/* A user name as useradd(8) takes it (NAME_REGEX), or "" for the repository's owner. */
+static const char *check_user_name(const char *v) {
+        if (isempty(v))
+                return NULL;
+        if (strlen(v) > 32 || v[0] == '-')
+                return "must be a user name (letters, digits, \"._-\", not starting with \"-\") or empty";
+        for (const char *p = v; *p; p++)
+                if (!g_ascii_isalnum(*p) && !strchr("._-", *p) && !(*p == '$' && p[1] == 0))
+                        return "must be a user name (letters, digits, \"._-\", not starting with \"-\") or empty";
         return NULL;
 }
 
@@ -90,13 +103,16 @@ static const char *check_units(char *const *v) {
         static const char *const forbidden[] = { "dstack-vmm", "dstack-kms", "dstack-gateway" };
         size_t n = 0;
         for (char *const *u = v; u && *u; u++, n++) {
-                g_autofree char *base = g_str_has_suffix(*u, ".service") ? g_strndup(*u, strlen(*u) - 8) : g_strdup(*u);
-                if (streq(base, forbidden[0]))
-                        return "must not contain dstack-vmm (restarting it stops every VM)";
-                if (streq(base, forbidden[1]))
-                        return "must not contain dstack-kms (restarting it stops every VM)";
-                if (streq(base, forbidden[2]))
-                        return "must not contain dstack-gateway (restarting it stops every VM)";
+                /* "dstack-vmm", "dstack-vmm.service", and the instances of a template: "dstack-vmm@main.service" */
+                size_t len = strcspn(*u, "@");
+                if (len == strlen(*u) && g_str_has_suffix(*u, ".service"))
+                        len -= strlen(".service");
+                if (len == strlen(forbidden[0]) && strncmp(*u, forbidden[0], len) == 0)
+                        return "must not contain dstack-vmm or an instance of it (restarting it stops every VM)";
+                if (len == strlen(forbidden[1]) && strncmp(*u, forbidden[1], len) == 0)
+                        return "must not contain dstack-kms or an instance of it (restarting it stops every VM)";
+                if (len == strlen(forbidden[2]) && strncmp(*u, forbidden[2], len) == 0)
+                        return "must not contain dstack-gateway or an instance of it (restarting it stops every VM)";
                 if (isempty(*u) || strlen(*u) > 255 || (*u)[0] == '-' || (*u)[0] == '.')
                         return "must be unit names (letters, digits, \":-_.\\@\", not starting with \"-\")";
                 for (const char *p = *u; *p; p++)
@@ -104,6 +120,16 @@ static const char *check_units(char *const *v) {
                                 return "must be unit names (letters, digits, \":-_.\\@\", not starting with \"-\")";
         }
         return n > SETTING_LIST_MAX ? "has too many units" : NULL;
+}
+
+/* dstack's kms-whitelist.json trusted_signers: the KMS's GetMeta k256_pubkey. */
+static const char *check_kms_signers(char *const *v) {
+        size_t n = 0;
+        for (char *const *k = v; k && *k; k++, n++)
+                if (kms_signer_parse(*k, NULL) < 0)
+                        return "must be compressed secp256k1 public keys in hex (66 digits starting 02 or 03, as the "
+                               "KMS's GetMeta k256_pubkey)";
+        return n > SETTING_LIST_MAX ? "has too many keys" : NULL;
 }
 
 /* node_exporter's textfile collector reads *.prom files only. */
@@ -142,10 +168,11 @@ static const SettingInfo settings[] = {
         STR("VmmUrl", "vmm_url", vmm_url, "http://localhost:10300", check_url),
         STR("GuestVmmUrl", "dstack_vmm_url", guest_vmm_url, "http://10.0.2.2:10300/", check_http_url),
         USEC("PollIntervalUSec", "poll_interval_usec", poll_interval_usec, 5 * SEC, 1 * SEC, 24 * 3600 * SEC),
-        USEC("StopTimeoutUSec", "stop_timeout_usec", stop_timeout_usec, 60 * SEC, 1 * SEC, 3600 * SEC),
+        USEC("StopTimeoutUSec", "stop_timeout_usec", stop_timeout_usec, 120 * SEC, 1 * SEC, 3600 * SEC),
         STR("UpdateStrategy", "update_strategy", update_strategy, "recreate", check_strategy),
         STR("AdoptPolicy", "adopt_policy", adopt_policy, "keep", check_adopt_policy),
         STR("UpdaterRepository", "updater_repository", updater_repository, "", check_repository),
+        STR("UpdaterUser", "updater_user", updater_user, "", check_user_name),
         STR("UpdaterRemote", "updater_remote", updater_remote, "origin", check_ref_name),
         STR("UpdaterBranch", "updater_branch", updater_branch, "release", check_ref_name),
         USEC("UpdaterIntervalUSec", "updater_interval_usec", updater_interval_usec, 300 * SEC, 1 * SEC,
@@ -169,6 +196,9 @@ static const SettingInfo settings[] = {
             check_abs_path_or_empty),
         BOOL("UpdaterAutoUpdate", "updater_auto_update", updater_auto_update, false),
         STR("MetricsPath", "metrics_path", metrics_path, "", check_metrics_path),
+        STRV("TrustedKmsSigners", "trusted_kms_signers", trusted_kms_signers, check_kms_signers),
+        USEC("KmsSignatureMaxAgeUSec", "kms_signature_max_age_usec", kms_signature_max_age_usec, 0, 0,
+             30 * 24 * 3600 * SEC),
         U32("CapacityVcpu", "capacity_vcpu", capacity_vcpu, 0, 0, UINT32_MAX),
         U32("CapacityMemoryMiB", "capacity_memory_mib", capacity_memory_mib, 0, 0, UINT32_MAX),
         U32("CapacityDiskGiB", "capacity_disk_gib", capacity_disk_gib, 0, 0, UINT32_MAX),

@@ -29,6 +29,7 @@ typedef struct LauncherConfig {
         char *update_strategy;
         char *adopt_policy;  /* "keep" or "redeploy": a VM with our name we did not deploy */
         char *updater_repository;
+        char *updater_user;  /* who runs the Updater's commands; "" = the repository's owner */
         char *updater_remote;
         char *updater_branch;
         uint64_t updater_interval_usec;
@@ -46,6 +47,8 @@ typedef struct LauncherConfig {
         char *updater_allowed_signers_file;
         bool updater_auto_update;
         char *metrics_path;  /* Prometheus textfile, "" = none */
+        char **trusted_kms_signers;         /* compressed secp256k1 keys (hex); empty = pin on first use */
+        uint64_t kms_signature_max_age_usec;  /* of a signature_v1 timestamp; 0 = not checked */
         uint64_t capacity_vcpu;        /* 0 = the online CPUs */
         uint64_t capacity_memory_mib;  /* 0 = MemTotal - reserved_memory_mib */
         uint64_t capacity_disk_gib;    /* 0 = not checked */

@@ -161,7 +161,7 @@ static int encrypt_env(const EnvList *env, char *const *allowed_envs, const uint
 
         if (ret_error)
                 *ret_error = NULL;
-        r = env_list_validate(env, ret_error);
+        r = env_list_validate_allowed(env, allowed_envs, ret_error);
         if (r < 0)
                 return r;
         r = env_plaintext_build(env, allowed_envs, &pt, &n, &dropped);

@@ -24,7 +24,8 @@
 int env_plaintext_build(const EnvList *env, char *const *allowed,
                         char **ret, size_t *ret_len, char ***ret_dropped);
 
-/* Validates env against every guest limit (env_list_validate()), drops keys
+/* Validates the entries listed in allowed_envs against every guest limit
+ * (env_list_validate_allowed(): unlisted keys are not checked), drops keys
  * not in allowed_envs (NULL-terminated; NULL keeps all) and reports them
  * in *ret_dropped (always set, possibly empty) if non-NULL, encrypts to
  * kms_public_key with a fresh ephemeral key and IV from the OS CSPRNG, and

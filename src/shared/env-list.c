@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,16 @@ static int fail(char **ret_error, const char *fmt, ...) {
         return -EINVAL;
 }
 
-static int check_entry(const EnvList *l, size_t i, char **ret_error) {
+static bool listed(char *const *allowed, const char *key) {
+        if (!allowed)
+                return true;
+        for (char *const *a = allowed; *a; a++)
+                if (streq(*a, key))
+                        return true;
+        return false;
+}
+
+static int check_entry(const EnvList *l, size_t i, char *const *allowed, char **ret_error) {
         const EnvEntry *e = &l->entries[i];
         if (!env_key_is_valid(e->key))
                 return fail(ret_error, "env[%zu]: key is not a valid name "
@@ -59,24 +69,33 @@ static int check_entry(const EnvList *l, size_t i, char **ret_error) {
         if (!env_value_is_valid(e->value))
                 return fail(ret_error, "env[%zu] (%s): value is not valid UTF-8", i, e->key);
         for (size_t k = 0; k < i; k++)
-                if (streq(l->entries[k].key, e->key))
+                if (listed(allowed, l->entries[k].key) && streq(l->entries[k].key, e->key))
                         return fail(ret_error, "env[%zu] (%s): duplicate key", i, e->key);
         return 0;
 }
 
-int env_list_validate(const EnvList *l, char **ret_error) {
-        if (l->n > ENV_MAX_ENTRIES)
-                return fail(ret_error, "env: %zu entries, at most %d allowed",
-                            l->n, ENV_MAX_ENTRIES);
-        size_t total = 0;
+int env_list_validate_allowed(const EnvList *l, char *const *allowed, char **ret_error) {
+        size_t n = 0, total = 0;
         for (size_t i = 0; i < l->n; i++) {
-                int r = check_entry(l, i, ret_error);
+                /* The guest skips an unlisted key before any rule (dstack
+                 * dstack-util/src/parse_env_file.rs parse_env), and it is
+                 * never sent anyway. */
+                if (!listed(allowed, l->entries[i].key))
+                        continue;
+                int r = check_entry(l, i, allowed, ret_error);
                 if (r < 0)
                         return r;
+                n++;
                 total += strlen(l->entries[i].key) + strlen(l->entries[i].value);
         }
+        if (n > ENV_MAX_ENTRIES)
+                return fail(ret_error, "env: %zu entries, at most %d allowed", n, ENV_MAX_ENTRIES);
         if (total > ENV_MAX_TOTAL_BYTES)
                 return fail(ret_error, "env: keys and values total %zu bytes, at most %d allowed",
                             total, ENV_MAX_TOTAL_BYTES);
         return 0;
+}
+
+int env_list_validate(const EnvList *l, char **ret_error) {
+        return env_list_validate_allowed(l, NULL, ret_error);
 }

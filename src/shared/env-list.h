@@ -33,3 +33,8 @@ const char *env_list_get(const EnvList *l, const char *key);
  * -EINVAL with *ret_error (malloc'd) naming the entry index and, when
  * valid, the key — never the value. */
 int env_list_validate(const EnvList *l, char **ret_error);
+
+/* As env_list_validate() over the entries whose key is in allowed
+ * (NULL-terminated; NULL = all): the others are never sent, and the guest
+ * skips them before any rule, so they cannot fail anything. */
+int env_list_validate_allowed(const EnvList *l, char *const *allowed, char **ret_error);

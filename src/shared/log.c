@@ -83,6 +83,18 @@ LogTarget log_target_from_string(const char *s) {
         return _LOG_TARGET_INVALID;
 }
 
+static void log_write(int level, const char *field, const char *file, int line, const char *buf) {
+        /* A field only the journal can carry: such lines go there natively even
+         * when stderr is a journal stream (the unit is the same, by cgroup). */
+        if (target == LOG_TARGET_JOURNAL || (field && stderr_is_journal && target != LOG_TARGET_CONSOLE))
+                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=%s", identifier,
+                                "CODE_FILE=%s", file, "CODE_LINE=%i", line, field ? "%s" : NULL, field, NULL);
+        else if (stderr_is_journal)
+                fprintf(stderr, "<%i>%s\n", level, buf);
+        else
+                fprintf(stderr, "%s: %s\n", identifier, buf);
+}
+
 int log_internal(int level, int error, const char *file, int line, const char *format, ...) {
         int saved = errno;
         int ret = error == 0 ? 0 : -abs(error);
@@ -98,16 +110,22 @@ int log_internal(int level, int error, const char *file, int line, const char *f
         vsnprintf(buf, sizeof buf, format, ap);
         va_end(ap);
 
-        if (target == LOG_TARGET_JOURNAL)
-                sd_journal_send("MESSAGE=%s", buf, "PRIORITY=%i", level, "SYSLOG_IDENTIFIER=%s", identifier,
-                                "CODE_FILE=%s", file, "CODE_LINE=%i", line, NULL);
-        else if (stderr_is_journal)
-                fprintf(stderr, "<%i>%s\n", level, buf);
-        else
-                fprintf(stderr, "%s: %s\n", identifier, buf);
-
+        log_write(level, NULL, file, line, buf);
         errno = saved;
         return ret;
+}
+
+void log_internal_field(int level, const char *field, const char *file, int line, const char *format, ...) {
+        int saved = errno;
+        if (level > max_level || target == LOG_TARGET_NULL)
+                return;
+        char buf[2048];
+        va_list ap;
+        va_start(ap, format);
+        vsnprintf(buf, sizeof buf, format, ap);
+        va_end(ap);
+        log_write(level, field, file, line, buf);
+        errno = saved;
 }
 
 static uint64_t now_usec(void) {

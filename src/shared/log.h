@@ -36,6 +36,12 @@ LogTarget log_target_from_string(const char *s);
 /* Returns -abs(error) (or 0 when error is 0), so "return log_error_errno(r, ...)" works. */
 int log_internal(int level, int error, const char *file, int line, const char *format, ...) _printf_(5, 6);
 
+/* As log_full, with one more "FIELD=value" journal field (e.g.
+ * PLATFORM_LAUNCHER_STEP=build) when the line reaches the journal. */
+void log_internal_field(int level, const char *field, const char *file, int line, const char *format, ...)
+        _printf_(5, 6);
+#define log_full_field(level, field, ...) log_internal_field((level), (field), __FILE__, __LINE__, __VA_ARGS__)
+
 #define log_full_errno(level, error, ...) log_internal((level), (error), __FILE__, __LINE__, __VA_ARGS__)
 #define log_full(level, ...) (void) log_full_errno((level), 0, __VA_ARGS__)
 #define log_debug(...) log_full(LOG_DEBUG, __VA_ARGS__)

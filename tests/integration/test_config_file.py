@@ -80,7 +80,7 @@ def test_missing_file_means_defaults_and_is_created_on_write(bus, polkit, harnes
     assert d.get('ApiUrl') == 'https://api.platform.network/config/compose/validator_vm'
     assert d.get('VmmUrl') == 'http://localhost:10300'
     assert d.get('GuestVmmUrl') == 'http://10.0.2.2:10300/'
-    assert d.get('PollIntervalUSec') == 5000000 and d.get('StopTimeoutUSec') == 60000000
+    assert d.get('PollIntervalUSec') == 5000000 and d.get('StopTimeoutUSec') == 120000000
     assert d.get('UpdateStrategy') == 'recreate' and d.get('EnvKeys') == []
     assert d.call('SetEnv', 'ss', ['A', SECRET + 'a']).ok
     assert json.load(open(nested))['env'] == {'A': SECRET + 'a'}

@@ -10,7 +10,7 @@ SETTINGS = [
     ('VmmUrl', 's', 'unix:/run/dstack/vmm.sock'),
     ('GuestVmmUrl', 's', 'http://10.0.2.2:16850/'),
     ('PollIntervalUSec', 't', 30000000),
-    ('StopTimeoutUSec', 't', 120000000),
+    ('StopTimeoutUSec', 't', 90000000),
     ('UpdateStrategy', 's', 'in-place'),
 ]
 

@@ -6,6 +6,7 @@ in any entry; the audit lines in the log (dbus/org.platform.Launcher1.Vm.xml,
 GetHistory). The Updater's entries: test_updater_history.py."""
 import json
 import os
+import signal
 
 import harness as H
 from vmenv import vm_env, VM_NAME, SECRET, BUSY, denied  # noqa: F401
@@ -71,11 +72,12 @@ def test_failed_update_then_deploy_by_operator(vm_env):
     assert [(e['action'], e['result']) for e in h] == [('deploy', 'ok'), ('deploy', 'failed'), ('deploy', 'ok')]
     assert (h[0]['from'], h[0]['to'], h[0]['trigger']) == (old_hash, new_hash, ROOT_TRIGGER)
     assert [e['to'] for e in added(env, mark)] == [new_hash]
-    # An Update with nothing to do is recorded as an update.
+    # An Update with nothing to do changed nothing: no entry, no signal.
+    mark = env.w.mark()
     assert env.update().ok
-    e = history(env, 1)[0]
-    assert (e['action'], e['result'], e['trigger'], e['to']) == ('update', 'ok', ROOT_TRIGGER, new_hash)
-    assert history(env, 2)[1] == h[0]
+    assert env.update(force=False).ok
+    assert history(env) == h
+    assert added(env, mark) == []
 
 
 def test_operator_stop_and_start(vm_env):
@@ -207,3 +209,35 @@ def test_platformctl_vm_history(vm_env):
     assert (e['Action'], e['Trigger'], e['From']) == ('stop', ROOT_TRIGGER, hash_)
     p = ctl(env.bus, 'vm', 'history', '--channel', 'serial')
     assert p.returncode == 64 and "--channel to 'vm logs' only" in p.stderr, p.stderr
+
+
+def test_changes_that_replace_the_vm_record_who_made_them(vm_env):
+    """SetEnv, RemoveEnv and SetSettings are answered before the VM follows;
+    the deploy they cause is recorded under whoever made the change, not
+    "poll"; the next deploy the launcher makes by itself is "poll" again."""
+    env = vm_env()
+
+    def deploy_after(change, trigger):
+        mark = env.w.mark()
+        change()
+        env.w.wait_signal('VmUpdated', since=mark)
+        sig = env.w.wait_signal('HistoryAdded', since=mark)
+        e = dict(zip(FIELDS, sig))
+        assert (e['action'], e['result']) == ('deploy', 'ok'), e
+        assert trigger(e['trigger']), e
+        assert history(env, 1)[0] == e
+        return e
+
+    deploy_after(lambda: env.set_env('HOTKEY_PASSPHRASE', SECRET + 'changed words'),
+                 lambda t: t == ROOT_TRIGGER)
+    env.polkit.allow('org.platform.launcher1.configure')
+    deploy_after(lambda: env.config_call('RemoveEnv', 's', ['VALIDATOR_BASE_URL'], user='nobody'),
+                 lambda t: t.startswith('uid 65534 ('))
+    env.local_env.pop('VALIDATOR_BASE_URL')
+    deploy_after(lambda: env.config_call('SetSettings', 'a{sv}', [{'GuestVmmUrl': ['s', 'http://10.0.2.2:10301/']}]),
+                 lambda t: t == ROOT_TRIGGER)
+    # The API changes and the launcher looks by itself (SIGHUP re-reads the file: nobody's call).
+    env.api.patch_doc(compose_content=NEW_COMPOSE)
+    deploy_after(lambda: env.daemon.send_signal(signal.SIGHUP), lambda t: t == 'poll')
+    log = env.daemon.log_text()
+    assert "Audit: uid 0 (python3, pid %d) set env value 'HOTKEY_PASSPHRASE'." % os.getpid() in log

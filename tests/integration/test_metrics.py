@@ -4,7 +4,9 @@ real daemon on the simulators: the file appears at MetricsPath, parses as the
 text exposition format, is replaced atomically, and follows a deploy."""
 import os
 import re
+import shutil
 import stat
+import subprocess
 import time
 
 import pytest
@@ -58,6 +60,19 @@ def parse_prometheus(text):
         samples[key] = float(value)
         seen_sample.add(name)
     return samples, types
+
+
+PROMTOOL = shutil.which('promtool')  # Debian package prometheus (tests/packages.txt)
+
+
+def promtool_check(path):
+    """Prometheus's own checker and linter of the text format: `promtool check
+    metrics` reads the exposition from stdin, exits non-zero on a problem."""
+    if not PROMTOOL:
+        pytest.skip('promtool not installed (Debian package prometheus)')
+    with open(path, 'rb') as f:
+        p = subprocess.run([PROMTOOL, 'check', 'metrics'], stdin=f, capture_output=True, timeout=30)
+    assert p.returncode == 0, (p.stdout + p.stderr).decode(errors='replace')
 
 
 def read_metrics(path, timeout=15, cond=None):
@@ -119,6 +134,13 @@ def test_metrics_file_follows_a_deploy(vm_env, harness):
     assert abs(check - time.time()) < 60
     assert 0 <= value(samples, 'platform_launcher_vm_last_check_age_seconds', vm='validator_vm') < 60
     assert value(samples, 'platform_launcher_vm_last_update_timestamp_seconds', vm='validator_vm') > 0
+    good = value(samples, 'platform_launcher_vm_last_successful_check_timestamp_seconds', vm='validator_vm')
+    assert abs(good - env.get('LastSuccessfulCheckTimestamp') / SEC) < 0.001 and good > 0
+    assert value(samples, 'platform_launcher_vm_vmm_unreachable', vm='validator_vm') == 0
+    # The Updater's section is there too, disabled without a repository.
+    assert value(samples, 'platform_launcher_updater_state', state='disabled') == 1
+    assert value(samples, 'platform_launcher_updater_state', state='idle') == 0
+    promtool_check(path)
 
     # A new spec: one more deploy, reflected in the file.
     env.api.patch_doc(compose_content='services:\n  validator:\n    image: example/validator:metrics\n')
@@ -167,3 +189,31 @@ def test_bad_metrics_path_is_refused_naming_the_setting(vm_env, bad):
     assert r.error_name == 'org.freedesktop.DBus.Error.InvalidArgs', r
     assert 'MetricsPath' in r.error_message and '.prom' in r.error_message, r
     assert env.config_get('MetricsPath') == ''
+
+
+def test_updater_metrics_reach_the_file(harness, bus, polkit, daemon_binary):
+    """The Updater's section (README, Metrics): its state, the deployed
+    commit, an update found by a check; promtool accepts the file."""
+    from updater_world import World, updater
+    world = World(harness)
+    path = os.path.join(harness.workdir, 'updater.prom')
+    d = harness.daemon(config=world.config(metrics_path=path))
+
+    def has(name, n=None, **labels):
+        return lambda s: s.get((name, frozenset(labels.items()))) == n if n is not None else \
+            (name, frozenset(labels.items())) in s
+    samples, types = read_metrics(path, cond=lambda s: has('platform_launcher_updater_state', 1, state='idle')(s)
+                                  and has('platform_launcher_updater_commit_info', commit=world.first)(s))
+    assert types['platform_launcher_updater_state'] == 'gauge'
+    assert value(samples, 'platform_launcher_updater_state', state='disabled') == 0
+    assert value(samples, 'platform_launcher_updater_update_available') == 0
+    assert value(samples, 'platform_launcher_updater_quarantined') == 0
+    promtool_check(path)
+
+    new = world.release('2')
+    r = updater(d, 'Check')
+    assert r.ok and r.result == (True, new), r
+    samples, _ = read_metrics(path, cond=has('platform_launcher_updater_update_available', 1))
+    assert value(samples, 'platform_launcher_updater_last_check_timestamp_seconds') > 0
+    assert value(samples, 'platform_launcher_updater_commit_info', commit=world.first) == 1
+    promtool_check(path)

@@ -33,7 +33,7 @@ def settings_table():
         text = f.read()
     table = text[text.index('static const SettingInfo settings[] = {'):]
     table = table[:table.index('};')]
-    return re.findall(r'\b(STR|USEC|BOOL|STRV|ARGVV)\("(\w+)"', table)
+    return re.findall(r'\b(STR|USEC|U32|BOOL|STRV|ARGVV)\("(\w+)"', table)
 
 
 def updater_prop(daemon, name):
@@ -46,10 +46,11 @@ def test_list_settings_from_json(daemon, bus):
     p = ctl(bus, 'config', 'set', 'UpdaterRestartUnits', '["validator.service","worker@1.service"]')
     assert p.returncode == 0, p
     assert updater_prop(daemon, 'RestartUnits') == ['validator.service', 'worker@1.service']
-    p = ctl(bus, 'config', 'set', 'UpdaterBuildCommands', '[["make"],["./build.sh","--release"]]')
+    # (each program must be found: no repository here for a "./build.sh")
+    p = ctl(bus, 'config', 'set', 'UpdaterBuildCommands', '[["make"],["sh","build.sh","--release"]]')
     assert p.returncode == 0, p
-    assert updater_prop(daemon, 'BuildCommands') == [['make'], ['./build.sh', '--release']]
-    assert daemon.read_config()['updater_build_commands'] == [['make'], ['./build.sh', '--release']]
+    assert updater_prop(daemon, 'BuildCommands') == [['make'], ['sh', 'build.sh', '--release']]
+    assert daemon.read_config()['updater_build_commands'] == [['make'], ['sh', 'build.sh', '--release']]
     p = ctl(bus, 'config', 'set', 'UpdaterHealthCommand', '["curl","-fsS","http://127.0.0.1:8080/health"]')
     assert p.returncode == 0, p
     assert updater_prop(daemon, 'HealthCommand') == ['curl', '-fsS', 'http://127.0.0.1:8080/health']
@@ -63,9 +64,10 @@ def test_list_settings_from_repeated_arg(daemon, bus):
     assert p.returncode == 0, p
     assert updater_prop(daemon, 'RestartUnits') == ['a.service', 'b.service']
     # For a list of commands, the --arg values are one command's argv (a value may start with '-').
-    p = ctl(bus, 'config', 'set', 'UpdaterRestartCommands', '--arg', 'pm2', '--arg', 'restart', '--arg', '--update-env')
+    p = ctl(bus, 'config', 'set', 'UpdaterRestartCommands', '--arg', 'env', '--arg', 'pm2', '--arg', 'restart',
+            '--arg', '--update-env')
     assert p.returncode == 0, p
-    assert updater_prop(daemon, 'RestartCommands') == [['pm2', 'restart', '--update-env']]
+    assert updater_prop(daemon, 'RestartCommands') == [['env', 'pm2', 'restart', '--update-env']]
     p = ctl(bus, 'config', 'set', '--arg=sh', 'UpdaterHealthCommand', '--arg=health.sh')
     assert p.returncode == 0, p
     assert updater_prop(daemon, 'HealthCommand') == ['sh', 'health.sh']

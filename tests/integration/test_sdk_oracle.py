@@ -179,3 +179,99 @@ def test_sdk_divergences_documented():
         assert h != dstack, obj
     for key in app_compose_object(rand_api_doc(random.Random(3))):
         assert key.isascii() and not key.isdigit()
+
+
+# ---- the KMS's signature of the env-encryption key (issue 18) ------------------------------
+
+def signature_cases(rng, now):
+    """200 cases for verifyEnvEncryptPublicKey / ...Legacy: keys signed as the
+    dstack KMS signs them (kms/src/crypto.rs, by tests/sim/kmscrypto.py), by
+    the right and a wrong signer, v1 and legacy, fresh, stale and future
+    timestamps (kept well away from the 300 s / 60 s edges: the two sides read
+    their clocks a moment apart), and truncated and malformed signatures."""
+    import kmscrypto
+    keys = [kmscrypto.private_from_seed("oracle-kms-%d" % i) for i in range(3)]
+    n = kmscrypto.N
+    cases = []
+
+    def add(kind, pk, sig, app, ts=0):
+        cases.append({"kind": kind, "public_key": pk.hex(), "signature": sig.hex(), "app_id": app.hex(),
+                      "timestamp": ts})
+
+    def mangle(sig, how):
+        r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64]
+        if how == "truncated":
+            return sig[:rng.choice([0, 1, 32, 64])]
+        if how == "extended":
+            return sig + b"\x00"
+        if how == "v+27":
+            return sig[:64] + bytes([v + 27])
+        if how == "v^2":                  # recovery id 2 or 3: r + n is no x coordinate
+            return sig[:64] + bytes([v ^ 2])
+        if how == "v^1":                  # the other point: another signer
+            return sig[:64] + bytes([v ^ 1])
+        if how == "high-s":               # the malleable twin: same signer
+            return sig[:32] + (n - s).to_bytes(32, "big") + bytes([v ^ 1])
+        if how == "r=0":
+            return bytes(32) + sig[32:]
+        if how == "s=0":
+            return sig[:32] + bytes(32) + sig[64:]
+        if how == "r>=n":
+            return (n + rng.randrange(0, 2 ** 256 - n)).to_bytes(32, "big") + sig[32:]
+        if how == "random":
+            return bytes(rng.randrange(256) for _ in range(64)) + bytes([rng.randrange(2)])
+        if how == "bitflip":
+            b = bytearray(sig)
+            b[rng.randrange(64)] ^= 1 << rng.randrange(8)
+            return bytes(b)
+        raise AssertionError(how)
+
+    ages = [10, 120, 1000, 5000, -30, -600]           # fresh, fresh, stale, stale, near future, future
+    hows = ["truncated", "extended", "v+27", "v^2", "v^1", "high-s", "r=0", "s=0", "r>=n", "random", "bitflip"]
+    while len(cases) < 200:
+        app = bytes(rng.randrange(256) for _ in range(20))
+        pk = bytes(rng.randrange(256) for _ in range(32))
+        d = rng.choice(keys)
+        age = rng.choice(ages)
+        ts = now - age
+        v1 = kmscrypto.sign_recoverable(d, kmscrypto.pubkey_message(app, pk, ts))
+        legacy = kmscrypto.sign_recoverable(d, kmscrypto.pubkey_message(app, pk))
+        add("v1", pk, v1, app, ts)
+        add("legacy", pk, legacy, app)
+        how = rng.choice(hows)
+        add("v1", pk, mangle(v1, how), app, ts)
+        add("legacy", pk, mangle(legacy, how), app)
+        # the signature of another message: verifies, to another signer
+        other = bytearray(pk)
+        other[rng.randrange(32)] ^= 1
+        add(rng.choice(["v1", "legacy"]), bytes(other), rng.choice([v1, legacy]), app, ts)
+    return cases[:200]
+
+
+def test_kms_signature_verification_agrees_with_sdk():
+    """Our verification (core/kms-trust.c through tests/unit/kms-tool, with
+    libsecp256k1 and our Keccak-256) against the dstack SDK's
+    verifyEnvEncryptPublicKey (maxAgeSeconds 300) and ...Legacy on 200 cases:
+    the same signer or the same refusal, every time."""
+    import time
+    node_or_skip()
+    tool = os.path.join(os.environ.get("PLATFORM_BUILD_DIR", os.path.join(SRC, "build")), "tests", "unit",
+                        "kms-tool")
+    rng = random.Random(1818)
+    cases = signature_cases(rng, int(time.time()))
+    assert len(cases) == 200
+    request = {"cases": cases}
+    sdk = node("verify-pubkey.mjs", request)
+    ours = json.loads(subprocess.run([tool], input=json.dumps(request).encode(), capture_output=True,
+                                     check=True, timeout=60).stdout)
+    assert len(sdk) == len(ours) == 200
+    disagree = [(c, s, o) for c, s, o in zip(cases, sdk, ours) if s != o]
+    assert disagree == [], "%d disagreements, first: %r" % (len(disagree), disagree[:3])
+    # the cases do cover both answers and both kinds
+    accepted = [s for s in sdk if s]
+    assert 40 < len(accepted) < 160, len(accepted)
+    assert {c["kind"] for c, s in zip(cases, sdk) if s} == {"v1", "legacy"}
+    import kmscrypto
+    signers = {kmscrypto.public_key(kmscrypto.private_from_seed("oracle-kms-%d" % i)).hex() for i in range(3)}
+    assert signers <= set(accepted)                   # right signers recovered
+    assert set(accepted) - signers                    # and wrong ones, as wrong ones

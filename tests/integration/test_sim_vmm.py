@@ -51,6 +51,18 @@ def create(sim, **over):
     return sim.call("CreateVm", config(**over))["id"]
 
 
+wait_until = simlib.wait_until
+
+
+def never(sim, vm_id, status, seconds):
+    """True if the VM does not reach `status` within `seconds`."""
+    try:
+        sim.wait_status(vm_id, status, timeout=seconds)
+    except simlib.SimError:
+        return True
+    return False
+
+
 def env_for(sim, env, app_id=APP_ID):
     pk = sim.call("GetAppEnvEncryptPubKey", {"app_id": app_id})["public_key"]
     return simlib.encrypt_env(pk, env)
@@ -112,6 +124,19 @@ def test_unknown_method_and_prefix(vmm):
     assert st == 200 and json.loads(body)["version"] == "0.5.7"
     assert vmm.prpc("Teepod.Version") == (200, {"version": "0.5.7", "rev": "sim"})
     assert [c["method"] for c in vmm.calls()][-1] == "Version"
+
+
+def test_post_with_a_json_content_type_is_json(vmm):
+    # ra-rpc rocket_helper.rs (v0.5.5 :328): is_json = ?json || content_type.is_json()
+    for ct in ("application/json", "application/json; charset=utf-8", "Application/JSON"):
+        st, h, body = vmm.request("POST", "/prpc/Version", b"{}", {"Content-Type": ct})
+        assert (st, json.loads(body)) == (200, {"version": "0.5.7", "rev": "sim"}), ct
+    st, _, body = vmm.request("POST", "/prpc/StartVm", b'{"id": "nope"}',
+                              {"Content-Type": "application/json"})
+    assert (st, json.loads(body)) == (400, {"error": "VM not found: nope"})
+    for ct in ("text/plain", "application/jsonx", "application/octet-stream"):
+        st, _, _ = vmm.request("POST", "/prpc/Version", b"{}", {"Content-Type": ct})
+        assert st == 400, ct                         # protobuf, which the simulator does not speak
 
 
 def test_empty_body_means_defaults_and_get(vmm):
@@ -335,50 +360,115 @@ def test_meta_images_version(tmp_path):
 
 # ---- lifecycle --------------------------------------------------------------------
 
-def test_shutdown_is_graceful_and_async_and_ends_exited(vmm):
-    # main_service.rs shutdown_vm asks the guest and returns; `started` stays
-    # set, so once the guest is down the status is `exited` (app/vm_info.rs)
-    vmm.config(shutdown_seconds=0.4, auto_restart_seconds=-1)
+def test_shutdown_is_graceful_and_async_and_ends_stopped_by_default(vmm):
+    # v0.5.5/HEAD main_service.rs shutdown_vm asks the guest agent and returns;
+    # the agent reports "powering off" (guest-agent guest_api_service.rs
+    # shutdown) and app.rs vm_event_report clears `started`: stopping -> stopped
+    vmm.config(shutdown_seconds=0.4, auto_restart_seconds=0.2)
+    assert vmm.config()["guest_shutdown_notify"] is True
     vm_id = create(vmm)
     t0 = time.monotonic()
     assert vmm.call("ShutdownVm", {"id": vm_id}) is None
     assert time.monotonic() - t0 < 0.3           # returns before the VM is down
     info = vmm.call("GetInfo", {"id": vm_id})["info"]
-    assert info["status"] == "running" and info["configuration"]["stopped"] is False
-    vmm.wait_status(vm_id, "exited", 5)
+    assert info["status"] == "stopping" and info["shutdown_progress"] == "powering off"
+    assert info["configuration"]["stopped"] is True
+    vmm.wait_status(vm_id, "stopped", 5)
     assert time.monotonic() - t0 >= 0.4
     v = vmm.vm(vm_id)
-    assert v["started"] is True and v["process_running"] is False
-    # the exact time the guest went down: ShutdownVm's receipt + 0.4 s
+    assert v["started"] is False and v["process_running"] is False
     [call] = vmm.calls("ShutdownVm")
     assert abs(v["process_stopped_mono"] - (call["mono"] + 0.4)) < 0.1
-    assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
+    # `started` is clear: auto-restart (0.2 s here) leaves it alone
+    assert never(vmm, vm_id, "running", 0.6)
+    assert vmm.vm(vm_id)["boot_count"] == 1 and vmm.vm(vm_id)["auto_restart_count"] == 0
     with pytest.raises(PrpcError, match="not running"):
         vmm.call("ShutdownVm", {"id": vm_id})
-    # StopVm clears `started`: exited -> stopped
-    vmm.call("StopVm", {"id": vm_id})
-    assert vmm.status_of(vm_id) == "stopped"
+    # HEAD app.rs vm_event_report keeps the event in VmInfo.events (>= 0.5.6)
+    assert {"event": "shutdown.progress", "body": "powering off"} in [
+        {k: e[k] for k in ("event", "body")} for e in v["events"]]
 
 
-def test_shutdown_with_guest_notification_ends_stopped(vmm):
-    # guest-agent guest_api_service.rs shutdown: notify "powering off" first;
-    # app.rs vm_event_report then clears `started`: stopping -> stopped
-    vmm.config(shutdown_seconds=0.3, guest_shutdown_notify=True)
+def test_shutdown_with_the_notification_lost_ends_exited(vmm):
+    # The fault: the agent's notify_host(...).ok() failed, `started` stays set,
+    # the guest is down = `exited` (app/vm_info.rs), and auto-restart boots it
+    vmm.config(shutdown_seconds=0.3, auto_restart_seconds=-1, guest_shutdown_notify=False)
     vm_id = create(vmm)
     vmm.call("ShutdownVm", {"id": vm_id})
     info = vmm.call("GetInfo", {"id": vm_id})["info"]
-    assert info["status"] == "stopping" and info["shutdown_progress"] == "powering off"
+    assert info["status"] == "running" and info["configuration"]["stopped"] is False
+    assert info["shutdown_progress"] == ""
+    vmm.wait_status(vm_id, "exited", 5)
+    v = vmm.vm(vm_id)
+    assert v["started"] is True and v["process_running"] is False
+    assert v["exited_at"] != "never" and v["configuration"]["stopped"] is False
+    # StopVm clears `started`: exited -> stopped
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+    # and with auto-restart on, an exited VM boots again
+    vmm.config(auto_restart_seconds=0.2)
+    vmm.call("StartVm", {"id": vm_id})
+    vmm.call("ShutdownVm", {"id": vm_id})
+    wait_until(lambda: vmm.vm(vm_id)["auto_restart_count"] == 1, 5, "an auto-restart")
+    assert vmm.status_of(vm_id) == "running"
+
+
+def test_shutdown_notification_lost_per_vm(vmm):
+    vmm.config(shutdown_seconds=0, auto_restart_seconds=-1)
+    lost, ok = create(vmm, name="lost"), create(vmm, name="ok", ports=[])
+    vmm.set_vm(lost, guest_shutdown_notify=False)
+    vmm.call("ShutdownVm", {"id": lost})
+    vmm.call("ShutdownVm", {"id": ok})
+    assert (vmm.status_of(lost), vmm.status_of(ok)) == ("exited", "stopped")
+    assert vmm.vm(lost)["guest_shutdown_notify"] is False
+    vmm.set_vm(lost, guest_shutdown_notify=None)     # back to the global setting
+    assert vmm.vm(lost)["guest_shutdown_notify"] is None
+
+
+def test_cli_no_guest_shutdown_notify_and_app_stop(tmp_path):
+    with simlib.start_vmm(tmp_path, no_guest_shutdown_notify=True, app_stop_seconds=0.5) as sim:
+        c = sim.config()
+        assert c["guest_shutdown_notify"] is False and c["app_stop_seconds"] == 0.5
+
+
+def test_v055_guest_stops_the_app_before_powering_off(vmm):
+    # v0.5.5 guest-agent guest_api_service.rs shutdown: "stopping app",
+    # `systemctl stop app-compose`, then "powering off" and poweroff. While
+    # the app stops, the VM is still `running` (started, process up).
+    vmm.config(app_stop_seconds=0.5, shutdown_seconds=0.2)
+    vm_id = create(vmm)
+    t0 = time.monotonic()
+    vmm.call("ShutdownVm", {"id": vm_id})
+    info = vmm.call("GetInfo", {"id": vm_id})["info"]
+    assert info["status"] == "running" and info["shutdown_progress"] == "stopping app"
+    vmm.wait_status(vm_id, "stopping", 5)
+    assert time.monotonic() - t0 >= 0.5
+    assert vmm.call("GetInfo", {"id": vm_id})["info"]["shutdown_progress"] == "powering off"
     vmm.wait_status(vm_id, "stopped", 5)
-    assert vmm.vm(vm_id)["started"] is False
+    v = vmm.vm(vm_id)
+    [call] = vmm.calls("ShutdownVm")
+    assert abs(v["process_stopped_mono"] - (call["mono"] + 0.7)) < 0.1
+    bodies = [e["body"] for e in v["events"] if e["event"] == "shutdown.progress"]
+    assert bodies == ["stopping app", "powering off"]
+
+
+def test_stop_during_the_app_stop_is_final(vmm):
+    vmm.config(app_stop_seconds=0.3, auto_restart_seconds=0.1)
+    vm_id = create(vmm)
+    vmm.call("ShutdownVm", {"id": vm_id})
+    vmm.call("StopVm", {"id": vm_id})
+    assert vmm.status_of(vm_id) == "stopped"
+    assert never(vmm, vm_id, "running", 0.6)
+    assert vmm.vm(vm_id)["shutdown_progress"] == "stopping app"
 
 
 def test_shutdown_per_vm_and_forever_then_stop(vmm):
-    vmm.config(auto_restart_seconds=-1)
+    vmm.config(auto_restart_seconds=-1, guest_shutdown_notify=False)
     vm_id = create(vmm)
     vmm.set_vm(vm_id, shutdown_seconds=-1)          # guest ignores the request
     vmm.call("ShutdownVm", {"id": vm_id})
     assert vmm.status_of(vm_id) == "running"
-    other = create(vmm, name="other")
+    other = create(vmm, name="other", ports=[])
     vmm.call("ShutdownVm", {"id": other})           # global 0.2 s
     vmm.wait_status(other, "exited", 5)
     assert vmm.status_of(vm_id) == "running"
@@ -589,6 +679,55 @@ def test_port_conflicts_from_060(vmm):
     assert st == 400 and res["error"].startswith("duplicate host port mapping: tcp")
 
 
+def test_a_held_host_port_makes_the_second_qemu_exit_up_to_0511(vmm):
+    # v0.5.5 app/qemu.rs: every mapping is a QEMU `hostfwd`; nothing checks
+    # them across VMs, and a QEMU whose bind fails exits at start: `exited`
+    vmm.config(auto_restart_seconds=0.3)
+    a = create(vmm, name="a")
+    b = create(vmm, name="b")
+    vb = vmm.vm(b)
+    assert vb["status"] == "exited" and vb["boot_error"] == "" and vb["env"] is None, vb
+    st, _, body = vmm.request("GET", "/logs?id=%s&ch=stderr" % b)
+    assert "Could not set up host forwarding rule 'tcp:127.0.0.1:8080-:80'" in body.decode()
+    assert vmm.status_of(a) == "running"
+    # the old QEMU gone, auto-restart boots the new one
+    vmm.call("StopVm", {"id": a})
+    vmm.wait_status(b, "running", 5)
+    assert vmm.vm(b)["auto_restart_count"] >= 1
+    # what conflicts: same protocol and port, address equal or unspecified
+    for ports, clash in (([dict(PORT, host_address="0.0.0.0")], True),
+                         ([dict(PORT, host_address="::")], True),
+                         ([dict(PORT, host_address="127.0.0.2")], False),
+                         ([dict(PORT, protocol="udp", host_address="127.0.0.1")], False),
+                         ([dict(PORT, host_port=8081, host_address="")], False)):
+        c = create(vmm, name="c", ports=ports)
+        assert vmm.status_of(c) == ("exited" if clash else "running"), ports
+        vmm.call("StopVm", {"id": c})
+        vmm.call("RemoveVm", {"id": c})
+    # port 0 is an ephemeral port for each QEMU; a stopped VM holds nothing
+    z1 = create(vmm, name="z1", ports=[dict(PORT, host_port=0, host_address="")])
+    z2 = create(vmm, name="z2", ports=[dict(PORT, host_port=0, host_address="")])
+    assert vmm.status_of(z1) == vmm.status_of(z2) == "running"
+    vmm.call("StopVm", {"id": b})
+    d = create(vmm, name="d")
+    assert vmm.status_of(d) == "running"
+
+
+def test_a_stopped_vm_still_holds_its_host_port_at_060(vmm):
+    # HEAD validate_port_mapping_conflicts: every VM in the state, whatever its status
+    vmm.config(version="0.6.0", auto_restart_seconds=-1)
+    a = create(vmm, name="a")
+    vmm.call("StopVm", {"id": a})
+    st, res = vmm.prpc("CreateVm", config(name="b"))
+    assert st == 400 and res["error"] == ("host port mapping conflicts with VM %s: tcp 127.0.0.1:8080" % a)
+    st, res = vmm.prpc("CreateVm", config(name="b", ports=[dict(PORT, host_address="0.0.0.0")]))
+    assert st == 400 and "conflicts with VM " + a in res["error"]
+    assert vmm.call("CreateVm", config(name="b", ports=[dict(PORT, host_address="127.0.0.2")]))
+    vmm.call("RemoveVm", {"id": a})
+    vmm.wait_status(a, None, 5)
+    assert vmm.call("CreateVm", config(name="c"))
+
+
 # ---- KMS and env ---------------------------------------------------------------
 
 def test_vector_decrypts():
@@ -667,6 +806,41 @@ def test_no_kms(vmm):
     assert vmm.status_of(vm_id) == "exited"
 
 
+def test_kms_url_is_the_top_level_setting(vmm):
+    # v0.5.5..HEAD app.rs kms_client: GetAppEnvEncryptPubKey asks the top-level
+    # `kms_url`; `[cvm] kms_urls` (GetMeta, the guests' KMS) does not count
+    vmm.config(kms_url="")
+    with pytest.raises(PrpcError, match="400: KMS is not configured$"):
+        vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    meta = vmm.call("GetMeta")["kms"]
+    assert meta["url"] and meta["urls"] == [meta["url"]]
+    # the guests still get keys from [cvm] kms_urls: an env boots
+    compose = simlib.app_compose(allowed_envs=["A"])
+    pk = vmm.kms_key(simlib.app_id_of(compose))["public_key"]
+    v = vmm.vm(create(vmm, ports=[], compose_file=compose, encrypted_env=simlib.encrypt_env(pk, {"A": "1"})))
+    assert v["status"] == "running" and v["env"] == {"A": "1"}
+    # and the other way round: kms_url set, no [cvm] kms_urls: GetMeta has none,
+    # a VM without its own kms_urls cannot get its env key
+    vmm.config(kms_url="http://127.0.0.1:2/kms", kms_urls=[])
+    assert vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})["public_key"]
+    assert vmm.call("GetMeta")["kms"] == {"url": "", "urls": []}
+    assert "KMS is not configured" in boot_error_of(vmm, ports=[], encrypted_env="00" * 80)
+    v = vmm.vm(create(vmm, ports=[], compose_file=compose, kms_urls=["http://127.0.0.1:3/kms"],
+                      encrypted_env=simlib.encrypt_env(pk, {"A": "2"})))
+    assert v["status"] == "running" and v["env"] == {"A": "2"}
+    c = vmm.config()
+    assert (c["kms_url"], c["kms_urls"], c["kms"]) == ("http://127.0.0.1:2/kms", [], True)
+    st, _, _ = vmm.request("POST", "/_sim/config", {"kms_urls": "x"})
+    assert st == 400
+
+
+def test_kms_url_cli(tmp_path):
+    with simlib.start_vmm(tmp_path, kms_url="", kms_urls=["http://a/kms", "http://b/kms"]) as sim:
+        with pytest.raises(PrpcError, match="KMS is not configured"):
+            sim.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+        assert sim.call("GetMeta")["kms"] == {"url": "http://a/kms", "urls": ["http://a/kms", "http://b/kms"]}
+
+
 def random_env(rng, n):
     env = {}
     for _ in range(n):
@@ -683,7 +857,7 @@ def test_random_envs_roundtrip(vmm):
         allowed = [k for k in env if rng.random() < 0.6] + ["NOT_SENT"]
         compose = simlib.app_compose(allowed_envs=allowed, name="vm%d" % i)
         app_id = simlib.app_id_of(compose)
-        vm_id = create(vmm, name="vm%d" % i, compose_file=compose,
+        vm_id = create(vmm, name="vm%d" % i, ports=[], compose_file=compose,
                        encrypted_env=env_for(vmm, env, app_id))
         v = vmm.vm(vm_id)
         assert v["status"] == "running", v["boot_error"]
@@ -714,28 +888,78 @@ def test_guest_rejects_wrong_key_and_corruption(vmm):
 
 
 def test_guest_rules(vmm):
-    pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})["public_key"]
+    # v0.5.5/HEAD dstack-util/src/parse_env_file.rs parse_env, its messages
+    def boot(env, allowed):
+        compose = simlib.app_compose(allowed_envs=allowed)
+        pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
+        return create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, env), ports=[])
 
-    def enc(env):
-        return simlib.encrypt_env(pk, env)
+    def error(env, allowed):
+        v = vmm.vm(boot(env, allowed))
+        assert v["status"] == "exited" and v["env"] is None, v
+        return v["boot_error"]
 
-    many = [("K%d" % i, "v") for i in range(1025)]
-    assert "too many" in boot_error_of(vmm, encrypted_env=enc(many))
-    ok_many = [("K%d" % i, "v") for i in range(1024)]
-    assert vmm.vm(create(vmm, encrypted_env=enc(ok_many)))["status"] == "running"
+    keys = ["K%d" % i for i in range(1025)]
+    assert error([(k, "v") for k in keys], keys) == "Too many environment variables: 1025"
+    # MAX_ITEMS counts every entry, listed or not
+    assert error([(k, "v") for k in keys], ["K0"]) == "Too many environment variables: 1025"
+    v = vmm.vm(boot([(k, "v") for k in keys[:1024]], keys))
+    assert v["status"] == "running" and len(v["env"]) == 1024
     big = [("K%d" % i, "x" * (120 * 1024)) for i in range(9)]        # > 1 MiB
-    assert "1 MiB" in boot_error_of(vmm, encrypted_env=enc(big))
-    assert "value too large" in boot_error_of(vmm, encrypted_env=enc({"A": "x" * (128 * 1024 + 1)}))
-    v = vmm.vm(create(vmm, encrypted_env=enc({"HOTKEY_PASSPHRASE": "x" * (128 * 1024)})))
+    assert error(big, keys) == "Environment variables total size too large"
+    assert error({"A": "x" * (128 * 1024 + 1)}, ["A"]) == "Environment variable value too long for key: A"
+    v = vmm.vm(boot({"HOTKEY_PASSPHRASE": "x" * (128 * 1024)}, ["HOTKEY_PASSPHRASE"]))
     assert v["status"] == "running" and len(v["env"]["HOTKEY_PASSPHRASE"]) == 128 * 1024
-    for key in ("1ABC", "A-B", "", "A B", "K" * 256):
-        assert "invalid env key" in boot_error_of(vmm, encrypted_env=enc({key: "v"})), key
-    assert vmm.vm(create(vmm, encrypted_env=enc({"_" + "K" * 254: "v"})))["status"] == "running"
-    assert "not valid JSON" in boot_error_of(vmm, encrypted_env=enc(b"not json"))
-    v = vmm.vm(create(vmm, encrypted_env=enc({"HOTKEY_PASSPHRASE": "p", "EVIL": "x"})))
+    for key in ("1ABC", "A-B", "", "A B"):
+        assert error({key: "v"}, [key]) == "Invalid env key: " + key, key
+    assert error({"K" * 256: "v"}, ["K" * 256]) == "Environment variable name too long: " + "K" * 256
+    assert vmm.vm(boot({"_" + "K" * 254: "v"}, ["_" + "K" * 254]))["status"] == "running"
+    assert error(b"not json", ["A"]).startswith("Failed to parse env")
+    assert error(b'{"env":[{"key":"A","value":1}]}', ["A"]).startswith("Failed to parse env")
+    v = vmm.vm(boot({"HOTKEY_PASSPHRASE": "p", "EVIL": "x"}, ["HOTKEY_PASSPHRASE"]))
     assert v["env"] == {"HOTKEY_PASSPHRASE": "p"} and v["env_dropped"] == ["EVIL"]
     v = vmm.vm(create(vmm))                                          # no env at all
     assert v["status"] == "running" and v["env"] == {}
+
+
+def test_guest_skips_unlisted_keys_before_any_rule(vmm):
+    # parse_env_file.rs: `if !allowed.contains(&key) { warn!(...); continue; }`
+    # comes before the name, value, syntax and total checks
+    compose = simlib.app_compose(allowed_envs=["HOTKEY_PASSPHRASE"])
+    pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
+    env = [("HOTKEY_PASSPHRASE", "p"), ("1-bad key", "v"), ("K" * 300, "v"),
+           ("BIG", "x" * (128 * 1024 + 1))] + [("U%d" % i, "x" * (120 * 1024)) for i in range(9)]
+    v = vmm.vm(create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, env)))
+    assert v["status"] == "running" and v["boot_error"] == "", v["boot_error"]
+    assert v["env"] == {"HOTKEY_PASSPHRASE": "p"}
+    assert v["env_dropped"] == [k for k, _ in env[1:]]
+
+
+def test_guest_refuses_a_key_with_a_trailing_newline(vmm):
+    # Rust regex `^[a-zA-Z_][a-zA-Z0-9_]*$` does not match "K\n" ($ = end of
+    # text); Python's re.match with `$` would
+    for key in ("K\n", "K\r\n", "\nK"):
+        compose = simlib.app_compose(allowed_envs=[key])
+        pk = vmm.call("GetAppEnvEncryptPubKey", {"app_id": simlib.app_id_of(compose)})["public_key"]
+        v = vmm.vm(create(vmm, compose_file=compose, encrypted_env=simlib.encrypt_env(pk, {key: "v"})))
+        assert v["status"] == "exited" and v["boot_error"] == "Invalid env key: " + key, (key, v["boot_error"])
+    assert vmm_sim.guest_env(simlib.env_plaintext({"K": "v"}), {"K"}) == ({"K": "v"}, [])
+
+
+def test_key_provider_id_must_be_hex(vmm):
+    # dstack-types AppCompose key_provider_id: serde_human_bytes hex (hex 0.4
+    # FromHex: odd length first, then each byte; no 0x prefix)
+    for kp in ("", "00ff", "ABcd" * 8):
+        assert create(vmm, compose_file=simlib.app_compose(key_provider_id=kp))
+        assert vmm.call("GetComposeHash", config(compose_file=simlib.app_compose(key_provider_id=kp)))
+    for kp, err in (("0", "Odd number of digits"), ("0x00", "Invalid character 'x' at position 1"),
+                    ("zz", "Invalid character 'z' at position 0"), ("0\n", "Invalid character '\\n' at position 1"),
+                    (12, "invalid type: integer `12`, expected a string"),
+                    (None, "invalid type: null, expected a string")):
+        st, res = vmm.prpc("CreateVm", config(compose_file=simlib.app_compose(key_provider_id=kp)))
+        assert st == 400 and res["error"].endswith("Failed to read compose file\n    1: " + err), (kp, res)
+        st, res = vmm.prpc("GetComposeHash", config(compose_file=simlib.app_compose(key_provider_id=kp)))
+        assert st == 400 and res["error"] == "Invalid compose file\n\nCaused by:\n    " + err, (kp, res)
 
 
 # ---- control API ---------------------------------------------------------------------
@@ -776,9 +1000,12 @@ def test_logs(tmp_path):
         assert len(body.decode().splitlines()) == 1
         st, _, body = sim.request("GET", "/logs?id=%s&ansi=true" % vm_id)
         assert b"\x1b[" in body
-        # v0.5.5..v0.5.11 main_routes.rs vm_logs: errors are 200 with text
-        st, _, body = sim.request("GET", "/logs?id=nope")
-        assert st == 200 and b"No such file or directory" in body
+        # v0.5.5..v0.5.11 main_routes.rs vm_logs: always 200; an unknown id
+        # tails a file that does not exist: the tailf crate's `tail` prints
+        # nothing on stdout (stderr is /dev/null), so the body is empty
+        for q in ("", "&follow=false", "&follow=true", "&follow=true&lines=5&ch=stderr"):
+            st, h, body = sim.request("GET", "/logs?id=nope" + q)
+            assert (st, body) == (200, b"") and h["content-type"].startswith("text/plain"), (q, st, body)
         st, _, body = sim.request("GET", "/logs?id=%s&ch=bogus" % vm_id)
         assert (st, body) == (200, b"Unknown channel bogus")
         # HEAD: 404 / 400
@@ -962,6 +1189,37 @@ def test_kms_pubkey_signatures(vmm):
     assert kmscrypto.recover(digest, bytes.fromhex(r["signature"])) != signer
 
 
+def test_kms_signer_key_timestamp_and_overrides(vmm, tmp_path):
+    # HEAD kms/src/main_service.rs get_app_env_encrypt_pub_key: the KMS's k256
+    # key signs; the simulator's is configurable (--kms-signer-key / kms_signer_key)
+    import kmscrypto
+    key = "11" * 32
+    vmm.config(kms_signer_key=key)
+    d = int(key, 16)
+    assert vmm.config()["kms_signer_public_key"] == kmscrypto.public_key(d).hex()
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    pub, app = bytes.fromhex(r["public_key"]), bytes.fromhex(APP_ID)
+    assert abs(r["timestamp"] - time.time()) < 5
+    assert kmscrypto.recover(kmscrypto.pubkey_message(app, pub, r["timestamp"]),
+                             bytes.fromhex(r["signature_v1"])) == kmscrypto.public_key(d)
+    vmm.config(kms_timestamp_offset=-1000)
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert abs(r["timestamp"] - (time.time() - 1000)) < 5
+    assert kmscrypto.recover(kmscrypto.pubkey_message(app, pub, r["timestamp"]),
+                             bytes.fromhex(r["signature_v1"])) == kmscrypto.public_key(d)
+    vmm.config(kms_signature_v1_override="00" * 64, kms_signature_override="zz")
+    r = vmm.call("GetAppEnvEncryptPubKey", {"app_id": APP_ID})
+    assert (r["signature_v1"], r["signature"]) == ("00" * 64, "zz")
+    vmm.config(kms_signer_key=None, kms_signature_v1_override=None, kms_signature_override=None)
+    seed_signer = kmscrypto.public_key(kmscrypto.private_from_seed(simlib.DEFAULT_KMS_SEED)).hex()
+    assert vmm.config()["kms_signer_public_key"] == seed_signer
+    for bad in ("00" * 32, "xx", "ff" * 32):
+        st, _, _ = vmm.request("POST", "/_sim/config", {"kms_signer_key": bad})
+        assert st == 400, bad
+    with simlib.start_vmm(tmp_path, kms_signer_key="22" * 32) as sim:
+        assert sim.config()["kms_signer_public_key"] == kmscrypto.public_key(int("22" * 32, 16)).hex()
+
+
 def test_auto_restart(vmm):
     vmm.config(auto_restart_seconds=0.1)
     vm_id = create(vmm)
@@ -979,9 +1237,11 @@ def test_auto_restart(vmm):
 
 
 def test_auto_restart_on_by_default_after_shutdown(tmp_path):
-    # the sample vmm.toml has [cvm.auto_restart] enabled = true; ShutdownVm
-    # leaves `started`, so the VMM boots the VM again after the delay
-    with simlib.start_vmm(tmp_path, shutdown_seconds=0.1, auto_restart_seconds=0.6) as sim:
+    # the sample vmm.toml has [cvm.auto_restart] enabled = true; a ShutdownVm
+    # whose "powering off" notification is lost (the fault) leaves `started`,
+    # so the VMM boots the VM again after the delay
+    with simlib.start_vmm(tmp_path, shutdown_seconds=0.1, auto_restart_seconds=0.6,
+                          no_guest_shutdown_notify=True) as sim:
         assert sim.config()["auto_restart_enabled"] is True
         vm_id = create(sim)
         t0 = time.monotonic()
@@ -1004,7 +1264,7 @@ def test_default_delay_and_no_auto_restart_flag(tmp_path):
 
 
 def test_stop_after_exit_prevents_auto_restart(vmm):
-    vmm.config(shutdown_seconds=0.05, auto_restart_seconds=0.3)
+    vmm.config(shutdown_seconds=0.05, auto_restart_seconds=0.3, guest_shutdown_notify=False)
     vm_id = create(vmm)
     vmm.call("ShutdownVm", {"id": vm_id})
     vmm.wait_status(vm_id, "exited", 5)

@@ -1,12 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Updater.Apply with real git, real child processes, the real daemon, and the
-systemd stand-in on the private bus: order, failures, rollback, quarantine."""
+"""Updater.Apply with real git, real child processes, the real daemon, and a
+real systemd manager on the private bus (real_systemd.py) whose units are
+restarted: order, failures, rollback, quarantine. The stand-in
+(tests/sim/systemd_sim.py) only injects what a real manager will not do on
+demand: a job that never ends."""
 import os
 
 import pytest
 
 import harness as H
-from updater_world import World, updater, prop, wait_prop, state_file, updater_signals
+from real_systemd import real_systemd  # noqa: F401 (the fixture)
+from updater_world import World, RealUnits, updater, prop, wait_prop, state_file, updater_signals
 
 FAILED = 'org.platform.Launcher1.Error.Failed'
 
@@ -17,7 +21,12 @@ def world(harness, bus, polkit, daemon_binary):
 
 
 @pytest.fixture
-def systemd(harness, bus):
+def systemd(world, real_systemd):
+    return RealUnits(real_systemd, world)
+
+
+@pytest.fixture
+def systemd_sim(harness, bus):
     return harness.systemd()
 
 
@@ -64,7 +73,7 @@ def test_failing_unit_job_rolls_back(harness, world, systemd):
     with updater_signals(d) as sc:
         r = updater(d, 'Apply', 'a{sv}', [{}])
         assert not r.ok and r.error_name == FAILED, r
-        assert 'restart of validator ended with job result "failed"' in r.error_message, r.error_message
+        assert 'restart of validator.service ended with job result "failed"' in r.error_message, r.error_message
         assert 'rolled back' in r.error_message
         s = sc.wait_for(lambda s: s.member == 'UpdateFailed')
         assert s.args[0] == new and s.args[2] is True
@@ -98,9 +107,9 @@ def test_failed_rollback_leaves_failed_and_converges_later(harness, world, syste
     assert world.actions()[-2:] == ['build 1', 'restart 1']
 
 
-def test_unit_job_that_never_ends_times_out(harness, world, systemd):
+def test_unit_job_that_never_ends_times_out(harness, world, systemd_sim):
     world.release('2')
-    systemd.hang_unit('validator.service')
+    systemd_sim.hang_unit('validator.service')
     d = harness.daemon(config=world.config(updater_restart_units=['validator'],
                                            updater_command_timeout_usec=500000))
     wait_prop(d, 'CurrentCommit', lambda v: v == world.first)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from updater_world import (World, git, updater, prop, wait_prop, wait_file, apply_async, state_file,
+from real_systemd import real_systemd  # noqa: F401 (the fixture)
+from updater_world import (World, RealUnits, git, updater, prop, wait_prop, wait_file, apply_async, state_file,
                            updater_signals)
 
 
@@ -19,8 +20,8 @@ def world(harness, bus, polkit, daemon_binary):
 
 
 @pytest.fixture
-def systemd(harness, bus):
-    return harness.systemd()
+def systemd(world, real_systemd):
+    return RealUnits(real_systemd, world)
 
 
 def started(world):
@@ -40,6 +41,8 @@ def test_sigkill_during_update_then_start_converges(harness, world, systemd, ste
         world.block('health')
     t, out = apply_async(d)
     wait_prop(d, 'Operation', lambda v: v == step)
+    if step == 'restart':   # the unit's start job really runs (and hangs) before the kill
+        systemd.wait_restarted('validator.service')
     assert state_file(d)['transaction']['to'] == new
     d.kill()
     t.join(10)

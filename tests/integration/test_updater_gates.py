@@ -12,7 +12,7 @@ import time
 import pytest
 
 import harness as H
-from updater_world import World, updater, prop, wait_prop, wait_file, apply_async, updater_signals, tree_state
+from updater_world import World, git, updater, prop, wait_prop, wait_file, apply_async, updater_signals, tree_state
 
 sys.path.insert(0, os.path.join(H.SOURCE_DIR, 'tests', 'sim'))
 import simlib  # noqa: E402
@@ -215,3 +215,54 @@ def test_external_flock_holder_is_busy(harness, world):
             assert 'platform-launcher-update.lock' in r.error_message
         assert world.head() == world.first
     assert updater(d, 'Apply', 'a{sv}', [{}]).ok
+
+
+def test_not_a_fast_forward_defers_unless_forced_or_named(harness, world):
+    """D11: a release branch force-pushed back to an older (still valid) commit
+    is a downgrade: deferred "not a fast-forward", unless Apply is forced or
+    Rollback names the commit."""
+    second = world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    assert updater(d, 'Apply', 'a{sv}', [{}]).result == (world.first, second)
+    git(world.dev, 'reset', '--quiet', '--hard', world.first)
+    git(world.dev, 'push', '--quiet', '--force', 'origin', 'release')
+    world.clear_actions()
+    before = tree_state(world)
+    r = updater(d, 'Apply', 'a{sv}', [{'dry-run': ['b', True]}])
+    assert not r.ok and r.error_name == DEFERRED and 'not a fast-forward' in r.error_message, r
+    with updater_signals(d) as sc:
+        r = updater(d, 'Apply', 'a{sv}', [{}])
+        assert not r.ok and r.error_name == DEFERRED, r
+        assert 'not a fast-forward' in r.error_message and second[:12] in r.error_message, r.error_message
+        s = sc.wait_for(lambda s: s.member == 'UpdateDeferred')
+        assert 'not a fast-forward' in s.args[0] and s.args[1] == world.first
+    assert prop(d, 'State') == 'deferred'
+    assert [g for g, _, _ in prop(d, 'DeferReasons')] == ['fast-forward']
+    assert tree_state(world) == before and world.actions() == []
+    # a branch that diverged (a new commit on the older base) is no fast-forward either
+    other = world.release('2b')
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == DEFERRED and 'not a fast-forward' in r.error_message, r
+    # forced: Apply takes the diverged head
+    r = updater(d, 'Apply', 'a{sv}', [{'force': ['b', True]}])
+    assert r.ok and r.result == (second, other), r
+    assert world.head() == other and prop(d, 'State') == 'idle' and prop(d, 'DeferReasons') == []
+    # the operator names an older commit: Rollback takes it
+    r = updater(d, 'Rollback', 's', [world.first])
+    assert r.ok and r.result == (other, world.first), r
+    assert world.head() == world.first
+
+
+def test_automatic_update_defers_a_downgrade(harness, world):
+    second = world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    assert updater(d, 'Apply', 'a{sv}', [{}]).ok
+    git(world.dev, 'reset', '--quiet', '--hard', world.first)
+    git(world.dev, 'push', '--quiet', '--force', 'origin', 'release')
+    with updater_signals(d) as sc:
+        assert updater(d, 'SetAutoUpdate', 'b', [True]).ok
+        s = sc.wait_for(lambda s: s.member == 'UpdateDeferred', timeout=30)
+        assert 'not a fast-forward' in s.args[0]
+    assert world.head() == second and prop(d, 'CurrentCommit') == second

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from updater_world import World, updater, prop, wait_prop, updater_signals
+from real_systemd import real_systemd  # noqa: F401 (the fixture)
+from updater_world import World, RealUnits, updater, prop, wait_prop, updater_signals
 from ctl_helpers import ctl
 
 FIELDS = ('timestamp', 'kind', 'action', 'trigger', 'from', 'to', 'result', 'reason', 'duration')
@@ -184,10 +185,10 @@ def test_platformctl_updater_history(harness, world):
     assert p.returncode == 64 and "'updater history'" in p.stderr, p.stderr
 
 
-def test_failed_rollback_retried_is_recorded_once(harness, world):
+def test_failed_rollback_retried_is_recorded_once(harness, world, real_systemd):
     """A rollback that fails is retried at every interval: each failure that
     repeats the last one is not recorded again; the retry that succeeds is."""
-    systemd = harness.systemd()
+    systemd = RealUnits(real_systemd, world)
     new = world.release('2')
     for _ in range(4):   # forward, rollback, and two retries fail; the third retry succeeds
         systemd.fail_unit('validator', 'failed')

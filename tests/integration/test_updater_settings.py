@@ -10,6 +10,7 @@ UPDATER = 'org.platform.Launcher1.Updater'
 
 GOOD = {
     'UpdaterRepository': ['s', '/srv/validator'],
+    'UpdaterUser': ['s', 'daemon'],
     'UpdaterRemote': ['s', 'upstream'],
     'UpdaterBranch': ['s', 'stable'],
     'UpdaterIntervalUSec': ['t', 120000000],
@@ -19,7 +20,7 @@ GOOD = {
     'UpdaterApiUnreachable': ['s', 'idle'],
     'UpdaterBuildCommands': ['aas', [['make', 'all'], ['/usr/bin/true']]],
     'UpdaterRestartUnits': ['as', ['validation-api.service', 'validator']],
-    'UpdaterRestartCommands': ['aas', [['pm2', 'restart', 'validator']]],
+    'UpdaterRestartCommands': ['aas', [['/usr/bin/env', 'pm2', 'restart', 'validator']]],
     'UpdaterHealthCommand': ['as', ['curl', '-fsS', 'http://127.0.0.1:8000/health']],
     'UpdaterHealthUrl': ['s', 'http://127.0.0.1:8000/health'],
     'UpdaterHealthTimeoutUSec': ['t', 60000000],
@@ -29,7 +30,7 @@ GOOD = {
 }
 
 FILE_KEYS = {
-    'UpdaterRepository': 'updater_repository', 'UpdaterRemote': 'updater_remote',
+    'UpdaterRepository': 'updater_repository', 'UpdaterUser': 'updater_user', 'UpdaterRemote': 'updater_remote',
     'UpdaterBranch': 'updater_branch', 'UpdaterIntervalUSec': 'updater_interval_usec',
     'UpdaterRoundLockFile': 'updater_round_lock_file',
     'UpdaterRoundLockMaxAgeUSec': 'updater_round_lock_max_age_usec',
@@ -65,7 +66,7 @@ def test_settings_are_updater_properties(daemon):
 
 def test_defaults(daemon):
     d = lambda p: daemon.get(p, iface=UPDATER)  # noqa: E731
-    assert d('Repository') == '' and d('State') == 'disabled'
+    assert d('Repository') == '' and d('State') == 'disabled' and d('User') == ''
     assert d('Remote') == 'origin' and d('Branch') == 'release'
     assert d('IntervalUSec') == 300000000 and d('RoundLockMaxAgeUSec') == 7200000000
     assert d('ApiUnreachable') == 'busy' and d('BuildCommands') == [] and d('RestartUnits') == []
@@ -79,6 +80,14 @@ BAD = [
      'dstack-vmm'),
     ('kms', {'UpdaterRestartUnits': ['as', ['dstack-kms.service']]}, "'UpdaterRestartUnits'", 'dstack-kms'),
     ('gateway', {'UpdaterRestartUnits': ['as', ['dstack-gateway']]}, "'UpdaterRestartUnits'", 'dstack-gateway'),
+    # D10: instances of dstack's templates are dstack's units too
+    ('vmm-template', {'UpdaterRestartUnits': ['as', ['validator', 'dstack-vmm@main.service']]},
+     "'UpdaterRestartUnits'", 'dstack-vmm'),
+    ('kms-template', {'UpdaterRestartUnits': ['as', ['dstack-kms@x']]}, "'UpdaterRestartUnits'", 'dstack-kms'),
+    ('user-name', {'UpdaterUser': ['s', '-rf']}, "'UpdaterUser'", 'user name'),
+    ('no-such-user', {'UpdaterUser': ['s', 'no-such-user-here']}, "'UpdaterUser'", 'no-such-user-here'),
+    ('command-missing', {'UpdaterBuildCommands': ['aas', [['no-such-program-here']]]}, "'UpdaterBuildCommands'",
+     'no-such-program-here'),
     ('unit-option', {'UpdaterRestartUnits': ['as', ['--force']]}, "'UpdaterRestartUnits'", 'unit names'),
     ('empty-build-argv', {'UpdaterBuildCommands': ['aas', [['make'], []]]}, "'UpdaterBuildCommands'", 'empty'),
     ('empty-program', {'UpdaterRestartCommands': ['aas', [['']]]}, "'UpdaterRestartCommands'", 'empty'),

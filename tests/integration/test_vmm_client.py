@@ -118,6 +118,12 @@ def test_every_method(vmm, compose_file):
     assert info["status"] == "exited" and info["boot_error"] == "disk full" and info["exited_at"]
     vmm.set_vm(vm_id, status="running")
 
+    run(url, "shutdown-vm", vm_id)                  # the guest reports "powering off"
+    vmm.wait_status(vm_id, "stopped")
+    assert run(url, "get-info", vm_id)["vm"]["stopped"] is True
+    run(url, "start-vm", vm_id)
+    vmm.wait_status(vm_id, "running")
+    vmm.config(guest_shutdown_notify=False)         # the fault: that report is lost
     run(url, "shutdown-vm", vm_id)
     vmm.wait_status(vm_id, "exited")                # `started` stays set
     assert run(url, "get-info", vm_id)["vm"]["stopped"] is False

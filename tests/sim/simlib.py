@@ -214,9 +214,12 @@ class VmmSim(Sim):
 
     def config(self, **kw):
         """version, rev, shutdown_seconds, stop_seconds, remove_seconds, token,
-        kms, kms_reply (full|legacy|unsigned), kms_bad_signature, resources, images,
-        port_mapping_enabled, port_address, port_ranges, auto_restart_seconds
-        (negative or None: off), auto_restart_max_retries, guest_shutdown_notify."""
+        kms, kms_url, kms_urls, kms_reply (full|legacy|unsigned), kms_bad_signature,
+        kms_signer_key, kms_timestamp_offset, kms_signature_override,
+        kms_signature_v1_override, resources, images, port_mapping_enabled,
+        port_address, port_ranges, auto_restart_seconds (negative or None: off),
+        auto_restart_max_retries, guest_shutdown_notify (False: the fault),
+        app_stop_seconds."""
         return self.control("config", kw if kw else None, method="POST" if kw else "GET")
 
     def kms_key(self, app_id):
@@ -336,7 +339,8 @@ def start_vmm(workdir=None, unix=False, **opts):
     shutdown_seconds=0.2, remove_seconds=0.2, kms_seed="s", image=[...],
     auto_restart_seconds=5 (default; -1 or no_auto_restart=True: off),
     kms_reply="legacy", port_address="10.0.0.1", port_range=["tcp:1-20000"],
-    no_port_mapping=True, guest_shutdown_notify=True, stop_seconds=0.5, ..."""
+    no_port_mapping=True, no_guest_shutdown_notify=True (the fault: ShutdownVm
+    ends exited), app_stop_seconds=1, kms_signer_key="11"*32, stop_seconds=0.5, ..."""
     sim = _start("vmm_sim.py", VmmSim, workdir, unix, _opts(opts))
     sim.token = opts.get("token")
     return sim

@@ -15,8 +15,12 @@ src/core/dbus-job.c in systemd v252):
                                     --job-seconds JobRemoved(u id, o job, s unit, s result)
   StopUnit / StartUnit (s, s) → o   the same, recorded too
 
-Unit names without a '.' get ".service" appended (as systemctl does); a mode
-other than replace/fail/... is refused with InvalidArgs.
+A unit name without a type suffix is refused as the manager refuses it
+(InvalidArgs "Unit name validator is not valid."; systemctl appends ".service"
+on its side, the manager never does); so is a mode other than replace/fail/....
+The test controls below take either form. Fault injection only: what the
+Updater does with real units is tested against a real manager
+(tests/integration/real_systemd.py).
 
 Test control, interface org.platform.Test.SystemdSim on the same path:
 
@@ -91,7 +95,10 @@ class Manager:
         if mode not in MODES:
             inv.return_dbus_error('org.freedesktop.DBus.Error.InvalidArgs', 'Job mode %s invalid' % mode)
             return
-        unit = self.unit_name(name)
+        if '.' not in name:
+            inv.return_dbus_error('org.freedesktop.DBus.Error.InvalidArgs', 'Unit name %s is not valid.' % name)
+            return
+        unit = name
         jid = self.next_id
         self.next_id += 1
         path = '%s/job/%d' % (PATH, jid)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 BODY_LIMIT = 10 * 1024 * 1024
-ENV_KEY_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+ENV_KEY_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")    # fullmatch only
 HEX_RE = re.compile(r"^[0-9a-fA-F]*$")
 DEFAULT_SEED = "platform-launcher-sim"
 DEFAULT_IMAGES = [
@@ -192,36 +192,49 @@ def decrypt_env(priv32, blob):
 
 
 def guest_env(plaintext, allowed):
-    """Applies the guest's rules. Returns (env dict, dropped keys) or raises."""
+    """The guest's rules: v0.5.5 and HEAD dstack-util/src/parse_env_file.rs
+    parse_env, with its messages. Returns (env dict, dropped keys) or raises."""
     try:
         doc = json.loads(plaintext.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise ValueError("env is not valid JSON: %s" % e)
-    if not isinstance(doc, dict) or not isinstance(doc.get("env"), list):
-        raise ValueError("env JSON has no env list")
+        raise ValueError("Failed to parse env: %s" % e)
+    # serde: struct Data { env: Vec<Pair { key: String, value: String }> }
+    if not isinstance(doc, dict) or not isinstance(doc.get("env"), list) or not all(
+            isinstance(e, dict) and isinstance(e.get("key"), str) and isinstance(e.get("value"), str)
+            for e in doc["env"]):
+        raise ValueError("Failed to parse env: not {\"env\": [{\"key\": str, \"value\": str}]}")
     entries = doc["env"]
-    if len(entries) > 1024:
-        raise ValueError("too many env entries: %d > 1024" % len(entries))
+    if len(entries) > 1024:                 # MAX_ITEMS counts every entry
+        raise ValueError("Too many environment variables: %d" % len(entries))
     total = 0
     env, dropped = {}, []
     for e in entries:
-        if not isinstance(e, dict) or not isinstance(e.get("key"), str) \
-                or not isinstance(e.get("value"), str):
-            raise ValueError("malformed env entry")
         k, v = e["key"], e["value"]
-        kb, vb = len(k.encode()), len(v.encode())
-        total += kb + vb
-        if kb > 255 or not ENV_KEY_RE.match(k):
-            raise ValueError("invalid env key: %r" % k[:64])
-        if vb > 128 * 1024:
-            raise ValueError("env value too large for %s: %d bytes" % (k, vb))
-        if total > 1024 * 1024:
-            raise ValueError("env too large: more than 1 MiB")
-        if k in allowed:
-            env[k] = v
-        else:
+        # "Skipping unauthorized environment variable": before any rule, so an
+        # unlisted key neither fails the boot nor counts toward the total
+        if k not in allowed:
             dropped.append(k)
+            continue
+        kb, vb = len(k.encode()), len(v.encode())
+        if kb > 255:
+            raise ValueError("Environment variable name too long: %s" % k)
+        if vb > 128 * 1024:
+            raise ValueError("Environment variable value too long for key: %s" % k)
+        # Rust regex `^[a-zA-Z_][a-zA-Z0-9_]*$`: `$` is the end of the text
+        # (no multi-line mode), so a trailing "\n" does not match; Python's
+        # `$` would match before it, hence fullmatch
+        if not ENV_KEY_RE.fullmatch(k):
+            raise ValueError("Invalid env key: %s" % k)
+        total += kb + vb
+        if total > 1024 * 1024:
+            raise ValueError("Environment variables total size too large")
+        env[k] = v
     return env, dropped
+
+
+def content_type_is_json(h):
+    mt = (h.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    return mt == "application/json"
 
 
 def parse_version(s):
@@ -283,6 +296,16 @@ def parse_ip(s):
         raise ValueError("invalid IP address syntax")
 
 
+def rust_char(c):
+    """Rust's `{:?}` of a char, as the hex crate's FromHexError prints it."""
+    esc = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "'": "\\'", "\\": "\\\\", "\0": "\\0"}
+    if c in esc:
+        return "'%s'" % esc[c]
+    if ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0:
+        return "'\\u{%x}'" % ord(c)
+    return "'%s'" % c
+
+
 def check_app_compose(text):
     """serde_json::from_str::<AppCompose>() (v0.5.5 dstack-types/src/lib.rs):
     an object with manifest_version (u32), name and runner (strings); the other
@@ -311,6 +334,19 @@ def check_app_compose(text):
     for k in ("features", "allowed_envs"):
         if k in d and not (isinstance(d[k], list) and all(isinstance(x, str) for x in d[k])):
             raise ValueError("invalid type: %s, expected a sequence of strings" % _typename(d[k]))
+    # key_provider_id: `#[serde(default, with = "hex_bytes")] Vec<u8>`
+    # (serde_human_bytes, kvinwang/serde-human-bytes src/de.rs: hex::decode of
+    # a string: even length, hex digits, no 0x prefix)
+    if "key_provider_id" in d:
+        kp = d["key_provider_id"]
+        if not isinstance(kp, str):
+            raise ValueError("invalid type: %s, expected a string" % _typename(kp))
+        raw = kp.encode()                   # hex 0.4 FromHex: odd length first,
+        if len(raw) % 2:                    # then each byte as a char
+            raise ValueError("Odd number of digits")
+        for i, b in enumerate(raw):
+            if chr(b) not in "0123456789abcdefABCDEF":
+                raise ValueError("Invalid character %s at position %d" % (rust_char(chr(b)), i))
     for k in ("docker_compose_file", "storage_fs"):
         if d.get(k) is not None and not isinstance(d[k], str):
             raise ValueError("invalid type: %s, expected a string" % _typename(d[k]))
@@ -332,6 +368,9 @@ class VM:
         self.removing = False       # >= 0.5.7: RemoveVm in progress
         self.remove_at = None       # monotonic time the removal completes (None = never)
         self.poweroff_at = None     # monotonic time the running process exits (None = not scheduled)
+        self.notify_at = None       # monotonic time the guest reports "powering off" (None = not scheduled)
+        self.notify_lost = False    # that report does not reach the VMM (the injected fault)
+        self.guest_notify = None    # per-VM override of VmmSim.guest_notify (None = global)
         self.proc_started_wall = None
         self.proc_stopped_wall = None
         self.exited_mono = None     # when the process last went away (auto-restart clock)
@@ -371,11 +410,20 @@ class VmmSim:
         self.version = args.version
         self.rev = args.rev
         self.token = args.token
-        self.kms = not args.no_kms
+        # Two settings in vmm.toml (v0.5.5 config.rs): top-level `kms_url`, the
+        # KMS the VMM itself asks for GetAppEnvEncryptPubKey (app.rs
+        # kms_client), and `[cvm] kms_urls`, handed to the guests (app.rs
+        # make_sys_config, unless the VM has its own) and reported by GetMeta.
+        self.kms_url = "" if args.no_kms else args.kms_url
+        self.kms_urls = [] if args.no_kms else list(args.kms_urls or [DEFAULT_KMS_URL])
         self.kms_reply = args.kms_reply
         self.seed = args.kms_seed
-        self.signer = kmscrypto.private_from_seed(self.seed)
+        self.signer = signer_key(args.kms_signer_key) if args.kms_signer_key else \
+            kmscrypto.private_from_seed(self.seed)
         self.kms_bad_signature = False
+        self.kms_timestamp_offset = 0
+        self.kms_signature_override = None
+        self.kms_signature_v1_override = None
         self.shutdown_seconds = args.shutdown_seconds
         self.stop_seconds = args.stop_seconds
         self.remove_seconds = args.remove_seconds
@@ -386,7 +434,8 @@ class VmmSim:
         self.log_streams_gen = getattr(self, "log_streams_gen", 0)
         self.auto_restart = -1.0 if args.no_auto_restart else args.auto_restart_seconds
         self.auto_restart_max = args.auto_restart_max_retries
-        self.guest_notify = args.guest_shutdown_notify
+        self.guest_notify = not args.no_guest_shutdown_notify
+        self.app_stop_seconds = args.app_stop_seconds
         self.port_mapping = not args.no_port_mapping
         self.port_address = args.port_address
         self.port_ranges = parse_ranges(args.port_range) if args.port_range else \
@@ -422,6 +471,7 @@ class VmmSim:
         when_mono = now if when_mono is None else when_mono
         vm.running = False
         vm.poweroff_at = None
+        vm.notify_at = None
         vm.proc_stopped_wall = time.time() - (now - when_mono)
         vm.proc_stopped_mono = when_mono
         vm.exited_mono = when_mono
@@ -430,6 +480,11 @@ class VmmSim:
         now = time.monotonic()
         for vid in list(self.order):
             vm = self.vms[vid]
+            if vm.running and vm.notify_at is not None and now >= vm.notify_at:
+                # the guest agent's "powering off", after its app stop
+                vm.notify_at = None
+                if not vm.notify_lost:
+                    self.guest_event(vm, "shutdown.progress", "powering off")
             if vm.running and vm.poweroff_at is not None and now >= vm.poweroff_at:
                 self.proc_exit(vm, vm.poweroff_at)
             if vm.removing:
@@ -508,7 +563,9 @@ class VmmSim:
         blob = bytes.fromhex(vm.cfg["encrypted_env"])
         env, dropped = {}, []
         if blob:
-            if not self.kms:
+            # the guest's KMS: the VM's kms_urls, else [cvm] kms_urls (v0.5.5
+            # app.rs make_sys_config)
+            if not (vm.cfg.get("kms_urls") or self.kms_urls):
                 err = "failed to get env encryption key: KMS is not configured"
             else:
                 try:
@@ -519,9 +576,23 @@ class VmmSim:
                     try:
                         env, dropped = guest_env(pt, allowed)
                     except ValueError as e:
-                        err = "invalid env: %s" % e
+                        err = str(e)
         vm.boot_compose_hash = hashlib.sha256(vm.cfg["compose_file"].encode()).hexdigest()
         vm.instance_id = hashlib.sha256(vm.id.encode()).hexdigest()[:40]
+        busy = self.hostfwd_conflict(vm)
+        if busy:
+            # QEMU cannot bind a `hostfwd` another running QEMU holds and exits
+            # at once: no guest ever ran (no boot_error), the VM reads `exited`,
+            # and auto-restart tries again later
+            rule, other = busy
+            vm.log_extra["stderr"].append(
+                "qemu-system-x86_64: -netdev user,id=net0,...: Could not set up host forwarding rule "
+                "'%s' (held by VM %s)" % (rule, other))
+            vm.boot_progress = ""
+            vm.env = None
+            vm.env_dropped = []
+            self.proc_exit(vm, at_mono)
+            return
         if err:
             vm.boot_error = err
             vm.boot_progress = "failed"
@@ -535,6 +606,32 @@ class VmmSim:
         vm.events.append({"event": "boot.progress", "body": vm.boot_progress,
                           "timestamp": int(time.time() * 1000)})
         vm.events = vm.events[-20:]
+
+    def hostfwd_conflict(self, vm):
+        """Up to v0.5.11 nothing checks host ports across VMs: v0.5.5
+        app/qemu.rs (433-436) passes every mapping to QEMU as `-netdev
+        user,...,hostfwd=PROTO:ADDR:FROM-:TO`, and a second QEMU whose bind
+        fails (the port held by a running QEMU, same protocol, same address or
+        either one unspecified) exits at start. Port 0 binds an ephemeral port.
+        HEAD refuses such a CreateVm instead (check_port_conflicts). Returns
+        (rule, other VM id) or None."""
+        if self.ver() >= (0, 6, 0):
+            return None
+        for p in vm.cfg["ports"]:
+            if not p["host_port"]:
+                continue
+            for vid in self.order:
+                o = self.vms[vid]
+                if o is vm or not o.running:
+                    continue
+                for q in o.cfg["ports"]:
+                    if (q["protocol"], q["host_port"]) == (p["protocol"], p["host_port"]) and (
+                            q["host_address"] == p["host_address"] or
+                            ipaddress.ip_address(q["host_address"]).is_unspecified or
+                            ipaddress.ip_address(p["host_address"]).is_unspecified):
+                        return ("%s:%s:%d-:%d" % (p["protocol"], p["host_address"], p["host_port"],
+                                                  p["vm_port"]), o.id)
+        return None
 
     def info(self, vm, brief=False):
         img = next((i for i in self.images if i["name"] == vm.cfg["image"]), None)
@@ -712,29 +809,44 @@ class VmmSim:
         return None
 
     def m_ShutdownVm(self, req):
-        # main_service.rs shutdown_vm: only asks the guest agent to power off;
-        # `started` stays set, so the VM ends `exited` (and is auto-restarted).
-        # The guest agent (guest-agent/src/guest_api_service.rs shutdown) first
-        # notifies the host "shutdown.progress: powering off", which makes the
-        # VMM clear `started` (app.rs vm_event_report): emulated only with
-        # guest_shutdown_notify, because that notification is best effort.
+        # v0.5.5 and HEAD main_service.rs shutdown_vm: asks the guest agent to
+        # power off (guest_agent_client(id).shutdown()) and returns; the agent
+        # (guest-agent/src/guest_api_service.rs shutdown) does the rest in a
+        # spawned task: v0.5.5 notifies "shutdown.progress: stopping app", runs
+        # `systemctl stop app-compose` (--app-stop-seconds here), then, like
+        # HEAD, notifies "shutdown.progress: powering off" and runs `systemctl
+        # poweroff`. That notification makes the VMM clear `started` (v0.5.5
+        # and HEAD app.rs vm_event_report), so the VM ends `stopped`. The
+        # notification is best effort (`.ok()`): losing it is the injected
+        # fault guest_shutdown_notify=false, and then `started` stays set,
+        # the VM ends `exited` and auto-restart boots it again.
         vm = self.get_vm(req["id"])
         if not vm.running:
             raise RpcError("VM is not running")
         secs = vm.shutdown_seconds if vm.shutdown_seconds is not None else self.shutdown_seconds
-        if self.guest_notify:
-            vm.started = False
-            vm.shutdown_progress = "powering off"
-            # vm_event_report records every guest event (HEAD app.rs)
-            vm.events.append({"event": "shutdown.progress", "body": "powering off",
-                              "timestamp": int(time.time() * 1000)})
-            vm.events = vm.events[-20:]
+        notify = vm.guest_notify if vm.guest_notify is not None else self.guest_notify
+        now = time.monotonic()
+        app_stop = max(self.app_stop_seconds, 0.0)
+        if notify and app_stop > 0 and vm.notify_at is None:
+            self.guest_event(vm, "shutdown.progress", "stopping app")
+        if vm.notify_at is None or now + app_stop < vm.notify_at:
+            vm.notify_at = now + app_stop
+            vm.notify_lost = not notify
         if secs >= 0:
-            at = time.monotonic() + secs
+            at = now + app_stop + secs
             if vm.poweroff_at is None or at < vm.poweroff_at:
                 vm.poweroff_at = at
         self.tick()
         return None
+
+    def guest_event(self, vm, event, body):
+        """vm_event_report (v0.5.5 and HEAD app.rs) for a shutdown.progress
+        event; HEAD also records every event in VmInfo.events."""
+        vm.shutdown_progress = body
+        if event == "shutdown.progress" and body == "powering off":
+            vm.started = False
+        vm.events.append({"event": event, "body": body, "timestamp": int(time.time() * 1000)})
+        vm.events = vm.events[-20:]
 
     def m_StopVm(self, req):
         # app.rs stop_vm: reset the restart policy, clear `started`, stop the
@@ -841,20 +953,35 @@ class VmmSim:
         return {"hash": hashlib.sha256(req["compose_file"].encode()).hexdigest()}
 
     def m_GetAppEnvEncryptPubKey(self, req):
-        # app.rs kms_client: "KMS is not configured" without kms_urls
-        if not self.kms:
+        # v0.5.5 (and to HEAD) app.rs kms_client: the VMM asks the KMS of the
+        # top-level `kms_url`, "KMS is not configured" when it is empty; the
+        # `[cvm] kms_urls` GetMeta reports do not count
+        if not self.kms_url:
             raise RpcError("KMS is not configured")
         if len(req["app_id"]) != 40:
             raise RpcError("Invalid app_id: expected 20 bytes")
         priv = kms_private_key(self.seed, req["app_id"])
         pub = x25519_public(priv)
         app_id = bytes.fromhex(req["app_id"])
-        ts = int(time.time())
+        # The KMS signs the key with its k256 key (HEAD kms/src/main_service.rs
+        # get_app_env_encrypt_pub_key: `signature` = crypto.rs sign_message(
+        # k256_key, "dstack-env-encrypt-pubkey", app_id, public_key), and
+        # `signature_v1` = sign_message_with_timestamp(..., timestamp = now in
+        # seconds, ...): Keccak256(prefix ‖ ":" ‖ app_id ‖ [ts u64 BE] ‖ key),
+        # recoverable secp256k1, r ‖ s ‖ v. v0.5.5's KMS signs the legacy
+        # message only.) The signer is --kms-signer-key / kms_signer_key;
+        # kms_timestamp_offset moves the timestamp (a stale or future reply).
+        ts = int(time.time()) + self.kms_timestamp_offset
         signer = self.signer
         if self.kms_bad_signature:          # signed by a key nobody trusts
             signer = kmscrypto.private_from_seed(self.seed + ":untrusted")
         sig = kmscrypto.sign_recoverable(signer, kmscrypto.pubkey_message(app_id, pub)).hex()
         sig1 = kmscrypto.sign_recoverable(signer, kmscrypto.pubkey_message(app_id, pub, ts)).hex()
+        # test control: what goes on the wire instead (truncated, malformed)
+        if self.kms_signature_override is not None:
+            sig = self.kms_signature_override
+        if self.kms_signature_v1_override is not None:
+            sig1 = self.kms_signature_v1_override
         # The KMS behind the VMM: "full" signs both; "legacy" (a KMS older than
         # the timestamped signature) leaves timestamp 0 and signature_v1 empty;
         # "unsigned" leaves every signature empty.
@@ -875,8 +1002,9 @@ class VmmSim:
         return {"version": self.version, "rev": self.rev}
 
     def m_GetMeta(self, req):
-        return {"kms": {"url": "http://127.0.0.1:1/kms" if self.kms else "",
-                        "urls": ["http://127.0.0.1:1/kms"] if self.kms else []},
+        # v0.5.5 main_service.rs get_meta: [cvm] kms_urls, url = the first
+        return {"kms": {"url": self.kms_urls[0] if self.kms_urls else "",
+                        "urls": list(self.kms_urls)},
                 "gateway": {"url": "http://127.0.0.1:1/gateway", "urls": ["http://127.0.0.1:1/gateway"],
                             "base_domain": "sim.dstack.invalid", "port": 443, "agent_port": 8090},
                 "resources": dict(self.resources)}
@@ -955,8 +1083,11 @@ class VmmSim:
             return json_reply({"error": "Unauthorized"}, 401, pretty=True)
         if not path.startswith("/prpc/") or not self.method_exists(method):
             return json_reply({"error": "Service not found: %s" % method}, 400, pretty=True)
-        # ra-rpc rocket_helper.rs: `json: method == Get || query "json"`
-        if "json" not in q and h.command != "GET":
+        # ra-rpc rocket_helper.rs (v0.5.5 :328, HEAD :564): `is_json =
+        # request.json || content_type.is_json()`, with `json: method == Get ||
+        # query "json"`; Rocket's ContentType::is_json compares the media type
+        # (application/json, case-insensitive), not its parameters
+        if "json" not in q and h.command != "GET" and not content_type_is_json(h):
             return json_reply({"error": "simulator speaks only ?json (no protobuf)"}, 400, pretty=True)
         try:
             if h.command == "GET" and not raw.strip():
@@ -1012,8 +1143,12 @@ class VmmSim:
                 if ch not in ("serial", "stdout", "stderr"):
                     return Reply(200, "Unknown channel %s" % ch, "text/plain; charset=utf-8")
                 if vm is None:
-                    return Reply(200, 'Os { code: 2, kind: NotFound, message: "No such file or directory" }',
-                                 "text/plain; charset=utf-8")
+                    # the tail is the tailf crate (kvinwang/tailf src/lib.rs
+                    # Options::tail): it spawns `tail -n N [-f] FILE` with
+                    # stderr to /dev/null; for a work dir that does not exist
+                    # `tail` exits with nothing on stdout, so the stream ends
+                    # empty: 200 with an empty body, with or without follow
+                    return Reply(200, "", "text/plain; charset=utf-8")
             lines = self.log_lines(vm, ch)
         n = fq.get("lines", "")
         if n.isdigit():
@@ -1089,6 +1224,7 @@ class VmmSim:
                 vm.running = True
                 vm.proc_started_wall = time.time()
                 vm.exited_mono = None
+            vm.notify_at = None
             vm.poweroff_at = None if not seconds else now + float(seconds)
         elif st == "exited":            # a crash: `started` stays, the process ends
             vm.removing = False
@@ -1143,6 +1279,9 @@ class VmmSim:
                     vm.boot_error = body["boot_error"]
                 if "shutdown_seconds" in body:
                     vm.shutdown_seconds = body["shutdown_seconds"]
+                if "guest_shutdown_notify" in body:
+                    v = body["guest_shutdown_notify"]
+                    vm.guest_notify = None if v is None else bool(v)
                 if "remove_seconds" in body:
                     vm.remove_seconds = body["remove_seconds"]
                 self.core.cond.notify_all()
@@ -1201,10 +1340,30 @@ class VmmSim:
             self.remove_seconds = float(body["remove_seconds"])
         if "token" in body:
             self.token = body["token"] or None
-        if "kms" in body:
-            self.kms = bool(body["kms"])
+        if "kms" in body:                   # both settings at once
+            on = bool(body["kms"])
+            self.kms_url = DEFAULT_KMS_URL if on else ""
+            self.kms_urls = [DEFAULT_KMS_URL] if on else []
+        if "kms_url" in body:
+            if not isinstance(body["kms_url"], str):
+                raise ValueError("kms_url must be a string")
+            self.kms_url = body["kms_url"]
+        if "kms_urls" in body:
+            if not (isinstance(body["kms_urls"], list) and all(isinstance(u, str) for u in body["kms_urls"])):
+                raise ValueError("kms_urls must be a list of strings")
+            self.kms_urls = list(body["kms_urls"])
         if "kms_bad_signature" in body:
             self.kms_bad_signature = bool(body["kms_bad_signature"])
+        if "kms_signer_key" in body:
+            v = body["kms_signer_key"]
+            self.signer = kmscrypto.private_from_seed(self.seed) if v is None else signer_key(v)
+        if "kms_timestamp_offset" in body:
+            self.kms_timestamp_offset = int(body["kms_timestamp_offset"])
+        for k in ("kms_signature_override", "kms_signature_v1_override"):
+            if k in body:
+                if body[k] is not None and not isinstance(body[k], str):
+                    raise ValueError("%s must be a string or null" % k)
+                setattr(self, k, body[k])
         if "kms_reply" in body:
             if body["kms_reply"] not in KMS_REPLIES:
                 raise ValueError("kms_reply must be one of %s" % ", ".join(KMS_REPLIES))
@@ -1227,6 +1386,8 @@ class VmmSim:
             self.auto_restart_max = int(body["auto_restart_max_retries"])
         if "guest_shutdown_notify" in body:
             self.guest_notify = bool(body["guest_shutdown_notify"])
+        if "app_stop_seconds" in body:
+            self.app_stop_seconds = float(body["app_stop_seconds"])
 
     # ---- the guest API through the VMM -------------------------------------
     # HEAD vmm/src/main.rs mounts prpc_routes!(App, GuestApiHandler) at
@@ -1288,16 +1449,22 @@ class VmmSim:
                 "shutdown_seconds": self.shutdown_seconds,
                 "stop_seconds": self.stop_seconds,
                 "remove_seconds": self.remove_seconds, "token": self.token,
-                "kms": self.kms, "kms_seed": self.seed, "kms_reply": self.kms_reply,
+                "kms": bool(self.kms_url), "kms_url": self.kms_url, "kms_urls": self.kms_urls,
+                "kms_seed": self.seed, "kms_reply": self.kms_reply,
                 "kms_signer_public_key": kmscrypto.public_key(self.signer).hex(),
                 "kms_signer_public_key_uncompressed": kmscrypto.public_key(self.signer, False).hex(),
-                "kms_bad_signature": self.kms_bad_signature, "resources": self.resources,
+                "kms_bad_signature": self.kms_bad_signature,
+                "kms_timestamp_offset": self.kms_timestamp_offset,
+                "kms_signature_override": self.kms_signature_override,
+                "kms_signature_v1_override": self.kms_signature_v1_override,
+                "resources": self.resources,
                 "images": self.images, "port_mapping_enabled": self.port_mapping,
                 "port_address": self.port_address, "port_ranges": self.port_ranges,
                 "auto_restart_seconds": self.auto_restart,
                 "auto_restart_enabled": self.auto_restart >= 0,
                 "auto_restart_max_retries": self.auto_restart_max,
-                "guest_shutdown_notify": self.guest_notify}
+                "guest_shutdown_notify": self.guest_notify,
+                "app_stop_seconds": self.app_stop_seconds}
 
     def sim_vm(self, vm):
         d = self.info(vm)
@@ -1310,7 +1477,8 @@ class VmmSim:
                   "boot_count": vm.boot_count, "auto_restart_count": vm.auto_restart_count,
                   "restart_attempts": vm.restart_attempts,
                   "boot_compose_hash": vm.boot_compose_hash,
-                  "shutdown_seconds": vm.shutdown_seconds, "remove_seconds": vm.remove_seconds})
+                  "shutdown_seconds": vm.shutdown_seconds, "remove_seconds": vm.remove_seconds,
+                  "guest_shutdown_notify": vm.guest_notify})
         return d
 
 
@@ -1319,6 +1487,15 @@ class RpcError(Exception):
 
 
 KMS_REPLIES = ("full", "legacy", "unsigned")
+
+
+def signer_key(hexkey):
+    """A secp256k1 private key given as 64 hex digits (the KMS's k256 key)."""
+    d = int(hexkey, 16) if isinstance(hexkey, str) and re.fullmatch(r"[0-9a-fA-F]{64}", hexkey) else 0
+    if not 0 < d < kmscrypto.N:
+        raise ValueError("kms_signer_key must be 64 hex digits of a secp256k1 private key")
+    return d
+DEFAULT_KMS_URL = "http://127.0.0.1:1/kms"
 # The simulator's default `[cvm.port_mapping] range`: every tcp and udp port.
 # dstack's sample vmm.toml allows only tcp 1-20000 (--port-range tcp:1-20000).
 DEFAULT_PORT_RANGES = [{"protocol": "tcp", "from": 0, "to": 65535},
@@ -1345,19 +1522,34 @@ def main(argv=None):
     p.add_argument("--rev", default="sim")
     p.add_argument("--token", help="[auth] token: /logs (<= 0.5.11) or everything (>= 0.6.0) "
                    "needs Authorization: Bearer TOKEN")
-    p.add_argument("--no-kms", action="store_true", help="emulate a VMM without KMS")
+    p.add_argument("--no-kms", action="store_true",
+                   help="emulate a VMM without KMS: kms_url and [cvm] kms_urls both empty")
+    p.add_argument("--kms-url", default=DEFAULT_KMS_URL,
+                   help="top-level kms_url: the KMS the VMM asks for GetAppEnvEncryptPubKey "
+                   "(\"\": 'KMS is not configured')")
+    p.add_argument("--kms-urls", action="append",
+                   help="[cvm] kms_urls entry (repeatable): given to the guests, reported by GetMeta")
     p.add_argument("--kms-seed", default=DEFAULT_SEED,
                    help="KMS private key = sha256(seed || app_id hex)")
+    p.add_argument("--kms-signer-key",
+                   help="the KMS's k256 signing key, 64 hex digits (default: sha256(seed ':kms-signer'))")
     p.add_argument("--kms-reply", default="full", choices=KMS_REPLIES,
                    help="what the KMS behind the VMM fills in: full, legacy (no "
                    "timestamp/signature_v1), unsigned (no signatures)")
     p.add_argument("--shutdown-seconds", type=float, default=0.5,
-                   help="time the guest takes to power off after ShutdownVm (negative: never)")
+                   help="time the guest takes to power off after ShutdownVm and the app stop "
+                   "(negative: never)")
     p.add_argument("--stop-seconds", type=float, default=0.0,
                    help="time QEMU takes to die after StopVm (status 'stopping' meanwhile)")
     p.add_argument("--guest-shutdown-notify", action="store_true",
-                   help="the guest reports 'powering off' on ShutdownVm, which clears "
-                   "`started` (the VM then ends 'stopped', not 'exited')")
+                   help="(the default) the guest reports 'powering off' on ShutdownVm, which "
+                   "clears `started`: the VM ends 'stopped'")
+    p.add_argument("--no-guest-shutdown-notify", action="store_true",
+                   help="fault: the guest's 'powering off' report is lost, `started` stays set, "
+                   "the VM ends 'exited' (and auto-restart boots it again)")
+    p.add_argument("--app-stop-seconds", type=float, default=0.0,
+                   help="v0.5.5 guest agents: `systemctl stop app-compose` before the guest "
+                   "reports 'powering off' and powers off; this long (0: HEAD agents, no app stop)")
     p.add_argument("--remove-seconds", type=float, default=0.5,
                    help="time an async RemoveVm (>=0.5.7) stays 'removing'")
     p.add_argument("--log-heartbeat-seconds", type=float, default=60.0)

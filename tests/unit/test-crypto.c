@@ -176,6 +176,46 @@ static void test_dropped(void) {
         assert_se(streq(pt2, "{\"env\":[]}"));
 }
 
+/* The guest skips a key the compose does not list before any rule (dstack
+ * dstack-util/src/parse_env_file.rs), and it is never sent: it cannot make
+ * the encryption fail, nor count toward the limits. */
+static void test_unlisted_keys_are_not_validated(void) {
+        _cleanup_env_list_ EnvList env = ENV_LIST_INIT;
+        _cleanup_free_ char *v128k = filled(ENV_VALUE_MAX, 'v'), *k256 = filled(ENV_KEY_MAX + 1, 'K');
+        char key[16];
+        char *allowed[] = { "HOTKEY_PASSPHRASE", NULL };
+
+        assert_se(env_list_add(&env, "HOTKEY_PASSPHRASE", "p") == 0);
+        assert_se(env_list_add(&env, "1-bad key", "SECRETVALUE") == 0);
+        assert_se(env_list_add(&env, "TRAILING\n", "SECRETVALUE") == 0);
+        assert_se(env_list_add(&env, k256, "SECRETVALUE") == 0);
+        assert_se(env_list_add(&env, "HOTKEY_PASSPHRASE2", "SECRETVALUE\xff") == 0);
+        assert_se(env_list_add(&env, "DUP", "a") == 0 && env_list_add(&env, "DUP", "b") == 0);
+        for (int i = 0; i < ENV_MAX_ENTRIES + 10; i++) {      /* > 1024 entries, > 1 MiB */
+                snprintf(key, sizeof key, "U%d", i);
+                assert_se(env_list_add(&env, key, i < 9 ? v128k : "x") == 0);
+        }
+        _cleanup_free_ char *hex = NULL, *err = NULL;
+        _cleanup_strv_free_ char **dropped = NULL;
+        assert_se(env_encrypt(&env, allowed, kms_pk, &hex, &dropped, &err) == 0);
+        assert_se(!err && strv_length(dropped) == env.n - 1);
+        _cleanup_free_ char *pt = decrypt(hex);
+        assert_se(streq(pt, "{\"env\":[{\"key\":\"HOTKEY_PASSPHRASE\",\"value\":\"p\"}]}"));
+
+        /* The same list with every key allowed fails, naming the first bad entry. */
+        assert_se(env_list_validate(&env, &err) == -EINVAL && err && strstr(err, "env[1]: key is not a valid name"));
+        free(err);
+        err = NULL;
+        /* A listed key is checked, even next to unlisted ones. */
+        char *listed_bad[] = { "HOTKEY_PASSPHRASE", "TRAILING\n", NULL };
+        assert_se(env_list_validate_allowed(&env, listed_bad, &err) == -EINVAL);
+        assert_se(err && strstr(err, "env[2]: key is not a valid name") && !strstr(err, "SECRETVALUE"));
+        free(err);
+        err = NULL;
+        char *listed_dup[] = { "DUP", NULL };
+        assert_se(env_list_validate_allowed(&env, listed_dup, &err) == -EINVAL && strstr(err, "(DUP): duplicate key"));
+}
+
 static void test_random(void) {
         _cleanup_env_list_ EnvList env = ENV_LIST_INIT;
         _cleanup_free_ char *a = NULL, *b = NULL;
@@ -223,6 +263,7 @@ int main(void) {
         test_random();
         test_dropped();
         test_limits_edge_accepted();
+        test_unlisted_keys_are_not_validated();
         test_fingerprint();
         printf("test-crypto: ok\n");
         return 0;

@@ -7,6 +7,8 @@
 
 #include "core/desired.h"
 #include "core/plan.h"
+#include "core/port-conflict.h"
+#include "shared/strv.h"
 #include "shared/macro.h"
 #include "tests.h"
 
@@ -262,6 +264,82 @@ int main(void) {
         assert_se(!vm_ports_match(want, 1, have, 0));
         g_autofree char *text = vm_ports_text(want, 1);
         assert_se(streq(text, "tcp/80:8080@default"));
+
+        /* Host port conflicts (HEAD main_service.rs port_mappings_conflict). */
+        struct {
+                const char *proto_a, *addr_a;
+                unsigned port_a;
+                const char *proto_b, *addr_b;
+                unsigned port_b;
+                bool conflict;
+        } cases[] = {
+                { "tcp", "127.0.0.1", 8080, "tcp", "127.0.0.1", 8080, true },
+                { "tcp", "127.0.0.1", 8080, "tcp", "127.0.0.2", 8080, false },
+                { "tcp", "0.0.0.0", 8080, "tcp", "127.0.0.2", 8080, true },
+                { "tcp", "127.0.0.1", 8080, "tcp", "::", 8080, true },
+                { "tcp", "::1", 8080, "tcp", "0:0::1", 8080, true },
+                { "tcp", "::1", 8080, "tcp", "127.0.0.1", 8080, false },
+                { "tcp", "", 8080, "tcp", "10.1.2.3", 8080, true },     /* the VMM's default: unknown */
+                { "tcp", NULL, 8080, "tcp", "10.1.2.3", 8080, true },
+                { "tcp", "127.0.0.1", 8080, "udp", "127.0.0.1", 8080, false },
+                { "tcp", "127.0.0.1", 8080, "tcp", "127.0.0.1", 8081, false },
+                { "tcp", "127.0.0.1", 0, "tcp", "127.0.0.1", 0, true },  /* as HEAD */
+        };
+        for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+                VmPort a = { .protocol = (char *) cases[i].proto_a, .host_port = cases[i].port_a,
+                             .host_address = (char *) cases[i].addr_a };
+                VmPort b = { .protocol = (char *) cases[i].proto_b, .host_port = cases[i].port_b,
+                             .host_address = (char *) cases[i].addr_b };
+                VmPort two[] = { { .protocol = "udp", .host_port = 1, .host_address = "1.2.3.4" }, b };
+                g_autofree char *which = NULL;
+                assert_se(port_mappings_conflict(&a, 1, &b, 1, NULL) == cases[i].conflict);
+                assert_se(port_mappings_conflict(&a, 1, two, 2, &which) == cases[i].conflict);
+                assert_se(!!which == cases[i].conflict);
+                assert_se(!port_mappings_conflict(&a, 1, NULL, 0, NULL) && !port_mappings_conflict(NULL, 0, &b, 1, NULL));
+        }
+        {
+                VmPort a = { .protocol = "tcp", .host_port = 8080, .host_address = "127.0.0.1" };
+                g_autofree char *which = NULL;
+                assert_se(port_mappings_conflict(&a, 1, &a, 1, &which) && streq(which, "tcp 127.0.0.1:8080"));
+        }
+
+        /* A rename: the VM under the old name (retired) maps the same host
+         * port (the API's tcp port 0, "" = the VMM's default address): it is
+         * stopped and removed first, a recreate with it as the old VM. */
+        VmDeployState *renamed = vm_deploy_state_new("validator_vm");
+        (void) strv_extend(&renamed->retired_ids, "id-old");
+        (void) strv_extend(&renamed->retired_names, "old_name");
+        VmInfo other;
+        vm_from(&other, d, "id-old", VM_STATUS_RUNNING);
+        g_free(other.name), other.name = g_strdup("old_name");
+        p = plan(d, &other, 1, renamed, false);
+        assert_se(p.action == PLAN_RECREATE && !p.keep && p.replaced == &other);
+        assert_se(strstr(p.reason, "id-old (old_name)") && strstr(p.reason, "host port tcp (default address):0"));
+        assert_se(has_change(&p, "vm"));
+        plan_done(&p);
+        /* ... also when it is stopped (HEAD counts every VM) ... */
+        other.status = VM_STATUS_STOPPED;
+        p = plan(d, &other, 1, renamed, false);
+        assert_se(p.action == PLAN_RECREATE && p.replaced == &other);
+        plan_done(&p);
+        /* ... but one being removed is waited for. */
+        other.status = VM_STATUS_REMOVING;
+        p = plan(d, &other, 1, renamed, false);
+        assert_se(p.action == PLAN_WAIT && strstr(p.reason, "id-old") && !p.replaced);
+        plan_done(&p);
+        other.status = VM_STATUS_RUNNING;
+        /* No shared host port: the new VM is created beside it (it goes once the new one runs). */
+        other.configuration.ports[0].host_port = 9000;
+        p = plan(d, &other, 1, renamed, false);
+        assert_se(p.action == PLAN_CREATE && !p.replaced);
+        plan_done(&p);
+        other.configuration.ports[0].host_port = 0;
+        /* A VM with the same port that this deployment does not replace is not touched. */
+        p = plan(d, &other, 1, st, false);
+        assert_se(p.action == PLAN_CREATE && !p.replaced);
+        plan_done(&p);
+        vm_info_done(&other);
+        vm_deploy_state_free(renamed);
 
         /* DSTACK_VMM_URL is provided from GuestVmmUrl. */
         assert_se(streq(env_list_get(&d->env, "DSTACK_VMM_URL"), "http://10.0.2.2:10300/"));

@@ -16,6 +16,12 @@ int main(void) {
         assert_se(!env_key_is_valid("A-B"));
         assert_se(!env_key_is_valid("A B"));
         assert_se(!env_key_is_valid("É"));
+        /* Full match, as dstack's Rust regex: no trailing (or leading) newline,
+         * unlike a Python `re.match(r"^...$")` (issue 18). */
+        assert_se(!env_key_is_valid("K\n"));
+        assert_se(!env_key_is_valid("K\r\n"));
+        assert_se(!env_key_is_valid("\nK"));
+        assert_se(!env_key_is_valid("K\nL"));
 
         char key[300];
         memset(key, 'K', sizeof key);

@@ -180,10 +180,13 @@ static void test_small_replies(void) {
         assert_se(!k.has_signature && !k.has_signature_v1 && !k.has_timestamp);
         snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":null}", 0);
         assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0 && !k.has_signature);
-        /* a signature that is there but not 65 bytes is still an error */
+        /* a signature that is there but not 65 bytes is there, malformed: the
+         * KMS trust policy blocks on it (issue 18) */
         snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature_v1\":\"00\"}", 0);
-        expect_error(vmm_parse_pubkey_reply(S(pk), &k, &err),
-                     "GetAppEnvEncryptPubKey.signature_v1: expected 65 bytes of hex");
+        assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0);
+        assert_se(k.has_signature_v1 && k.signature_v1_malformed && !k.has_signature && !k.signature_malformed);
+        snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":\"0x%0130d\"}", 0, 7);
+        assert_se(vmm_parse_pubkey_reply(S(pk), &k, &err) == 0 && k.has_signature && !k.signature_malformed);
         snprintf(pk, sizeof pk, "{\"public_key\":\"%064d\",\"signature\":7}", 0);
         expect_error(vmm_parse_pubkey_reply(S(pk), &k, &err),
                      "GetAppEnvEncryptPubKey.signature: expected a string, got an integer");

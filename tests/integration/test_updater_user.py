@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Updater runs nobody's code as root (issue 15, item 1), with the fork
+back end (the daemon's default where systemd is not the service manager):
+every git invocation, build, restart and health command of a repository
+owned by an ordinary user runs as that user. A core.fsmonitor line, an
+uploadpack of the remote and a committed build script each write `id -u`:
+it is the owner's uid, never 0. UpdaterUser refusals (root on someone else's
+repository, no such user) at SetSettings and for a config file; the lock file
+opened safely; relative commands resolved against the repository and a
+command that cannot be found refused at SetSettings (issue 16, item 3)."""
+import os
+import pwd
+import stat
+import time
+
+import pytest
+
+import harness as H
+from updater_world import World, git, updater, prop, wait_prop, updater_signals
+
+INVALID_ARGS = 'org.freedesktop.DBus.Error.InvalidArgs'
+FAILED = 'org.platform.Launcher1.Error.Failed'
+
+
+def plant_uid_probes(world):
+    """fsmonitor and uploadpack in the clone's .git/config, a build script line:
+    each appends `id -u` to a file of its own in world.dir."""
+    d = world.dir
+    for name, text in (
+            ('fsmonitor.sh', '#!/bin/sh\nid -u >> %s/uid-fsmonitor\nexit 1\n' % d),
+            ('uploadpack.sh', '#!/bin/sh\nid -u >> %s/uid-uploadpack\nexec git-upload-pack "$@"\n' % d)):
+        path = os.path.join(d, name)
+        with open(path, 'w') as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+    world.as_owner('config', 'core.fsmonitor', os.path.join(d, 'fsmonitor.sh'))
+    world.as_owner('config', 'remote.origin.uploadpack', os.path.join(d, 'uploadpack.sh'))
+    world.build_extra = 'id -u >> %s/uid-build' % d
+
+
+def uids(world, what):
+    path = os.path.join(world.dir, 'uid-' + what)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [int(x) for x in f.read().split()]
+
+
+def check_ran_as_owner(world):
+    for what in ('fsmonitor', 'uploadpack', 'build'):
+        got = uids(world, what)
+        assert got, '%s never ran' % what
+        assert set(got) == {world.uid}, '%s ran as %r, not as the owner %d' % (what, got, world.uid)
+        assert 0 not in got
+
+
+@pytest.fixture
+def world(harness, bus, polkit, daemon_binary):
+    return World(harness, owner='daemon')
+
+
+def test_every_command_runs_as_the_repository_owner(harness, world):
+    plant_uid_probes(world)
+    new = world.release('2')
+    d = harness.daemon(config=world.config())
+    assert prop(d, 'User') == ''   # the owner of the repository's top directory
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok and r.result == (world.first, new), r
+    assert world.actions() == ['build 2', 'restart 2']
+    check_ran_as_owner(world)
+    # git trusted the repository because its owner ran it: no safe.directory anywhere
+    assert 'safe.directory' not in d.log_text()
+
+
+def test_set_settings_refuses_root_and_unknown_users(harness, world):
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'root']}])
+    assert not r.ok and r.error_name == INVALID_ARGS, r
+    assert "'UpdaterUser'" in r.error_message and 'root' in r.error_message, r
+    assert world.work in r.error_message and 'daemon (uid 1)' in r.error_message, r
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'no-such-user']}])
+    assert not r.ok and r.error_name == INVALID_ARGS and 'no-such-user' in r.error_message, r
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', '-x']}])
+    assert not r.ok and r.error_name == INVALID_ARGS, r
+    assert 'updater_user' not in d.read_config()
+    # the owner itself, by name
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'daemon']}])
+    assert r.ok, r
+    assert prop(d, 'User') == 'daemon' and d.read_config()['updater_user'] == 'daemon'
+    # nobody may not even ask (polkit comes before the file system is looked at)
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'no-such-user']}], user='nobody')
+    assert not r.ok and r.error_name != INVALID_ARGS, r
+
+
+def test_root_on_someone_elses_repository_in_the_file_runs_nothing(harness, world):
+    plant_uid_probes(world)
+    world.release('2')
+    d = harness.daemon(config=world.config(updater_user='root'))
+    wait_prop(d, 'State', lambda v: v == 'failed')
+    err = d.get('ConfigError')
+    assert 'root' in err and world.work in err and 'daemon (uid 1)' in err, err
+    assert prop(d, 'LastError') == err
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == FAILED and 'root' in r.error_message, r
+    r = updater(d, 'Check')
+    assert not r.ok and r.error_name == FAILED, r
+    # nothing ran: not even git to read HEAD
+    assert prop(d, 'CurrentCommit') == ''
+    for what in ('fsmonitor', 'uploadpack', 'build'):
+        assert uids(world, what) == [], what
+    assert world.head() == world.first
+    # fixed through the bus: the error goes, the updater runs (as the owner)
+    with d.bus.collect(sender=H.DAEMON_NAME, path=H.DAEMON_PATH, member='PropertiesChanged') as sc:
+        r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', '']}])
+        assert r.ok, r
+        sc.wait_for(lambda s: s.args[0] == H.CONFIG_IFACE and 'ConfigError' in s.args[1])
+    assert d.get('ConfigError') == '' and prop(d, 'State') == 'idle' and prop(d, 'LastError') == ''
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok, r
+    check_ran_as_owner(world)
+
+
+def test_a_chown_after_the_settings_is_caught_before_anything_runs(harness, world):
+    """Root's own repository with UpdaterUser=root is fine; given to another user
+    later, the next transaction refuses before it runs anything."""
+    world.chown('root')
+    d = harness.daemon(config=world.config(updater_user='root'))
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    world.release('2')
+    world.chown('daemon')
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == FAILED and 'root' in r.error_message, r
+    assert prop(d, 'State') == 'failed' and 'daemon (uid 1)' in d.get('ConfigError')
+    assert world.head() == world.first and world.actions() == []
+
+
+def test_lock_file_opened_safely(harness, world):
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    world.release('2')
+    lock = os.path.join(world.work, '.git', 'platform-launcher-update.lock')
+    # made by the repository's user when missing, never by root
+    r = updater(d, 'Apply', 'a{sv}', [{'dry-run': ['b', True]}])
+    assert r.ok, r
+    st = os.lstat(lock)
+    assert stat.S_ISREG(st.st_mode) and st.st_uid == world.uid
+    # a symlink to a file of root's: refused, not followed
+    os.unlink(lock)
+    os.symlink('/etc/passwd', lock)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and 'symbolic link' in r.error_message and lock in r.error_message, r
+    # a FIFO: refused at once (opened without blocking)
+    os.unlink(lock)
+    os.mkfifo(lock)
+    t0 = time.monotonic()
+    r = updater(d, 'Apply', 'a{sv}', [{}], timeout=10)
+    assert not r.ok and 'a FIFO' in r.error_message, r
+    assert time.monotonic() - t0 < 5
+    os.unlink(lock)
+    assert world.head() == world.first
+
+
+def test_relative_commands_and_missing_ones(harness, world):
+    """A relative argv[0] is the repository's file; a command that cannot be
+    found is refused at SetSettings, naming it and where it was looked for."""
+    d = harness.daemon(config=world.config(updater_build_commands=[['./build.sh']],
+                                           updater_health_command=['./health.sh']))
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    for key, value, shown, where in (
+            ('UpdaterBuildCommands', ['aas', [['./missing.sh']]], './missing.sh', os.path.join(world.work, 'missing.sh')),
+            ('UpdaterRestartCommands', ['aas', [['scripts/x', 'a']]], 'scripts/x', os.path.join(world.work, 'scripts/x')),
+            ('UpdaterHealthCommand', ['as', ['no-such-program-here']], 'no-such-program-here', '/usr/local/bin'),
+            ('UpdaterBuildCommands', ['aas', [['/nonexistent/tool']]], '/nonexistent/tool', '/nonexistent/tool')):
+        r = d.call('SetSettings', 'a{sv}', [{key: value}])
+        assert not r.ok and r.error_name == INVALID_ARGS, r
+        assert key in r.error_message and shown in r.error_message and where in r.error_message, r.error_message
+    # a command that was fine stays fine when another setting changes
+    assert d.call('SetSettings', 'a{sv}', [{'UpdaterIntervalUSec': ['t', 60000000]}]).ok
+    new = world.release('2')
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok and r.result == (world.first, new), r
+    assert world.actions() == ['build 2', 'restart 2']
+
+
+def test_default_user_for_a_root_owned_repository_is_root(harness, bus, polkit, daemon_binary):
+    """The existing layout (root's repository) keeps working: it runs as root."""
+    world = World(harness)
+    world.build_extra = 'id -u >> %s/uid-build' % world.dir
+    new = world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    assert updater(d, 'Apply', 'a{sv}', [{}]).result == (world.first, new)
+    with open(os.path.join(world.dir, 'uid-build')) as f:
+        assert f.read().split() == ['0']
+    assert pwd.getpwuid(os.stat(world.work).st_uid).pw_name == 'root'
