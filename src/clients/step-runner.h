@@ -20,7 +20,7 @@
  *            its result is read from the unit (Result, ExecMainCode, ExecMainStatus);
  *   fork     a child of this process that drops to the user before exec (uid,
  *            primary gid and supplementary groups resolved before the fork,
- *            no_new_privs, its own process group, umask 022, no inherited fd).
+ *            no_new_privs, its own session, umask 022, no inherited fd).
  *
  * Either way argv only (never a shell), a minimal environment (PATH, HOME,
  * USER, LANG plus what the caller adds), stdin from /dev/null, stdout and

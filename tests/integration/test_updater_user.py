@@ -195,3 +195,62 @@ def test_default_user_for_a_root_owned_repository_is_root(harness, bus, polkit, 
     with open(os.path.join(world.dir, 'uid-build')) as f:
         assert f.read().split() == ['0']
     assert pwd.getpwuid(os.stat(world.work).st_uid).pw_name == 'root'
+
+
+# A daemon started from root's shell (--step-runner=fork, or a container run
+# with -t) has that shell's terminal as its controlling terminal. This wrapper
+# gives it one: a pty whose output goes to a file (what the operator would see).
+TTY_WRAPPER = r'''
+import fcntl, os, sys, termios
+master, slave = os.openpty()
+try:
+    os.setsid()
+except OSError:
+    pass   # already a session leader
+fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+if os.fork() == 0:
+    os.close(slave)
+    with open(sys.argv[1], 'ab', buffering=0) as f:
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:
+                break
+            if not b:
+                break
+            f.write(b)
+    os._exit(0)
+os.close(master)
+os.set_inheritable(slave, True)   # the terminal stays open while the daemon runs
+os.execv(sys.argv[2], sys.argv[2:])
+'''
+
+
+def test_commands_cannot_reach_the_terminal_the_daemon_was_started_from(harness, world, daemon_binary):
+    """The owner's build script writes to /dev/tty and pushes "id" into the
+    terminal's input (TIOCSTI): on root's shell that line would run as root
+    once the daemon exits. The commands run in their own session, without a
+    controlling terminal: both fail, and the terminal shows nothing of them."""
+    out = world.dir
+    world.build_extra = (
+        'echo INJECTED-BY-BUILD > /dev/tty && echo wrote >> %s/tty; '
+        'python3 -c "import fcntl, os, termios; fd = os.open(\'/dev/tty\', os.O_RDWR); '
+        '[fcntl.ioctl(fd, termios.TIOCSTI, bytes([c])) for c in b\'id\\n\']" 2>/dev/null && echo pushed >> %s/tty; '
+        'echo tried >> %s/tty' % (out, out, out))
+    world.release('2')
+    wrapper = os.path.join(harness.workdir, 'tty-wrapper.py')
+    with open(wrapper, 'w') as f:
+        f.write(TTY_WRAPPER)
+    screen = os.path.join(harness.workdir, 'terminal.out')
+    d = harness.daemon(config=world.config(), start=False, args=['--step-runner=fork'])
+    argv = d.argv
+    d.argv = lambda: ['/usr/bin/python3', wrapper, screen, daemon_binary] + argv()[1:]
+    d.start()
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok, r
+    with open(os.path.join(out, 'tty')) as f:
+        assert f.read().split() == ['tried']
+    with open(screen, 'rb') as f:
+        seen = f.read()
+    assert b'INJECTED' not in seen and b'id' not in seen, seen

@@ -2,8 +2,8 @@
 /* The step runner's fork back end, through the runner's own API: output
  * (stdout as data, the tail of both), exit codes, signals, the timeout that
  * kills the whole group, stdin, the minimal environment, no fd leaks, its own
- * process group, umask, cancel, argv[0] lookup (PATH, relative to the
- * working directory), the fixed git environment, invalid UTF-8 made valid, a
+ * process group and session (no controlling terminal), umask, cancel, argv[0]
+ * lookup (PATH, relative to the working directory), the fixed git environment, invalid UTF-8 made valid, a
  * flood of output kept bounded, and (as root) the drop to another user with
  * its groups and no_new_privs, and a failure before exec reported. */
 #include <errno.h>
@@ -205,7 +205,8 @@ static void test_no_fd_leak(sd_event *e) {
 
 static void test_own_group_umask_nnp(sd_event *e) {
         mode_t old = umask(0077);
-        R r = run(e, 0, 0, SH("ps -o pgid= -p $$; echo $$; umask; grep NoNewPrivs /proc/self/status"));
+        R r = run(e, 0, 0, SH("ps -o pgid= -p $$; echo $$; umask; grep NoNewPrivs /proc/self/status; "
+                              "ps -o sid= -p $$; if true 2>/dev/null </dev/tty; then echo tty; else echo no-tty; fi"));
         umask(old);
         assert_se(step_result_ok(&r.res));
         g_auto(GStrv) l = g_strsplit(r.output, "\n", -1);
@@ -213,6 +214,10 @@ static void test_own_group_umask_nnp(sd_event *e) {
         assert_se(atoi(l[0]) != getpgrp());
         assert_se(streq(l[2], "0022"));
         assert_se(g_str_has_prefix(l[3], "NoNewPrivs:") && g_str_has_suffix(l[3], "1"));
+        /* its own session: no controlling terminal of ours to write to or push input into */
+        assert_se(atoi(l[4]) == atoi(l[1]));
+        assert_se(atoi(l[4]) != getsid(0));
+        assert_se(streq(l[5], "no-tty"));
         r_clear(&r);
 }
 
