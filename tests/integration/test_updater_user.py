@@ -8,9 +8,12 @@ it is the owner's uid, never 0. UpdaterUser refusals (root on someone else's
 repository, no such user) at SetSettings and for a config file; the lock file
 opened safely; relative commands resolved against the repository and a
 command that cannot be found refused at SetSettings (issue 16, item 3)."""
+import grp
 import os
 import pwd
+import signal
 import stat
+import subprocess
 import time
 
 import pytest
@@ -254,3 +257,72 @@ def test_commands_cannot_reach_the_terminal_the_daemon_was_started_from(harness,
     with open(screen, 'rb') as f:
         seen = f.read()
     assert b'INJECTED' not in seen and b'id' not in seen, seen
+
+
+def _share_with_group(path, group='daemon'):
+    """What "git init --shared=group" and a chgrp give: root's files, the group may write."""
+    gid = grp.getgrnam(group).gr_gid
+    for root, dirs, files in os.walk(path):
+        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            os.lchown(n, 0, gid)
+            os.chmod(n, stat.S_IMODE(os.lstat(n).st_mode) | 0o060)
+
+
+def test_root_runs_nothing_in_a_repository_someone_else_can_write(harness, bus, polkit, daemon_binary):
+    """Root's repository, shared with a group (git init --shared=group): a
+    member writes core.fsmonitor into .git/config. Root would run it; the
+    Updater refuses root there instead (ConfigError, nothing run) and says why."""
+    world = World(harness)                        # root's
+    os.chmod(harness.workdir, 0o755)             # the group member can reach it
+    _share_with_group(os.path.join(world.work, '.git'))
+    fsmonitor = os.path.join(world.dir, 'fsmonitor.sh')
+    with open(fsmonitor, 'w') as f:
+        f.write('#!/bin/sh\nid -u >> %s/uid-fsmonitor\nexit 1\n' % world.dir)
+    os.chmod(fsmonitor, 0o755)
+    config = os.path.join(world.work, '.git', 'config')
+    subprocess.run(H.as_user_argv('daemon', ['sh', '-c', 'printf "[core]\\n\\tfsmonitor = %s\\n" >> %s'
+                                             % (fsmonitor, config)]), check=True)
+    world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'State', lambda v: v == 'failed')
+    err = d.get('ConfigError')
+    assert 'as root (the owner of %s)' % world.work in err, err
+    assert os.path.join(world.work, '.git') + ' is writable by group' in err, err
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == FAILED, r
+    # and as a setting: refused by name
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'root']}])
+    assert not r.ok and r.error_name == INVALID_ARGS and 'writable by group' in r.error_message, r
+    assert uids(world, 'fsmonitor') == []
+    assert world.head() == world.first
+    # made root's alone again (the fsmonitor line removed by root): it runs, as root
+    subprocess.run(['git', 'config', '--file', config, '--unset', 'core.fsmonitor'], check=True)
+    for root, dirs, files in os.walk(world.work):
+        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            os.chmod(n, stat.S_IMODE(os.lstat(n).st_mode) & ~0o020)
+    d.send_signal(signal.SIGHUP)
+    wait_prop(d, 'State', lambda v: v == 'idle')
+    assert updater(d, 'Apply', 'a{sv}', [{}]).ok
+
+
+def test_root_runs_nothing_in_a_repository_whose_directory_someone_else_can_replace(
+        harness, bus, polkit, daemon_binary):
+    """Root's repository in a directory of another user: they can rename it
+    away between the check and git's next run and put their own in its place
+    (a .git/config of theirs, run as root). Refused, naming that directory."""
+    world = World(harness)                        # root's
+    pw = pwd.getpwnam('daemon')
+    os.chown(world.dir, pw.pw_uid, pw.pw_gid)     # the directory the repository is in
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'State', lambda v: v == 'failed')
+    err = d.get('ConfigError')
+    assert 'root' in err and ('%s is owned by uid %d' % (world.dir, pw.pw_uid)) in err, err
+    r = updater(d, 'Check')
+    assert not r.ok and r.error_name == FAILED, r
+    assert prop(d, 'CurrentCommit') == ''    # not even git rev-parse ran
+    os.chown(world.dir, 0, 0)
+    d.send_signal(signal.SIGHUP)
+    wait_prop(d, 'State', lambda v: v == 'idle')
+    assert d.get('ConfigError') == ''
+    assert updater(d, 'Check').ok
+    assert prop(d, 'CurrentCommit') == world.first
