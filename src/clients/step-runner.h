@@ -133,6 +133,6 @@ char *step_find_executable(const char *argv0, const char *cwd, char **ret_where)
 
 /* Text from a child made fit for the bus, the journal and the history:
  * invalid UTF-8 becomes U+FFFD, control characters other than newline and
- * tab become '?', and at most max bytes are kept (cut at a character, with
+ * tab (C0, DEL and C1: U+009B is CSI to some terminals) become '?', and at most max bytes are kept (cut at a character, with
  * "…" when cut). Caller frees. */
 char *step_text_sanitize(const char *s, size_t len, size_t max);

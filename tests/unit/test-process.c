@@ -121,6 +121,11 @@ static void test_invalid_utf8(sd_event *e) {
         assert_se(step_result_ok(&r.res));
         assert_se(g_utf8_validate(r.output, -1, NULL) && g_utf8_validate(r.data, -1, NULL));
         assert_se(strstr(r.output, "bad \xef\xbf\xbd\xef\xbf\xbd nul ? esc ?[31m end"));
+        r_clear(&r);
+        /* C1 controls too (U+009B is CSI to a terminal that takes 8-bit controls); other text stays */
+        r = run(e, 0, 0, SH("printf 'a \302\2332J b \302\205 c \302\240 d \303\251\n'"));
+        assert_se(step_result_ok(&r.res));
+        assert_se(strstr(r.output, "a ?2J b ? c \xc2\xa0 d \xc3\xa9"));
         g_autofree char *cut = step_text_sanitize("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9, 7);
         assert_se(g_utf8_validate(cut, -1, NULL) && strlen(cut) <= 7 && g_str_has_suffix(cut, "…"));
         r_clear(&r);
