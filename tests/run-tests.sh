@@ -17,9 +17,10 @@
 #   --no-test           stop after installing and building (tests/demo.sh uses this)
 #   -- ARGS             passed to `meson test`
 # Environment: CC (compiler for a fresh build dir).
-# The dstack SDK oracle (tests/oracle, tests/integration/test_sdk_oracle.py):
-# when node is present, `npm ci` installs it into tests/oracle/node_modules
-# from the committed lockfile before the tests (once per lockfile change).
+# When node is present, `npm ci` installs the committed lockfiles of tests/oracle
+# (the dstack SDK oracle), tests/browser (playwright-core) and data/cockpit (the
+# page's build: meson builds the page with it) before the build, once per
+# lockfile change.
 #
 # Ends with the line `N passed, N failed[, N skipped]` from meson's testlog.json;
 # exits non-zero on any failure or when no test ran. CI (.ci/run) calls this too.
@@ -70,6 +71,29 @@ if [ "$deps" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         fi
 fi
 
+# npm packages from committed lockfiles, before the build (meson builds the
+# Cockpit page when data/cockpit/node_modules is there): the dstack SDK oracle,
+# the browser driver and the page's build. Debian's nodejs may come without npm
+# (NodeSource's has it).
+if command -v node >/dev/null; then
+        if ! command -v npm >/dev/null && [ "$deps" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+                echo "run-tests.sh: installing npm"
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
+                        echo "run-tests.sh: npm could not be installed; the tests that need it will skip"
+        fi
+        for dir in tests/oracle tests/browser data/cockpit; do
+                lock=$dir/package-lock.json stamp=$dir/node_modules/.installed-lock
+                if command -v npm >/dev/null && ! cmp -s "$lock" "$stamp"; then
+                        echo "run-tests.sh: npm ci in $dir"
+                        if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+                                cp "$lock" "$stamp"
+                        else
+                                echo "run-tests.sh: npm ci in $dir failed; the tests that need it will skip" >&2
+                        fi
+                fi
+        done
+fi
+
 if [ "$build" = 1 ]; then
         if [ "$wipe" = 1 ]; then
                 rm -rf "$builddir"
@@ -82,24 +106,6 @@ if [ "$build" = 1 ]; then
                 meson setup "$builddir" "${setup_args[@]}"
         fi
         meson compile -C "$builddir"
-fi
-
-# The SDK oracle: Debian's nodejs may come without npm (NodeSource's has it).
-if command -v node >/dev/null; then
-        if ! command -v npm >/dev/null && [ "$deps" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-                echo "run-tests.sh: installing npm"
-                DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
-                        echo "run-tests.sh: npm could not be installed; test_sdk_oracle.py will skip"
-        fi
-        lock=tests/oracle/package-lock.json stamp=tests/oracle/node_modules/.installed-lock
-        if command -v npm >/dev/null && ! cmp -s "$lock" "$stamp"; then
-                echo "run-tests.sh: npm ci in tests/oracle (the dstack SDK oracle)"
-                if (cd tests/oracle && npm ci --no-audit --no-fund --loglevel=error); then
-                        cp "$lock" "$stamp"
-                else
-                        echo "run-tests.sh: npm ci failed; test_sdk_oracle.py will skip" >&2
-                fi
-        fi
 fi
 
 [ "$run" = 1 ] || exit 0

@@ -9,9 +9,14 @@
 //   {"cmd": "waitFor", "js": "document.title == 'x'", "timeout": 10000}
 //   {"cmd": "eval", "js": "document.body.innerText"}
 //   {"cmd": "click", "selector": "#vm-stop"}
+//   {"cmd": "hover", "selector": "#vm-stop"}
+//   {"cmd": "press", "key": "Escape"}
+//   {"cmd": "context", "viewport": {"width": 390, "height": 844}, "colorScheme": "dark",
+//    "locale": "de-DE"}        a fresh page with these (default: 1280x1000, light, en-US)
 //   {"cmd": "fill", "selector": "#env-key", "value": "KEY"}
 //   {"cmd": "screenshot", "path": "/tmp/x.png"}
 //   {"cmd": "cspViolations"}   what the page's Content Security Policy refused
+//   {"cmd": "pageErrors"}      uncaught exceptions in the page
 //   {"cmd": "quit"}
 //
 // Chromium gets its own environment without DBUS_SYSTEM_BUS_ADDRESS (it must
@@ -39,14 +44,33 @@ async function main() {
         args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
                '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
     });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 1000 } });
-    const page = await context.newPage();
     const cspViolations = [];
-    page.on('console', m => {
-        process.stderr.write('console.' + m.type() + ': ' + m.text() + '\n');
-        if (m.text().includes('Content Security Policy'))
-            cspViolations.push(m.text());
-    });
+    const pageErrors = [];
+    let context = null;
+    let page = null;
+
+    async function newPage(c) {
+        if (context)
+            await context.close();
+        context = await browser.newContext({
+            viewport: c.viewport || { width: 1280, height: 1000 },
+            colorScheme: c.colorScheme || 'light',
+            locale: c.locale || 'en-US',
+        });
+        page = await context.newPage();
+        page.on('console', m => {
+            process.stderr.write('console.' + m.type() + ': ' + m.text() + '\n');
+            if (m.text().includes('Content Security Policy'))
+                cspViolations.push(m.text());
+        });
+        page.on('pageerror', e => {
+            process.stderr.write('pageerror: ' + e + '\n');
+            pageErrors.push(String(e));
+        });
+        page.on('dialog', d => d.dismiss());
+        return true;
+    }
+    await newPage({});
 
     // Polls an expression through the DevTools protocol (page.evaluate), which
     // the page's CSP does not govern; waitForFunction would eval() inside the
@@ -61,17 +85,19 @@ async function main() {
             await new Promise(resolve => setTimeout(resolve, 20));
         }
     }
-    page.on('pageerror', e => process.stderr.write('pageerror: ' + e + '\n'));
-    page.on('dialog', d => d.dismiss());
 
     const handlers = {
         goto: c => page.goto(c.url, { waitUntil: 'load', timeout: c.timeout || 20000 }).then(r => r && r.status()),
         waitFor: c => waitFor(c.js, c.timeout || 10000),
         eval: c => page.evaluate(c.js),
         click: c => page.click(c.selector, { timeout: c.timeout || 10000 }).then(() => true),
+        hover: c => page.hover(c.selector, { timeout: c.timeout || 10000 }).then(() => true),
+        press: c => page.keyboard.press(c.key).then(() => true),
+        context: c => newPage(c),
         fill: c => page.fill(c.selector, c.value, { timeout: c.timeout || 10000 }).then(() => true),
         select: c => page.selectOption(c.selector, c.value, { timeout: c.timeout || 10000 }).then(() => true),
         cspViolations: () => cspViolations,
+        pageErrors: () => pageErrors,
         screenshot: c => page.screenshot({ path: c.path, fullPage: true }).then(() => c.path),
     };
 

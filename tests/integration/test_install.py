@@ -30,6 +30,8 @@ EXPECTED = [
     'usr/share/man/man8/platform-launcherd.8',
     'usr/share/man/man5/org.platform.Launcher1.5',
     'usr/share/man/man5/platform-launcher.conf.5',
+    'usr/share/cockpit/platform-launcher/manifest.json',
+    'usr/share/cockpit/platform-launcher/platform-launcher.js',
 ]
 
 
@@ -41,7 +43,8 @@ def meson_install(dest, build, *setup_args):
     out = run(['meson', 'setup', str(build), H.SOURCE_DIR] + list(setup_args))
     # Only what is installed (not the tests, benchmarks and fuzzers): the suite runs this twice.
     run(['meson', 'compile', '-C', str(build), 'platform-launcherd', 'platformctl']
-        + ([page for page in MAN_PAGES] if shutil.which('scdoc') else []))
+        + ([page for page in MAN_PAGES] if shutil.which('scdoc') else [])
+        + (['cockpit-page'] if 'Cockpit page: built' in out else []))  # else data/cockpit/dist
     run(['meson', 'install', '-C', str(build), '--no-rebuild', '--destdir', str(dest)])
     return out
 
