@@ -81,12 +81,14 @@ if command -v node >/dev/null; then
                 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm >/dev/null ||
                         echo "run-tests.sh: npm could not be installed; the tests that need it will skip"
         fi
+        reconfigure=0
         for dir in tests/oracle tests/browser data/cockpit; do
                 lock=$dir/package-lock.json stamp=$dir/node_modules/.installed-lock
                 if command -v npm >/dev/null && ! cmp -s "$lock" "$stamp"; then
                         echo "run-tests.sh: npm ci in $dir"
                         if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
                                 cp "$lock" "$stamp"
+                                [ "$dir" = data/cockpit ] && reconfigure=1
                         else
                                 echo "run-tests.sh: npm ci in $dir failed; the tests that need it will skip" >&2
                         fi
@@ -101,6 +103,10 @@ if [ "$build" = 1 ]; then
         if [ -f "$builddir/build.ninja" ]; then
                 if [ ${#setup_args[@]} -gt 0 ]; then
                         meson configure "$builddir" "${setup_args[@]}"
+                fi
+                # meson looks for the page's node_modules when it configures
+                if [ "${reconfigure:-0}" = 1 ]; then
+                        meson setup --reconfigure "$builddir" >/dev/null
                 fi
         else
                 meson setup "$builddir" "${setup_args[@]}"

@@ -35,7 +35,8 @@
 
 /* Where the child stopped before exec, reported through a close-on-exec pipe. */
 typedef enum ChildStage {
-        STAGE_STDIO = 1,
+        STAGE_SESSION = 1,
+        STAGE_STDIO,
         STAGE_GROUPS,
         STAGE_GID,
         STAGE_UID,
@@ -128,7 +129,12 @@ _Noreturn static void child_exec(const ChildPlan *c) {
         sigset_t none;
         sigemptyset(&none);
         (void) sigprocmask(SIG_SETMASK, &none, NULL);
-        (void) setpgid(0, 0);
+        /* Its own session, not only its own group: without a controlling
+         * terminal, the user's program can neither write to nor push input
+         * (TIOCSTI) into the terminal of a daemon started from root's shell.
+         * The group id is still the child's pid. */
+        if (setsid() < 0)
+                child_fail(c, STAGE_SESSION, errno);
         (void) umask(022);
 
         if (dup2(c->devnull, STDIN_FILENO) < 0 || dup2(c->out, STDOUT_FILENO) < 0 || dup2(c->err, STDERR_FILENO) < 0)
@@ -159,9 +165,16 @@ _Noreturn static void child_exec(const ChildPlan *c) {
 
 /* ---- the parent ---- */
 
+static void kill_group(pid_t pid, int sig) {
+        if (kill(-pid, sig) < 0 && errno == ESRCH)
+                (void) kill(pid, sig); /* before its setsid() */
+}
+
 static char *describe_report(Process *p, const ChildReport *rep) {
         const char *e = g_strerror(rep->error);
         switch (rep->stage) {
+        case STAGE_SESSION:
+                return g_strdup_printf("cannot start a new session: %s", e);
         case STAGE_STDIO:
                 return g_strdup_printf("cannot set up stdin/stdout/stderr: %s", e);
         case STAGE_GROUPS:
@@ -222,14 +235,14 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (!p->timed_out) {
                 p->timed_out = true;
                 log_warning("%s: timed out, terminating its process group %d.", p->name, (int) p->pid);
-                (void) kill(-p->pid, SIGTERM);
-                (void) kill(-p->pid, SIGCONT);
+                kill_group(p->pid, SIGTERM);
+                kill_group(p->pid, SIGCONT);
                 (void) sd_event_source_set_time_relative(s, p->grace_usec);
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                 return 0;
         }
         log_warning("%s: still running after SIGTERM, killing its process group %d.", p->name, (int) p->pid);
-        (void) kill(-p->pid, SIGKILL);
+        kill_group(p->pid, SIGKILL);
         return 0;
 }
 
@@ -238,7 +251,7 @@ void process_cancel(Process *p) {
                 return;
         p->cb = NULL;
         p->killed = true;
-        (void) kill(-p->pid, SIGKILL);
+        kill_group(p->pid, SIGKILL);
         /* The child source stays until the loop reaps it; then p is freed. */
 }
 
@@ -331,7 +344,9 @@ int process_spawn(sd_event *event, const StepSpec *spec, process_done_cb cb, voi
                 close(report[0]);
                 return log_warning_errno(r, "%s: cannot fork: %m", spec->name);
         }
-        (void) setpgid(pid, pid); /* as the child does: no race with a kill of the group */
+        /* No setpgid(pid, pid) here: a group leader cannot setsid(). Until the
+         * child's setsid() the group does not exist; kill_group() then
+         * signals the child alone, which has no children yet. */
 
         Process *p = g_new0(Process, 1);
         p->event = sd_event_ref(event);

@@ -11,8 +11,9 @@
  * (sd_event_add_child). Everything it needs is prepared before fork(): the
  * program's path, argv, the environment, the user's uid, primary gid and
  * supplementary groups. After fork() only async-signal-safe calls: default
- * signal dispositions and an empty mask, its own process group, umask 022,
- * stdin from /dev/null and the two pipes, every other fd closed on exec,
+ * signal dispositions and an empty mask, its own session (setsid: no
+ * controlling terminal to write to or push input into), umask 022, stdin from
+ * /dev/null and the two pipes, every other fd closed on exec,
  * setgroups/setresgid/setresuid to the user, PR_SET_NO_NEW_PRIVS, chdir (as
  * the user), execve. A failure there is reported with the step's result
  * ("could not be started: cannot change to /repo: Permission denied").

@@ -50,11 +50,18 @@ char *step_text_sanitize(const char *s, size_t len, size_t max) {
                 copy[i] = s[i] ? s[i] : '?';
         copy[len] = 0;
         g_autofree char *valid = g_utf8_make_valid(copy, (gssize) len);
-        for (char *p = valid; *p; p++)
-                if ((unsigned char) *p < 0x20 && *p != '\n' && *p != '\t')
-                        *p = '?';
-                else if (*p == 0x7f)
-                        *p = '?';
+        /* C0, DEL and C1 (U+0080..U+009F, "\xc2\x80".."\xc2\x9f": U+009B is
+         * CSI to a terminal that honours 8-bit controls) become '?'. */
+        char *w = valid;
+        for (const char *p = valid; *p; p++) {
+                unsigned char c = (unsigned char) *p;
+                if (c == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f) {
+                        *w++ = '?';
+                        p++;
+                } else
+                        *w++ = (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ? '?' : (char) c;
+        }
+        *w = 0;
         size_t n = strlen(valid);
         if (n <= max)
                 return TAKE_PTR(valid);

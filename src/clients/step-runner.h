@@ -20,7 +20,7 @@
  *            its result is read from the unit (Result, ExecMainCode, ExecMainStatus);
  *   fork     a child of this process that drops to the user before exec (uid,
  *            primary gid and supplementary groups resolved before the fork,
- *            no_new_privs, its own process group, umask 022, no inherited fd).
+ *            no_new_privs, its own session, umask 022, no inherited fd).
  *
  * Either way argv only (never a shell), a minimal environment (PATH, HOME,
  * USER, LANG plus what the caller adds), stdin from /dev/null, stdout and
@@ -133,6 +133,6 @@ char *step_find_executable(const char *argv0, const char *cwd, char **ret_where)
 
 /* Text from a child made fit for the bus, the journal and the history:
  * invalid UTF-8 becomes U+FFFD, control characters other than newline and
- * tab become '?', and at most max bytes are kept (cut at a character, with
+ * tab (C0, DEL and C1: U+009B is CSI to some terminals) become '?', and at most max bytes are kept (cut at a character, with
  * "…" when cut). Caller frees. */
 char *step_text_sanitize(const char *s, size_t len, size_t max);

@@ -585,25 +585,48 @@ int vmm_parse_info_reply(const char *data, size_t len, VmmInfoReply *ret, char *
         return 0;
 }
 
+#define ERROR_TEXT_MAX 1024
+
+/* One line of valid UTF-8 for the bus and a terminal: a byte that is not
+ * UTF-8 becomes U+FFFD, a control character (C0, DEL, C1: U+009B is CSI to
+ * some terminals) '?', a line break a space; at most ERROR_TEXT_MAX bytes,
+ * cut at a character. */
+static char *error_text(const char *s, size_t len) {
+        g_autofree char *valid = g_utf8_make_valid(s, (gssize) strnlen(s, MIN(len, 4 * ERROR_TEXT_MAX)));
+        char *w = valid;
+        for (const char *p = valid; *p; p++) {
+                unsigned char c = (unsigned char) *p;
+                if (c == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f) {
+                        *w++ = '?';
+                        p++;
+                } else if (c == '\n' || c == '\r' || c == '\t')
+                        *w++ = ' ';
+                else
+                        *w++ = c < 0x20 || c == 0x7f ? '?' : (char) c;
+        }
+        *w = 0;
+        size_t n = strlen(valid);
+        if (n > ERROR_TEXT_MAX) {
+                n = ERROR_TEXT_MAX;
+                while (n > 0 && ((unsigned char) valid[n] & 0xc0) == 0x80)
+                        n--;
+                valid[n] = 0;
+        }
+        return g_strdup(g_strstrip(valid));
+}
+
 int vmm_parse_error_reply(const char *data, size_t len, char **ret_message) {
         g_autoptr(JsonNode) root = NULL;
         g_autofree char *text = NULL;
-        const char *msg = NULL;
 
         if (parse_root("error", data, len, &root, NULL) >= 0 && root && JSON_NODE_HOLDS_OBJECT(root)) {
                 JsonNode *n = member(json_node_get_object(root), "error");
                 if (n && holds(n, G_TYPE_STRING))
-                        msg = json_node_get_string(n);
+                        text = error_text(json_node_get_string(n), SIZE_MAX);
         }
-        if (!msg) {
-                /* Not the prpc shape: keep the text, made printable. */
-                text = g_strndup(data, MIN(len, 1024));
-                for (char *p = text; *p; p++)
-                        if ((unsigned char) *p < 0x20 || *p == 0x7f)
-                                *p = ' ';
-                msg = g_strstrip(text);
-        }
-        *ret_message = strndup(msg, 1024);
+        if (!text) /* not the prpc shape: the body itself */
+                text = error_text(data, len);
+        *ret_message = strdup(text);
         return *ret_message ? 0 : -ENOMEM;
 }
 

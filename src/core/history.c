@@ -52,13 +52,20 @@ static void entry_free(void *p) {
         g_free(e);
 }
 
-/* Valid UTF-8 without control characters, at most max bytes, cut at a
- * character boundary. */
+/* Valid UTF-8 without control characters (C0, DEL, C1), at most max bytes,
+ * cut at a character boundary. */
 static char *bounded(const char *s, size_t max) {
         g_autofree char *valid = g_utf8_make_valid(strempty(s), -1);
-        for (char *c = valid; *c; c++)
-                if ((unsigned char) *c < 0x20 || *c == 0x7f)
-                        *c = ' ';
+        char *w = valid;
+        for (const char *c = valid; *c; c++) {
+                unsigned char b = (unsigned char) *c;
+                if (b == 0xc2 && (unsigned char) c[1] >= 0x80 && (unsigned char) c[1] <= 0x9f) {
+                        *w++ = ' '; /* U+0080..U+009F: U+009B is CSI to some terminals */
+                        c++;
+                } else
+                        *w++ = b < 0x20 || b == 0x7f ? ' ' : (char) b;
+        }
+        *w = 0;
         if (strlen(valid) <= max)
                 return TAKE_PTR(valid);
         const char *end = valid + max;

@@ -7,6 +7,7 @@
 
 #include <glib.h>
 
+#include "core/root-path.h"
 #include "core/unit-guard.h"
 #include "core/updater-user.h"
 #include "shared/macro.h"
@@ -112,6 +113,22 @@ int updater_user_decide(const char *repo, const char *setting, const RepoOwner *
                         "writes (git config, build scripts); set UpdaterUser to the repository's owner",
                         user->name, repo, owner->top != 0 ? "" : "/.git", who);
                 return -EPERM;
+        }
+        if (user->uid == 0) {
+                /* Root's repository, but can someone else write what git reads
+                 * first (.git/config of a "git init --shared=group" repository),
+                 * or put another repository in its place? */
+                g_autofree char *why = root_path_check_repository(repo);
+                if (why) {
+                        g_autofree char *who = isempty(setting)
+                                ? g_strdup_printf("The Updater would run as root (the owner of %s)", repo)
+                                : g_strdup_printf("UpdaterUser '%s' is root", setting);
+                        *ret_error = g_strdup_printf(
+                                "%s, but %s: whoever can write it would choose what root runs (git config, build "
+                                "scripts); make the repository root's alone or set UpdaterUser to the user who "
+                                "writes it", who, why);
+                        return -EPERM;
+                }
         }
         *ret_user = TAKE_PTR(user);
         return 0;

@@ -33,7 +33,8 @@ char **repo_owner_probe_argv(const char *repo);
 int repo_owner_parse_probe(const char *data, RepoOwner *ret);
 
 /* Applies the rules of UpdaterUser to an owner. 0: *ret_user. -ESRCH: no
- * such user; -EPERM: root while the repository belongs to someone else;
+ * such user; -EPERM: root while the repository belongs to someone else, or
+ * while someone else can write it (root_path_check_repository());
  * -EAGAIN: the setting is "" and the owner is not known here (run the
  * probe). Messages name the user and the repository. */
 int updater_user_decide(const char *repo, const char *setting, const RepoOwner *owner, StepUser **ret_user,

@@ -316,8 +316,14 @@ static int config_set_env(sd_bus *bus, int argc, char **argv) {
                                 key, prompt ? "the prompt" : "standard input");
                         return EX_DATAERR;
                 }
-        } else
+        } else {
+                /* Any user reads a command line (ps) while we run, and the question
+                 * or a polkit prompt may keep us running: out of it at once. */
                 value = strdup(argv[1]);
+                if (!value)
+                        return EXIT_FAILURE;
+                explicit_bzero(argv[1], strlen(argv[1]));
+        }
         int r = confirm_env_change(bus, key, ENV_SET);
         if (r)
                 return r;

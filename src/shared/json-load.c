@@ -97,8 +97,14 @@ static int prescan(const char *data, size_t len, size_t max, const char *what, c
                         in_string = true;
                 else if ((c == '[' || c == '{') && ++depth > JSON_LOAD_MAX_DEPTH)
                         return fail(ret_error, what, "nested deeper than %d levels", JSON_LOAD_MAX_DEPTH);
-                else if ((c == ']' || c == '}') && depth > 0)
-                        depth--;
+                else if ((c == ']' || c == '}') && depth > 0 && --depth == 0) {
+                        /* json-glib reads the first document and ignores the
+                         * rest: a second one pasted after it would be lost. */
+                        for (size_t k = i + 1; k < len; k++)
+                                if (!strchr(" \t\r\n", data[k]))
+                                        return fail(ret_error, what, "has more after its end (byte %zu)", k);
+                        return 0;
+                }
         }
         return 0;
 }
@@ -287,6 +293,22 @@ static bool find_non_finite(JsonNode *node, GString *path) {
         return false;
 }
 
+/* json-glib keeps the last of two members with one name: {"env":{...},
+ * "env":{}} would drop every secret without a word. Refused instead. */
+typedef struct Members {
+        GHashTable *seen;       /* "<object pointer>/<name>" */
+        char *duplicate;        /* the first name seen twice */
+} Members;
+
+static void on_object_member(JsonParser *parser, JsonObject *object, gchar *name, gpointer userdata) {
+        Members *m = userdata;
+        if (m->duplicate)
+                return;
+        char *key = g_strdup_printf("%p/%s", (void *) object, name);
+        if (!g_hash_table_add(m->seen, key))
+                m->duplicate = g_strdup(name);
+}
+
 int json_load_object(const char *data, size_t len, size_t max, const char *what,
                      JsonParser **ret_parser, JsonObject **ret_obj, char **ret_error) {
         int r = prescan(data, len, max, what, ret_error);
@@ -294,11 +316,22 @@ int json_load_object(const char *data, size_t len, size_t max, const char *what,
                 return r;
         g_autoptr(JsonParser) p = json_parser_new_immutable();
         g_autoptr(GError) err = NULL;
-        if (!json_parser_load_from_data(p, data, (gssize) len, &err)) {
+        g_autoptr(GHashTable) seen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+        Members members = { .seen = seen };
+        gulong handler = g_signal_connect(p, "object-member", G_CALLBACK(on_object_member), &members);
+        bool loaded = json_parser_load_from_data(p, data, (gssize) len, &err);
+        g_signal_handler_disconnect(p, handler);
+        g_autofree char *duplicate = members.duplicate;
+        if (!loaded) {
                 g_autofree char *why = NULL;
                 (void) json_load_syntax_error(err, data, len, &why);
                 return fail(ret_error, what, "%s", why);
         }
+        if (duplicate)
+                return fail(ret_error, what, "has the member %s%s%s twice in one object",
+                            name_is_plain(duplicate, strlen(duplicate)) ? "'" : "",
+                            name_is_plain(duplicate, strlen(duplicate)) ? duplicate : "(a name not shown)",
+                            name_is_plain(duplicate, strlen(duplicate)) ? "'" : "");
         JsonNode *root = json_parser_get_root(p);
         if (!root || !JSON_NODE_HOLDS_OBJECT(root))
                 return fail(ret_error, what, "must be a JSON object");

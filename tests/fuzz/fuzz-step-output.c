@@ -33,9 +33,13 @@ static void check_text(const char *s, size_t max) {
                 abort();
         if (strlen(s) > max)
                 abort();
-        for (const char *p = s; *p; p++)
+        for (const char *p = s; *p; p++) {
                 if (((unsigned char) *p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f)
                         abort();
+                /* no C1 control (U+0080..U+009F) either */
+                if ((unsigned char) p[0] == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f)
+                        abort();
+        }
 }
 
 static void through_a_pipe(const uint8_t *data, size_t size) {

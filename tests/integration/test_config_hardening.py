@@ -290,6 +290,30 @@ def test_empty_file_on_sighup_keeps_settings_and_secrets(daemon, bus, name, text
     assert_no_secret_logged(daemon)
 
 
+# A second "env" member (or a second document) used to replace the first
+# silently: every secret gone at the next SIGHUP.
+AMBIGUOUS_FILES = [
+    ('duplicate-env', lambda doc: doc.rstrip()[:-1] + ', "env": {}}', "the member 'env' twice"),
+    ('second-document', lambda doc: doc + '\n{"env": {}}\n', 'has more after its end'),
+]
+
+
+@pytest.mark.parametrize('name,make,want', AMBIGUOUS_FILES, ids=[a[0] for a in AMBIGUOUS_FILES])
+def test_ambiguous_file_on_sighup_keeps_secrets(daemon, bus, name, make, want):
+    keys = daemon.get('EnvKeys')
+    assert keys, 'the test needs env values in force'
+    text = make(json.dumps(json.loads(RUST_CONFIG)))
+    daemon.write_config(text)
+    with properties_changed(bus) as sc:
+        daemon.send_signal(signal.SIGHUP)
+        sc.wait_for(lambda s: s.args[1].get('ConfigError', '') != '')
+    err = daemon.get('ConfigError')
+    assert err.startswith(daemon.config_path + ': ') and want in err, err
+    assert daemon.get('EnvKeys') == keys
+    assert daemon.call('GetEnv', 's', ['HOTKEY_PASSPHRASE']).result == (SECRET + 'hotkey words here',)
+    assert_no_secret_logged(daemon)
+
+
 @pytest.mark.parametrize('name,text', EMPTY_FILES, ids=[e[0] for e in EMPTY_FILES])
 def test_empty_file_at_start_is_reported_like_a_syntax_error(bus, polkit, harness, daemon_binary, name, text):
     d = harness.daemon(config=text)

@@ -370,3 +370,30 @@ def test_updater_apply_force_skips_the_busy_gates(harness, bus, world):
     assert p.returncode == 0, p
     assert p.stdout.strip() == 'Updated %s -> %s' % (world.first, new), p.stdout
     assert world.head() == new
+
+
+@pytest.mark.parametrize('binary,args', [
+    (PLATFORMCTL, ['config', 'set-env', 'HOTKEY_PASSPHRASE']),
+    (PLATFORM, ['config', 'set-passphrase'])], ids=['platformctl', 'platform'])
+def test_a_value_on_the_command_line_leaves_it(running, bus, launcher, binary, args):
+    """Any user can read a process's command line (ps, /proc/PID/cmdline) for
+    as long as it runs: the [y/N] question (or a polkit password prompt) keeps
+    it running for as long as the operator takes. The value is taken out of
+    the command line before either."""
+    value = 'argv-secret-%d' % os.getpid()
+    t = Terminal([binary] + args + [value], bus.env())
+    try:
+        t.expect(QUESTION)
+        with open('/proc/%d/cmdline' % t.p.pid, 'rb') as f:
+            cmdline = f.read()
+        ps = subprocess.run(H.as_user_argv('nobody', ['ps', '-o', 'args=', '-p', str(t.p.pid)]),
+                            capture_output=True, text=True)
+        assert ps.returncode == 0 and 'set-' in ps.stdout, ps
+        t.type('n')
+        rc, screen = t.wait()
+    finally:
+        t.close()
+    assert rc == 1, screen
+    assert value.encode() not in cmdline, cmdline
+    assert value not in ps.stdout, ps.stdout
+    assert get_env(launcher, 'HOTKEY_PASSPHRASE') == SECRET

@@ -11,11 +11,14 @@ D2 and D3), through the bus with the real daemon:
   meanwhile, and the log stays small (at most 50 lines a second; the rest is
   counted)."""
 import os
+import re
+import subprocess
 import threading
 import time
 
 import pytest
 
+from ctl_helpers import PLATFORMCTL
 from updater_world import World, updater, prop, wait_prop, wait_file, updater_signals
 
 FAILED = 'org.platform.Launcher1.Error.Failed'
@@ -48,6 +51,25 @@ def test_invalid_utf8_from_a_build_reaches_the_bus_as_valid_text(harness, world)
     r = updater(d, 'GetHistory', 'u', [0])
     assert r.ok and REPLACEMENT in r.result[0][0][7], r
     assert world.head() == world.first and prop(d, 'State') == 'idle'
+
+
+def test_c1_controls_from_a_build_never_reach_the_operators_terminal(harness, world):
+    """U+009B is CSI to a terminal that takes 8-bit controls: the repository
+    owner's build output must not clear root's screen through LastError,
+    `platformctl updater status` or the history."""
+    world.build_extra = ('[ "$(cat version.txt)" = 2 ] && printf \'owned \\302\\2332J \\302\\23331m red\\n\' >&2 '
+                         '&& exit 1')
+    world.release('2')
+    world.build_extra = ''
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}], timeout=30)
+    assert not r.ok and 'owned ?2J ?31m red' in r.error_message, r.error_message
+    assert 'owned ?2J ?31m red' in prop(d, 'LastError')
+    for args in (['updater', 'status'], ['updater', 'history'], ['--json', 'updater', 'history']):
+        p = subprocess.run([PLATFORMCTL] + args, env=harness.bus.env(), capture_output=True, timeout=30)
+        assert p.returncode == 0 and b'owned' in p.stdout, p
+        assert not re.search(rb'\xc2[\x80-\x9f]', p.stdout), p.stdout
 
 
 def test_a_huge_line_is_bounded(harness, world):

@@ -155,3 +155,23 @@ def test_hardened_daemon_updates_as_the_owner(harness, world, real_systemd):
     # root is refused even though the owner cannot be named from in here
     r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'root']}])
     assert not r.ok and r.error_name == INVALID_ARGS and 'a user other than root' in r.error_message, r
+
+
+def test_hardened_daemon_refuses_root_in_a_shared_repository(harness, bus, polkit, daemon_binary, real_systemd):
+    """In the shipped sandbox too (PrivateUsers= shows root as root, and modes
+    as they are): root's repository whose .git a group may write
+    (git init --shared=group) runs nothing, as root or otherwise."""
+    from test_updater_user import _share_with_group
+    world = World(harness)                                   # root's
+    os.chmod(harness.workdir, 0o755)
+    _share_with_group(os.path.join(world.work, '.git'))
+    lines = shipped_hardening([os.path.join(harness.workdir, 'platform-launcherd')])
+    assert 'PrivateUsers=yes' in lines
+    d = unit_daemon(harness, real_systemd, world.config(), service_lines=lines,
+                    env={'ASAN_OPTIONS': 'detect_leaks=0'})
+    wait_prop(d, 'State', lambda v: v == 'failed')
+    err = d.get('ConfigError')
+    assert os.path.join(world.work, '.git') + ' is writable by group' in err, err
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == FAILED, r
+    assert prop(d, 'CurrentCommit') == ''

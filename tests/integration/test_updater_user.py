@@ -8,9 +8,12 @@ it is the owner's uid, never 0. UpdaterUser refusals (root on someone else's
 repository, no such user) at SetSettings and for a config file; the lock file
 opened safely; relative commands resolved against the repository and a
 command that cannot be found refused at SetSettings (issue 16, item 3)."""
+import grp
 import os
 import pwd
+import signal
 import stat
+import subprocess
 import time
 
 import pytest
@@ -195,3 +198,131 @@ def test_default_user_for_a_root_owned_repository_is_root(harness, bus, polkit, 
     with open(os.path.join(world.dir, 'uid-build')) as f:
         assert f.read().split() == ['0']
     assert pwd.getpwuid(os.stat(world.work).st_uid).pw_name == 'root'
+
+
+# A daemon started from root's shell (--step-runner=fork, or a container run
+# with -t) has that shell's terminal as its controlling terminal. This wrapper
+# gives it one: a pty whose output goes to a file (what the operator would see).
+TTY_WRAPPER = r'''
+import fcntl, os, sys, termios
+master, slave = os.openpty()
+try:
+    os.setsid()
+except OSError:
+    pass   # already a session leader
+fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+if os.fork() == 0:
+    os.close(slave)
+    with open(sys.argv[1], 'ab', buffering=0) as f:
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:
+                break
+            if not b:
+                break
+            f.write(b)
+    os._exit(0)
+os.close(master)
+os.set_inheritable(slave, True)   # the terminal stays open while the daemon runs
+os.execv(sys.argv[2], sys.argv[2:])
+'''
+
+
+def test_commands_cannot_reach_the_terminal_the_daemon_was_started_from(harness, world, daemon_binary):
+    """The owner's build script writes to /dev/tty and pushes "id" into the
+    terminal's input (TIOCSTI): on root's shell that line would run as root
+    once the daemon exits. The commands run in their own session, without a
+    controlling terminal: both fail, and the terminal shows nothing of them."""
+    out = world.dir
+    world.build_extra = (
+        'echo INJECTED-BY-BUILD > /dev/tty && echo wrote >> %s/tty; '
+        'python3 -c "import fcntl, os, termios; fd = os.open(\'/dev/tty\', os.O_RDWR); '
+        '[fcntl.ioctl(fd, termios.TIOCSTI, bytes([c])) for c in b\'id\\n\']" 2>/dev/null && echo pushed >> %s/tty; '
+        'echo tried >> %s/tty' % (out, out, out))
+    world.release('2')
+    wrapper = os.path.join(harness.workdir, 'tty-wrapper.py')
+    with open(wrapper, 'w') as f:
+        f.write(TTY_WRAPPER)
+    screen = os.path.join(harness.workdir, 'terminal.out')
+    d = harness.daemon(config=world.config(), start=False, args=['--step-runner=fork'])
+    argv = d.argv
+    d.argv = lambda: ['/usr/bin/python3', wrapper, screen, daemon_binary] + argv()[1:]
+    d.start()
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert r.ok, r
+    with open(os.path.join(out, 'tty')) as f:
+        assert f.read().split() == ['tried']
+    with open(screen, 'rb') as f:
+        seen = f.read()
+    assert b'INJECTED' not in seen and b'id' not in seen, seen
+
+
+def _share_with_group(path, group='daemon'):
+    """What "git init --shared=group" and a chgrp give: root's files, the group may write."""
+    gid = grp.getgrnam(group).gr_gid
+    for root, dirs, files in os.walk(path):
+        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            os.lchown(n, 0, gid)
+            os.chmod(n, stat.S_IMODE(os.lstat(n).st_mode) | 0o060)
+
+
+def test_root_runs_nothing_in_a_repository_someone_else_can_write(harness, bus, polkit, daemon_binary):
+    """Root's repository, shared with a group (git init --shared=group): a
+    member writes core.fsmonitor into .git/config. Root would run it; the
+    Updater refuses root there instead (ConfigError, nothing run) and says why."""
+    world = World(harness)                        # root's
+    os.chmod(harness.workdir, 0o755)             # the group member can reach it
+    _share_with_group(os.path.join(world.work, '.git'))
+    fsmonitor = os.path.join(world.dir, 'fsmonitor.sh')
+    with open(fsmonitor, 'w') as f:
+        f.write('#!/bin/sh\nid -u >> %s/uid-fsmonitor\nexit 1\n' % world.dir)
+    os.chmod(fsmonitor, 0o755)
+    config = os.path.join(world.work, '.git', 'config')
+    subprocess.run(H.as_user_argv('daemon', ['sh', '-c', 'printf "[core]\\n\\tfsmonitor = %s\\n" >> %s'
+                                             % (fsmonitor, config)]), check=True)
+    world.release('2')
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'State', lambda v: v == 'failed')
+    err = d.get('ConfigError')
+    assert 'as root (the owner of %s)' % world.work in err, err
+    assert os.path.join(world.work, '.git') + ' is writable by group' in err, err
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == FAILED, r
+    # and as a setting: refused by name
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'root']}])
+    assert not r.ok and r.error_name == INVALID_ARGS and 'writable by group' in r.error_message, r
+    assert uids(world, 'fsmonitor') == []
+    assert world.head() == world.first
+    # made root's alone again (the fsmonitor line removed by root): it runs, as root
+    subprocess.run(['git', 'config', '--file', config, '--unset', 'core.fsmonitor'], check=True)
+    for root, dirs, files in os.walk(world.work):
+        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+            os.chmod(n, stat.S_IMODE(os.lstat(n).st_mode) & ~0o020)
+    d.send_signal(signal.SIGHUP)
+    wait_prop(d, 'State', lambda v: v == 'idle')
+    assert updater(d, 'Apply', 'a{sv}', [{}]).ok
+
+
+def test_root_runs_nothing_in_a_repository_whose_directory_someone_else_can_replace(
+        harness, bus, polkit, daemon_binary):
+    """Root's repository in a directory of another user: they can rename it
+    away between the check and git's next run and put their own in its place
+    (a .git/config of theirs, run as root). Refused, naming that directory."""
+    world = World(harness)                        # root's
+    pw = pwd.getpwnam('daemon')
+    os.chown(world.dir, pw.pw_uid, pw.pw_gid)     # the directory the repository is in
+    d = harness.daemon(config=world.config())
+    wait_prop(d, 'State', lambda v: v == 'failed')
+    err = d.get('ConfigError')
+    assert 'root' in err and ('%s is owned by uid %d' % (world.dir, pw.pw_uid)) in err, err
+    r = updater(d, 'Check')
+    assert not r.ok and r.error_name == FAILED, r
+    assert prop(d, 'CurrentCommit') == ''    # not even git rev-parse ran
+    os.chown(world.dir, 0, 0)
+    d.send_signal(signal.SIGHUP)
+    wait_prop(d, 'State', lambda v: v == 'idle')
+    assert d.get('ConfigError') == ''
+    assert updater(d, 'Check').ok
+    assert prop(d, 'CurrentCommit') == world.first

@@ -93,10 +93,16 @@ static void test_bounded_strings(const char *dir) {
         assert_se(streq(c->trigger, "uid 0 (x  y)"));
         assert_se(streq(c->subject, ""));
 
+        /* C1 controls (U+009B: CSI to some terminals) go too; other text stays */
+        HistoryEntry c1 = { .kind = HISTORY_KIND_VM, .action = "deploy", .ok = false,
+                            .reason = "a \xc2\x9b" "2J b \xc2\x85 c \xc2\xa0 \xc3\xa9" };
+        assert_se(history_append(h, &c1) == 0);
+        assert_se(streq(history_get(h, 1)->reason, "a  2J b   c \xc2\xa0 \xc3\xa9"));
+
         /* ok entries carry no reason. */
         HistoryEntry ok = { .kind = HISTORY_KIND_VM, .action = "start", .ok = true, .reason = "ignored" };
         assert_se(history_append(h, &ok) == 0);
-        assert_se(streq(history_get(h, 1)->reason, ""));
+        assert_se(streq(history_get(h, 2)->reason, ""));
         g_string_free(s, TRUE);
         history_free(h);
 }

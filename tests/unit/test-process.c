@@ -2,8 +2,8 @@
 /* The step runner's fork back end, through the runner's own API: output
  * (stdout as data, the tail of both), exit codes, signals, the timeout that
  * kills the whole group, stdin, the minimal environment, no fd leaks, its own
- * process group, umask, cancel, argv[0] lookup (PATH, relative to the
- * working directory), the fixed git environment, invalid UTF-8 made valid, a
+ * process group and session (no controlling terminal), umask, cancel, argv[0]
+ * lookup (PATH, relative to the working directory), the fixed git environment, invalid UTF-8 made valid, a
  * flood of output kept bounded, and (as root) the drop to another user with
  * its groups and no_new_privs, and a failure before exec reported. */
 #include <errno.h>
@@ -121,6 +121,11 @@ static void test_invalid_utf8(sd_event *e) {
         assert_se(step_result_ok(&r.res));
         assert_se(g_utf8_validate(r.output, -1, NULL) && g_utf8_validate(r.data, -1, NULL));
         assert_se(strstr(r.output, "bad \xef\xbf\xbd\xef\xbf\xbd nul ? esc ?[31m end"));
+        r_clear(&r);
+        /* C1 controls too (U+009B is CSI to a terminal that takes 8-bit controls); other text stays */
+        r = run(e, 0, 0, SH("printf 'a \302\2332J b \302\205 c \302\240 d \303\251\n'"));
+        assert_se(step_result_ok(&r.res));
+        assert_se(strstr(r.output, "a ?2J b ? c \xc2\xa0 d \xc3\xa9"));
         g_autofree char *cut = step_text_sanitize("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9, 7);
         assert_se(g_utf8_validate(cut, -1, NULL) && strlen(cut) <= 7 && g_str_has_suffix(cut, "…"));
         r_clear(&r);
@@ -205,7 +210,8 @@ static void test_no_fd_leak(sd_event *e) {
 
 static void test_own_group_umask_nnp(sd_event *e) {
         mode_t old = umask(0077);
-        R r = run(e, 0, 0, SH("ps -o pgid= -p $$; echo $$; umask; grep NoNewPrivs /proc/self/status"));
+        R r = run(e, 0, 0, SH("ps -o pgid= -p $$; echo $$; umask; grep NoNewPrivs /proc/self/status; "
+                              "ps -o sid= -p $$; if true 2>/dev/null </dev/tty; then echo tty; else echo no-tty; fi"));
         umask(old);
         assert_se(step_result_ok(&r.res));
         g_auto(GStrv) l = g_strsplit(r.output, "\n", -1);
@@ -213,6 +219,10 @@ static void test_own_group_umask_nnp(sd_event *e) {
         assert_se(atoi(l[0]) != getpgrp());
         assert_se(streq(l[2], "0022"));
         assert_se(g_str_has_prefix(l[3], "NoNewPrivs:") && g_str_has_suffix(l[3], "1"));
+        /* its own session: no controlling terminal of ours to write to or push input into */
+        assert_se(atoi(l[4]) == atoi(l[1]));
+        assert_se(atoi(l[4]) != getsid(0));
+        assert_se(streq(l[5], "no-tty"));
         r_clear(&r);
 }
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <glib.h>
+
 #include "clients/vmm-json.h"
 #include "shared/macro.h"
 #include "tests.h"
@@ -221,6 +223,22 @@ static void test_small_replies(void) {
         assert_se(vmm_parse_error_reply(S("Service not found: /prpc/UpdateVm\n"), &s) == 0);
         assert_se(streq(s, "Service not found: /prpc/UpdateVm"));
         s = mfree(s);
+        /* What the VMM says reaches the bus and the operator's terminal: valid
+         * UTF-8, no control character (C0, DEL, C1), cut at a character. */
+        assert_se(vmm_parse_error_reply(S("{\"error\": \"bad image \\u001b[2J\\u009b31m x\"}"), &s) == 0);
+        assert_se(streq(s, "bad image ?[2J?31m x"));
+        s = mfree(s);
+        assert_se(vmm_parse_error_reply(S("proxy: \xff\xfe \xc2\x9b" "2J\n"), &s) == 0);
+        assert_se(g_utf8_validate(s, -1, NULL) && !strstr(s, "\xc2\x9b") && strstr(s, "?2J"));
+        s = mfree(s);
+        GString *long_msg = g_string_new("{\"error\": \"");
+        for (int i = 0; i < 600; i++)
+                g_string_append(long_msg, "\xc3\xa9");
+        g_string_append(long_msg, "\"}");
+        assert_se(vmm_parse_error_reply(long_msg->str, long_msg->len, &s) == 0);
+        assert_se(g_utf8_validate(s, -1, NULL) && strlen(s) <= 1024);
+        s = mfree(s);
+        g_string_free(long_msg, TRUE);
         printf("small replies: ok\n");
 }
 
