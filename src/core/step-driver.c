@@ -305,7 +305,7 @@ static void act_on_report(StepDriver *d) {
         case VERDICT_AGAIN: {
                 if (!s->check)
                         return fail_here(d, -EINVAL, "internal error: a step without check asked to wait");
-                uint64_t now = now_mono(), when = now + d->poll_usec;
+                uint64_t now = now_mono(), when = now + (s->check_interval_usec ?: d->poll_usec);
                 if (now - d->step_started >= POLL_FAST_USEC)
                         d->poll_usec = MIN(2 * d->poll_usec, POLL_MAX_USEC);
                 if (d->deadline > 0)

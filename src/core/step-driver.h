@@ -30,7 +30,9 @@
  *   step_driver_done(d)             the step is complete: run the next one;
  *   step_driver_again(d)            not yet: call check again after the poll
  *                                   interval (20 ms, growing to 250 ms after
- *                                   5 s), never later than the deadline;
+ *                                   5 s; the row's .check_interval_usec when
+ *                                   set: a retry's pace), never later than
+ *                                   the deadline;
  *   step_driver_fail(d, code, msg)  the table fails here.
  *
  * A failing table whose .on_fail names a compensating table runs that table
@@ -69,6 +71,7 @@ typedef struct StepDef {
         void (*cancel)(void *userdata);
         bool (*each)(void *userdata, size_t item);
         const StepTable *(*choose)(void *userdata);
+        uint64_t check_interval_usec;  /* after step_driver_again: check again after this (0: the poll interval) */
         const StepTable *sub;      /* STEP_EACH's table */
         void (*item_failed)(void *userdata, int code, const char *message);
         union {

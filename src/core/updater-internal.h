@@ -32,7 +32,9 @@ typedef struct Tx {
         char *requested;         /* Rollback's argument */
         bool skip;               /* nothing to do: the remaining steps pass */
         bool available;
-        bool reverse;            /* the rollback table is running */
+        bool forward;            /* the update table (or the verification after a self-restart) began */
+        bool reverse;            /* the rollback table began: the update's compensation, or a resumed one */
+        bool rolled_back;        /* ... and ran through */
         char *fail_reason;       /* why the forward table failed */
         size_t index;            /* the command or unit within a step */
         int sub;
@@ -74,7 +76,6 @@ struct Updater {
         uint64_t proc_timeout;
         HttpContext *http;
         HttpCall *http_call;
-        sd_event_source *retry_timer;
         sd_event_source *auto_timer;
         sd_event_source *head_timer;
         StepRun *head_proc;
@@ -113,14 +114,23 @@ void defer_reason_free(gpointer p);
 extern const StepTable updater_check_table;
 extern const StepTable updater_apply_table;
 extern const StepTable updater_rollback_table;   /* the operator's Rollback: lock, resolve, verify, dirty, record */
-extern const StepTable updater_forward_table;    /* checkout, build, restart, health, commit */
-extern const StepTable updater_reverse_table;    /* back to tx.from */
-extern const StepTable updater_verify_table;     /* after a self-restart: health, commit */
-extern const StepTable updater_resume_table;     /* a recorded transaction: the user and the lock first */
+extern const StepTable updater_resume_table;     /* a recorded transaction: the user and the lock, then its phase */
 void updater_steps_cancel_all(Updater *u);
 int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next_fn next);
 int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next);
 void updater_fail_proc(Updater *u, const char *what, const StepResult *res);
+/* "git fetch: exited with status 128: fatal: ..." (valid UTF-8, bounded). Caller frees. */
+char *updater_proc_failure(const char *what, const StepResult *res, uint64_t timeout);
+void updater_fail_spawn(Updater *u, const char *what, int r);
+void updater_cancel_proc(void *ud);
+void updater_record_phase(Updater *u, const char *phase);
+
+/* updater-health.c: the health wait, a row whose check is one attempt */
+#define UPDATER_HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
+void updater_health_start(StepDriver *d, void *ud);
+void updater_health_check(StepDriver *d, void *ud);
+uint64_t updater_health_timeout(void *ud);
+void updater_health_cancel(void *ud);
 
 /* updater-access.c: the first steps of a transaction, who and the lock */
 void updater_user_start(StepDriver *d, void *ud);

@@ -13,8 +13,6 @@
 #include "shared/macro.h"
 
 #define GIT_TIMEOUT_USEC (300 * USEC_PER_SEC)
-#define HEALTH_RETRY_USEC (500 * USEC_PER_MSEC)
-#define HEALTH_HTTP_TIMEOUT_USEC (5 * USEC_PER_SEC)
 #define DIRTY_NAMES_MAX 20
 #define DIRTY_NAME_BYTES 256
 #define FAILURE_DETAIL_BYTES 512   /* the child's last line in a message */
@@ -64,7 +62,7 @@ int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint6
 }
 
 /* "git fetch: exited with status 128: fatal: ..." (valid UTF-8, bounded) */
-static char *proc_failure(const char *what, const StepResult *res, uint64_t timeout) {
+char *updater_proc_failure(const char *what, const StepResult *res, uint64_t timeout) {
         g_autofree char *how = step_result_describe(res, timeout);
         if (res->error < 0)
                 return g_strdup_printf("%s %s", what, how);
@@ -81,17 +79,17 @@ static char *proc_failure(const char *what, const StepResult *res, uint64_t time
 }
 
 void updater_fail_proc(Updater *u, const char *what, const StepResult *res) {
-        g_autofree char *msg = proc_failure(what, res, u->proc_timeout);
+        g_autofree char *msg = updater_proc_failure(what, res, u->proc_timeout);
         step_driver_fail(u->driver, -EIO, msg);
 }
 
-static void fail_spawn(Updater *u, const char *what, int r) {
+void updater_fail_spawn(Updater *u, const char *what, int r) {
         /* ENOENT: the program, or the repository as its working directory. */
         g_autofree char *msg = g_strdup_printf("cannot run %s in %s: %s", what, repo(u), g_strerror(-r));
         step_driver_fail(u->driver, r, msg);
 }
 
-static void cancel_proc(void *ud) {
+void updater_cancel_proc(void *ud) {
         Updater *u = ud;
         step_run_cancel(u->proc);
         u->proc = NULL;
@@ -114,7 +112,7 @@ static void fetch_start(StepDriver *d, void *ud) {
                          u->tx.cfg->updater_remote, refspec, NULL };
         int r = updater_spawn_git(u, "git fetch", args, after_fetch);
         if (r < 0)
-                fail_spawn(u, "git", r);
+                updater_fail_spawn(u, "git", r);
 }
 
 /* ---- resolve: pin the target, read HEAD ---- */
@@ -210,7 +208,7 @@ static void resolve_next(Updater *u) {
         } else
                 return resolved(u);
         if (r < 0)
-                fail_spawn(u, "git", r);
+                updater_fail_spawn(u, "git", r);
 }
 
 static void resolve_start(StepDriver *d, void *ud) {
@@ -247,7 +245,7 @@ static void verify_start(StepDriver *d, void *ud) {
                          u->tx.to, NULL };
         int r = updater_spawn_git(u, "git verify-commit", args, after_verify);
         if (r < 0)
-                fail_spawn(u, "git", r);
+                updater_fail_spawn(u, "git", r);
 }
 
 /* ---- dirty tree ---- */
@@ -283,7 +281,7 @@ static void dirty_start(StepDriver *d, void *ud) {
                          (char *) "--ignore-submodules=none", NULL };
         int r = updater_spawn_git(u, "git status", args, after_status);
         if (r < 0)
-                fail_spawn(u, "git", r);
+                updater_fail_spawn(u, "git", r);
 }
 
 /* ---- gates ---- */
@@ -365,7 +363,7 @@ static void ancestry_start(StepDriver *d, void *ud) {
         char *args[] = { (char *) "merge-base", (char *) "--is-ancestor", u->tx.from, u->tx.to, NULL };
         int r = updater_spawn_git(u, "git merge-base", args, after_ancestry);
         if (r < 0)
-                fail_spawn(u, "git", r);
+                updater_fail_spawn(u, "git", r);
 }
 
 static void on_gates(GateCheck *check, char *const closed[_GATE_MAX], void *userdata) {
@@ -414,7 +412,7 @@ static const char *tx_kind_name(Updater *u) {
         return k == TX_ROLLBACK ? "rollback" : "apply";
 }
 
-static void record_phase(Updater *u, const char *phase) {
+void updater_record_phase(Updater *u, const char *phase) {
         int r = updater_record(u, tx_kind_name(u), u->tx.from, u->tx.to, phase);
         if (r < 0)
                 log_warning_errno(r, "Cannot record the update transaction: %m");
@@ -447,7 +445,7 @@ static void checkout_start(StepDriver *d, void *ud) {
         char *args[] = { (char *) "reset", (char *) "--hard", (char *) "--quiet", (char *) goal(u), NULL };
         int r = updater_spawn_git(u, "git reset", args, after_checkout);
         if (r < 0)
-                fail_spawn(u, "git", r);
+                updater_fail_spawn(u, "git", r);
 }
 
 /* ---- build and restart commands: argv lists in order ---- */
@@ -474,7 +472,7 @@ static void run_commands(Updater *u, char ***list, const char *what, proc_next_f
         int r = updater_spawn_command(u, what, list[u->tx.index], u->tx.cfg->updater_command_timeout_usec, next);
         if (r < 0) {
                 g_autofree char *label = g_strdup_printf("%s command \"%s\"", what, list[u->tx.index][0]);
-                fail_spawn(u, label, r);
+                updater_fail_spawn(u, label, r);
         }
 }
 
@@ -573,7 +571,7 @@ static void self_start(StepDriver *d, void *ud) {
         Updater *u = ud;
         if (!u->tx.self_unit_pending)
                 return step_driver_done(d);
-        record_phase(u, "health");
+        updater_record_phase(u, "health");
         if (!u->systemd && systemd_client_new(u->bus, &u->systemd) < 0)
                 return step_driver_fail(d, -ENOMEM, "cannot set up the systemd client");
         log_info("Restarting the launcher's own unit %s; the transaction finishes on start-up.", u->own_unit);
@@ -584,187 +582,146 @@ static void self_start(StepDriver *d, void *ud) {
                 step_driver_fail(d, r, "cannot restart the launcher's own unit");
 }
 
-/* ---- health ---- */
+/* ---- the rollback: a failed update's compensation, or a recorded one resumed ---- */
 
-static void health_attempt(Updater *u);
-
-static int on_health_retry(sd_event_source *s, uint64_t usec, void *userdata) {
-        Updater *u = userdata;
-        u->retry_timer = sd_event_source_disable_unref(u->retry_timer);
-        health_attempt(u);
-        return 0;
-}
-
-static void health_unhealthy(Updater *u, const char *why) {
-        uint64_t now = (uint64_t) g_get_monotonic_time();
-        if (now + HEALTH_RETRY_USEC >= u->health_deadline) {
-                /* Fail with the reason of the last attempt, not just "timed out". */
-                g_autofree char *msg = g_strdup_printf("unhealthy for %.1f s: %s",
-                                                       (double) u->tx.cfg->updater_health_timeout_usec / USEC_PER_SEC,
-                                                       why);
-                return step_driver_fail(u->driver, -ETIMEDOUT, msg);
+static void reverse_begin(StepDriver *d, void *ud) {
+        Updater *u = ud;
+        if (step_driver_compensating(d)) {
+                const char *why = step_driver_failure_message(d);
+                log_warning("Update to %s failed: %s. Rolling back to %s.", u->tx.to, why, u->tx.from);
+                g_free(u->tx.fail_reason);
+                u->tx.fail_reason = g_strdup(why);
         }
-        /* Retried every HEALTH_RETRY_USEC: a reason is logged when it changes,
-         * not at every attempt. */
-        if (!streq_ptr(u->health_last_why, why)) {
-                log_info("Health check: %s; retrying until the deadline.", why);
-                g_free(u->health_last_why);
-                u->health_last_why = g_strdup(why);
-        } else
-                log_debug("Health check: %s; retrying.", why);
-        int r = sd_event_add_time_relative(u->event, &u->retry_timer, CLOCK_MONOTONIC, HEALTH_RETRY_USEC,
-                                           10 * USEC_PER_MSEC, on_health_retry, u);
-        if (r < 0)
-                step_driver_fail(u->driver, r, "cannot arm the health retry timer");
+        u->tx.reverse = true;
+        updater_record_phase(u, "reverse");
+        updater_set_state(u, UPDATER_STATE_ROLLING_BACK);
+        updater_flush(u);
+        step_driver_done(d);
 }
 
-static void after_health_command(Updater *u, const StepResult *res) {
-        if (step_result_ok(res))
-                return step_driver_done(u->driver);
-        g_autofree char *why = proc_failure("health command", res, u->proc_timeout);
-        health_unhealthy(u, why);
-}
-
-static void on_health_http(HttpCall *call, const HttpResponse *resp, void *userdata) {
-        Updater *u = userdata;
-        u->http_call = NULL;
-        if (resp->error == 0 && resp->status >= 200 && resp->status < 300)
-                return step_driver_done(u->driver);
-        g_autofree char *why = resp->error < 0 ? g_strdup_printf("%s: %s", u->tx.cfg->updater_health_url,
-                                                                 strempty(resp->error_message))
-                                               : g_strdup_printf("%s answered HTTP %ld", u->tx.cfg->updater_health_url,
-                                                                 resp->status);
-        health_unhealthy(u, why);
-}
-
-static void health_attempt(Updater *u) {
-        LauncherConfig *c = u->tx.cfg;
-        int r;
-        if (c->updater_health_command[0]) {
-                uint64_t now = (uint64_t) g_get_monotonic_time();
-                uint64_t timeout = c->updater_command_timeout_usec;
-                if (u->health_deadline > now && u->health_deadline - now < timeout)
-                        timeout = u->health_deadline - now;
-                r = updater_spawn_command(u, "health", c->updater_health_command, MAX(timeout, 100 * USEC_PER_MSEC),
-                                  after_health_command);
-        } else {
-                if (!u->http && (r = http_context_new(u->event, &u->http)) < 0)
-                        return step_driver_fail(u->driver, r, "cannot set up HTTP");
-                uint64_t now = (uint64_t) g_get_monotonic_time();
-                uint64_t timeout = HEALTH_HTTP_TIMEOUT_USEC;
-                if (u->health_deadline > now && u->health_deadline - now < timeout)
-                        timeout = MAX(u->health_deadline - now, 100 * USEC_PER_MSEC);
-                HttpRequest req = { .method = HTTP_GET, .endpoint = c->updater_health_url, .timeout_usec = timeout,
-                                    .max_response_bytes = 64 * 1024 };
-                r = http_request_start(u->http, &req, on_health_http, u, &u->http_call);
-        }
-        if (r < 0)
-                fail_spawn(u, "the health check", r);
-}
-
-static void health_start(StepDriver *d, void *ud) {
+static void reverse_end(StepDriver *d, void *ud) {
         Updater *u = ud;
-        if (!u->tx.reverse)
-                record_phase(u, "health");
-        updater_set_state(u, u->tx.reverse ? UPDATER_STATE_ROLLING_BACK : UPDATER_STATE_VERIFYING);
-        if (!u->tx.cfg->updater_health_command[0] && isempty(u->tx.cfg->updater_health_url))
-                return step_driver_done(d);
-        u->health_deadline = (uint64_t) g_get_monotonic_time() + u->tx.cfg->updater_health_timeout_usec;
-        g_clear_pointer(&u->health_last_why, g_free);
-        health_attempt(u);
-}
-
-/* A backstop: the attempts themselves end at health_deadline. */
-static uint64_t health_timeout(void *ud) {
-        Updater *u = ud;
-        return u->tx.cfg->updater_health_timeout_usec + HEALTH_HTTP_TIMEOUT_USEC;
-}
-
-static void health_cancel(void *ud) {
-        Updater *u = ud;
-        cancel_proc(u);
-        http_call_cancel(u->http_call);
-        u->http_call = NULL;
-        u->retry_timer = sd_event_source_disable_unref(u->retry_timer);
+        u->tx.rolled_back = true;
+        step_driver_done(d);
 }
 
 void updater_steps_cancel_all(Updater *u) {
         updater_user_cancel(u);
-        health_cancel(u);
+        updater_health_cancel(u);
         units_cancel(u);
         gates_cancel(u);
 }
 
 /* ---- the tables ---- */
 
+/* What follows the checks: the update, unless there is nothing to do or it
+ * was only a question. */
+static const StepTable updater_forward_table;
+
+static const StepTable *choose_forward(void *ud) {
+        Updater *u = ud;
+        if (u->tx.kind == TX_CHECK || u->tx.skip || u->tx.dry_run)
+                return NULL;
+        u->tx.forward = true;
+        return &updater_forward_table;
+}
+
+#define STEP_HEALTH(n, desc)                                                                                 \
+        { .name = (n), .description = (desc), .start = updater_health_start, .check = updater_health_check,  \
+          .check_interval_usec = UPDATER_HEALTH_RETRY_USEC, .timeout = updater_health_timeout,             \
+          .cancel = updater_health_cancel }
+
 static const StepDef check_steps[] = {
         { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
-        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = updater_cancel_proc },
 };
 
 static const StepDef apply_steps[] = {
         { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
-        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "fetching the release branch", .start = fetch_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "resolving the target commit", .start = resolve_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = updater_cancel_proc },
         { .name = "gates", .description = "checking the target is a fast-forward", .start = ancestry_start,
-          .cancel = cancel_proc },
-        { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
+          .cancel = updater_cancel_proc },
+        { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = updater_cancel_proc },
         /* Right before the first disturbing step, so a round that started meanwhile still defers. */
         { .name = "gates", .description = "evaluating the gates", .start = gates_start, .cancel = gates_cancel },
         { .name = "checkout", .description = "recording the transaction", .start = record_start },
+        { .name = "update", STEP_CHOOSE(choose_forward) },
 };
 
 static const StepDef rollback_steps[] = {
         { .name = "fetch", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
-        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "resolving the commit", .start = resolve_start, .cancel = cancel_proc },
-        { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = cancel_proc },
-        { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = cancel_proc },
+        { .name = "fetch", .description = "locking the repository", .start = updater_lock_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "resolving the commit", .start = resolve_start, .cancel = updater_cancel_proc },
+        { .name = "fetch", .description = "verifying the commit signature", .start = verify_start, .cancel = updater_cancel_proc },
+        { .name = "gates", .description = "checking the working tree", .start = dirty_start, .cancel = updater_cancel_proc },
         { .name = "checkout", .description = "recording the transaction", .start = record_start },
+        { .name = "rollback", STEP_CHOOSE(choose_forward) },
 };
 
 static const StepDef forward_steps[] = {
-        { .name = "checkout", .description = "checking out the target", .start = checkout_start, .cancel = cancel_proc },
-        { .name = "build", .description = "running the build commands", .start = build_start, .cancel = cancel_proc },
+        { .name = "checkout", .description = "checking out the target", .start = checkout_start, .cancel = updater_cancel_proc },
+        { .name = "build", .description = "running the build commands", .start = build_start, .cancel = updater_cancel_proc },
         { .name = "restart", .description = "restarting the units", .start = units_start, .cancel = units_cancel },
         { .name = "restart", .description = "running the restart commands", .start = commands_start,
-          .cancel = cancel_proc },
+          .cancel = updater_cancel_proc },
         { .name = "restart", .description = "restarting the launcher itself", .start = self_start,
           .cancel = units_cancel },
-        { .name = "health", .description = "waiting for the health check", .start = health_start,
-          .timeout = health_timeout, .cancel = health_cancel },
-};
-
-static const StepDef resume_steps[] = {
-        { .name = "resume", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
-        { .name = "resume", .description = "locking the repository", .start = updater_lock_start, .cancel = cancel_proc },
+        STEP_HEALTH("health", "waiting for the health check"),
 };
 
 static const StepDef verify_steps[] = {
-        { .name = "health", .description = "waiting for the health check", .start = health_start,
-          .timeout = health_timeout, .cancel = health_cancel },
+        STEP_HEALTH("health", "waiting for the health check"),
 };
 
 static const StepDef reverse_steps[] = {
+        { .name = "rollback", .description = "starting the rollback", .start = reverse_begin },
         { .name = "rollback", .description = "checking out the previous commit", .start = checkout_start,
-          .cancel = cancel_proc },
+          .cancel = updater_cancel_proc },
         { .name = "rollback", .description = "rebuilding the previous commit", .start = build_start,
-          .cancel = cancel_proc },
+          .cancel = updater_cancel_proc },
         { .name = "rollback", .description = "restarting the units", .start = units_start, .cancel = units_cancel },
         { .name = "rollback", .description = "running the restart commands", .start = commands_start,
-          .cancel = cancel_proc },
-        { .name = "rollback", .description = "verifying the previous commit", .start = health_start,
-          .timeout = health_timeout, .cancel = health_cancel },
+          .cancel = updater_cancel_proc },
+        STEP_HEALTH("rollback", "verifying the previous commit"),
+        { .name = "rollback", .description = "noting the rollback", .start = reverse_end },
+};
+
+/* The forward path and its reverse: a failure anywhere in the update (or in
+ * the verification after a self-restart) runs the rollback, then ends the
+ * transaction with its own reason. */
+static const StepTable updater_reverse_table = STEP_TABLE("rollback", reverse_steps);
+static const StepTable updater_forward_table = STEP_TABLE_ON_FAIL("update", forward_steps, updater_reverse_table);
+static const StepTable updater_verify_table = STEP_TABLE_ON_FAIL("verify", verify_steps, updater_reverse_table);
+
+/* A transaction found in the state store: the phase says what is left. */
+static const StepTable *choose_resume(void *ud) {
+        Updater *u = ud;
+        log_notice("Finishing the %s of %s from %s to %s interrupted in phase %s.", u->rec_kind, repo(u), u->rec_from,
+                   u->rec_to, u->rec_phase);
+        if (streq(u->rec_phase, "reverse")) {
+                g_free(u->tx.fail_reason);
+                u->tx.fail_reason = g_strdup("interrupted, and its rollback did not finish");
+                return &updater_reverse_table;
+        }
+        u->tx.forward = true;
+        if (streq(u->rec_phase, "health")) /* after the launcher restarted itself: verify only */
+                return &updater_verify_table;
+        /* interrupted before the restart was complete: do it all again (each step is idempotent) */
+        return &updater_forward_table;
+}
+
+static const StepDef resume_steps[] = {
+        { .name = "resume", .description = "resolving the user", .start = updater_user_start, .cancel = updater_user_cancel },
+        { .name = "resume", .description = "locking the repository", .start = updater_lock_start, .cancel = updater_cancel_proc },
+        { .name = "resume", STEP_CHOOSE(choose_resume) },
 };
 
 const StepTable updater_check_table = STEP_TABLE("check", check_steps);
 const StepTable updater_apply_table = STEP_TABLE("update", apply_steps);
 const StepTable updater_rollback_table = STEP_TABLE("rollback", rollback_steps);
-const StepTable updater_forward_table = STEP_TABLE("update", forward_steps);
-const StepTable updater_verify_table = STEP_TABLE("verify", verify_steps);
 const StepTable updater_resume_table = STEP_TABLE("resume", resume_steps);
-const StepTable updater_reverse_table = STEP_TABLE("rollback", reverse_steps);

@@ -293,37 +293,12 @@ static UpdaterError error_kind(int code) {
         }
 }
 
-static void on_reverse_done(StepDriver *d, int code, const char *message, void *userdata);
-static void on_forward_done(StepDriver *d, int code, const char *message, void *userdata);
-
-static const StepDriverEvents reverse_events = { .progress = on_progress, .done = on_reverse_done };
-static const StepDriverEvents forward_events = { .progress = on_progress, .done = on_forward_done };
-
-static void run_reverse(Updater *u, const char *reason) {
-        g_free(u->tx.fail_reason);
-        u->tx.fail_reason = g_strdup(reason);
-        u->tx.reverse = true;
-        (void) updater_record(u, u->tx.kind == TX_ROLLBACK || u->tx.origin == TX_ROLLBACK ? "rollback" : "apply",
-                              u->tx.from, u->tx.to, "reverse");
-        updater_set_state(u, UPDATER_STATE_ROLLING_BACK);
-        updater_flush(u);
-        int r = step_driver_run(u->driver, &updater_reverse_table, &reverse_events, u);
-        if (r < 0) {
-                g_autofree char *msg = g_strdup_printf("%s; cannot start the rollback", reason);
-                tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, msg);
-        }
-}
-
 static bool tx_was_apply(Updater *u) {
         return u->tx.kind == TX_APPLY || (u->tx.kind == TX_RESUME && u->tx.origin == TX_APPLY);
 }
 
-static void on_forward_done(StepDriver *d, int code, const char *message, void *userdata) {
-        Updater *u = userdata;
-        if (code < 0) {
-                log_warning("Update to %s failed: %s. Rolling back to %s.", u->tx.to, message, u->tx.from);
-                return run_reverse(u, message);
-        }
+/* The update table ran through: the target is the commit in force. */
+static void tx_applied(Updater *u) {
         g_autofree char *old = g_strdup(u->tx.from);
         g_autofree char *new = g_strdup(u->tx.to);
         if (tx_was_apply(u))
@@ -351,25 +326,11 @@ static void on_forward_done(StepDriver *d, int code, const char *message, void *
         tx_finish(u, UPDATER_STATE_IDLE, UPDATER_OK, NULL);
 }
 
-static void on_reverse_done(StepDriver *d, int code, const char *message, void *userdata) {
-        Updater *u = userdata;
+/* The update failed and the rollback ran through: back where it began. */
+static void tx_rolled_back(Updater *u) {
         g_autofree char *target = g_strdup(u->tx.to);
         g_autofree char *prev = g_strdup(u->tx.from);
         g_autofree char *reason = g_strdup(strempty(u->tx.fail_reason));
-        if (code < 0) {
-                g_autofree char *msg = g_strdup_printf("%s; the rollback to %s failed too: %s", reason, prev, message);
-                log_error("Update of %s: %s.", config(u)->updater_repository, msg);
-                /* The record stays: the next tick (or start-up) converges on the last good commit again. */
-                set_error(u, msg);
-                set_operation(u, "", 0);
-                updater_set_state(u, UPDATER_STATE_FAILED);
-                updater_flush(u);
-                if (u->events.failed)
-                        u->events.failed(u, target, msg, false, u->events.userdata);
-                updater_report(u, target, false, msg, false);
-                tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, msg);
-                return;
-        }
         if (tx_was_apply(u))
                 updater_set_str(u, &u->st.quarantined_commit, target, UPDATER_FIELD_QUARANTINED);
         updater_set_str(u, &u->st.current_commit, prev, UPDATER_FIELD_CURRENT);
@@ -388,8 +349,41 @@ static void on_reverse_done(StepDriver *d, int code, const char *message, void *
         tx_finish(u, UPDATER_STATE_IDLE, UPDATER_ERROR_FAILED, msg);
 }
 
-static void on_prefix_done(StepDriver *d, int code, const char *message, void *userdata) {
-        Updater *u = userdata;
+/* The rollback failed too. message: the driver's "<why the update failed>;
+ * rollback failed too: <why>" for a compensation, the rollback's own reason
+ * for a resumed one. */
+static void tx_rollback_failed(Updater *u, const char *message) {
+        g_autofree char *target = g_strdup(u->tx.to);
+        g_autofree char *prev = g_strdup(u->tx.from);
+        g_autofree char *reason = g_strdup(strempty(u->tx.fail_reason));
+        g_autofree char *prefix = g_strdup_printf("%s; rollback failed too: ", reason);
+        const char *why = g_str_has_prefix(message, prefix) ? message + strlen(prefix) : message;
+        g_autofree char *msg = g_strdup_printf("%s; the rollback to %s failed too: %s", reason, prev, why);
+        log_error("Update of %s: %s.", config(u)->updater_repository, msg);
+        /* The record stays: the next tick (or start-up) converges on the last good commit again. */
+        set_error(u, msg);
+        set_operation(u, "", 0);
+        updater_set_state(u, UPDATER_STATE_FAILED);
+        updater_flush(u);
+        if (u->events.failed)
+                u->events.failed(u, target, msg, false, u->events.userdata);
+        updater_report(u, target, false, msg, false);
+        tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, msg);
+}
+
+/* A resumed transaction could not get the user or the lock. */
+static void tx_resume_failed(Updater *u, int code, const char *message) {
+        log_warning("Cannot finish the interrupted update yet: %s.", message);
+        UpdaterState st = code == -EACCES ? UPDATER_STATE_FAILED : u->tx.prev_state;
+        tx_reset(u);
+        set_operation(u, "", 0);
+        updater_set_state(u, enabled(u) ? st : UPDATER_STATE_DISABLED);
+        schedule_auto(u, BUSY_RETRY_USEC);
+        updater_flush(u);
+}
+
+/* The checks failed or deferred the update, or were all that was asked. */
+static void tx_checked(Updater *u, int code, const char *message) {
         Tx *t = &u->tx;
         if (code == -EAGAIN && t->dry_run) {
                 g_autofree char *msg = g_strdup_printf("update to %.12s would be deferred: %s", t->to, message);
@@ -410,21 +404,33 @@ static void on_prefix_done(StepDriver *d, int code, const char *message, void *u
         if (code == -EACCES) /* UpdaterUser refused: ConfigError says it too */
                 return tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, message);
         if (code < 0) {
-                log_warning("Updater %s: %s.", step_driver_table_name(d), message);
+                log_warning("Updater %s: %s.", t->kind == TX_CHECK ? "check" : t->kind == TX_ROLLBACK ? "rollback" : "update",
+                            message);
                 return tx_finish(u, UPDATER_STATE_IDLE, error_kind(code), message);
         }
-        if (t->kind == TX_CHECK || t->skip || t->dry_run) {
-                g_autofree char *msg = NULL;
-                if (t->dry_run && !t->skip)
-                        msg = g_strdup_printf("would update from %s to %s", t->from, t->to);
-                return tx_finish(u, UPDATER_STATE_IDLE, UPDATER_OK, msg);
-        }
-        int r = step_driver_run(u->driver, &updater_forward_table, &forward_events, u);
-        if (r < 0)
-                tx_finish(u, UPDATER_STATE_FAILED, UPDATER_ERROR_FAILED, "cannot start the update");
+        g_autofree char *msg = t->dry_run && !t->skip ? g_strdup_printf("would update from %s to %s", t->from, t->to)
+                                                      : NULL;
+        tx_finish(u, UPDATER_STATE_IDLE, UPDATER_OK, msg);
 }
 
-static const StepDriverEvents prefix_events = { .progress = on_progress, .done = on_prefix_done };
+/* A transaction is one table: the checks, then the update with the rollback
+ * as its compensation (updater-steps.c). Its end, here and nowhere else,
+ * says how it went. */
+static void on_tx_done(StepDriver *d, int code, const char *message, void *userdata) {
+        Updater *u = userdata;
+        const Tx *t = &u->tx;
+        if (t->rolled_back)
+                return tx_rolled_back(u);
+        if (t->reverse)
+                return tx_rollback_failed(u, message);
+        if (t->forward && code == 0)
+                return tx_applied(u);
+        if (t->kind == TX_RESUME && code < 0)
+                return tx_resume_failed(u, code, message);
+        tx_checked(u, code, message);
+}
+
+static const StepDriverEvents tx_events = { .progress = on_progress, .done = on_tx_done };
 
 static int tx_begin(Updater *u, TxKind kind, updater_done_cb done, void *userdata) {
         if (!enabled(u))
@@ -452,10 +458,10 @@ static int tx_begin(Updater *u, TxKind kind, updater_done_cb done, void *userdat
         return 0;
 }
 
-static int tx_run(Updater *u, const StepTable *table, const StepDriverEvents *ev, UpdaterState state) {
+static int tx_run(Updater *u, const StepTable *table, UpdaterState state) {
         updater_set_state(u, state);
         updater_flush(u);
-        int r = step_driver_run(u->driver, table, ev, u);
+        int r = step_driver_run(u->driver, table, &tx_events, u);
         if (r < 0)
                 tx_reset(u);
         return r;
@@ -465,7 +471,7 @@ int updater_check(Updater *u, updater_done_cb done, void *userdata) {
         int r = tx_begin(u, TX_CHECK, done, userdata);
         if (r < 0)
                 return r;
-        return tx_run(u, &updater_check_table, &prefix_events, UPDATER_STATE_CHECKING);
+        return tx_run(u, &updater_check_table, UPDATER_STATE_CHECKING);
 }
 
 static int apply_internal(Updater *u, bool force, bool dry_run, bool automatic, updater_done_cb done, void *userdata) {
@@ -475,7 +481,7 @@ static int apply_internal(Updater *u, bool force, bool dry_run, bool automatic, 
         u->tx.force = force;
         u->tx.dry_run = dry_run;
         u->tx.automatic = automatic;
-        return tx_run(u, &updater_apply_table, &prefix_events, UPDATER_STATE_CHECKING);
+        return tx_run(u, &updater_apply_table, UPDATER_STATE_CHECKING);
 }
 
 int updater_apply(Updater *u, bool force, bool dry_run, updater_done_cb done, void *userdata) {
@@ -492,7 +498,7 @@ int updater_rollback(Updater *u, const char *commit, updater_done_cb done, void 
         if (r < 0)
                 return r;
         u->tx.requested = g_strdup(target);
-        return tx_run(u, &updater_rollback_table, &prefix_events, UPDATER_STATE_APPLYING);
+        return tx_run(u, &updater_rollback_table, UPDATER_STATE_APPLYING);
 }
 
 /* ---- a transaction left in the state store ---- */
@@ -502,37 +508,6 @@ static UpdaterState resume_state(Updater *u) {
                : streq(u->rec_phase, "health") ? UPDATER_STATE_VERIFYING
                                                : UPDATER_STATE_APPLYING;
 }
-
-static void on_resume_ready(StepDriver *d, int code, const char *message, void *userdata) {
-        Updater *u = userdata;
-        if (code < 0) {
-                log_warning("Cannot finish the interrupted update yet: %s.", message);
-                UpdaterState st = code == -EACCES ? UPDATER_STATE_FAILED : u->tx.prev_state;
-                tx_reset(u);
-                set_operation(u, "", 0);
-                updater_set_state(u, enabled(u) ? st : UPDATER_STATE_DISABLED);
-                schedule_auto(u, BUSY_RETRY_USEC);
-                updater_flush(u);
-                return;
-        }
-        log_notice("Finishing the %s of %s from %s to %s interrupted in phase %s.", u->rec_kind,
-                   config(u)->updater_repository, u->rec_from, u->rec_to, u->rec_phase);
-        int r;
-        if (streq(u->rec_phase, "reverse")) {
-                u->tx.reverse = true;
-                u->tx.fail_reason = g_strdup("interrupted, and its rollback did not finish");
-                r = tx_run(u, &updater_reverse_table, &reverse_events, UPDATER_STATE_ROLLING_BACK);
-        } else if (streq(u->rec_phase, "health")) /* after the launcher restarted itself: verify only */
-                r = tx_run(u, &updater_verify_table, &forward_events, UPDATER_STATE_VERIFYING);
-        else /* interrupted before the restart was complete: do it all again (each step is idempotent) */
-                r = tx_run(u, &updater_forward_table, &forward_events, UPDATER_STATE_APPLYING);
-        if (r < 0) {
-                schedule_auto(u, BUSY_RETRY_USEC);
-                updater_flush(u);
-        }
-}
-
-static const StepDriverEvents resume_events = { .progress = on_progress, .done = on_resume_ready };
 
 static int resume(Updater *u) {
         if (isempty(u->rec_kind) || !enabled(u))
@@ -544,7 +519,7 @@ static int resume(Updater *u) {
         u->tx.from = g_strdup(u->rec_from);
         u->tx.to = g_strdup(u->rec_to);
         /* the user and the lock first; then the table the phase calls for */
-        return tx_run(u, &updater_resume_table, &resume_events, resume_state(u));
+        return tx_run(u, &updater_resume_table, resume_state(u));
 }
 
 /* ---- automatic checks ---- */
@@ -783,7 +758,6 @@ void updater_free(Updater *u) {
         if (u->http)
                 http_context_free(u->http);
         sd_event_source_disable_unref(u->auto_timer);
-        sd_event_source_disable_unref(u->retry_timer);
         sd_bus_unref(u->bus);
         sd_event_unref(u->event);
         g_free(u->state_dir);

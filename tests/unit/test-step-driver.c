@@ -483,6 +483,29 @@ static void test_abort_nested(void) {
         l_done(&l);
 }
 
+/* A row's own check interval: a retry every 50 ms, not the fast poll. */
+static const StepDef paced_steps[] = {
+        { .name = "c", .description = "step c", .check = check_wait, .timeout = wait_timeout,
+          .check_interval_usec = 50 * USEC_PER_MSEC },
+};
+static const StepTable paced = STEP_TABLE("paced", paced_steps);
+
+static void test_check_interval(void) {
+        T t;
+        t_init(&t);
+        t.checks_left = 3;
+        t.timeout = 10 * USEC_PER_SEC;
+        uint64_t begin = 0, end = 0;
+        assert_se(sd_event_now(t.event, CLOCK_MONOTONIC, &begin) >= 0);
+        assert_se(step_driver_run(t.d, &paced, &events, &t) == 0);
+        run_until_finished(&t);
+        end = (uint64_t) g_get_monotonic_time();
+        assert_se(t.code == 0);
+        assert_se(streq(t.trace->str, "c? c? c? c? "));
+        assert_se(end - begin >= 3 * 50 * USEC_PER_MSEC); /* three waits of 50 ms, not 3 × 20 */
+        t_done(&t);
+}
+
 int main(void) {
         test_order_and_polling();
         test_fail_stops();
@@ -495,6 +518,7 @@ int main(void) {
         test_choose();
         test_on_fail();
         test_abort_nested();
+        test_check_interval();
         printf("test-step-driver: all passed\n");
         return 0;
 }
