@@ -792,3 +792,43 @@ int vmm_parse_images_reply(const char *data, size_t len, VmmImagesReply *ret, ch
         *ret = l;
         return 0;
 }
+
+/* At a[i] begins "uptime":" or "exited_at":" (serde's compact output): the
+ * offset just past the opening quote of the value, else 0. */
+static size_t clock_member_value(const char *a, size_t n, size_t i) {
+        static const char *const names[] = { "\"uptime\":\"", "\"exited_at\":\"" };
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                size_t l = strlen(names[k]);
+                if (n - i >= l && memcmp(a + i, names[k], l) == 0)
+                        return i + l;
+        }
+        return 0;
+}
+
+/* The end of a string value that began at i (the closing quote's offset), n if none. */
+static size_t string_end(const char *a, size_t n, size_t i) {
+        for (; i < n; i++) {
+                if (a[i] == '\\')
+                        i++;
+                else if (a[i] == '"')
+                        return i;
+        }
+        return n;
+}
+
+bool vmm_status_bodies_same(const char *a, size_t na, const char *b, size_t nb) {
+        size_t i = 0, j = 0;
+        while (i < na && j < nb) {
+                if (a[i] != b[j])
+                        return false;
+                size_t vi = a[i] == '"' ? clock_member_value(a, na, i) : 0;
+                size_t vj = vi ? clock_member_value(b, nb, j) : 0;
+                if (vi && vj && vi - i == vj - j) {
+                        i = string_end(a, na, vi);
+                        j = string_end(b, nb, vj);
+                        continue; /* both at their closing quote, compared next */
+                }
+                i++, j++;
+        }
+        return i == na && j == nb;
+}

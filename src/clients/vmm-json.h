@@ -170,6 +170,12 @@ int vmm_parse_id_reply(const char *method, const char *data, size_t len, char **
 int vmm_parse_update_reply(const char *method, const char *data, size_t len, char **ret_compose_app_id,
                            char **ret_error);
 int vmm_parse_status_reply(const char *data, size_t len, VmmStatusReply *ret, char **ret_error);
+/* Two Status bodies say the same but for the texts that only count time
+ * (each VM's "uptime" and "exited_at", humantime the VMM recomputes at every
+ * call; the launcher reads neither): byte for byte equal once the string
+ * values of those members are skipped. A member name is only one where a '"'
+ * opens it (inside a JSON string a '"' is escaped). */
+bool vmm_status_bodies_same(const char *a, size_t na, const char *b, size_t nb);
 int vmm_parse_info_reply(const char *data, size_t len, VmmInfoReply *ret, char **ret_error);
 int vmm_parse_compose_hash_reply(const char *data, size_t len, char **ret_hash, char **ret_error);
 int vmm_parse_pubkey_reply(const char *data, size_t len, VmmPubKeyReply *ret, char **ret_error);

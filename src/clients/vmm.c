@@ -32,6 +32,9 @@ struct VmmClient {
         bool has_version;
         VmmVersion version;
         VmmCall *calls;
+        bool status_dedup;      /* a Status of every VM answered as the one before: not parsed again */
+        char *status_body;      /* ... that one's body */
+        size_t status_len;
 };
 
 struct VmmCall {
@@ -41,6 +44,7 @@ struct VmmCall {
         ReplyKind kind;
         char *path;  /* GET when set (logs), else POST /prpc/<method>?json */
         char *body;
+        bool every_vm;  /* Status with neither ids nor keyword */
         bool in_callback;
         vmm_done_cb cb;
         vmm_data_cb on_data; /* logs follow */
@@ -132,8 +136,18 @@ VmmClient *vmm_client_free(VmmClient *c) {
         }
         free(c->url);
         erase_and_free(c->token);
+        free(c->status_body);
         free(c);
         return NULL;
+}
+
+void vmm_client_set_status_dedup(VmmClient *c, bool on) {
+        c->status_dedup = on;
+        if (!on) {
+                free(c->status_body);
+                c->status_body = NULL;
+                c->status_len = 0;
+        }
 }
 
 int vmm_client_set_token(VmmClient *c, const char *token) {
@@ -259,10 +273,25 @@ static int parse_ok(VmmCall *call, const HttpResponse *resp, Replies *p, VmmResu
         int r;
 
         switch (call->kind) {
-        case REPLY_STATUS:
+        case REPLY_STATUS: {
+                VmmClient *c = call->client;
+                bool dedup = c && c->status_dedup && call->every_vm;
+                if (dedup && c->status_body && vmm_status_bodies_same(c->status_body, c->status_len, d, n)) {
+                        res->status_unchanged = true;
+                        return 0;
+                }
                 r = vmm_parse_status_reply(d, n, &p->status, err);
                 res->status = &p->status;
+                if (r >= 0 && dedup) {
+                        char *copy = malloc(n + 1);
+                        free(c->status_body);
+                        c->status_body = copy;
+                        c->status_len = copy ? n : 0;
+                        if (copy)
+                                memcpy(copy, d, n), copy[n] = 0;
+                }
                 return r;
+        }
         case REPLY_INFO:
                 r = vmm_parse_info_reply(d, n, &p->info, err);
                 res->info = &p->info;
@@ -412,7 +441,14 @@ int vmm_status(VmmClient *c, const char *const *ids, const char *keyword, vmm_do
         int r = vmm_build_status_request(ids, keyword, false, &body);
         if (r < 0)
                 return r;
-        return call_start(c, "Status", REPLY_STATUS, body, NULL, cb, userdata, ret);
+        VmmCall *call = NULL;
+        r = call_start(c, "Status", REPLY_STATUS, body, NULL, cb, userdata, &call);
+        if (r < 0)
+                return r;
+        call->every_vm = !(ids && ids[0]) && !keyword;
+        if (ret)
+                *ret = call;
+        return 0;
 }
 
 int vmm_get_info(VmmClient *c, const char *id, vmm_done_cb cb, void *userdata, VmmCall **ret) {

@@ -29,7 +29,8 @@ typedef struct VmmResult {
         long http_status;
 
         /* On success, the member for the method called is set. */
-        const VmmStatusReply *status;   /* Status */
+        const VmmStatusReply *status;   /* Status; NULL when status_unchanged */
+        bool status_unchanged;          /* Status of every VM with dedup on: as the reply before */
         const VmmInfoReply *info;       /* GetInfo */
         const char *id;                 /* CreateVm: the new VM's id */
         /* UpdateVm/UpgradeApp: the app-id prefix of the compose just sent
@@ -69,6 +70,11 @@ const char *vmm_client_url(VmmClient *c);
 
 /* Each returns 0 or a negative errno (-EINVAL bad argument, -ENOMEM); the
  * callback never fires synchronously. ret is optional. */
+/* Status of every VM (no ids, no keyword) whose reply is the one before but
+ * for the humantime texts (vmm_status_bodies_same()) is not parsed again:
+ * the result has status NULL and status_unchanged, and the caller's copy of
+ * the last reply still holds. For a caller that keeps that copy. */
+void vmm_client_set_status_dedup(VmmClient *c, bool on);
 int vmm_status(VmmClient *c, const char *const *ids, const char *keyword, vmm_done_cb cb, void *userdata, VmmCall **ret);
 int vmm_get_info(VmmClient *c, const char *id, vmm_done_cb cb, void *userdata, VmmCall **ret);
 int vmm_create_vm(VmmClient *c, const VmConfiguration *conf, vmm_done_cb cb, void *userdata, VmmCall **ret);

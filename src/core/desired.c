@@ -13,8 +13,14 @@
 
 #define GUEST_VMM_URL_KEY "DSTACK_VMM_URL"
 
+DesiredVm *desired_vm_ref(DesiredVm *d) {
+        if (d)
+                d->n_ref++;
+        return d;
+}
+
 void desired_vm_free(DesiredVm *d) {
-        if (!d)
+        if (!d || --d->n_ref > 0)
                 return;
         g_free(d->name);
         if (d->compose)
@@ -149,6 +155,7 @@ int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const 
                      const DesiredOptions *o, DesiredVm **ret, char **ret_error) {
         static const DesiredOptions defaults = {};
         DesiredVm *d = g_new0(DesiredVm, 1);
+        d->n_ref = 1;
         if (!o)
                 o = &defaults;
         d->name = g_strdup(o->name ?: spec->vm.name);

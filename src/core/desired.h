@@ -29,6 +29,7 @@ typedef struct DesiredVm {
         char env_fingerprint[ENV_FINGERPRINT_HEX_LEN + 1];
         char *resources;               /* canonical text, see resources_text() */
         VmConfiguration config;        /* CreateVm body, without encrypted_env and app_id */
+        unsigned n_ref;                /* shared, read-only once built (a decision's, an operation's, a cache's) */
 } DesiredVm;
 
 /* Whose VM it is: its name at the VMM (NULL: the spec's vm_parameters.name)
@@ -40,6 +41,8 @@ typedef struct DesiredOptions {
 
 int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const uint8_t key[32],
                      const DesiredOptions *o, DesiredVm **ret, char **ret_error);
+DesiredVm *desired_vm_ref(DesiredVm *d);
+/* Drops a reference; the last frees it (and wipes the compose and env). */
 void desired_vm_free(DesiredVm *d);
 
 /* Ports compared by meaning (dstack.md §2): protocol, host port and VM port

@@ -78,6 +78,7 @@ int host_follow_settings(Host *h, bool idle) {
                 int q = vmm_client_new(h->http, url, &c);
                 if (q < 0)
                         return q;
+                vmm_client_set_status_dedup(c, true); /* the observer keeps the last reply */
                 if (h->vmm)
                         h->old_vmms = g_list_prepend(h->old_vmms, h->vmm);
                 h->vmm = c;

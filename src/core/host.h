@@ -43,6 +43,7 @@ typedef struct Host {
         sd_event_source *resource_timer;    /* resources.c */
         uint64_t next_round_usec;   /* CLOCK_MONOTONIC: the VMs' next poll round */
         bool shutting_down;
+        uint64_t settings_generation;   /* changes with every settings or env change */
 } Host;
 
 int host_init(Host *h, sd_event *event, SettingsStore *settings, const char *state_dir, History *history,

@@ -53,6 +53,7 @@ void managed_vm_free(ManagedVm *mv) {
         vm_decl_free(mv->decl);
         g_free(mv->state_dir);
         g_free(mv->change_trigger);
+        desired_vm_free(mv->desired);
         g_free(mv->not_allowed_logged);
         g_free(mv->adopt_logged);
         g_free(mv);

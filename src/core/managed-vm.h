@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "core/desired.h"
 #include "core/host.h"
 #include "core/source.h"
 #include "core/state.h"
@@ -43,6 +44,10 @@ struct ManagedVm {
         sd_event_source *poll_timer;
         VmmCall *sysinfo_call;      /* resources.c: the guest's figures, asked for */
         bool rerun;                 /* look again as soon as op ends */
+        /* The desired VM last built, and from what: built again only when the
+         * spec or the settings changed (most polls change neither). */
+        DesiredVm *desired;
+        uint64_t desired_source_generation, desired_settings_generation;
         char *change_trigger;       /* who made the settings change not yet evaluated (NULL: none, or SIGHUP) */
         bool gone;                  /* no longer managed: nothing more runs */
         uint64_t recheck_usec;      /* look again sooner than the poll interval (0 = no) */

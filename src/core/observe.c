@@ -8,6 +8,7 @@
 
 #include "core/observe.h"
 #include "core/clock.h"
+#include "core/plan.h"
 #include "core/vm.h"
 #include "shared/log.h"
 #include "shared/macro.h"
@@ -26,6 +27,7 @@ void observer_done(Observer *o) {
                 vmm_call_cancel(o->call);
         g_list_free_full(o->waits, g_free);
         vmm_status_reply_done(&o->status);
+        g_strfreev(o->vm_hashes);
         g_free(o->vmm_url);
         g_free(o->call_url);
         g_free(o->error);
@@ -44,8 +46,16 @@ static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
                 g_free(o->error);
                 o->error = g_strdup_printf("VMM unreachable: %s", b);
         } else {
-                vmm_status_reply_done(&o->status);
-                vmm_result_take_status(res, &o->status);
+                bool changed = !res->status_unchanged || !o->have_status;
+                if (!res->status_unchanged) {
+                        vmm_status_reply_done(&o->status);
+                        vmm_result_take_status(res, &o->status);
+                        /* Hashed once per new answer, not at every decision. */
+                        g_strfreev(o->vm_hashes);
+                        o->vm_hashes = g_new0(char *, o->status.n_vms + 1);
+                        for (size_t i = 0; i < o->status.n_vms; i++)
+                                o->vm_hashes[i] = plan_vm_compose_hash(&o->status.vms[i]);
+                }
                 o->have_status = true;
                 o->sent_usec = o->call_sent_usec;
                 g_free(o->vmm_url);
@@ -53,7 +63,7 @@ static void on_status(VmmCall *call, const VmmResult *res, void *userdata) {
                 o->observed_usec = clock_usec(CLOCK_MONOTONIC);
                 o->failed_usec = 0;
                 g_clear_pointer(&o->error, g_free);
-                if (o->updated)
+                if (changed && o->updated)
                         o->updated(o->updated_userdata);
         }
         for (GList *l = waits; l; l = l->next) {

@@ -18,6 +18,7 @@ typedef void (*observer_cb)(const VmmResult *res, void *userdata);
 
 struct Observer {
         VmmStatusReply status;      /* every VM the VMM lists */
+        char **vm_hashes;           /* the compose hash each one runs ("" unknown), parallel to status.vms */
         bool have_status;
         uint64_t sent_usec;         /* CLOCK_MONOTONIC: when the Status answered last was sent */
         uint64_t observed_usec;     /* ... and when it answered; 0 = never */

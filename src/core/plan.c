@@ -32,12 +32,19 @@ void plan_done(Plan *p) {
         memset(p, 0, sizeof *p);
 }
 
-static char *vm_compose_hash(const VmInfo *vm) {
+char *plan_vm_compose_hash(const VmInfo *vm) {
         char hash[COMPOSE_HASH_HEX_LEN + 1];
         if (!vm->has_configuration || !vm->configuration.compose_file ||
             compose_hash(vm->configuration.compose_file, strlen(vm->configuration.compose_file), hash) < 0)
                 return g_strdup("");
         return g_strdup(hash);
+}
+
+static char *vm_hash(const PlanInput *in, const VmInfo *vm) {
+        size_t i = (size_t) (vm - in->vms);
+        if (in->vm_hashes && i < in->n_vms && in->vm_hashes[i])
+                return g_strdup(in->vm_hashes[i]);
+        return plan_vm_compose_hash(vm);
 }
 
 /* The env fingerprint we know was sent to vm: recorded after deploying it, or
@@ -77,7 +84,7 @@ static void choose(const PlanInput *in, const char *name, Plan *p) {
                 const VmInfo *vm = &in->vms[i];
                 if (!streq_ptr(vm->name, name) || vm->status == VM_STATUS_REMOVING)
                         continue;
-                g_autofree char *h = vm_compose_hash(vm);
+                g_autofree char *h = vm_hash(in, vm);
                 int s = score(vm, h, in);
                 if (s > best) {
                         if (p->keep)
@@ -248,7 +255,7 @@ int plan_compute(const PlanInput *in, Plan *ret) {
         if (name)
                 choose(in, name, &p);
         if (p.keep) {
-                p.keep_compose_hash = vm_compose_hash(p.keep);
+                p.keep_compose_hash = vm_hash(in, p.keep);
                 p.keep_env_fingerprint = known_fingerprint(p.keep, p.keep_compose_hash, in->state);
         }
 

@@ -49,6 +49,7 @@ typedef struct PlanInput {
         const char *name;           /* the VM's name, used when there is no desired VM */
         const VmInfo *vms;          /* what the VMM reports for the name (may hold others) */
         size_t n_vms;
+        char *const *vm_hashes;     /* each one's compose hash ("" unknown), parallel to vms; NULL: computed here */
         const VmDeployState *state;
         bool in_place;
         bool force;
@@ -60,4 +61,6 @@ typedef struct PlanInput {
 bool plan_vm_is_ours(const VmInfo *vm, const char *vm_compose_hash, const VmDeployState *st);
 
 int plan_compute(const PlanInput *in, Plan *ret);
+/* The compose hash of what vm runs, "" when unknown. Caller frees. */
+char *plan_vm_compose_hash(const VmInfo *vm);
 void plan_done(Plan *p);

@@ -235,9 +235,18 @@ int reconcile_decide(ManagedVm *mv, bool force, Decision *ret) {
         Decision d = { .blocked_reason = source_blocked_reason(s) };
 
         DesiredOptions o = { .name = mv->decl ? mv->decl->name : NULL, .granted = managed_vm_granted(mv) };
-        if (!d.blocked_reason && desired_vm_build(s->spec, h->settings->config, h->fp_key, &o, &d.desired,
-                                                  &d.blocked_reason) < 0 && !d.blocked_reason)
+        if (!d.blocked_reason && mv->desired && mv->desired_source_generation == s->generation &&
+            mv->desired_settings_generation == h->settings_generation)
+                d.desired = desired_vm_ref(mv->desired); /* the same inputs: the same VM */
+        else if (!d.blocked_reason && desired_vm_build(s->spec, h->settings->config, h->fp_key, &o, &d.desired,
+                                                       &d.blocked_reason) < 0 && !d.blocked_reason)
                 d.blocked_reason = g_strdup("cannot build the VM spec");
+        else if (d.desired) {
+                desired_vm_free(mv->desired);
+                mv->desired = desired_vm_ref(d.desired);
+                mv->desired_source_generation = s->generation;
+                mv->desired_settings_generation = h->settings_generation;
+        }
         if (d.desired && !streq(d.desired->name, mv->vm->name)) {
                 /* The API's spec names a VM that is managed as another one. */
                 d.blocked_reason = g_strdup_printf("vm_parameters.name '%.64s' is the name of another managed VM",
@@ -250,6 +259,7 @@ int reconcile_decide(ManagedVm *mv, bool force, Decision *ret) {
                 .name = mv->vm->name,
                 .vms = h->observer.status.vms,
                 .n_vms = h->observer.status.n_vms,
+                .vm_hashes = h->observer.vm_hashes,
                 .state = mv->state,
                 .in_place = streq(managed_vm_strategy(mv), "in-place"),
                 .force = force,

@@ -268,6 +268,7 @@ int reconciler_start(Reconciler *r) {
 }
 
 void reconciler_settings_changed(Reconciler *r, const char *trigger) {
+        r->host.settings_generation++;
         follow_settings(r);
         host_view_refresh(&r->host, false); /* a capacity may have changed */
         if (r->started)

@@ -90,6 +90,7 @@ int source_load_kept(Source *s, char **ret_error) {
         int q = state_spec_load(s->state_dir, API_DOC_MAX, &data, &len);
         if (q >= 0)
                 q = platform_vm_spec_parse(data, len, &s->spec, ret_error);
+        s->generation++;
         if (q < 0)
                 return q;
         s->spec_digest = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *) data, len);
@@ -111,9 +112,16 @@ static void fetched(Source *s) {
         g_clear_pointer(&s->fetch_error, g_free);
 }
 
+static void clear_spec_error(Source *s) {
+        if (s->spec_error)
+                s->generation++;
+        g_clear_pointer(&s->spec_error, g_free);
+}
+
 static FetchOutcome invalid(Source *s, const char *message) {
         g_free(s->spec_error);
         s->spec_error = text_bound(message);
+        s->generation++;
         return FETCH_INVALID;
 }
 
@@ -128,13 +136,14 @@ static FetchOutcome take(Source *s, PlatformSpecResult *res) {
         if (!res->unchanged) {
                 platform_vm_spec_free(s->spec);
                 s->spec = g_steal_pointer(&res->spec);
-                g_clear_pointer(&s->spec_error, g_free);
+                s->generation++;
+                clear_spec_error(s);
                 keep(s, res->body, res->body_len);
                 return FETCH_NEW;
         }
         if (s->spec) {
                 /* 304 against the validators of the last good document: that one is back. */
-                g_clear_pointer(&s->spec_error, g_free);
+                clear_spec_error(s);
                 return FETCH_SAME;
         }
         /* A 304 with no good document to be "not modified" from: there is still
@@ -230,7 +239,7 @@ static FetchOutcome fetch_file(Source *s, const char *path) {
         if (s->spec && memcmp(&stamp, &s->stamp, sizeof stamp) == 0) {
                 /* Unchanged since the last good read (an owner or mode change moves ctime). */
                 fetched(s);
-                g_clear_pointer(&s->spec_error, g_free);
+                clear_spec_error(s);
                 return FETCH_SAME;
         }
         why = stat_problem(path, &st, false);
@@ -256,8 +265,9 @@ static FetchOutcome fetch_file(Source *s, const char *path) {
                 return invalid(s, bad ?: "the document cannot be parsed");
         platform_vm_spec_free(s->spec);
         s->spec = spec;
+        s->generation++;
         s->stamp = stamp;
-        g_clear_pointer(&s->spec_error, g_free);
+        clear_spec_error(s);
         keep(s, data, len);
         return FETCH_NEW;
 }

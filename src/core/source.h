@@ -37,6 +37,7 @@ struct Source {
         void *cb_userdata;
         PlatformVmSpec *spec;       /* the last valid spec, NULL before the first */
         char *spec_error;           /* the last document was invalid: why (NULL when fine) */
+        uint64_t generation;        /* changes whenever spec or spec_error does */
         char *fetch_error;          /* the last fetch failed: why (NULL when fine) */
         uint64_t fetched_usec;      /* CLOCK_MONOTONIC: the last fetch that answered, 0 = never */
         uint64_t fetch_failed_usec; /* first of the current run of failed fetches */

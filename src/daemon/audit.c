@@ -7,39 +7,57 @@
 #include "shared/log.h"
 #include "shared/macro.h"
 
-#define AUDIT_CREDS (SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_PID | SD_BUS_CREDS_AUGMENT)
+/* The bus daemon gives the effective uid and the pid (GetConnectionCredentials);
+ * only the command name comes from /proc (AUGMENT reads /proc/PID/comm for
+ * it). Asking for the real uid too would have sd-bus parse /proc/PID/status. */
+#define AUDIT_CREDS (SD_BUS_CREDS_EUID | SD_BUS_CREDS_PID | SD_BUS_CREDS_COMM | SD_BUS_CREDS_AUGMENT)
+
+/* One question per call: a handler both logs the audit line and names the
+ * caller in the history; the answer for the message being handled is kept. */
+typedef struct Caller {
+        char *sender;
+        uint64_t cookie;
+        bool known;
+        uid_t uid;
+        pid_t pid;
+        char *comm;
+} Caller;
+
+static Caller last;
 
 /* A synchronous question to the bus daemon (GetConnectionCredentials) plus
- * /proc reads, as systemd's own handlers do: bounded by the local bus daemon,
- * never by the caller. */
-static int caller_creds(sd_bus_message *msg, uid_t *uid, const char **comm, pid_t *pid, sd_bus_creds **ret) {
-        sd_bus_creds *c = NULL;
-        int r = sd_bus_query_sender_creds(msg, AUDIT_CREDS, &c);
-        if (r < 0)
-                return r;
-        if (sd_bus_creds_get_euid(c, uid) < 0 && sd_bus_creds_get_uid(c, uid) < 0) {
-                sd_bus_creds_unref(c);
-                return -ENODATA;
-        }
-        if (sd_bus_creds_get_comm(c, comm) < 0)
-                *comm = NULL;
-        if (sd_bus_creds_get_pid(c, pid) < 0)
-                *pid = 0;
-        *ret = c;
-        return 0;
+ * one /proc read, as systemd's own handlers do: bounded by the local bus
+ * daemon, never by the caller. */
+static const Caller *caller_of(sd_bus_message *msg) {
+        uint64_t cookie = 0;
+        const char *sender = sd_bus_message_get_sender(msg);
+        (void) sd_bus_message_get_cookie(msg, &cookie);
+        if (last.sender && streq_ptr(last.sender, sender) && last.cookie == cookie)
+                return &last;
+        g_free(last.sender);
+        g_free(last.comm);
+        last = (Caller) { .sender = g_strdup(sender), .cookie = cookie };
+
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *c = NULL;
+        const char *comm = NULL;
+        if (sd_bus_query_sender_creds(msg, AUDIT_CREDS, &c) < 0 ||
+            (sd_bus_creds_get_euid(c, &last.uid) < 0 && sd_bus_creds_get_uid(c, &last.uid) < 0))
+                return &last;
+        last.known = true;
+        if (sd_bus_creds_get_comm(c, &comm) >= 0)
+                last.comm = g_strdup(comm);
+        if (sd_bus_creds_get_pid(c, &last.pid) < 0)
+                last.pid = 0;
+        return &last;
 }
 
 static char *format_caller(sd_bus_message *msg, bool with_pid) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *c = NULL;
-        uid_t uid;
-        const char *comm = NULL;
-        pid_t pid = 0;
-
-        if (caller_creds(msg, &uid, &comm, &pid, &c) < 0)
+        const Caller *c = caller_of(msg);
+        if (!c->known)
                 return g_strdup_printf("bus name %s", strempty(sd_bus_message_get_sender(msg)));
-        if (with_pid && pid > 0)
-                return g_strdup_printf("uid %u (%s, pid %d)", (unsigned) uid, comm ?: "?", (int) pid);
-        return g_strdup_printf("uid %u (%s)", (unsigned) uid, comm ?: "?");
+        if (with_pid && c->pid > 0)
+                return g_strdup_printf("uid %u (%s, pid %d)", (unsigned) c->uid, c->comm ?: "?", (int) c->pid);
+        return g_strdup_printf("uid %u (%s)", (unsigned) c->uid, c->comm ?: "?");
 }
 
 char *audit_caller(sd_bus_message *msg) {

@@ -292,12 +292,38 @@ static void test_requests(void) {
         printf("requests: ok\n");
 }
 
+static bool same(const char *a, const char *b) {
+        return vmm_status_bodies_same(a, strlen(a), b, strlen(b));
+}
+
+/* Status answers that differ only in the humantime texts are the same answer. */
+static void test_status_bodies_same(void) {
+        const char *base = "{\"vms\":[{\"id\":\"a\",\"status\":\"running\",\"uptime\":\"1m 5s\","
+                           "\"exited_at\":\"never\",\"configuration\":{\"compose_file\":\"{\\\"uptime\\\":\\\"x\\\"}\"}}]}";
+        assert_se(same(base, base));
+        assert_se(same(base, "{\"vms\":[{\"id\":\"a\",\"status\":\"running\",\"uptime\":\"2h 3m 1s 5ms\","
+                             "\"exited_at\":\"3s\",\"configuration\":{\"compose_file\":\"{\\\"uptime\\\":\\\"x\\\"}\"}}]}"));
+        /* anything else differs */
+        assert_se(!same(base, "{\"vms\":[{\"id\":\"a\",\"status\":\"exited\",\"uptime\":\"1m 5s\","
+                              "\"exited_at\":\"never\",\"configuration\":{\"compose_file\":\"{\\\"uptime\\\":\\\"x\\\"}\"}}]}"));
+        /* an escaped "uptime" inside a string value is content, compared as such */
+        assert_se(!same(base, "{\"vms\":[{\"id\":\"a\",\"status\":\"running\",\"uptime\":\"1m 5s\","
+                              "\"exited_at\":\"never\",\"configuration\":{\"compose_file\":\"{\\\"uptime\\\":\\\"y\\\"}\"}}]}"));
+        /* a VM named "uptime" is a value, not the member */
+        assert_se(!same("{\"name\":\"uptime\",\"x\":1}", "{\"name\":\"uptime\",\"x\":2}"));
+        assert_se(!same(base, "{\"vms\":[]}"));
+        assert_se(!same("{\"uptime\":\"1s\"}", "{\"uptime\":\"1s\"} "));
+        assert_se(!same("{\"uptime\":\"1s\",\"a\":1}", "{\"exited_at\":\"1s\",\"a\":1}"));
+        assert_se(same("", ""));
+}
+
 int main(void) {
         test_status();
         test_info();
         test_small_replies();
         test_versions();
         test_requests();
+        test_status_bodies_same();
         printf("test-vmm-json: ok\n");
         return 0;
 }
