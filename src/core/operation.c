@@ -124,17 +124,17 @@ void operation_schedule_poll(ManagedVm *mv, uint64_t delay) {
         arm_poll(mv, clock_usec(CLOCK_MONOTONIC) + (delay > 0 ? jitter(delay) : 0));
 }
 
-/* The regular poll joins the host's round when it falls near it, so the VMs
- * poll together and share one look at the VMM (a round's operations take
- * what the VMM reported since the round began). */
+/* The regular poll joins the host's next round when that is between half an
+ * interval and one and a half from now, so the VMs poll together and share
+ * one look at the VMM (a round's operations take what the VMM reported since
+ * the round began); else it begins the next round. VMs out of step fall into
+ * one round after one interval. */
 static void schedule_round(ManagedVm *mv, uint64_t delay) {
         Host *h = mv->host;
-        uint64_t now = clock_usec(CLOCK_MONOTONIC), at = now + jitter(delay);
-        if (h->next_round_usec > now && h->next_round_usec + delay / 10 >= at && at + delay / 10 >= h->next_round_usec)
-                at = h->next_round_usec;
-        else
-                h->next_round_usec = at;
-        arm_poll(mv, at);
+        uint64_t now = clock_usec(CLOCK_MONOTONIC);
+        if (h->next_round_usec < now + delay / 2 || h->next_round_usec > now + delay + delay / 2)
+                h->next_round_usec = now + jitter(delay);
+        arm_poll(mv, h->next_round_usec);
 }
 
 static void schedule_next(ManagedVm *mv) {

@@ -116,7 +116,34 @@ void bus_updater_settings_changed(Manager *m, const LauncherConfig *old) {
                 updater_settings_changed(m->updater);
 }
 
+/* The Updater's changes of one loop iteration go out as one PropertiesChanged
+ * (a check alone changes State, Operation and Progress at every step), and
+ * before any signal or reply that follows from them. */
+static Manager *flush_manager; /* for on_done, whose userdata is the call */
+
+static void send_changed(Manager *m, uint32_t fields);
+
+static void updater_bus_flush(Manager *m) {
+        uint32_t f = m ? m->updater_pending : 0;
+        if (!f)
+                return;
+        m->updater_pending = 0;
+        send_changed(m, f);
+}
+
+static int on_updater_flush(sd_event_source *s, void *userdata) {
+        updater_bus_flush(userdata);
+        return 0;
+}
+
 static void on_changed(Updater *u, uint32_t fields, void *userdata) {
+        Manager *m = userdata;
+        m->updater_pending |= fields;
+        if (!m->updater_flush || sd_event_source_set_enabled(m->updater_flush, SD_EVENT_ONESHOT) < 0)
+                updater_bus_flush(m);
+}
+
+static void send_changed(Manager *m, uint32_t fields) {
         static const struct {
                 UpdaterField bit;
                 const char *name;
@@ -135,7 +162,6 @@ static void on_changed(Updater *u, uint32_t fields, void *userdata) {
                 { UPDATER_FIELD_NEXT_CHECK, "NextCheckTimestamp" },
                 { UPDATER_FIELD_LAST_ERROR, "LastError" },
         };
-        Manager *m = userdata;
         const char *names[ELEMENTSOF(map) + 1] = {};
         size_t k = 0;
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
@@ -161,6 +187,7 @@ static char *bus_text(const char *s) {
 
 static void emit_signal(Manager *m, const char *member, const char *types, ...) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *s = NULL;
+        updater_bus_flush(m);
         int r = sd_bus_message_new_signal(m->bus, &s, LAUNCHER_OBJECT_PATH, LAUNCHER_UPDATER_INTERFACE, member);
         if (r >= 0) {
                 va_list ap;
@@ -219,6 +246,7 @@ static void on_done(Updater *u, UpdaterError error, const char *message, const c
                     bool available, void *userdata) {
         sd_bus_message *msg = userdata;
         int q;
+        updater_bus_flush(flush_manager);
         if (error != UPDATER_OK)
                 q = reply_error(msg, error, message);
         else if (streq(sd_bus_message_get_member(msg), "Check"))
@@ -424,6 +452,18 @@ static const sd_bus_vtable updater_vtable[] = {
 };
 
 int bus_updater_register(Manager *m) {
+        int q = sd_event_add_defer(m->event, &m->updater_flush, on_updater_flush, m);
+        if (q >= 0)
+                q = sd_event_source_set_enabled(m->updater_flush, SD_EVENT_OFF);
+        if (q < 0)
+                return q;
+        flush_manager = m;
         return sd_bus_add_object_vtable(m->bus, NULL, LAUNCHER_OBJECT_PATH, LAUNCHER_UPDATER_INTERFACE, updater_vtable,
                                         m);
+}
+
+void bus_updater_free(Manager *m) {
+        m->updater_flush = sd_event_source_disable_unref(m->updater_flush);
+        if (flush_manager == m)
+                flush_manager = NULL;
 }

@@ -237,6 +237,7 @@ static void manager_free(Manager *m) {
         bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
         bus_vm_free(m);
+        bus_updater_free(m);
         bus_host_free(m);
         bus_history_free(m->history);
         metrics_free(m->metrics);

@@ -31,6 +31,8 @@ typedef struct Manager {
         Updater *updater;
         GHashTable *vms_sent;     /* bus-vm.c: Vm * → its properties as last sent */
         sd_event_source *vms_flush;  /* bus-vm.c: sends what changed, once per loop iteration */
+        sd_event_source *updater_flush; /* bus-updater.c: likewise, the Updater's changed fields */
+        uint32_t updater_pending;    /* UpdaterField bits not sent yet */
         struct BusSent *host_sent;   /* bus-host.c: the Host's properties as last sent */
         BusHistory *history;  /* bus-history.c */
         Metrics *metrics;     /* between the reconciler and the bus layer */
@@ -55,6 +57,7 @@ void manager_set_required_env(Manager *m, char **required);
 extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
 void bus_vm_free(Manager *m);
+void bus_updater_free(Manager *m);
 /* Answers every call still waiting for an operation ("stopping"). */
 void bus_vm_shutdown(Manager *m);
 /* Sends the VMs' property changes not sent yet: before any signal or reply
