@@ -24,7 +24,9 @@ Not a test: prints a table and one SUMMARY line (--json adds a JSON line).
            - VMM writes over --rounds idle poll rounds (target 0), VMM Status
              calls per round (target 1, not 1 per VM), CPU per round (target
              <= N x the 1-VM figure), private dirty per extra VM (target
-             <= 64 KiB), GetManagedObjects latency (median of 20; target < 20 ms);
+             <= 64 KiB), GetManagedObjects: the daemon's CPU per call, and the
+             latency busctl sees less a Ping's (target < 20 ms; a Python
+             client's own unpacking of the reply is not the daemon's);
            - the time the launcher adds to replacing one VM (a new compose in its
              file, then Vm.Update; the faithful simulator shuts the guest down in
              --shutdown-seconds and removes it in --remove-seconds): from the
@@ -330,15 +332,33 @@ def idle_rounds(w, rounds):
             'cpu_us_per_round': us / max(len(statuses), 1), 'rounds': rounds}
 
 
-def get_managed_objects_ms(w, n=20):
+def busctl_ms(w, args, n=7):
+    env = dict(os.environ)
+    env.update(w.bus.env())
     ts = []
     for _ in range(n):
         t0 = time.monotonic()
-        r = w.daemon.call('GetManagedObjects', iface=OM_IFACE)
+        p = subprocess.run(['busctl', '--system', 'call', H.DAEMON_NAME, H.DAEMON_PATH] + args, env=env,
+                           capture_output=True, timeout=60)
         ts.append((time.monotonic() - t0) * 1e3)
+        if p.returncode != 0:
+            raise RuntimeError('busctl %r: %s' % (args, p.stderr))
+    return statistics.median(ts)
+
+
+def get_managed_objects(w, n=20):
+    """GetManagedObjects: the daemon's CPU per call (n calls), and the latency
+    a lean client sees: busctl's wall time less that of a Ping (busctl's own
+    start-up), medians of 7."""
+    s = Sched(w.pid)
+    for _ in range(n):
+        r = w.daemon.call('GetManagedObjects', iface=OM_IFACE)
         if not r.ok:
             raise RuntimeError('GetManagedObjects: %r' % r)
-    return statistics.median(ts)
+    cpu_ms = s.us() / n / 1e3
+    gmo = busctl_ms(w, [OM_IFACE, 'GetManagedObjects'])
+    ping = busctl_ms(w, ['org.freedesktop.DBus.Peer', 'Ping'])
+    return cpu_ms, max(gmo - ping, 0.0)
 
 
 def replace_added_ms(w, name, i, S, R):
@@ -370,7 +390,7 @@ def bench_many(args):
         try:
             r = {'dirty_kib': private_dirty_kib(w.pid)}
             r.update(idle_rounds(w, args.rounds))
-            r['gmo_ms'] = get_managed_objects_ms(w)
+            r['gmo_cpu_ms'], r['gmo_ms'] = get_managed_objects(w)
             target = w.names[n // 2]
             r['replace_ms'] = statistics.median(replace_added_ms(w, target, k + 1, S, R) for k in range(args.runs))
             out[n] = r
@@ -390,7 +410,7 @@ def main():
     ap.add_argument('--timer-seconds', type=float, default=10.0, help='timer polls at 1 s for this long (default 10)')
     ap.add_argument('--vms', type=int, default=50, help='VMs in the large world (default 50)')
     ap.add_argument('--rounds', type=int, default=10, help='idle poll rounds (1 s) per world (default 10)')
-    ap.add_argument('--runs', type=int, default=5, help='replacements per world (default 5)')
+    ap.add_argument('--runs', type=int, default=7, help='replacements per world (default 7)')
     ap.add_argument('--shutdown-seconds', type=float, default=0.5)
     ap.add_argument('--remove-seconds', type=float, default=0.3)
     ap.add_argument('--no-callgrind', action='store_true', help='skip the instruction counts')
@@ -449,8 +469,10 @@ def main():
     row('%d VMs: CPU per round' % N, '%.0f us (1 VM: %.0f us)' % (mn['cpu_us_per_round'], m1['cpu_us_per_round']),
         '<= %d x 1 VM' % N, mn['cpu_us_per_round'] <= N * m1['cpu_us_per_round'])
     row('%d VMs: private dirty per extra VM' % N, '%.1f KiB' % extra_kib, '<= 64 KiB', extra_kib <= 64)
-    row('%d VMs: GetManagedObjects' % N, '%.2f ms (1 VM: %.2f ms)' % (mn['gmo_ms'], m1['gmo_ms']), '< 20 ms',
-        mn['gmo_ms'] < 20)
+    row('%d VMs: GetManagedObjects latency' % N, '%.2f ms (1 VM: %.2f ms)' % (mn['gmo_ms'], m1['gmo_ms']),
+        '< 20 ms', mn['gmo_ms'] < 20)
+    row('%d VMs: GetManagedObjects daemon CPU' % N, '%.2f ms (1 VM: %.2f ms)' % (mn['gmo_cpu_ms'], m1['gmo_cpu_ms']),
+        '-', None)
     row('replace one of %d: time added' % N, '%.1f ms (1 VM: %.1f ms)' % (mn['replace_ms'], m1['replace_ms']),
         'same as 1 VM', mn['replace_ms'] <= 2 * m1['replace_ms'] + 10)
 
