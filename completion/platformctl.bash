@@ -5,7 +5,8 @@ __platformctl_settings='ApiUrl VmmUrl GuestVmmUrl PollIntervalUSec StopTimeoutUS
 UpdaterRepository UpdaterUser UpdaterRemote UpdaterBranch UpdaterIntervalUSec UpdaterRoundLockFile UpdaterRoundLockMaxAgeUSec
 UpdaterValidationApiUrl UpdaterApiUnreachable UpdaterBuildCommands UpdaterRestartUnits UpdaterRestartCommands
 UpdaterHealthCommand UpdaterHealthUrl UpdaterHealthTimeoutUSec UpdaterCommandTimeoutUSec UpdaterAllowedSignersFile
-UpdaterAutoUpdate TrustedKmsSigners KmsSignatureMaxAgeUSec'
+UpdaterAutoUpdate TrustedKmsSigners KmsSignatureMaxAgeUSec CapacityVcpu CapacityMemoryMiB
+CapacityDiskGiB ReservedMemoryMiB ResourceIntervalUSec'
 
 # Env keys from the running launcher; names only, never values.
 __platformctl_env_keys() {

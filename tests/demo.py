@@ -47,7 +47,9 @@ def main():
                                   'api_url': api.url + '/config/compose/validator_vm',
                                   'vmm_url': vmm.url,
                                   'poll_interval_usec': 2000000,
-                                  'stop_timeout_usec': 5000000})
+                                  'stop_timeout_usec': 5000000,
+                                  # the simulated VMs are larger than a laptop
+                                  'capacity_vcpu': 1024, 'capacity_memory_mib': 1 << 30})
         vm_path = H.DAEMON_PATH + '/vm/validator_5fvm'
         monitor = subprocess.Popen(['busctl', 'monitor', '--match',
                                     "type='signal',interface='org.platform.Launcher1.Vm'"],

@@ -20,6 +20,7 @@ typedef enum ReplyKind {
         REPLY_META,
         REPLY_IMAGES,
         REPLY_TEXT,
+        REPLY_SYSINFO,      /* a guest API call: POST /guest/<method>?json */
 } ReplyKind;
 
 struct VmmClient {
@@ -56,6 +57,7 @@ typedef struct Replies {
         VmmVersionReply version;
         VmmMetaReply meta;
         VmmImagesReply images;
+        VmmGuestSysInfo sysinfo;
         char *id;
         char *compose_app_id;
         char *hash;
@@ -172,7 +174,7 @@ static void on_http_done(HttpCall *hc, const HttpResponse *resp, void *userdata)
 /* Calls that change nothing may be replayed by libcurl; the others must not. */
 static bool method_is_read_only(const char *method) {
         static const char *const reads[] = { "Status", "GetInfo", "GetComposeHash", "GetAppEnvEncryptPubKey",
-                                             "Version", "GetMeta", "ListImages" };
+                                             "Version", "GetMeta", "ListImages", "SysInfo" };
         for (size_t i = 0; i < ELEMENTSOF(reads); i++)
                 if (streq(method, reads[i]))
                         return true;
@@ -202,7 +204,7 @@ static int call_send(VmmCall *call) {
                         req.timeout_usec = 0; /* a stream has no end */
                 }
         } else {
-                if (asprintf(&prpc, "/prpc/%s?json", call->method) < 0)
+                if (asprintf(&prpc, "/%s/%s?json", call->kind == REPLY_SYSINFO ? "guest" : "prpc", call->method) < 0)
                         return -ENOMEM;
                 req.method = HTTP_POST;
                 req.path = prpc;
@@ -301,6 +303,10 @@ static int parse_ok(VmmCall *call, const HttpResponse *resp, Replies *p, VmmResu
                 res->text = d;
                 res->text_len = n;
                 return 0;
+        case REPLY_SYSINFO:
+                r = vmm_parse_sysinfo_reply(d, n, &p->sysinfo, err);
+                res->sysinfo = &p->sysinfo;
+                return r;
         }
         return -EINVAL;
 }
@@ -464,6 +470,10 @@ int vmm_get_app_env_encrypt_pubkey(VmmClient *c, const char *app_id, vmm_done_cb
 
 int vmm_version(VmmClient *c, vmm_done_cb cb, void *userdata, VmmCall **ret) {
         return empty_call(c, "Version", REPLY_VERSION, cb, userdata, ret);
+}
+
+int vmm_guest_sys_info(VmmClient *c, const char *id, vmm_done_cb cb, void *userdata, VmmCall **ret) {
+        return id_call(c, "SysInfo", REPLY_SYSINFO, id, cb, userdata, ret);
 }
 
 int vmm_get_meta(VmmClient *c, vmm_done_cb cb, void *userdata, VmmCall **ret) {

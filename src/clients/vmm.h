@@ -2,6 +2,7 @@
 #pragma once
 
 #include "clients/http.h"
+#include "clients/guest-json.h"
 #include "clients/vmm-json.h"
 
 /* dstack VMM prpc client: POST {url}/prpc/<Method>?json on the shared HTTP
@@ -40,6 +41,7 @@ typedef struct VmmResult {
         const VmmVersionReply *version; /* Version */
         const VmmMetaReply *meta;       /* GetMeta */
         const VmmImagesReply *images;   /* ListImages */
+        const VmmGuestSysInfo *sysinfo; /* guest SysInfo */
         const char *text;               /* logs */
         size_t text_len;
 } VmmResult;
@@ -82,6 +84,10 @@ int vmm_get_app_env_encrypt_pubkey(VmmClient *c, const char *app_id, vmm_done_cb
 int vmm_version(VmmClient *c, vmm_done_cb cb, void *userdata, VmmCall **ret);
 int vmm_get_meta(VmmClient *c, vmm_done_cb cb, void *userdata, VmmCall **ret);
 int vmm_list_images(VmmClient *c, vmm_done_cb cb, void *userdata, VmmCall **ret);
+/* POST {url}/guest/SysInfo?json {"id"}: the guest agent's figures through
+ * the VMM (dstack vmm/src/main.rs mounts /guest, guest_api_service.rs
+ * forwards to the guest agent); fails when the guest is down or has no agent. */
+int vmm_guest_sys_info(VmmClient *c, const char *id, vmm_done_cb cb, void *userdata, VmmCall **ret);
 /* GET /logs?id=&follow=false&ansi=false&lines=&ch= (serial|stdout|stderr). */
 int vmm_logs(VmmClient *c, const char *id, unsigned lines, const char *channel, vmm_done_cb cb, void *userdata, VmmCall **ret);
 

@@ -23,6 +23,7 @@ void desired_vm_free(DesiredVm *d) {
         strv_free(d->allowed_envs);
         strv_free(d->required_env);
         strv_free(d->missing_env);
+        strv_free(d->not_granted);
         strv_free(d->not_allowed);
         env_list_clear(&d->env);
         g_free(d->resources);
@@ -79,7 +80,7 @@ char *vm_ports_text(const VmPort *p, size_t n) {
 
 static int build_config(const PlatformVmSpec *spec, DesiredVm *d) {
         VmConfiguration *c = &d->config;
-        c->name = g_strdup(spec->vm.name);
+        c->name = g_strdup(d->name);
         c->image = g_strdup(spec->vm.image);
         c->compose_file = g_strndup(d->compose, d->compose_len);
         c->user_config = g_strdup(strempty(spec->vm.user_config));
@@ -101,13 +102,20 @@ static int build_config(const PlatformVmSpec *spec, DesiredVm *d) {
         return 0;
 }
 
-/* Local values of the allowed keys, plus DSTACK_VMM_URL unless set locally. */
-static int build_env(const LauncherConfig *c, DesiredVm *d) {
+static bool granted(const DesiredOptions *o, const char *key) {
+        return !o->granted || strv_contains(o->granted, key);
+}
+
+/* Local values of the keys allowed by the compose and granted to the VM,
+ * plus DSTACK_VMM_URL unless set locally. */
+static int build_env(const LauncherConfig *c, const DesiredOptions *o, DesiredVm *d) {
         g_autofree const char **keys = launcher_config_env_keys(c);
         for (const char **k = keys; *k; k++) {
-                int r = strv_contains(d->allowed_envs, *k)
-                                ? env_list_add(&d->env, *k, launcher_config_env_get(c, *k))
-                                : strv_extend(&d->not_allowed, *k);
+                int r = 0;
+                if (!strv_contains(d->allowed_envs, *k))
+                        r = strv_extend(&d->not_allowed, *k);
+                else if (granted(o, *k))
+                        r = env_list_add(&d->env, *k, launcher_config_env_get(c, *k));
                 if (r < 0)
                         return r;
         }
@@ -116,10 +124,12 @@ static int build_env(const LauncherConfig *c, DesiredVm *d) {
         return 0;
 }
 
-static int build_missing(const PlatformVmSpec *spec, DesiredVm *d) {
+static int build_missing(const PlatformVmSpec *spec, const DesiredOptions *o, DesiredVm *d) {
         for (char **k = spec->required_env; *k; k++) {
                 int r = strv_extend(&d->required_env, *k);
-                if (r >= 0 && !env_list_get(&d->env, *k))
+                if (r >= 0 && !granted(o, *k))
+                        r = strv_extend(&d->not_granted, *k);
+                else if (r >= 0 && !env_list_get(&d->env, *k))
                         r = strv_extend(&d->missing_env, *k);
                 if (r < 0)
                         return r;
@@ -128,15 +138,20 @@ static int build_missing(const PlatformVmSpec *spec, DesiredVm *d) {
                 d->required_env = g_new0(char *, 1);
         if (!d->missing_env)
                 d->missing_env = g_new0(char *, 1);
+        if (!d->not_granted)
+                d->not_granted = g_new0(char *, 1);
         if (!d->not_allowed)
                 d->not_allowed = g_new0(char *, 1);
         return 0;
 }
 
-int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const uint8_t key[32], DesiredVm **ret,
-                     char **ret_error) {
+int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const uint8_t key[32],
+                     const DesiredOptions *o, DesiredVm **ret, char **ret_error) {
+        static const DesiredOptions defaults = {};
         DesiredVm *d = g_new0(DesiredVm, 1);
-        d->name = g_strdup(spec->vm.name);
+        if (!o)
+                o = &defaults;
+        d->name = g_strdup(o->name ?: spec->vm.name);
 
         int r = compose_build(spec, &d->compose, &d->compose_len);
         if (r >= 0)
@@ -146,9 +161,9 @@ int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const 
                 r = compose_allowed_envs(spec, &d->allowed_envs);
         }
         if (r >= 0)
-                r = build_env(c, d);
+                r = build_env(c, o, d);
         if (r >= 0)
-                r = build_missing(spec, d);
+                r = build_missing(spec, o, d);
         if (r >= 0)
                 r = env_list_validate(&d->env, ret_error);
         if (r >= 0)

@@ -23,6 +23,7 @@ typedef struct DesiredVm {
         char **allowed_envs;
         char **required_env;
         char **missing_env;            /* required, with no local value */
+        char **not_granted;            /* required, but not among the keys the VM may receive */
         char **not_allowed;            /* set locally but not allowed by the compose: not sent */
         EnvList env;                   /* what is sent */
         char env_fingerprint[ENV_FINGERPRINT_HEX_LEN + 1];
@@ -30,8 +31,15 @@ typedef struct DesiredVm {
         VmConfiguration config;        /* CreateVm body, without encrypted_env and app_id */
 } DesiredVm;
 
-int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const uint8_t key[32], DesiredVm **ret,
-                     char **ret_error);
+/* Whose VM it is: its name at the VMM (NULL: the spec's vm_parameters.name)
+ * and the local env keys it may receive (NULL: every one). */
+typedef struct DesiredOptions {
+        const char *name;
+        char *const *granted;
+} DesiredOptions;
+
+int desired_vm_build(const PlatformVmSpec *spec, const LauncherConfig *c, const uint8_t key[32],
+                     const DesiredOptions *o, DesiredVm **ret, char **ret_error);
 void desired_vm_free(DesiredVm *d);
 
 /* Ports compared by meaning (dstack.md §2): protocol, host port and VM port

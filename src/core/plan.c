@@ -257,10 +257,21 @@ int plan_compute(const PlanInput *in, Plan *ret) {
                 p.reason = g_strdup(strempty(in->blocked_reason));
                 goto finish;
         }
+        if (in->desired->not_granted && in->desired->not_granted[0]) {
+                g_autofree char *m = g_strjoinv(", ", in->desired->not_granted);
+                p.action = PLAN_BLOCKED;
+                p.reason = g_strdup_printf("not granted: %s (add them to the VM's EnvKeys)", m);
+                goto finish;
+        }
         if (in->desired->missing_env[0]) {
                 g_autofree char *m = g_strjoinv(", ", in->desired->missing_env);
                 p.action = PLAN_BLOCKED;
                 p.reason = g_strdup_printf("missing env: %s", m);
+                goto finish;
+        }
+        if (!p.keep && in->hold && in->state && in->state->operator_stopped && !in->force) {
+                p.action = PLAN_NONE;
+                p.reason = g_strdup("declared with Autostart=false: Start creates it");
                 goto finish;
         }
         if (!p.keep) {

@@ -52,6 +52,7 @@ typedef struct PlanInput {
         const VmDeployState *state;
         bool in_place;
         bool force;
+        bool hold;                  /* declared with Autostart=false: none is created while operator_stopped */
 } PlanInput;
 
 /* Whether vm is one the state store records as ours: the deployed VM, or the

@@ -1,495 +1,376 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* The managed VMs: the API's (from ApiUrl, named by its spec) and the ones
+ * declared in config.json "vms" (Config.AddVm), kept equal to the settings,
+ * and what they share (host.c). The entry points start operations
+ * (operation.c) and answer Plan() from what is already known. */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <glib.h>
 
-#include "core/reconciler-internal.h"
-#include "shared/compose.h"
-#include "shared/hex.h"
+#include "core/fileio.h"
+#include "core/host.h"
+#include "core/managed-vm.h"
+#include "core/operation.h"
+#include "core/reconcile.h"
+#include "core/resources.h"
+#include "core/vm-steps.h"
 #include "shared/log.h"
 #include "shared/macro.h"
-#include "shared/strv.h"
 
 #define DEFAULT_VM_NAME "validator_vm"
-#define BACKOFF_MIN_USEC (5 * USEC_PER_SEC)
-#define BACKOFF_MAX_USEC (3600 * USEC_PER_SEC)
-#define STABLE_RUNNING_USEC (600 * USEC_PER_SEC)  /* running this long resets the restart backoff */
+
+struct Reconciler {
+        Host host;                  /* host.vms: the managed VMs, the API's first */
+        Vm **vm_list;               /* NULL-terminated, for reconciler_vms() */
+        GList *gone;                /* ManagedVm * no longer managed, freed from the loop */
+        sd_event_source *reap;
+        bool started;               /* polls run, the bus is told */
+};
 #define DATA_FRESH_USEC (60 * USEC_PER_SEC)  /* Plan() says how old its data is beyond this */
 
-static const char *const state_names[_VM_STATE_MAX] = {
-        [VM_STATE_PENDING] = "pending",   [VM_STATE_BLOCKED] = "blocked", [VM_STATE_CREATING] = "creating",
-        [VM_STATE_STARTING] = "starting", [VM_STATE_RUNNING] = "running", [VM_STATE_UPDATING] = "updating",
-        [VM_STATE_STOPPING] = "stopping", [VM_STATE_STOPPED] = "stopped", [VM_STATE_FAILED] = "failed",
-};
-
-const char *vm_state_to_string(VmState s) {
-        return s < _VM_STATE_MAX ? state_names[s] : NULL;
-}
-
-/* ---- texts from outside (issue 9 #13) ---- */
-
-char *text_bound(const char *s) {
-        g_autofree char *valid = g_utf8_make_valid(strempty(s), -1);
-        size_t len = strlen(valid);
-        if (len <= TEXT_BOUND)
-                return g_steal_pointer(&valid);
-        static const char ellipsis[] = "…";
-        size_t cut = TEXT_BOUND - (sizeof ellipsis - 1);
-        while (cut > 0 && ((unsigned char) valid[cut] & 0xC0) == 0x80)
-                cut--; /* never inside a character */
-        return g_strdup_printf("%.*s%s", (int) cut, valid, ellipsis);
-}
-
-/* ---- the Vm as the bus sees it: setters collect changed fields, flush emits once ---- */
-
-void vm_set_str(Reconciler *r, char **field, const char *value, VmField bit) {
-        if (streq(*field, strempty(value)))
-                return;
-        g_free(*field);
-        *field = g_strdup(strempty(value));
-        r->dirty |= bit;
-}
-
-void vm_set_u32(Reconciler *r, uint32_t *field, uint32_t value, VmField bit) {
-        if (*field != value) {
-                *field = value;
-                r->dirty |= bit;
+static ManagedVm *managed(Reconciler *r, const Vm *vm) {
+        for (guint i = 0; vm && i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                if (mv->vm == vm)
+                        return mv;
         }
+        return NULL;
 }
 
-void vm_set_u64(Reconciler *r, uint64_t *field, uint64_t value, VmField bit) {
-        if (*field != value) {
-                *field = value;
-                r->dirty |= bit;
+static ManagedVm *api_vm(Reconciler *r) {
+        ManagedVm *mv = r->host.vms->len > 0 ? g_ptr_array_index(r->host.vms, 0) : NULL;
+        return mv && !mv->decl ? mv : NULL;
+}
+
+static ManagedVm *declared(Reconciler *r, const char *name) {
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                if (mv->decl && streq(mv->decl->name, name))
+                        return mv;
         }
+        return NULL;
 }
 
-/* The keys the VM receives (its spec's allowed_envs): clients ask before a
- * change of one of them replaces the VM. */
-void vm_set_allowed_env(Reconciler *r) {
-        char **l = NULL;
-        if (!r->spec || compose_allowed_envs(r->spec, &l) < 0)
-                l = calloc(1, sizeof(char *));
-        if (!l || g_strv_equal((const char *const *) r->vm->allowed_env, (const char *const *) l)) {
-                strv_free(l);
-                return;
-        }
-        strv_free(r->vm->allowed_env);
-        r->vm->allowed_env = l;
-        r->dirty |= VM_FIELD_ALLOWED_ENV;
+static void list_vms(Reconciler *r) {
+        g_free(r->vm_list);
+        r->vm_list = g_new0(Vm *, r->host.vms->len + 1);
+        for (guint i = 0; i < r->host.vms->len; i++)
+                r->vm_list[i] = ((ManagedVm *) g_ptr_array_index(r->host.vms, i))->vm;
 }
 
-void vm_flush(Reconciler *r) {
-        uint32_t fields = r->dirty;
-        r->dirty = 0;
-        if (fields && r->ev.vm_changed)
-                r->ev.vm_changed(r, r->vm, fields, r->ev.userdata);
+/* ---- the VMs follow the settings ---- */
+
+static bool any_operation(Reconciler *r) {
+        for (guint i = 0; i < r->host.vms->len; i++)
+                if (((ManagedVm *) g_ptr_array_index(r->host.vms, i))->op)
+                        return true;
+        return false;
 }
 
-void vm_set_state(Reconciler *r, VmState state, const char *reason) {
-        if (r->vm->state != state) {
-                r->vm->state = state;
-                r->dirty |= VM_FIELD_STATE;
-        }
-        g_autofree char *b = text_bound(reason);
-        vm_set_str(r, &r->vm->state_reason, b, VM_FIELD_STATE_REASON);
-        vm_flush(r);
-}
-
-void vm_note_error_cause(Reconciler *r, ErrorCause cause, const char *message) {
-        g_autofree char *b = text_bound(message);
-        vm_set_str(r, &r->vm->last_error, b, VM_FIELD_LAST_ERROR);
-        r->last_error_cause = isempty(message) ? ERROR_CAUSE_NONE : cause;
-}
-
-void vm_note_error(Reconciler *r, const char *message) {
-        vm_note_error_cause(r, ERROR_CAUSE_UPDATE, message);
-}
-
-void vm_clear_error(Reconciler *r) {
-        vm_note_error_cause(r, ERROR_CAUSE_NONE, "");
-}
-
-static Vm *vm_new(const char *name) {
-        Vm *vm = g_new0(Vm, 1);
-        vm->name = g_strdup(name);
-        char **strs[] = { &vm->id, &vm->state_reason, &vm->vmm_status, &vm->app_id, &vm->compose_hash,
-                          &vm->target_compose_hash, &vm->image, &vm->image_version, &vm->last_error,
-                          &vm->operation, &vm->kms_signer };
-        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-                *strs[i] = g_strdup("");
-        vm->allowed_env = calloc(1, sizeof(char *));
-        vm->state = VM_STATE_PENDING;
-        return vm;
-}
-
-static void vm_free(Vm *vm) {
-        if (!vm)
-                return;
-        char *strs[] = { vm->name, vm->id, vm->state_reason, vm->vmm_status, vm->app_id, vm->compose_hash,
-                         vm->target_compose_hash, vm->image, vm->image_version, vm->last_error, vm->operation,
-                         vm->kms_signer };
-        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-                g_free(strs[i]);
-        strv_free(vm->allowed_env);
-        g_free(vm);
-}
-
-/* What the VMM reports about the VM we keep. */
-void vm_observe(Reconciler *r, const Plan *p) {
-        Vm *vm = r->vm;
-        const VmInfo *k = p->keep;
-        vm_set_str(r, &vm->id, k ? k->id : "", VM_FIELD_ID);
-        vm_set_str(r, &vm->vmm_status, k ? vm_status_to_string(k->status) : "", VM_FIELD_VMM_STATUS);
-        vm_set_str(r, &vm->app_id, k ? k->app_id : "", VM_FIELD_APP_ID);
-        vm_set_str(r, &vm->compose_hash, p->keep_compose_hash, VM_FIELD_COMPOSE_HASH);
-        vm_set_str(r, &vm->image, k ? k->configuration.image : "", VM_FIELD_IMAGE);
-        vm_set_str(r, &vm->image_version, k ? k->image_version : "", VM_FIELD_IMAGE_VERSION);
-        vm_set_u32(r, &vm->vcpu, k ? k->configuration.vcpu : 0, VM_FIELD_VCPU);
-        vm_set_u32(r, &vm->memory_mib, k ? k->configuration.memory : 0, VM_FIELD_MEMORY);
-        vm_set_u32(r, &vm->disk_gib, k ? k->configuration.disk_size : 0, VM_FIELD_DISK);
-
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        if (k && k->status == VM_STATUS_RUNNING) {
-                if (!r->running_since_usec)
-                        r->running_since_usec = now;
-                else if (now - r->running_since_usec >= STABLE_RUNNING_USEC)
-                        r->restart_backoff_usec = 0;
-        } else
-                r->running_since_usec = 0;
-}
-
-int reconciler_save_state(Reconciler *r) {
-        int q = vm_deploy_state_save(r->state_dir, r->state);
-        if (q < 0)
-                log_error_errno(q, "Cannot write the state store in %s: %m", r->state_dir);
-        return q;
-}
-
-/* ---- scheduling ---- */
-
-static int on_poll_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        job_run_tick(userdata);
-        return 0;
-}
-
-void schedule_tick(Reconciler *r, uint64_t delay) {
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        /* ±10% jitter, so that many hosts do not poll the API in step. */
-        if (delay > 0)
-                delay = delay - delay / 10 + g_random_int_range(0, (gint32) MIN(delay / 5 + 1, G_MAXINT32));
-        r->poll_timer = sd_event_source_disable_unref(r->poll_timer);
-        int q = sd_event_add_time(r->event, &r->poll_timer, CLOCK_MONOTONIC, now + delay, 10 * USEC_PER_MSEC,
-                                  on_poll_timer, r);
-        if (q < 0)
-                log_error_errno(q, "Cannot arm the poll timer: %m");
-}
-
-static uint64_t next_delay(Reconciler *r) {
-        return MAX(r->settings->config->poll_interval_usec, r->fail_backoff_usec);
-}
-
-/* ---- jobs ---- */
-
-static void job_free(Job *j) {
-        if (!j)
-                return;
-        job_cancel_table(j);
-        if (j->vmm_call)
-                vmm_call_cancel(j->vmm_call);
-        if (j->api_call)
-                platform_call_cancel(j->api_call);
-        sd_event_source_disable_unref(j->timer);
-        g_array_unref(j->waiters);
-        g_free(j->trigger);
-        desired_vm_free(j->desired);
-        g_free(j->blocked_reason);
-        if (j->have_plan)
-                plan_done(&j->plan);
-        g_free(j->old_id);
-        g_free(j->old_compose_hash);
-        g_free(j->new_id);
-        if (j->encrypted_env)
-                explicit_bzero(j->encrypted_env, strlen(j->encrypted_env));
-        g_free(j->encrypted_env);
-        g_free(j->app_id);
-        g_free(j->kms_signer);
-        g_free(j->act_id);
-        g_free(j->remove_error);
-        g_strfreev(j->dup_ids);
-        for (size_t i = 0; j->send_ports && i < j->n_send_ports; i++)
-                vm_port_done(&j->send_ports[i]);
-        g_free(j->send_ports);
-        g_free(j);
-}
-
-Job *job_new(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, void *userdata) {
-        Job *j = g_new0(Job, 1);
-        j->r = r;
-        j->kind = kind;
-        j->force = force;
-        j->waiters = g_array_new(FALSE, FALSE, sizeof(Waiter));
-        if (done)
-                g_array_append_val(j->waiters, ((Waiter) { done, userdata }));
-        if (kind == JOB_TICK || kind == JOB_UPDATE)
-                j->trigger = g_steal_pointer(&r->change_trigger); /* this job evaluates the change */
-        r->job = j;
-        return j;
-}
-
-static void job_next(Reconciler *r);
-
-void job_finish(Job *j, ReconcilerError error, const char *message_in) {
-        Reconciler *r = j->r;
-        /* The message often lives in the job (its plan, its reason): keep a copy past job_free(). */
-        g_autofree char *message = message_in ? text_bound(message_in) : NULL;
-        r->job = NULL;
-        if (error != RECONCILER_OK)
-                log_full(j->kind == JOB_TICK ? LOG_WARNING : LOG_NOTICE, "%s", strempty(message));
-        vm_flush(r);
-
-        g_autoptr(GArray) waiters = g_array_ref(j->waiters);
-        job_free(j);
-        for (guint i = 0; i < waiters->len; i++) {
-                Waiter *w = &g_array_index(waiters, Waiter, i);
-                w->done(r, error, message, w->userdata);
-        }
-
-        job_next(r);
-}
-
-/* An update that did not happen: the old VM is in place unless the reason says otherwise. */
-void job_update_failed(Job *j, ReconcilerError error, const char *message) {
-        Reconciler *r = j->r;
-        g_autofree char *b = text_bound(message);
-        r->fail_backoff_usec = r->fail_backoff_usec ? MIN(2 * r->fail_backoff_usec, BACKOFF_MAX_USEC) : BACKOFF_MIN_USEC;
-        vm_note_error_cause(r, error == RECONCILER_ERROR_BLOCKED ? ERROR_CAUSE_BLOCKED : ERROR_CAUSE_UPDATE, b);
-        vm_flush(r);
-        if (r->ev.update_failed)
-                r->ev.update_failed(r, r->vm, j->desired ? j->desired->compose_hash : "", b, r->ev.userdata);
-        job_finish(j, error, message);
-}
-
-/* ---- clients follow the settings ---- */
-
-int ensure_clients(Reconciler *r) {
-        const char *vmm_url = settings_store_vmm_url(r->settings);
-        if (!r->vmm || !streq(r->vmm_url, vmm_url)) {
-                VmmClient *c = NULL;
-                int q = vmm_client_new(r->http, vmm_url, &c);
-                if (q < 0)
-                        return q;
-                vmm_client_free(r->vmm);
-                r->vmm = c;
-                g_free(r->vmm_url);
-                r->vmm_url = g_strdup(vmm_url);
-        }
-        const char *api_url = r->settings->config->api_url;
-        if (!r->api || !streq(r->api_url, api_url)) {
-                PlatformApi *a = NULL;
-                int q = platform_api_new(r->http, api_url, &a);
-                if (q >= 0)
-                        q = platform_api_set_spec_url(a, api_url);
-                if (q < 0) {
-                        platform_api_free(a);
-                        return q;
-                }
-                platform_api_free(r->api);
-                r->api = a;
-                g_free(r->api_url);
-                r->api_url = g_strdup(api_url);
-        }
-        return 0;
-}
-
-
-/* ---- the last good spec survives a restart ---- */
-
-void reconciler_save_spec(Reconciler *r, const char *data, size_t len) {
-        if (!data)
-                return;
-        g_autofree char *digest = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *) data, len);
-        if (streq_ptr(digest, r->spec_digest))
-                return; /* no write per poll against an API without validators */
-        int q = state_spec_save(r->state_dir, data, len);
-        if (q < 0)
-                return (void) log_warning_errno(q, "Cannot keep the spec in %s: %m", r->state_dir);
-        g_free(r->spec_digest);
-        r->spec_digest = g_steal_pointer(&digest);
-}
-
-static void load_spec(Reconciler *r) {
-        _cleanup_free_ char *data = NULL;
-        size_t len = 0;
+static void load_kept_spec(ManagedVm *mv) {
         g_autofree char *why = NULL;
-        int q = state_spec_load(r->state_dir, API_DOC_MAX, &data, &len);
+        int q = source_load_kept(mv->source, &why);
         if (q == -ENOENT)
                 return;
-        if (q >= 0)
-                q = platform_vm_spec_parse(data, len, &r->spec, &why);
         if (q < 0) {
-                log_warning("The kept spec in %s cannot be used (%s); waiting for the Platform API.", r->state_dir,
+                log_warning("The kept spec in %s cannot be used (%s); waiting for its source.", mv->state_dir,
                             why ?: strerror(-q));
                 return;
         }
-        r->spec_digest = g_compute_checksum_for_data(G_CHECKSUM_SHA256, (const guchar *) data, len);
-        g_strfreev(r->required_env);
-        r->required_env = g_strdupv(r->spec->required_env);
-        /* The name the spec gives is the VM's name, as before the restart. */
-        if (!isempty(r->spec->vm.name) && isempty(r->state->vm_id) && !streq(r->state->name, r->spec->vm.name)) {
-                g_free(r->state->name);
-                r->state->name = g_strdup(r->spec->vm.name);
+        const PlatformVmSpec *spec = mv->source->spec;
+        managed_vm_spec_changed(mv);
+        /* The name the API's spec gives is the VM's name, as before the restart. */
+        VmDeployState *st = mv->state;
+        if (!mv->decl && !isempty(spec->vm.name) && isempty(st->vm_id) && !streq(st->name, spec->vm.name)) {
+                g_free(st->name);
+                st->name = g_strdup(spec->vm.name);
+                vm_set_name(mv->vm, spec->vm.name);
+        }
+        mv->vm->changed = false;
+}
+
+/* A declared VM's state store and kept spec: <state_dir>/vms/<name, escaped>. */
+static char *declared_state_dir(Reconciler *r, const char *name) {
+        GString *s = g_string_new(NULL);
+        for (const char *c = name; *c; c++)
+                if (g_ascii_isalnum(*c) || *c == '-' || *c == '_')
+                        g_string_append_c(s, *c);
+                else
+                        g_string_append_printf(s, "%%%02X", (unsigned char) *c);
+        g_autofree char *label = g_string_free(s, FALSE);
+        return g_build_filename(r->host.state_dir, "vms", label, NULL);
+}
+
+static void added(Reconciler *r, ManagedVm *mv) {
+        load_kept_spec(mv);
+        list_vms(r);
+        if (r->host.ev.vm_added && r->started)
+                r->host.ev.vm_added(mv->vm, r->host.ev.userdata);
+        if (r->started)
+                operation_schedule_poll(mv, 0);
+}
+
+static ManagedVm *add_api_vm(Reconciler *r) {
+        const LauncherConfig *c = r->host.settings->config;
+        ManagedVm *mv = managed_vm_new(&r->host, NULL, DEFAULT_VM_NAME, r->host.state_dir, c->api_url);
+        g_ptr_array_insert(r->host.vms, 0, mv);
+        added(r, mv);
+        return mv;
+}
+
+static ManagedVm *add_declared(Reconciler *r, const VmDecl *d) {
+        g_autofree char *dir = declared_state_dir(r, d->name);
+        int q = mkdir_p(dir, 0700);
+        if (q < 0) {
+                log_error_errno(q, "Cannot make the state directory %s of VM %s: %m", dir, d->name);
+                return NULL;
+        }
+        ManagedVm *mv = managed_vm_new(&r->host, d, d->name, dir, d->source);
+        if (!d->autostart && !mv->state->operator_stopped && isempty(mv->state->vm_id)) {
+                /* Declared, not started: Start creates it. */
+                mv->state->operator_stopped = true;
+                (void) managed_vm_save_state(mv);
+        }
+        g_ptr_array_add(r->host.vms, mv);
+        added(r, mv);
+        return mv;
+}
+
+static int on_reap(sd_event_source *s, void *userdata) {
+        Reconciler *r = userdata;
+        g_list_free_full(g_steal_pointer(&r->gone), (GDestroyNotify) managed_vm_free);
+        return 0;
+}
+
+/* No longer managed: its operations end (their callers are told why), the
+ * bus object goes, and it is freed from the event loop, not under a caller. */
+static void forget(Reconciler *r, ManagedVm *mv, const char *why) {
+        operation_cancel_all(mv, RECONCILER_ERROR_FAILED, why);
+        if (mv->sysinfo_call)
+                vmm_call_cancel(g_steal_pointer(&mv->sysinfo_call));
+        guint i;
+        if (g_ptr_array_find(r->host.vms, mv, &i))
+                (void) g_ptr_array_steal_index(r->host.vms, i);
+        list_vms(r);
+        if (r->host.ev.vm_removed)
+                r->host.ev.vm_removed(mv->vm, r->host.ev.userdata);
+        if (r->host.ev.required_env_changed)
+                r->host.ev.required_env_changed(r->host.ev.userdata);
+        r->gone = g_list_prepend(r->gone, mv);
+        (void) sd_event_source_set_enabled(r->reap, SD_EVENT_ONESHOT);
+}
+
+static bool declared_in(const LauncherConfig *c, const char *name, const VmDecl **ret) {
+        for (guint i = 0; i < c->vms->len; i++) {
+                const VmDecl *d = g_ptr_array_index(c->vms, i);
+                if (streq(d->name, name)) {
+                        *ret = d;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* The managed VMs are what the settings say: the API's while ApiUrl is set,
+ * and each one of "vms". */
+static void follow_settings(Reconciler *r) {
+        const LauncherConfig *c = r->host.settings->config;
+        int q = host_follow_settings(&r->host, !any_operation(r));
+        if (q < 0)
+                log_warning_errno(q, "Cannot set up the VMM client: %m");
+
+        ManagedVm *api = api_vm(r);
+        if (isempty(c->api_url) && api)
+                forget(r, api, "the API's VM is no longer managed (ApiUrl is empty)");
+        else if (!isempty(c->api_url) && !api)
+                api = add_api_vm(r);
+        if (api && !api->source->call && source_set_url(api->source, r->host.http, c->api_url) < 0)
+                log_warning("Cannot follow ApiUrl %s.", c->api_url);
+
+        for (guint i = r->host.vms->len; i > 0; i--) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i - 1);
+                const VmDecl *d;
+                if (!mv->decl)
+                        continue;
+                if (!declared_in(c, mv->decl->name, &d))
+                        forget(r, mv, "the VM is no longer managed");
+                else if (!vm_decl_equal(d, mv->decl)) {
+                        vm_decl_free(mv->decl);
+                        mv->decl = vm_decl_copy(d);
+                        if (!mv->source->call)
+                                (void) source_set_url(mv->source, r->host.http, d->source);
+                }
+        }
+        for (guint i = 0; i < c->vms->len; i++) {
+                const VmDecl *d = g_ptr_array_index(c->vms, i);
+                if (!declared(r, d->name))
+                        (void) add_declared(r, d);
         }
 }
 
 /* ---- life cycle ---- */
 
-int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_dir, const ReconcilerEvents *events,
-                   Reconciler **ret) {
+int reconciler_new(sd_event *event, SettingsStore *settings, const char *state_dir, History *history,
+                   const ReconcilerEvents *events, Reconciler **ret) {
         Reconciler *r = g_new0(Reconciler, 1);
-        r->event = sd_event_ref(event);
-        r->settings = settings;
-        r->state_dir = g_strdup(state_dir);
-        r->ev = *events;
-        r->required_env = g_new0(char *, 1);
-        r->queued_updates = g_array_new(FALSE, FALSE, sizeof(Waiter));
-
-        int q = http_context_new(event, &r->http);
+        int q = host_init(&r->host, event, settings, state_dir, history, events);
+        r->host.vms = g_ptr_array_new_with_free_func((GDestroyNotify) managed_vm_free);
         if (q >= 0)
-                q = step_driver_new(event, &r->driver);
+                q = sd_event_add_defer(event, &r->reap, on_reap, r);
         if (q >= 0)
-                q = state_fingerprint_key(state_dir, r->fp_key);
+                q = sd_event_source_set_enabled(r->reap, SD_EVENT_OFF);
         if (q < 0) {
                 reconciler_free(r);
                 return q;
         }
-
-        g_autofree char *why = NULL;
-        if (vm_deploy_state_load(state_dir, DEFAULT_VM_NAME, &r->state, &why) < 0)
-                log_error("State store was corrupt: %s", why);
-        load_spec(r);
-        r->vm = vm_new(r->state->name);
-        vm_set_str(r, &r->vm->id, r->state->vm_id, VM_FIELD_ID);
-        vm_set_str(r, &r->vm->compose_hash, r->state->compose_hash, VM_FIELD_COMPOSE_HASH);
-        vm_set_str(r, &r->vm->app_id, r->state->app_id, VM_FIELD_APP_ID);
-        vm_set_str(r, &r->vm->kms_signer, r->state->kms_signer, VM_FIELD_KMS_SIGNER);
-        r->vm->last_update_usec = r->state->last_update_usec;
-        r->vm->update_count = r->state->update_count;
-        r->vm->restart_count = r->state->restart_count;
-        vm_set_allowed_env(r);
-        r->dirty = 0;
-        r->vms[0] = r->vm;
+        follow_settings(r);
         *ret = r;
         return 0;
+}
+
+void reconciler_shutdown(Reconciler *r) {
+        if (r->host.shutting_down)
+                return;
+        r->host.shutting_down = true;
+        for (guint i = 0; i < r->host.vms->len; i++)
+                operation_cancel_all(g_ptr_array_index(r->host.vms, i), RECONCILER_ERROR_SHUTDOWN, "shutting down");
 }
 
 void reconciler_free(Reconciler *r) {
         if (!r)
                 return;
-        if (r->job) {
-                Job *j = r->job;
-                g_array_set_size(j->waiters, 0); /* the bus is going away: nobody to answer */
-                g_array_set_size(r->queued_updates, 0);
-                r->queued_op = (QueuedOp) { .kind = JOB_TICK };
-                job_finish(j, RECONCILER_ERROR_FAILED, "shutting down");
-        }
-        g_array_set_size(r->queued_updates, 0);
-        g_array_unref(r->queued_updates);
-        step_driver_free(r->driver);
-        sd_event_source_disable_unref(r->poll_timer);
-        platform_api_free(r->api);
-        vmm_client_free(r->vmm);
-        http_context_free(r->http);
-        platform_vm_spec_free(r->spec);
-        vmm_status_reply_done(&r->observed);
-        vm_deploy_state_free(r->state);
-        vm_free(r->vm);
-        g_free(r->spec_error);
-        g_free(r->fetch_error);
-        g_free(r->observe_error);
-        g_free(r->not_allowed_logged);
-        g_free(r->adopt_logged);
-        g_free(r->change_trigger);
-        g_free(r->spec_digest);
-        g_strfreev(r->required_env);
-        g_free(r->vmm_url);
-        g_free(r->api_url);
-        g_free(r->state_dir);
-        explicit_bzero(r->fp_key, sizeof r->fp_key);
-        sd_event_unref(r->event);
+        if (r->host.vms)
+                reconciler_shutdown(r);
+        g_clear_pointer(&r->host.vms, g_ptr_array_unref);
+        g_list_free_full(r->gone, (GDestroyNotify) managed_vm_free);
+        sd_event_source_disable_unref(r->reap);
+        g_free(r->vm_list);
+        host_done(&r->host);
         g_free(r);
 }
 
 int reconciler_start(Reconciler *r) {
-        if (r->ev.vm_added)
-                r->ev.vm_added(r, r->vm, r->ev.userdata);
-        if (r->spec && r->ev.required_env_changed)
-                r->ev.required_env_changed(r, r->required_env, r->ev.userdata);
-        if (r->state->intent)
-                log_notice("Resuming after an interrupted '%s' of VM %s.", r->state->intent->op, r->vm->name);
-        schedule_tick(r, 0);
+        r->started = true;
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                if (r->host.ev.vm_added)
+                        r->host.ev.vm_added(mv->vm, r->host.ev.userdata);
+                if (mv->state->intent)
+                        log_notice("Resuming after an interrupted '%s' of VM %s.", mv->state->intent->op, mv->vm->name);
+                operation_schedule_poll(mv, 0);
+        }
+        if (r->host.ev.required_env_changed)
+                r->host.ev.required_env_changed(r->host.ev.userdata);
+        resources_now(&r->host);
         return 0;
 }
 
 void reconciler_settings_changed(Reconciler *r, const char *trigger) {
-        if (trigger) {
-                g_free(r->change_trigger);
-                r->change_trigger = g_strdup(trigger);
+        follow_settings(r);
+        host_view_refresh(&r->host, false); /* a capacity may have changed */
+        if (r->started)
+                resources_schedule(&r->host); /* and the interval */
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                managed_vm_env_changed(mv);
+                managed_vm_flush(mv);
+                if (trigger) {
+                        g_free(mv->change_trigger);
+                        mv->change_trigger = g_strdup(trigger);
+                }
+                if (mv->op)
+                        mv->rerun = true; /* look again as soon as the running operation ends */
+                else if (r->started)
+                        operation_schedule_poll(mv, 0);
         }
-        if (r->job)
-                r->rerun = true; /* look again as soon as the running job ends */
-        else
-                schedule_tick(r, 0);
 }
 
 Vm *const *reconciler_vms(Reconciler *r) {
-        return r->vms;
-}
-
-static bool operator_call_pending(Reconciler *r);
-
-bool reconciler_busy(Reconciler *r) {
-        if (operator_call_pending(r))
-                return true;
-        VmState s = r->vm->state;
-        return s == VM_STATE_CREATING || s == VM_STATE_STARTING || s == VM_STATE_UPDATING || s == VM_STATE_STOPPING;
-}
-
-bool reconciler_running_operator_call(Reconciler *r, const Vm *vm, const char **ret_trigger) {
-        bool running = vm == r->vm && r->job;
-        if (ret_trigger)
-                *ret_trigger = running && r->job->kind == JOB_TICK ? r->job->trigger : NULL;
-        return running && r->job->kind != JOB_TICK;
+        return r->vm_list;
 }
 
 Vm *reconciler_find_vm(Reconciler *r, const char *name) {
-        return streq(r->vm->name, name) ? r->vm : NULL;
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                if (streq(mv->vm->name, name))
+                        return mv->vm;
+        }
+        return NULL;
 }
 
-/* ---- Plan: the same decision as a tick, from what is already known ---- */
+const HostView *reconciler_host_view(Reconciler *r) {
+        return &r->host.view;
+}
+
+const char *reconciler_vm_source(Reconciler *r, const Vm *vm) {
+        ManagedVm *mv = managed(r, vm);
+        return mv ? mv->source->url : "";
+}
+
+bool reconciler_vm_declared(Reconciler *r, const Vm *vm) {
+        ManagedVm *mv = managed(r, vm);
+        return mv && mv->decl;
+}
+
+char *reconciler_source_problem(const char *source) {
+        const char *why = vm_source_problem(source), *path = vm_source_file_path(source);
+        if (why)
+                return g_strdup(why);
+        return path ? source_file_problem(path) : NULL;
+}
+
+char **reconciler_required_env(Reconciler *r) {
+        g_autoptr(GPtrArray) keys = g_ptr_array_new();
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                for (char **k = mv->vm->required_env; *k; k++)
+                        if (!g_ptr_array_find_with_equal_func(keys, *k, g_str_equal, NULL))
+                                g_ptr_array_add(keys, g_strdup(*k));
+        }
+        g_ptr_array_add(keys, NULL);
+        return (char **) g_ptr_array_free(g_steal_pointer(&keys), FALSE);
+}
+
+bool reconciler_busy(Reconciler *r) {
+        for (guint i = 0; i < r->host.vms->len; i++) {
+                ManagedVm *mv = g_ptr_array_index(r->host.vms, i);
+                if (mv->op && mv->op->kind != OPERATION_POLL)
+                        return true;
+                VmState s = mv->vm->state;
+                if (s == VM_STATE_CREATING || s == VM_STATE_STARTING || s == VM_STATE_UPDATING ||
+                    s == VM_STATE_STOPPING)
+                        return true;
+        }
+        return false;
+}
+
+/* ---- Plan: the same decision as a poll, from what is already known ---- */
 
 /* NULL when the spec and the observation are fresh; else how old, and why. */
-static char *data_age(Reconciler *r) {
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
+static char *data_age(Reconciler *r, const ManagedVm *mv) {
+        const Source *src = mv->source;
+        const Observer *o = &r->host.observer;
+        uint64_t now = clock_usec(CLOCK_MONOTONIC);
         GString *s = g_string_new(NULL);
-        if (r->fetch_error)
-                g_string_append_printf(s, "spec: %s (failing for %" PRIu64 " s); ", r->fetch_error,
-                                       (uint64_t) (r->fetch_failed_usec ? (now - r->fetch_failed_usec) / USEC_PER_SEC : 0));
-        if (!r->fetched_usec)
-                g_string_append(s, r->spec ? "spec: kept from an earlier run, not fetched since the start; "
-                                           : "spec: never fetched; ");
-        else if (now - r->fetched_usec > DATA_FRESH_USEC)
-                g_string_append_printf(s, "spec fetched %" PRIu64 " s ago; ", (uint64_t) ((now - r->fetched_usec) / USEC_PER_SEC));
-        if (r->observe_error)
-                g_string_append_printf(s, "VMM: %s (failing for %" PRIu64 " s); ", r->observe_error,
-                                       (uint64_t) (r->observe_failed_usec ? (now - r->observe_failed_usec) / USEC_PER_SEC : 0));
-        if (!r->observed_usec)
+        if (src->fetch_error)
+                g_string_append_printf(s, "spec: %s (failing for %" PRIu64 " s); ", src->fetch_error,
+                                       (uint64_t) (src->fetch_failed_usec ? (now - src->fetch_failed_usec) / USEC_PER_SEC : 0));
+        if (!src->fetched_usec)
+                g_string_append(s, src->spec ? "spec: kept from an earlier run, not fetched since the start; "
+                                             : "spec: never fetched; ");
+        else if (now - src->fetched_usec > DATA_FRESH_USEC)
+                g_string_append_printf(s, "spec fetched %" PRIu64 " s ago; ",
+                                       (uint64_t) ((now - src->fetched_usec) / USEC_PER_SEC));
+        if (o->error)
+                g_string_append_printf(s, "VMM: %s (failing for %" PRIu64 " s); ", o->error,
+                                       (uint64_t) (o->failed_usec ? (now - o->failed_usec) / USEC_PER_SEC : 0));
+        if (!o->observed_usec)
                 g_string_append(s, "VMM: never observed; ");
-        else if (now - r->observed_usec > DATA_FRESH_USEC)
-                g_string_append_printf(s, "VMM observed %" PRIu64 " s ago; ", (uint64_t) ((now - r->observed_usec) / USEC_PER_SEC));
+        else if (now - o->observed_usec > DATA_FRESH_USEC)
+                g_string_append_printf(s, "VMM observed %" PRIu64 " s ago; ",
+                                       (uint64_t) ((now - o->observed_usec) / USEC_PER_SEC));
         if (s->len == 0) {
                 g_string_free(s, TRUE);
                 return NULL;
@@ -499,235 +380,132 @@ static char *data_age(Reconciler *r) {
         return text_bound(t);
 }
 
+static void changes_append(char ***changes, const char *a, char *b, const char *c) {
+        size_t n = g_strv_length(*changes);
+        *changes = g_renew(char *, *changes, n + 4);
+        (*changes)[n] = g_strdup(a);
+        (*changes)[n + 1] = b;
+        (*changes)[n + 2] = g_strdup(c);
+        (*changes)[n + 3] = NULL;
+}
+
 int reconciler_plan(Reconciler *r, Vm *vm, char **ret_action, char ***ret_changes) {
-        DesiredVm *d = NULL;
-        g_autofree char *why = NULL;
-
-        if (r->spec_error)
-                why = g_strdup_printf("invalid spec from the Platform API: %s", r->spec_error);
-        else if (!r->spec)
-                why = r->fetch_error ? g_strdup_printf("no spec yet: %s", r->fetch_error) : g_strdup("no spec fetched yet");
-        else if (desired_vm_build(r->spec, r->settings->config, r->fp_key, &d, &why) < 0 && !why)
-                why = g_strdup("cannot build the VM spec");
-
-        PlanInput in = {
-                .desired = d,
-                .blocked_reason = why,
-                .name = vm->name,
-                .vms = r->observed.vms,
-                .n_vms = r->observed.n_vms,
-                .state = r->state,
-                .in_place = streq(r->settings->config->update_strategy, "in-place"),
-        };
-        Plan p;
-        int q = plan_compute(&in, &p);
-        desired_vm_free(d);
+        ManagedVm *mv = managed(r, vm);
+        Decision dec;
+        if (!mv)
+                return -ENOENT;
+        int q = reconcile_decide(mv, false, &dec);
         if (q < 0)
                 return q;
-        *ret_action = g_strdup(plan_action_to_string(p.action));
-        if (p.action == PLAN_ADOPT) {
+        Plan *p = &dec.plan;
+        *ret_action = g_strdup(plan_action_to_string(p->action));
+        if (p->action == PLAN_ADOPT) {
                 /* Why, first: a row ("reason", "", text) that platformctl shows as such. */
-                size_t n = g_strv_length(p.changes);
+                size_t n = g_strv_length(p->changes);
                 char **c = g_new0(char *, n + 4);
                 c[0] = g_strdup("reason");
                 c[1] = g_strdup("");
-                c[2] = g_strdup(p.reason);
-                memcpy(c + 3, p.changes, n * sizeof(char *));
-                g_free(p.changes);
-                p.changes = c;
+                c[2] = g_strdup(p->reason);
+                memcpy(c + 3, p->changes, n * sizeof(char *));
+                g_free(p->changes);
+                p->changes = c;
         }
-        *ret_changes = g_steal_pointer(&p.changes);
-        plan_done(&p);
+        *ret_changes = g_steal_pointer(&p->changes);
+        decision_done(&dec);
 
-        g_autofree char *age = data_age(r);
-        if (age) {
-                size_t n = g_strv_length(*ret_changes);
-                *ret_changes = g_renew(char *, *ret_changes, n + 4);
-                (*ret_changes)[n] = g_strdup("data");
-                (*ret_changes)[n + 1] = g_steal_pointer(&age);
-                (*ret_changes)[n + 2] = g_strdup("");
-                (*ret_changes)[n + 3] = NULL;
-        }
+        char *age = data_age(r, mv);
+        if (age)
+                changes_append(ret_changes, "data", age, "");
         return 0;
 }
 
 /* ---- operations ---- */
 
-/* Busy (dbus-api.md): the launcher's own work never makes an operator's call
- * fail; only another operator's call, running or waiting, does. */
-static bool operator_call_pending(Reconciler *r) {
-        return (r->job && r->job->kind != JOB_TICK) || r->queued_op.kind != JOB_TICK || r->queued_updates->len > 0;
+/* Busy (dbus-api.md): the launcher's own work never makes an operator's
+ * call fail; only another operator's call on the VM, running or waiting,
+ * does. */
+static bool operator_call_pending(const ManagedVm *mv) {
+        return (mv->op && mv->op->kind != OPERATION_POLL) || !g_queue_is_empty((GQueue *) &mv->queue);
 }
 
-/* The launcher's own check while it only reads (the spec, the VMM's Status):
- * harmless to stop. It runs again as soon as the operator's call ends. */
-static void tick_cancel(Reconciler *r) {
-        Job *j = r->job;
-        log_debug("VM %s: the running check gives way to an operator's call.", r->vm->name);
-        r->job = NULL;
-        r->rerun = true;
-        if (!r->change_trigger)
-                r->change_trigger = g_steal_pointer(&j->trigger); /* the check that runs again evaluates it */
-        job_free(j);
+char *reconciler_describe_pending(Reconciler *r, const Vm *vm) {
+        ManagedVm *mv = managed(r, vm);
+        return mv ? operation_describe_pending(mv) : NULL;
 }
 
-/* 0: run the call now; 1: it waits behind the launcher's own step table and
- * done is called when it has run; -EBUSY: another operator's call. */
-static int admit(Reconciler *r, JobKind kind, bool force, reconciler_done_cb done, void *userdata) {
-        /* Updates without force all ask for the same: one run after the check serves them all. */
-        bool joins = kind == JOB_UPDATE && !force;
-        if (operator_call_pending(r)) {
-                if (!joins || r->queued_updates->len == 0 || !r->job || r->job->kind != JOB_TICK)
+/* Runs an operator's call: now, when the VM is idle or its automatic check
+ * is only reading (that check gives way and runs again afterwards); right
+ * after the check's table (a deploy, a crashed VM's restart, a duplicate's
+ * removal is never cut halfway); -EBUSY behind another operator's call,
+ * except an Update without force joining one queued likewise. */
+static int admit(ManagedVm *mv, OperationKind kind, bool force, const ReconcilerCaller *caller) {
+        Operation *running = mv->op;
+        if (operator_call_pending(mv)) {
+                Operation *queued = g_queue_peek_tail(&mv->queue);
+                if (kind != OPERATION_UPDATE || force || !running || running->kind != OPERATION_POLL || !queued ||
+                    queued->kind != OPERATION_UPDATE || queued->force)
                         return -EBUSY;
-                g_array_append_val(r->queued_updates, ((Waiter) { done, userdata }));
-                return 1;
-        }
-        if (!r->job)
-                return 0;
-        if (!step_driver_running(r->driver)) {
-                tick_cancel(r);
+                waiter_add(queued, caller); /* they all ask for the same: one run serves them */
                 return 0;
         }
-        /* A deploy, a restart of a crashed VM or a duplicate's removal is
-         * never cut halfway: the call runs right after it. */
-        log_info("VM %s: an operator's %s waits for the running %s to finish.", r->vm->name,
-                 kind == JOB_UPDATE ? "update" : kind == JOB_START ? "start" : kind == JOB_STOP ? "stop" : "restart",
-                 step_driver_table_name(r->driver));
-        if (joins)
-                g_array_append_val(r->queued_updates, ((Waiter) { done, userdata }));
-        else
-                r->queued_op = (QueuedOp) { .kind = kind, .force = force, .waiter = { done, userdata } };
-        return 1;
+        Operation *op = operation_new(mv, kind, force);
+        waiter_add(op, caller);
+        if (running && operation_give_way(running, op))
+                return 0; /* it runs as the check ends, now */
+        if (running)
+                log_info("VM %s: an operator's %s waits for the running %s to finish.", mv->vm->name,
+                         operation_kind_to_string(kind), step_driver_table_name(mv->driver));
+        operation_submit(op);
+        return 0;
 }
 
-static void update_run(Reconciler *r, bool force, reconciler_done_cb done, void *userdata) {
-        r->poll_timer = sd_event_source_disable_unref(r->poll_timer);
-        job_fetch(job_new(r, JOB_UPDATE, force, done, userdata));
+int reconciler_update(Reconciler *r, Vm *vm, bool force, const ReconcilerCaller *caller) {
+        ManagedVm *mv = managed(r, vm);
+        if (!mv)
+                return -ENOENT;
+        return admit(mv, OPERATION_UPDATE, force, caller);
 }
 
-int reconciler_update(Reconciler *r, Vm *vm, bool force, reconciler_done_cb done, void *userdata) {
-        int q = admit(r, JOB_UPDATE, force, done, userdata);
-        if (q == 0)
-                update_run(r, force, done, userdata);
-        return MIN(q, 0);
-}
-
-static void op_done(Job *j, ReconcilerError error, const char *message) {
-        Reconciler *r = j->r;
-        if (error != RECONCILER_OK) {
-                vm_note_error(r, message);
-                vm_set_state(r, VM_STATE_FAILED, message);
-                return job_finish(j, error, message);
+static int operate(Reconciler *r, Vm *vm, OperationKind kind, const ReconcilerCaller *caller) {
+        ManagedVm *mv = managed(r, vm);
+        if (!mv)
+                return -ENOENT;
+        if (operator_call_pending(mv))
+                return -EBUSY;
+        if (isempty(vm->id) && kind == OPERATION_START && mv->decl && !mv->decl->autostart) {
+                /* Declared with Autostart=false and never started: Start creates it. */
+                mv->state->operator_stopped = false;
+                (void) managed_vm_save_state(mv);
+                return admit(mv, OPERATION_UPDATE, false, caller);
         }
-        vm_set_str(r, &r->vm->vmm_status, j->kind == JOB_STOP ? "stopped" : "running", VM_FIELD_VMM_STATUS);
-        if (r->last_error_cause == ERROR_CAUSE_UPDATE)
-                vm_clear_error(r);
-        if (j->kind == JOB_STOP)
-                vm_set_state(r, VM_STATE_STOPPED, "stopped by the operator; Start it to resume");
-        else
-                vm_set_state(r, VM_STATE_RUNNING, "");
-        job_finish(j, RECONCILER_OK, NULL);
-}
-
-static void operator_op_run(Reconciler *r, JobKind kind, reconciler_done_cb done, void *userdata) {
-        Vm *vm = r->vm;
-
-        /* Recorded first: a restart of the daemon must not undo the operator's choice. */
-        r->state->operator_stopped = kind == JOB_STOP;
-        (void) reconciler_save_state(r);
-
-        r->poll_timer = sd_event_source_disable_unref(r->poll_timer);
-        Job *j = job_new(r, kind, false, done, userdata);
-        j->act_id = g_strdup(vm->id);
-        j->act_stopped = streq(vm->vmm_status, "stopped");
-        if (ensure_clients(r) < 0)
-                return job_finish(j, RECONCILER_ERROR_FAILED, "cannot set up the VMM client");
-
-        switch (kind) {
-        case JOB_STOP:
-                return job_run_table(j, &table_stop, op_done);
-        case JOB_START:
-                if (streq(vm->vmm_status, "running"))
-                        return op_done(j, RECONCILER_OK, NULL);
-                return job_run_table(j, &table_start, op_done);
-        default:
-                return job_run_table(j, &table_restart, op_done);
-        }
-}
-
-static int operator_op(Reconciler *r, Vm *vm, JobKind kind, reconciler_done_cb done, void *userdata) {
         if (isempty(vm->id))
                 return -ENOENT;
-        int q = admit(r, kind, false, done, userdata);
-        if (q == 0)
-                operator_op_run(r, kind, done, userdata);
-        return MIN(q, 0);
+        return admit(mv, kind, false, caller);
 }
 
-/* After a job: the operator's call that waited for it, else the next check. */
-static void job_next(Reconciler *r) {
-        if (r->queued_op.kind != JOB_TICK) {
-                QueuedOp op = r->queued_op;
-                r->queued_op = (QueuedOp) { .kind = JOB_TICK };
-                if (op.kind == JOB_UPDATE)
-                        return update_run(r, op.force, op.waiter.done, op.waiter.userdata);
-                if (!isempty(r->vm->id))
-                        return operator_op_run(r, op.kind, op.waiter.done, op.waiter.userdata);
-                g_autofree char *m = g_strdup_printf("VM %s does not exist at the VMM.", r->vm->name);
-                op.waiter.done(r, RECONCILER_ERROR_NOT_FOUND, m, op.waiter.userdata);
-        }
-        if (r->queued_updates->len > 0) {
-                Job *next = job_new(r, JOB_UPDATE, false, NULL, NULL);
-                g_array_append_vals(next->waiters, r->queued_updates->data, r->queued_updates->len);
-                g_array_set_size(r->queued_updates, 0);
-                r->rerun = false;
-                return job_fetch(next);
-        }
-        uint64_t delay = r->recheck_usec ? MIN(r->recheck_usec, next_delay(r)) : next_delay(r);
-        schedule_tick(r, r->rerun ? 0 : delay);
-        r->rerun = false;
-        r->recheck_usec = 0;
+int reconciler_start_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
+        return operate(r, vm, OPERATION_START, caller);
 }
 
-int reconciler_start_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata) {
-        return operator_op(r, vm, JOB_START, done, userdata);
+int reconciler_stop_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
+        return operate(r, vm, OPERATION_STOP, caller);
 }
 
-int reconciler_stop_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata) {
-        return operator_op(r, vm, JOB_STOP, done, userdata);
+int reconciler_restart_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
+        return operate(r, vm, OPERATION_RESTART, caller);
 }
 
-int reconciler_restart_vm(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata) {
-        return operator_op(r, vm, JOB_RESTART, done, userdata);
-}
-
-/* ---- logs ---- */
-
-typedef struct LogsRequest {
-        Reconciler *r;
-        reconciler_logs_cb done;
-        void *userdata;
-} LogsRequest;
-
-static void on_logs(VmmCall *call, const VmmResult *res, void *userdata) {
-        g_autofree LogsRequest *lr = userdata;
-        if (res->error < 0)
-                lr->done(lr->r, steps_error_kind(res), res->message, NULL, lr->userdata);
-        else
-                lr->done(lr->r, RECONCILER_OK, NULL, strempty(res->text), lr->userdata);
-}
-
-int reconciler_get_logs(Reconciler *r, Vm *vm, const char *channel, unsigned lines, reconciler_logs_cb done,
-                        void *userdata) {
-        if (isempty(vm->id))
+int reconciler_destroy_vm(Reconciler *r, Vm *vm, const ReconcilerCaller *caller) {
+        ManagedVm *mv = managed(r, vm);
+        if (!mv)
                 return -ENOENT;
-        int q = ensure_clients(r);
-        if (q < 0)
-                return q;
-        LogsRequest *lr = g_new0(LogsRequest, 1);
-        *lr = (LogsRequest) { r, done, userdata };
-        q = vmm_logs(r->vmm, vm->id, lines, channel, on_logs, lr, NULL);
-        if (q < 0)
-                g_free(lr);
-        return q;
+        if (!mv->decl)
+                return -EINVAL;
+        Operation *q;
+        while ((q = g_queue_pop_head(&mv->queue)))
+                operation_end_unrun(q, RECONCILER_ERROR_FAILED, "the VM is being removed");
+        Operation *op = operation_new(mv, OPERATION_REMOVE, false);
+        waiter_add(op, caller);
+        operation_submit(op);
+        return 0;
 }

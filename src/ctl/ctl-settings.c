@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,17 @@ static int append_value(sd_bus_message *m, const SettingInfo *info, const char *
                 if ((r = parse_usec(info, value, &usec)) < 0)
                         return r;
                 return sd_bus_message_append(m, "v", "t", usec) < 0 ? -EXIT_FAILURE : 0;
+        case SETTING_U32: {
+                char *end = NULL;
+                errno = 0;
+                unsigned long long v = strtoull(value, &end, 10);
+                if (errno || end == value || *end || value[0] == '-' || v > info->max_usec) {
+                        fprintf(stderr, "Invalid number '%s' for %s: use 0..%" PRIu64 ".\n", value, info->property,
+                                info->max_usec);
+                        return -EX_USAGE;
+                }
+                return sd_bus_message_append(m, "v", "u", (uint32_t) v) < 0 ? -EXIT_FAILURE : 0;
+        }
         case SETTING_BOOL:
                 if (parse_bool(value, &b) < 0) {
                         fprintf(stderr, "Invalid value '%s' for %s: use yes or no.\n", value, info->property);

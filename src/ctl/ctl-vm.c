@@ -600,6 +600,174 @@ static int parse_vm_args(int argc, char **argv, const char *usage, VmArgs *a) {
         return 0;
 }
 
+/* ---- the set of VMs: list, add, remove ---- */
+
+/* Config.Vms: (name, source) of every managed VM, the API's first. */
+static int vms_get(sd_bus *bus, GPtrArray **ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r = sd_bus_get_property(bus, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE, "Vms",
+                                    &error, &reply, "a(ss)");
+        if (r < 0)
+                return -ctl_bus_error("Failed to list the VMs", &error, r);
+        g_autoptr(GPtrArray) pairs = g_ptr_array_new_with_free_func(g_free);
+        const char *name, *source;
+        r = sd_bus_message_enter_container(reply, 'a', "(ss)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(ss)", &name, &source)) > 0) {
+                g_ptr_array_add(pairs, g_strdup(name));
+                g_ptr_array_add(pairs, g_strdup(source));
+        }
+        if (r < 0) {
+                fprintf(stderr, "Failed to parse the list of VMs: %s\n", strerror(-r));
+                return -EXIT_FAILURE;
+        }
+        *ret = g_steal_pointer(&pairs);
+        return 0;
+}
+
+static const VmInfo *vm_info_find(const VmInfo *list, const char *name) {
+        for (const VmInfo *v = list; v->path; v++)
+                if (streq(v->name, name))
+                        return v;
+        return NULL;
+}
+
+static int vm_list(sd_bus *bus) {
+        g_autoptr(GPtrArray) pairs = NULL;
+        g_autoptr(VmInfo) list = NULL;
+        int r = vms_get(bus, &pairs);
+        if (r >= 0)
+                r = vm_info_list(bus, &list);
+        if (r < 0)
+                return -r;
+        if (arg.json) {
+                g_autoptr(JsonBuilder) b = json_builder_new();
+                json_builder_begin_array(b);
+                for (guint i = 0; i + 1 < pairs->len; i += 2) {
+                        const VmInfo *v = vm_info_find(list, pairs->pdata[i]);
+                        json_builder_begin_object(b);
+                        json_builder_set_member_name(b, "Name");
+                        json_builder_add_string_value(b, pairs->pdata[i]);
+                        json_builder_set_member_name(b, "Source");
+                        json_builder_add_string_value(b, pairs->pdata[i + 1]);
+                        json_builder_set_member_name(b, "State");
+                        json_builder_add_string_value(b, v ? ctl_json_str(v->props, "State") : "");
+                        json_builder_set_member_name(b, "Id");
+                        json_builder_add_string_value(b, v ? ctl_json_str(v->props, "Id") : "");
+                        json_builder_end_object(b);
+                }
+                json_builder_end_array(b);
+                g_autoptr(JsonNode) root = json_builder_get_root(b);
+                ctl_json_print(root, true);
+                return 0;
+        }
+        int w = (int) strlen("NAME");
+        for (guint i = 0; i + 1 < pairs->len; i += 2)
+                w = MAX(w, (int) strlen(pairs->pdata[i]));
+        printf("%-*s  %-9s %-9s %s\n", w, "NAME", "STATE", "VMM", "SOURCE");
+        for (guint i = 0; i + 1 < pairs->len; i += 2) {
+                const VmInfo *v = vm_info_find(list, pairs->pdata[i]);
+                const char *state = v ? ctl_json_str(v->props, "State") : "";
+                printf("%-*s  %s%-9s%s %-9s %s\n", w, (char *) pairs->pdata[i], ctl_color(ctl_state_color(state)),
+                       or_none(state), ctl_color(CTL_COLOR_NORMAL),
+                       or_none(v ? ctl_json_str(v->props, "VmmStatus") : ""), (char *) pairs->pdata[i + 1]);
+        }
+        if (!arg.quiet)
+                printf("\n%u VMs managed.\n", pairs->len / 2);
+        return 0;
+}
+
+static int vm_add(sd_bus *bus, const char *name, const char *source) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(bus, &m, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH,
+                                               LAUNCHER_CONFIG_INTERFACE, "AddVm");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "ss", name, source);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        if (r >= 0 && arg.vm_strategy)
+                r = sd_bus_message_append(m, "{sv}", "UpdateStrategy", "s", arg.vm_strategy);
+        if (r >= 0 && arg.vm_adopt_policy)
+                r = sd_bus_message_append(m, "{sv}", "AdoptPolicy", "s", arg.vm_adopt_policy);
+        if (r >= 0 && arg.vm_no_autostart)
+                r = sd_bus_message_append(m, "{sv}", "Autostart", "b", 0);
+        if (r >= 0 && arg.vm_env_keys) {
+                r = sd_bus_message_open_container(m, 'e', "sv");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", "EnvKeys");
+                if (r >= 0)
+                        r = sd_bus_message_open_container(m, 'v', "as");
+                if (r >= 0)
+                        r = sd_bus_message_append_strv(m, arg.vm_env_keys);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(m);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r < 0) {
+                fprintf(stderr, "Failed to add VM %s: %s\n", name, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        ctl_polkit_agent_open(bus);
+        r = sd_bus_call(bus, m, 0, &error, NULL);
+        ctl_polkit_agent_close();
+        if (r < 0)
+                return ctl_bus_error("Failed to add the VM", &error, r);
+        return 0;
+}
+
+static int vm_remove(sd_bus *bus, const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(bus, &m, LAUNCHER_BUS_NAME, LAUNCHER_OBJECT_PATH,
+                                               LAUNCHER_CONFIG_INTERFACE, "RemoveVm");
+        if (r >= 0)
+                r = arg.vm_destroy ? sd_bus_message_append(m, "sa{sv}", name, 1, "destroy", "b", 1)
+                                   : sd_bus_message_append(m, "sa{sv}", name, 0);
+        if (r < 0) {
+                fprintf(stderr, "Failed to remove VM %s: %s\n", name, strerror(-r));
+                return EXIT_FAILURE;
+        }
+        if (!arg.vm_destroy) {
+                ctl_polkit_agent_open(bus);
+                r = sd_bus_call(bus, m, 0, &error, NULL);
+                ctl_polkit_agent_close();
+                return r < 0 ? ctl_bus_error("Failed to remove the VM", &error, r) : 0;
+        }
+        /* Stopping and removing at the VMM takes a while: follow it as an operation. */
+        g_autofree char *op = g_strdup_printf("remove %s", name);
+        _cleanup_free_ char *path = NULL;
+        if (sd_bus_path_encode(LAUNCHER_VM_PATH_PREFIX, name, &path) < 0)
+                return EXIT_FAILURE;
+        return ctl_long_call(bus, m, path, op, "Failed to remove the VM");
+}
+
+static int vm_set_verbs(sd_bus *bus, int argc, char **argv) {
+        if (streq(argv[0], "list")) {
+                if (argc != 1) {
+                        fprintf(stderr, "Usage: platformctl vm list\n");
+                        return EX_USAGE;
+                }
+                return vm_list(bus);
+        }
+        if (streq(argv[0], "add")) {
+                if (argc != 3) {
+                        fprintf(stderr, "Usage: platformctl vm add NAME SOURCE [--env KEY...] [--strategy S] "
+                                        "[--adopt-policy P] [--no-autostart]\n");
+                        return EX_USAGE;
+                }
+                return vm_add(bus, argv[1], argv[2]);
+        }
+        if (argc != 2) {
+                fprintf(stderr, "Usage: platformctl vm remove NAME [--destroy]\n");
+                return EX_USAGE;
+        }
+        return vm_remove(bus, argv[1]);
+}
+
 int verb_vm(sd_bus *bus, int argc, char **argv) {
         char *status_argv[] = { (char *) "status", NULL };
         argc--, argv++;
@@ -607,6 +775,8 @@ int verb_vm(sd_bus *bus, int argc, char **argv) {
                 argc = 1;
                 argv = status_argv;
         }
+        if (streq(argv[0], "list") || streq(argv[0], "add") || streq(argv[0], "remove"))
+                return vm_set_verbs(bus, argc, argv);
         for (size_t k = 0; k < ELEMENTSOF(vm_verbs); k++) {
                 if (!streq(vm_verbs[k].verb, argv[0]))
                         continue;

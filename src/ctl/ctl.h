@@ -36,6 +36,11 @@ typedef struct CtlOptions {
         bool allow_empty;      /* set-env: an empty value from stdin or the prompt */
         GPtrArray *args;       /* config set: --arg, in order; NULL when none */
         bool all;              /* vm logs -a: control characters as they are, also on a terminal */
+        char **vm_env_keys;    /* vm add --env KEY (repeatable) */
+        const char *vm_strategy;      /* vm add --strategy */
+        const char *vm_adopt_policy;  /* vm add --adopt-policy */
+        bool vm_no_autostart;  /* vm add --no-autostart */
+        bool vm_destroy;       /* vm remove --destroy */
 } CtlOptions;
 
 extern CtlOptions arg;

@@ -32,6 +32,14 @@ static const char help_vm[] =
         "                              as they are)\n"
         "  vm history [-n N] [NAME]    What was done to the VM and who asked, newest\n"
         "                              first (the last N, default 100)\n"
+        "  vm list                     List the managed VMs and where their specs come from\n"
+        "  vm add NAME SOURCE [--env KEY...] [--strategy recreate|in-place]\n"
+        "         [--adopt-policy keep|redeploy] [--no-autostart]\n"
+        "                              Manage one more VM; SOURCE: https://... or\n"
+        "                              file:///path.json (the API's spec format); --env\n"
+        "                              grants it a local env key (repeatable)\n"
+        "  vm remove NAME [--destroy]  Stop managing a VM (--destroy: stop and remove it\n"
+        "                              at the VMM too)\n"
         "On a terminal, update (when it replaces the VM), stop and restart say what\n"
         "will happen and ask [y/N] first (--yes: do not ask).\n";
 
@@ -282,6 +290,11 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 ARG_DRY_RUN,
                 ARG_ALLOW_EMPTY,
                 ARG_ARG,
+                ARG_ENV,
+                ARG_STRATEGY,
+                ARG_ADOPT_POLICY,
+                ARG_NO_AUTOSTART,
+                ARG_DESTROY,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -301,6 +314,11 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                 { "yes", no_argument, NULL, 'y' },
                 { "allow-empty", no_argument, NULL, ARG_ALLOW_EMPTY },
                 { "arg", required_argument, NULL, ARG_ARG },
+                { "env", required_argument, NULL, ARG_ENV },
+                { "strategy", required_argument, NULL, ARG_STRATEGY },
+                { "adopt-policy", required_argument, NULL, ARG_ADOPT_POLICY },
+                { "no-autostart", no_argument, NULL, ARG_NO_AUTOSTART },
+                { "destroy", no_argument, NULL, ARG_DESTROY },
                 {}
         };
         int c, r;
@@ -364,6 +382,25 @@ static int parse_argv(int argc, char *argv[], bool *ret_help) {
                         }
                         arg.channel = optarg;
                         break;
+                case ARG_ENV: {
+                        size_t n = arg.vm_env_keys ? g_strv_length(arg.vm_env_keys) : 0;
+                        arg.vm_env_keys = g_renew(char *, arg.vm_env_keys, n + 2);
+                        arg.vm_env_keys[n] = optarg;
+                        arg.vm_env_keys[n + 1] = NULL;
+                        break;
+                }
+                case ARG_STRATEGY:
+                        arg.vm_strategy = optarg;
+                        break;
+                case ARG_ADOPT_POLICY:
+                        arg.vm_adopt_policy = optarg;
+                        break;
+                case ARG_NO_AUTOSTART:
+                        arg.vm_no_autostart = true;
+                        break;
+                case ARG_DESTROY:
+                        arg.vm_destroy = true;
+                        break;
                 case ':':
                         fprintf(stderr, "Option '%s' needs an argument. See platformctl --help.\n", argv[optind - 1]);
                         return -EX_USAGE;
@@ -408,6 +445,13 @@ static int check_option_use(int argc, char **argv) {
         }
         if (arg.allow_empty && !is_command(argc, argv, "config", "set-env")) {
                 fprintf(stderr, "--allow-empty applies to 'config set-env' only.\n");
+                return EX_USAGE;
+        }
+        if (((arg.vm_env_keys || arg.vm_strategy || arg.vm_adopt_policy || arg.vm_no_autostart) &&
+             !is_command(argc, argv, "vm", "add")) ||
+            (arg.vm_destroy && !is_command(argc, argv, "vm", "remove"))) {
+                fprintf(stderr, "--env, --strategy, --adopt-policy and --no-autostart apply to 'vm add' only, "
+                                "--destroy to 'vm remove' only.\n");
                 return EX_USAGE;
         }
         return 0;
@@ -550,5 +594,6 @@ static int run(int argc, char *argv[]) {
 int main(int argc, char *argv[]) {
         int r = run(argc, argv);
         ctl_polkit_agent_close();
+        g_free(arg.vm_env_keys);
         return r;
 }

@@ -4,13 +4,16 @@
 
 #include "core/updater-user.h"
 #include "daemon/audit.h"
+#include "daemon/bus-options.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
 #include "shared/validate.h"
+#include "shared/vm-decl.h"
 
 #define ACTION_CONFIGURE "org.platform.launcher1.configure"
 #define ACTION_READ_SECRETS "org.platform.launcher1.read-secrets"
+#define ACTION_MANAGE_VM "org.platform.launcher1.manage-vm"
 
 /* An invalid key can be a mistyped secret: show only a short, escaped prefix. */
 static char *key_for_message(const char *key) {
@@ -43,6 +46,8 @@ static int property_get_setting(sd_bus *bus, const char *path, const char *inter
                 return -ENOENT;
         if (info->type == SETTING_USEC)
                 return sd_bus_message_append(reply, "t", *setting_usec_ptr(m->settings->config, info));
+        if (info->type == SETTING_U32)
+                return sd_bus_message_append(reply, "u", (uint32_t) *setting_usec_ptr(m->settings->config, info));
         if (info->type == SETTING_STRV)
                 return sd_bus_message_append_strv(reply, *setting_strv_ptr(m->settings->config, info));
         return sd_bus_message_append(reply, "s", *setting_string_ptr(m->settings->config, info));
@@ -72,6 +77,15 @@ static int property_get_missing_env(sd_bus *bus, const char *path, const char *i
         Manager *m = userdata;
         g_auto(GStrv) missing = missing_env(m);
         return sd_bus_message_append_strv(reply, missing);
+}
+
+static int property_get_vms(sd_bus *bus, const char *path, const char *interface, const char *property,
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r = sd_bus_message_open_container(reply, 'a', "(ss)");
+        for (Vm *const *v = reconciler_vms(m->reconciler); r >= 0 && *v; v++)
+                r = sd_bus_message_append(reply, "(ss)", (*v)->name, reconciler_vm_source(m->reconciler, *v));
+        return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
 static int property_get_config_path(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -108,6 +122,12 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
                         g_ptr_array_add(names, (char *) s->property);
         }
 
+        bool vms_differ = !streq(old->api_url, new->api_url) || old->vms->len != new->vms->len;
+        for (guint i = 0; !vms_differ && i < new->vms->len; i++)
+                vms_differ = !vm_decl_equal(g_ptr_array_index(old->vms, i), g_ptr_array_index(new->vms, i));
+        if (vms_differ)
+                g_ptr_array_add(names, (char *) "Vms");
+
         g_autofree const char **old_keys = launcher_config_env_keys(old);
         g_autofree const char **new_keys = launcher_config_env_keys(new);
         if (!strv_equal((char **) old_keys, (char **) new_keys)) {
@@ -143,6 +163,12 @@ static int commit(Manager *m, LauncherConfig *c, sd_bus_error *error) {
         bus_config_emit_changes(m, old, !streq_ptr(old_error, m->settings->error));
         manager_config_changed(m);
         return 0;
+}
+
+void bus_config_vms_changed(Manager *m) {
+        int r = sd_bus_emit_properties_changed(m->bus, LAUNCHER_OBJECT_PATH, LAUNCHER_CONFIG_INTERFACE, "Vms", NULL);
+        if (r < 0)
+                log_warning_errno(r, "Cannot emit PropertiesChanged: %m");
 }
 
 void manager_config_changed(Manager *m) {
@@ -269,9 +295,15 @@ static int read_setting_value(sd_bus_message *msg, LauncherConfig *c, const Sett
         int r;
 
         switch (info->type) {
+        case SETTING_U32:
         case SETTING_USEC: {
                 uint64_t v;
-                r = sd_bus_message_read(msg, "v", "t", &v);
+                uint32_t u;
+                if (info->type == SETTING_U32) {
+                        r = sd_bus_message_read(msg, "v", "u", &u);
+                        v = u;
+                } else
+                        r = sd_bus_message_read(msg, "v", "t", &v);
                 if (r < 0)
                         return r;
                 why = setting_check_usec(info, v);
@@ -473,6 +505,183 @@ static int method_reload(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, NULL);
 }
 
+/* ---- several VMs ---- */
+
+static const VmDecl *decl_of(const LauncherConfig *c, const char *name, guint *ret_index) {
+        for (guint i = 0; i < c->vms->len; i++) {
+                const VmDecl *d = g_ptr_array_index(c->vms, i);
+                if (streq(d->name, name)) {
+                        if (ret_index)
+                                *ret_index = i;
+                        return d;
+                }
+        }
+        return NULL;
+}
+
+static int check_decl(Manager *m, const VmDecl *d, sd_bus_error *error) {
+        const char *why = vm_name_problem(d->name);
+        if (why)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid VM name '%.64s': it %s.", d->name,
+                                         why);
+        if (reconciler_find_vm(m->reconciler, d->name) || decl_of(m->settings->config, d->name, NULL))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "A VM named '%.64s' is already managed.",
+                                         d->name);
+        if (!isempty(d->update_strategy) && !streq(d->update_strategy, "recreate") &&
+            !streq(d->update_strategy, "in-place"))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "Option 'UpdateStrategy' must be \"recreate\" or \"in-place\".");
+        if (!isempty(d->adopt_policy) && !streq(d->adopt_policy, "keep") && !streq(d->adopt_policy, "redeploy"))
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "Option 'AdoptPolicy' must be \"keep\" or \"redeploy\".");
+        for (char **k = d->env_keys; *k; k++)
+                if (!env_key_is_valid(*k)) {
+                        g_autofree char *key = key_for_message(*k);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Option 'EnvKeys' holds an invalid env key %s.", key);
+                }
+        g_autofree char *bad = reconciler_source_problem(d->source);
+        if (bad)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid source for VM '%.64s': %s.",
+                                         d->name, bad);
+        return 0;
+}
+
+static int method_add_vm(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name, *source, *strategy = "", *adopt = "";
+        bool autostart = true;
+        g_auto(GStrv) keys = NULL;
+
+        int r = sd_bus_message_read(msg, "ss", &name, &source);
+        if (r < 0)
+                return r;
+        const BusOption options[] = {
+                { "UpdateStrategy", BUS_OPTION_STRING, &strategy },
+                { "AdoptPolicy", BUS_OPTION_STRING, &adopt },
+                { "Autostart", BUS_OPTION_BOOL, &autostart },
+                { "EnvKeys", BUS_OPTION_STRV, &keys },
+                {}
+        };
+        r = bus_read_options(msg, options, error);
+        if (r < 0)
+                return r;
+        g_autoptr(VmDecl) d = vm_decl_new(name, source);
+        g_free(d->update_strategy), d->update_strategy = g_strdup(strategy);
+        g_free(d->adopt_policy), d->adopt_policy = g_strdup(adopt);
+        d->autostart = autostart;
+        if (keys)
+                g_strfreev(d->env_keys), d->env_keys = g_steal_pointer(&keys);
+        r = check_decl(m, d, error);
+        if (r < 0)
+                return r;
+
+        const char *details[] = { "vm", name, NULL };
+        r = polkit_check(msg, ACTION_MANAGE_VM, details, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        LauncherConfig *c = launcher_config_copy(m->settings->config);
+        if (c->vms->len >= VMS_MAX) {
+                launcher_config_free(c);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "At most %u VMs can be declared.",
+                                         VMS_MAX);
+        }
+        g_ptr_array_add(c->vms, g_steal_pointer(&d));
+        r = commit(m, c, error);
+        if (r < 0)
+                return r;
+        audit_log(msg, "added VM", name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+/* Drops a declared VM from the settings: the reconciler follows (its object goes). */
+static int forget_vm(Manager *m, const char *name, sd_bus_error *error) {
+        LauncherConfig *c = launcher_config_copy(m->settings->config);
+        guint i;
+        if (decl_of(c, name, &i))
+                g_ptr_array_remove_index(c->vms, i);
+        return commit(m, c, error);
+}
+
+typedef struct RemoveCall {
+        Manager *m;
+        sd_bus_message *msg;
+        char *name;
+} RemoveCall;
+
+static void on_destroyed(ReconcilerError e, const char *message, void *userdata) {
+        RemoveCall *rc = userdata;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+        if (e == RECONCILER_OK && forget_vm(rc->m, rc->name, &error) >= 0) {
+                audit_log(rc->msg, "removed and destroyed VM", rc->name);
+                r = sd_bus_reply_method_return(rc->msg, NULL);
+        } else if (e == RECONCILER_OK)
+                r = sd_bus_reply_method_errorf(rc->msg, error.name, "VM '%s' was removed at the VMM, but %s",
+                                               rc->name, error.message);
+        else if (e == RECONCILER_ERROR_SHUTDOWN)
+                r = sd_bus_reply_method_errorf(rc->msg, SD_BUS_ERROR_NO_REPLY,
+                                               "platform-launcherd is stopping; RemoveVm did not finish.");
+        else
+                r = sd_bus_reply_method_errorf(rc->msg, e == RECONCILER_ERROR_VMM_UNAVAILABLE
+                                                                ? LAUNCHER_ERROR_VMM_UNAVAILABLE
+                                                                : LAUNCHER_ERROR_FAILED,
+                                               "Cannot remove VM '%s': %s", rc->name, strempty(message));
+        if (r < 0)
+                log_debug_errno(r, "Cannot reply to RemoveVm: %m");
+        sd_bus_message_unref(rc->msg);
+        g_free(rc->name);
+        g_free(rc);
+}
+
+static int method_remove_vm(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *name;
+        bool destroy = false;
+
+        int r = sd_bus_message_read(msg, "s", &name);
+        if (r < 0)
+                return r;
+        const BusOption options[] = { { "destroy", BUS_OPTION_BOOL, &destroy }, {} };
+        r = bus_read_options(msg, options, error);
+        if (r < 0)
+                return r;
+        Vm *vm = reconciler_find_vm(m->reconciler, name);
+        if (!vm && !decl_of(m->settings->config, name, NULL))
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "No VM named '%.64s' is managed.", name);
+        if (vm && !reconciler_vm_declared(m->reconciler, vm))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "VM '%.64s' is the Platform API's; set ApiUrl to \"\" to stop managing it.",
+                                         name);
+
+        const char *details[] = { "vm", name, NULL };
+        r = polkit_check(msg, ACTION_MANAGE_VM, details, m->polkit, error);
+        if (r <= 0)
+                return r < 0 ? r : 1;
+
+        if (destroy && vm) {
+                g_autofree char *trigger = audit_caller(msg);
+                RemoveCall *rc = g_new0(RemoveCall, 1);
+                *rc = (RemoveCall) { m, sd_bus_message_ref(msg), g_strdup(name) };
+                ReconcilerCaller caller = { .trigger = trigger, .done = on_destroyed, .userdata = rc };
+                audit_log(msg, "asked to destroy VM", name);
+                r = reconciler_destroy_vm(m->reconciler, vm, &caller);
+                if (r < 0) {
+                        sd_bus_message_unref(rc->msg);
+                        g_free(rc->name);
+                        g_free(rc);
+                        return r;
+                }
+                return 1;
+        }
+        r = forget_vm(m, name, error);
+        if (r < 0)
+                return r;
+        audit_log(msg, "removed VM (left at the VMM)", name);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
 static const sd_bus_vtable config_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("ApiUrl", "s", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -490,6 +699,12 @@ static const sd_bus_vtable config_vtable[] = {
         SD_BUS_PROPERTY("MissingEnv", "as", property_get_missing_env, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ConfigPath", "s", property_get_config_path, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("ConfigError", "s", property_get_config_error, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Vms", "a(ss)", property_get_vms, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CapacityVcpu", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CapacityMemoryMiB", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("CapacityDiskGiB", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ReservedMemoryMiB", "u", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ResourceIntervalUSec", "t", property_get_setting, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("SetEnv", SD_BUS_ARGS("s", key, "s", value), SD_BUS_NO_RESULT, method_set_env,
                                 SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
         SD_BUS_METHOD_WITH_ARGS("RemoveEnv", SD_BUS_ARGS("s", key), SD_BUS_NO_RESULT, method_remove_env,
@@ -499,6 +714,10 @@ static const sd_bus_vtable config_vtable[] = {
         SD_BUS_METHOD_WITH_ARGS("SetSettings", SD_BUS_ARGS("a{sv}", settings), SD_BUS_NO_RESULT, method_set_settings,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reload", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_reload, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("AddVm", SD_BUS_ARGS("s", name, "s", source, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_add_vm, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RemoveVm", SD_BUS_ARGS("s", name, "a{sv}", options), SD_BUS_NO_RESULT,
+                                method_remove_vm, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 

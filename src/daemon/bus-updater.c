@@ -28,6 +28,8 @@ static int property_get_setting(sd_bus *bus, const char *path, const char *inter
                 return sd_bus_message_append(reply, "s", *setting_string_ptr(c, info));
         case SETTING_USEC:
                 return sd_bus_message_append(reply, "t", *setting_usec_ptr(c, info));
+        case SETTING_U32:
+                return sd_bus_message_append(reply, "u", (uint32_t) *setting_usec_ptr(c, info));
         case SETTING_BOOL:
                 return sd_bus_message_append(reply, "b", (int) *setting_bool_ptr(c, info));
         case SETTING_STRV:

@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* org.platform.Launcher1.Vm, one object per managed VM (machined's way): the
+ * object-find callback returns the core's Vm, sd-bus serves its fields from
+ * their offsets, and what changed is found by comparing the fields with what
+ * was last sent, so a property is a struct field, a row below and an XML
+ * element. Changes are sent once per object per loop iteration, and always
+ * before a signal or a reply that follows from them. */
 #include <errno.h>
 #include <unistd.h>
 
 #include "daemon/audit.h"
+#include "daemon/bus-diff.h"
+#include "daemon/bus-options.h"
 #include "daemon/manager.h"
 #include "shared/bus-errors.h"
 #include "shared/log.h"
@@ -24,25 +32,26 @@ static Vm *vm_by_path(Manager *m, const char *path) {
         return reconciler_find_vm(m->reconciler, name);
 }
 
-/* userdata stays the Manager; handlers find their VM from the path. */
 static int vm_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
                           sd_bus_error *error) {
-        if (!vm_by_path(userdata, path))
+        Vm *vm = vm_by_path(userdata, path);
+        if (!vm)
                 return 0;
-        *found = userdata;
+        *found = vm;
         return 1;
 }
 
 static int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
+        Vm *const *vms = reconciler_vms(m->reconciler);
         size_t n = 0;
-        for (Vm *const *v = reconciler_vms(m->reconciler); *v; v++)
+        while (vms[n])
                 n++;
         char **l = calloc(n + 1, sizeof(char *)); /* sd-bus frees it with free() */
         if (!l)
                 return -ENOMEM;
         n = 0;
-        for (Vm *const *v = reconciler_vms(m->reconciler); *v; v++) {
+        for (Vm *const *v = vms; *v; v++) {
                 char *p = vm_path(*v);
                 if (p)
                         l[n++] = p;
@@ -51,68 +60,18 @@ static int vm_node_enumerator(sd_bus *bus, const char *path, void *userdata, cha
         return 0;
 }
 
-/* ---- properties ---- */
-
-typedef enum PropKind { P_STR, P_U32, P_U64 } PropKind;
-
-typedef struct VmProp {
-        const char *name;
-        VmField field;
-        PropKind kind;
-        size_t offset;
-} VmProp;
-
-#define PROP(n, f, k, member) { n, f, k, offsetof(Vm, member) }
-static const VmProp vm_props[] = {
-        PROP("Id", VM_FIELD_ID, P_STR, id),
-        PROP("StateReason", VM_FIELD_STATE_REASON, P_STR, state_reason),
-        PROP("VmmStatus", VM_FIELD_VMM_STATUS, P_STR, vmm_status),
-        PROP("AppId", VM_FIELD_APP_ID, P_STR, app_id),
-        PROP("ComposeHash", VM_FIELD_COMPOSE_HASH, P_STR, compose_hash),
-        PROP("TargetComposeHash", VM_FIELD_TARGET_COMPOSE_HASH, P_STR, target_compose_hash),
-        PROP("Image", VM_FIELD_IMAGE, P_STR, image),
-        PROP("ImageVersion", VM_FIELD_IMAGE_VERSION, P_STR, image_version),
-        PROP("Vcpu", VM_FIELD_VCPU, P_U32, vcpu),
-        PROP("MemoryMiB", VM_FIELD_MEMORY, P_U32, memory_mib),
-        PROP("DiskGiB", VM_FIELD_DISK, P_U32, disk_gib),
-        PROP("LastCheckTimestamp", VM_FIELD_LAST_CHECK, P_U64, last_check_usec),
-        PROP("LastSuccessfulCheckTimestamp", VM_FIELD_LAST_SUCCESSFUL_CHECK, P_U64, last_successful_check_usec),
-        PROP("LastUpdateTimestamp", VM_FIELD_LAST_UPDATE, P_U64, last_update_usec),
-        PROP("UpdateCount", VM_FIELD_UPDATE_COUNT, P_U32, update_count),
-        PROP("RestartCount", VM_FIELD_RESTART_COUNT, P_U32, restart_count),
-        PROP("LastError", VM_FIELD_LAST_ERROR, P_STR, last_error),
-        PROP("Operation", VM_FIELD_OPERATION, P_STR, operation),
-        PROP("Progress", VM_FIELD_PROGRESS, P_U32, progress),
-        PROP("KmsSigner", VM_FIELD_KMS_SIGNER, P_STR, kms_signer),
-};
-
-static int property_get(sd_bus *bus, const char *path, const char *interface, const char *property,
-                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        Vm *vm = vm_by_path(userdata, path);
-        if (!vm)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No VM at %s.", path);
-        if (streq(property, "Name"))
-                return sd_bus_message_append(reply, "s", vm->name);
-        if (streq(property, "State"))
-                return sd_bus_message_append(reply, "s", vm_state_to_string(vm->state));
-        if (streq(property, "AllowedEnv"))
-                return sd_bus_message_append_strv(reply, vm->allowed_env);
-        for (size_t i = 0; i < ELEMENTSOF(vm_props); i++) {
-                const VmProp *p = &vm_props[i];
-                if (!streq(p->name, property))
-                        continue;
-                const void *v = (const uint8_t *) vm + p->offset;
-                switch (p->kind) {
-                case P_STR:
-                        return sd_bus_message_append(reply, "s", *(char *const *) v);
-                case P_U32:
-                        return sd_bus_message_append(reply, "u", *(const uint32_t *) v);
-                default:
-                        return sd_bus_message_append(reply, "t", *(const uint64_t *) v);
-                }
-        }
-        return -ENOENT;
+/* The handlers get the Vm; the Manager is what the vtable was registered with. */
+static Manager *manager_of(sd_bus_message *msg) {
+        return sd_bus_slot_get_userdata(sd_bus_get_current_slot(sd_bus_message_get_bus(msg)));
 }
+
+static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const VmState *state = userdata;
+        return sd_bus_message_append(reply, "s", vm_state_to_string(*state));
+}
+
+
 
 /* ---- operations: reply when done ---- */
 
@@ -125,158 +84,116 @@ static int reply_error(sd_bus_message *msg, ReconcilerError e, const char *messa
                 [RECONCILER_ERROR_NOT_FOUND] = LAUNCHER_ERROR_NOT_FOUND,
                 [RECONCILER_ERROR_FAILED] = LAUNCHER_ERROR_FAILED,
         };
+        if (e == RECONCILER_ERROR_SHUTDOWN)
+                return sd_bus_reply_method_errorf(msg, SD_BUS_ERROR_NO_REPLY,
+                                                  "platform-launcherd is stopping; %s did not finish.",
+                                                  strempty(sd_bus_message_get_member(msg)));
         const char *name = (size_t) e < ELEMENTSOF(names) && names[e] ? names[e] : LAUNCHER_ERROR_FAILED;
         return sd_bus_reply_method_errorf(msg, name, "%s", strempty(message));
 }
 
-/* A call waiting for an operation: answered when it ends, or at shutdown.
- * hist records an operator's operation in the history. */
-typedef struct PendingOp {
+/* A call the reconciler answers: told once when its operation ends, at
+ * shutdown too. */
+typedef struct Call {
         Manager *m;
         sd_bus_message *msg;
-        VmOp *hist;
-} PendingOp;
+} Call;
 
-static PendingOp *pending_op_new(Manager *m, sd_bus_message *msg, const Vm *vm, const char *action) {
-        PendingOp *op = g_new0(PendingOp, 1);
-        op->m = m;
-        op->msg = sd_bus_message_ref(msg);
-        if (action)
-                op->hist = bus_history_op_new(m, msg, vm, action);
-        if (!m->pending_ops)
-                m->pending_ops = g_hash_table_new(g_direct_hash, g_direct_equal);
-        g_hash_table_add(m->pending_ops, op);
-        return op;
+static Call *call_new(Manager *m, sd_bus_message *msg) {
+        Call *c = g_new0(Call, 1);
+        *c = (Call) { m, sd_bus_message_ref(msg) };
+        return c;
 }
 
-static void pending_op_free(PendingOp *op) {
-        g_hash_table_remove(op->m->pending_ops, op);
-        bus_history_op_free(op->hist);
-        sd_bus_message_unref(op->msg);
-        g_free(op);
+static void call_free(Call *c) {
+        sd_bus_message_unref(c->msg);
+        g_free(c);
 }
 
-static void on_operation_done(Reconciler *r, ReconcilerError error, const char *message, void *userdata) {
-        PendingOp *op = userdata;
-        if (op->hist)
-                bus_history_op_done(g_steal_pointer(&op->hist), error == RECONCILER_OK, message);
-        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(op->msg, NULL) : reply_error(op->msg, error, message);
+static void on_operation_done(ReconcilerError error, const char *message, void *userdata) {
+        Call *c = userdata;
+        bus_vm_flush(c->m);
+        int q = error == RECONCILER_OK ? sd_bus_reply_method_return(c->msg, NULL)
+                                       : reply_error(c->msg, error, message);
         if (q < 0)
-                log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(op->msg));
-        pending_op_free(op);
+                log_debug_errno(q, "Cannot reply to %s (caller gone?): %m", sd_bus_message_get_member(c->msg));
+        call_free(c);
 }
 
 /* Busy names what runs and who asked for it (dbus-api.md, "Busy"). */
-static int error_busy(PendingOp *op, const Vm *vm, sd_bus_error *error) {
-        const char *action = op->hist ? bus_history_op_action(op->hist) : sd_bus_message_get_member(op->msg);
-        g_autofree char *running = bus_history_op_describe(op->m->history, vm, op->hist);
+static int error_busy(Call *c, const Vm *vm, sd_bus_error *error) {
+        g_autofree char *action = g_ascii_strdown(strempty(sd_bus_message_get_member(c->msg)), -1);
+        g_autofree char *running = reconciler_describe_pending(c->m->reconciler, vm);
         if (!running)
-                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY,
-                                         "Cannot %s VM %s: another operation on it is running.", action, vm->name);
+                return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: another operation on it is running.",
+                                         action, vm->name);
         return sd_bus_error_setf(error, LAUNCHER_ERROR_BUSY, "Cannot %s VM %s: %s is still in progress.", action,
                                  vm->name, running);
 }
 
-static int operation_started(PendingOp *op, int q, const Vm *vm, sd_bus_error *error) {
+static int operation_started(Call *c, int q, const Vm *vm, sd_bus_error *error) {
         if (q >= 0)
-                return 1; /* op answers the call */
+                return 1; /* the reconciler answers the call */
         if (q == -EBUSY)
-                q = error_busy(op, vm, error);
+                q = error_busy(c, vm, error);
         else if (q == -ENOENT)
                 q = sd_bus_error_setf(error, LAUNCHER_ERROR_NOT_FOUND, "VM %s does not exist at the VMM.", vm->name);
-        pending_op_free(op);
+        call_free(c);
         return q;
 }
 
 void bus_vm_shutdown(Manager *m) {
         /* Log streams end: their readers see EOF. */
         bus_logs_shutdown(m);
-        /* The reconciler drops its waiters when freed: answer every caller
-         * still waiting (Update, Start, Stop, Restart) and free them. */
-        if (!m->pending_ops)
-                return;
-        GHashTableIter it;
-        gpointer key;
-        g_hash_table_iter_init(&it, m->pending_ops);
-        while (g_hash_table_iter_next(&it, &key, NULL)) {
-                PendingOp *op = key;
-                int q = sd_bus_reply_method_errorf(op->msg, SD_BUS_ERROR_NO_REPLY,
-                                                   "platform-launcherd is stopping; %s did not finish.",
-                                                   strempty(sd_bus_message_get_member(op->msg)));
-                if (q < 0)
-                        log_debug_errno(q, "Cannot answer %s at shutdown: %m", sd_bus_message_get_member(op->msg));
-                g_hash_table_iter_remove(&it);
-                bus_history_op_free(op->hist);
-                sd_bus_message_unref(op->msg);
-                g_free(op);
-        }
-        g_hash_table_destroy(m->pending_ops);
-        m->pending_ops = NULL;
+        /* Every caller still waiting (Update, Start, Stop, Restart, RemoveVm) is answered. */
+        if (m->reconciler)
+                reconciler_shutdown(m->reconciler);
 }
 
-/* Common head of every gated method: the VM, then polkit. > 0: go on. */
-static int vm_authorize(sd_bus_message *msg, Manager *m, const char *action, Vm **ret, sd_bus_error *error) {
-        Vm *vm = vm_by_path(m, sd_bus_message_get_path(msg));
-        if (!vm)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No such VM.");
-        const char *details[] = { "vm_name", vm->name, NULL };
-        int q = polkit_check(msg, action, details, m->polkit, error);
-        if (q <= 0)
-                return q < 0 ? q : 0;
-        *ret = vm;
-        return 1;
+/* Common head of every gated method: polkit with the VM's name. > 0: go on. */
+static int vm_authorize(sd_bus_message *msg, Manager *m, Vm *vm, const char *action, sd_bus_error *error) {
+        const char *details[] = { "vm", vm->name, "vm_name", vm->name, NULL };
+        return polkit_check(msg, action, details, m->polkit, error);
 }
 
-static int read_update_options(sd_bus_message *msg, bool *force, sd_bus_error *error) {
-        int q = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        while (q >= 0 && (q = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key, *contents;
-                q = sd_bus_message_read(msg, "s", &key);
-                if (q < 0)
-                        return q;
-                if (!streq(key, "force"))
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%.64s'.", key);
-                q = sd_bus_message_peek_type(msg, NULL, &contents);
-                if (q < 0)
-                        return q;
-                if (!streq(contents, "b"))
-                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'force' must be of type 'b'.");
-                int b;
-                q = sd_bus_message_read(msg, "v", "b", &b);
-                if (q < 0)
-                        return q;
-                *force = b;
-                q = sd_bus_message_exit_container(msg);
-        }
-        return q < 0 ? q : sd_bus_message_exit_container(msg);
+/* Who asked, for the history; the message is kept until the answer. */
+static ReconcilerCaller caller_of(Manager *m, sd_bus_message *msg, char *trigger) {
+        return (ReconcilerCaller) {
+                .trigger = trigger,
+                .done = on_operation_done,
+                .userdata = call_new(m, msg),
+        };
 }
 
 static int method_update(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+        Manager *m = manager_of(msg);
+        Vm *vm = userdata;
         bool force = false;
-        Vm *vm;
-        int q = read_update_options(msg, &force, error);
+        const BusOption options[] = { { "force", BUS_OPTION_BOOL, &force }, {} };
+        int q = bus_read_options(msg, options, error);
         if (q < 0)
                 return q;
-        q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
+        q = vm_authorize(msg, m, vm, ACTION_MANAGE_VM, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
         audit_log(msg, "asked to update VM", vm->name);
-        PendingOp *op = pending_op_new(m, msg, vm, "update");
-        return operation_started(op, reconciler_update(m->reconciler, vm, force, on_operation_done, op), vm, error);
+        g_autofree char *trigger = audit_caller(msg);
+        ReconcilerCaller c = caller_of(m, msg, trigger);
+        return operation_started(c.userdata, reconciler_update(m->reconciler, vm, force, &c), vm, error);
 }
 
-typedef int (*operator_fn)(Reconciler *r, Vm *vm, reconciler_done_cb done, void *userdata);
+typedef int (*operator_fn)(Reconciler *r, Vm *vm, const ReconcilerCaller *caller);
 
-static int operator_method(sd_bus_message *msg, Manager *m, operator_fn fn, const char *action, sd_bus_error *error) {
-        Vm *vm;
-        int q = vm_authorize(msg, m, ACTION_MANAGE_VM, &vm, error);
+static int operator_method(sd_bus_message *msg, Vm *vm, operator_fn fn, const char *action, sd_bus_error *error) {
+        Manager *m = manager_of(msg);
+        int q = vm_authorize(msg, m, vm, ACTION_MANAGE_VM, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
         g_autofree char *what = g_strconcat("asked to ", action, " VM", NULL);
         audit_log(msg, what, vm->name);
-        PendingOp *op = pending_op_new(m, msg, vm, action);
-        return operation_started(op, fn(m->reconciler, vm, on_operation_done, op), vm, error);
+        g_autofree char *trigger = audit_caller(msg);
+        ReconcilerCaller c = caller_of(m, msg, trigger);
+        return operation_started(c.userdata, fn(m->reconciler, vm, &c), vm, error);
 }
 
 static int method_start(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -292,14 +209,10 @@ static int method_restart(sd_bus_message *msg, void *userdata, sd_bus_error *err
 }
 
 static int method_plan(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        Vm *vm = vm_by_path(m, sd_bus_message_get_path(msg));
-        if (!vm)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_UNKNOWN_OBJECT, "No such VM.");
-
+        Manager *m = manager_of(msg);
         g_autofree char *action = NULL;
         g_auto(GStrv) changes = NULL;
-        int q = reconciler_plan(m->reconciler, vm, &action, &changes);
+        int q = reconciler_plan(m->reconciler, userdata, &action, &changes);
         if (q < 0)
                 return q;
 
@@ -345,16 +258,16 @@ static int caller_uid(sd_bus_message *msg, uid_t *ret, sd_bus_error *error) {
 }
 
 static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+        Manager *m = manager_of(msg);
+        Vm *vm = userdata;
         const char *channel;
         uint32_t lines;
         uid_t uid;
-        Vm *vm;
 
         int q = read_logs_args(msg, 1, &channel, &lines, error);
         if (q <= 0)
                 return q;
-        q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
+        q = vm_authorize(msg, m, vm, ACTION_READ_LOGS, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
         q = caller_uid(msg, &uid, error);
@@ -364,18 +277,19 @@ static int method_get_logs(sd_bus_message *msg, void *userdata, sd_bus_error *er
 }
 
 static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+        Manager *m = manager_of(msg);
+        Vm *vm = userdata;
         const char *channel;
         uint32_t lines;
-        uid_t uid;
-        Vm *vm;
 
         int q = read_logs_args(msg, 0, &channel, &lines, error);
         if (q <= 0)
                 return q;
-        q = vm_authorize(msg, m, ACTION_READ_LOGS, &vm, error);
+        q = vm_authorize(msg, m, vm, ACTION_READ_LOGS, error);
         if (q <= 0)
                 return q < 0 ? q : 1;
+
+        uid_t uid;
         q = caller_uid(msg, &uid, error);
         if (q < 0)
                 return q;
@@ -389,31 +303,57 @@ static int method_follow_logs(sd_bus_message *msg, void *userdata, sd_bus_error 
         return q < 0 ? q : 1;
 }
 
+static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = manager_of(msg);
+        Vm *vm = userdata;
+        uint32_t limit;
+        int q = sd_bus_message_read(msg, "u", &limit);
+        if (q < 0)
+                return q;
+        return bus_history_reply(msg, m->history, HISTORY_KIND_VM, vm->name, limit);
+}
+
+#define VM_PROPERTY(name, sig, member) \
+        SD_BUS_PROPERTY(name, sig, NULL, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+#define VM_STRV_PROPERTY(name, member) \
+        SD_BUS_PROPERTY(name, "as", bus_property_get_strv, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+#define VM_DDD_PROPERTY(name, member) \
+        SD_BUS_PROPERTY(name, "(ddd)", bus_property_get_ddd, offsetof(Vm, member), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+
 static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_PROPERTY("Name", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Id", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("State", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("StateReason", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("VmmStatus", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("AppId", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("ComposeHash", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("TargetComposeHash", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Image", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("ImageVersion", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Vcpu", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("MemoryMiB", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("DiskGiB", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("LastCheckTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("LastSuccessfulCheckTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("LastUpdateTimestamp", "t", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("UpdateCount", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("RestartCount", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("LastError", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Operation", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("Progress", "u", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("AllowedEnv", "as", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("KmsSigner", "s", property_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Name", "s", NULL, offsetof(Vm, name), SD_BUS_VTABLE_PROPERTY_CONST),
+        VM_PROPERTY("Id", "s", id),
+        SD_BUS_PROPERTY("State", "s", property_get_state, offsetof(Vm, state), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        VM_PROPERTY("StateReason", "s", state_reason),
+        VM_PROPERTY("VmmStatus", "s", vmm_status),
+        VM_PROPERTY("AppId", "s", app_id),
+        VM_PROPERTY("ComposeHash", "s", compose_hash),
+        VM_PROPERTY("TargetComposeHash", "s", target_compose_hash),
+        VM_PROPERTY("Image", "s", image),
+        VM_PROPERTY("ImageVersion", "s", image_version),
+        VM_PROPERTY("Vcpu", "u", vcpu),
+        VM_PROPERTY("MemoryMiB", "u", memory_mib),
+        VM_PROPERTY("DiskGiB", "u", disk_gib),
+        VM_PROPERTY("LastCheckTimestamp", "t", last_check_usec),
+        VM_PROPERTY("LastSuccessfulCheckTimestamp", "t", last_successful_check_usec),
+        VM_PROPERTY("LastUpdateTimestamp", "t", last_update_usec),
+        VM_PROPERTY("UpdateCount", "u", update_count),
+        VM_PROPERTY("RestartCount", "u", restart_count),
+        VM_PROPERTY("LastError", "s", last_error),
+        VM_PROPERTY("Operation", "s", operation),
+        VM_PROPERTY("Progress", "u", progress),
+        VM_STRV_PROPERTY("AllowedEnv", allowed_env),
+        VM_PROPERTY("KmsSigner", "s", kms_signer),
+        VM_STRV_PROPERTY("RequiredEnv", required_env),
+        VM_STRV_PROPERTY("MissingEnv", missing_env),
+        VM_PROPERTY("ResourcesTimestamp", "t", resources_timestamp),
+        VM_PROPERTY("GuestUptimeUSec", "t", guest_uptime_usec),
+        VM_DDD_PROPERTY("GuestLoadAverage", guest_load_average),
+        VM_PROPERTY("GuestMemoryTotalBytes", "t", guest_memory_total_bytes),
+        VM_PROPERTY("GuestMemoryAvailableBytes", "t", guest_memory_available_bytes),
+        VM_PROPERTY("GuestDiskTotalBytes", "t", guest_disk_total_bytes),
+        VM_PROPERTY("GuestDiskFreeBytes", "t", guest_disk_free_bytes),
         SD_BUS_METHOD_WITH_ARGS("Update", SD_BUS_ARGS("a{sv}", options), SD_BUS_NO_RESULT, method_update,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Plan", SD_BUS_NO_ARGS, SD_BUS_RESULT("s", action, "a(sss)", changes), method_plan,
@@ -427,7 +367,7 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_SIGNAL_WITH_ARGS("VmUpdated", SD_BUS_ARGS("s", old_compose_hash, "s", new_compose_hash, "s", vm_id), 0),
         SD_BUS_SIGNAL_WITH_ARGS("UpdateFailed", SD_BUS_ARGS("s", target_compose_hash, "s", reason), 0),
         SD_BUS_METHOD_WITH_ARGS("GetHistory", SD_BUS_ARGS("u", limit), SD_BUS_RESULT("a(tssssssst)", entries),
-                                bus_history_method_get, SD_BUS_VTABLE_UNPRIVILEGED),
+                                method_get_history, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_ARGS("HistoryAdded",
                                 SD_BUS_ARGS("t", timestamp, "s", kind, "s", action, "s", trigger, "s", from, "s", to,
                                             "s", result, "s", reason, "t", duration),
@@ -437,65 +377,115 @@ static const sd_bus_vtable vm_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+/* ---- what changed: the fields against what was last sent ---- */
+
+typedef struct Sent {
+        BusSent *copy;
+        bool dirty;
+} Sent;
+
+static Sent *sent_new(const Vm *vm) {
+        Sent *s = g_new0(Sent, 1);
+        s->copy = bus_sent_new(vm_vtable, vm, sizeof(Vm));
+        return s;
+}
+
+static void sent_free(Sent *s) {
+        bus_sent_free(s->copy);
+        g_free(s);
+}
+
+static void flush_one(Manager *m, Vm *vm, Sent *s) {
+        const char *names[64];
+        s->dirty = false;
+        size_t n = bus_sent_take(s->copy, vm, names, ELEMENTSOF(names));
+        if (n == 0)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (streq(names[i], "Id"))
+                        bus_logs_vm_id_changed(m, vm);
+        _cleanup_free_ char *p = vm_path(vm);
+        int q = p ? sd_bus_emit_properties_changed_strv(m->bus, p, VM_INTERFACE, (char **) names) : -ENOMEM;
+        if (q < 0)
+                log_warning_errno(q, "Cannot emit PropertiesChanged for %s: %m", vm->name);
+}
+
+void bus_vm_flush(Manager *m) {
+        if (!m || !m->vms_sent)
+                return;
+        GHashTableIter it;
+        gpointer vm, s;
+        g_hash_table_iter_init(&it, m->vms_sent);
+        while (g_hash_table_iter_next(&it, &vm, &s))
+                if (((Sent *) s)->dirty)
+                        flush_one(m, vm, s);
+}
+
+static int on_flush(sd_event_source *src, void *userdata) {
+        bus_vm_flush(userdata);
+        return 0;
+}
+
 /* ---- events from the core ---- */
 
-static void on_vm_added(Reconciler *r, Vm *vm, void *userdata) {
+static void on_vm_added(Vm *vm, void *userdata) {
         Manager *m = userdata;
+        g_hash_table_replace(m->vms_sent, vm, sent_new(vm));
         _cleanup_free_ char *p = vm_path(vm);
         if (p && m->bus)
                 (void) sd_bus_emit_interfaces_added(m->bus, p, VM_INTERFACE, NULL);
+        if (m->bus)
+                bus_config_vms_changed(m);
 }
 
-static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
+static void on_vm_removed(Vm *vm, void *userdata) {
         Manager *m = userdata;
+        bus_vm_flush(m);
+        g_hash_table_remove(m->vms_sent, vm);
         bus_logs_vm_removed(m, vm->name);
         _cleanup_free_ char *p = vm_path(vm);
         if (p && m->bus)
                 (void) sd_bus_emit_interfaces_removed(m->bus, p, VM_INTERFACE, NULL);
+        if (m->bus)
+                bus_config_vms_changed(m);
 }
 
-static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata) {
+static void on_vm_changed(Vm *vm, void *userdata) {
         Manager *m = userdata;
-        const char *names[ELEMENTSOF(vm_props) + 3];
-        size_t n = 0;
-        if (fields & VM_FIELD_STATE)
-                names[n++] = "State";
-        if (fields & VM_FIELD_ALLOWED_ENV)
-                names[n++] = "AllowedEnv";
-        for (size_t i = 0; i < ELEMENTSOF(vm_props); i++)
-                if (fields & vm_props[i].field)
-                        names[n++] = vm_props[i].name;
-        names[n] = NULL;
-        if (fields & VM_FIELD_ID)
-                bus_logs_vm_id_changed(m, vm);
-        bus_history_vm_changed(m->history, vm, fields);
-        _cleanup_free_ char *p = vm_path(vm);
-        if (n > 0 && p) {
-                int q = sd_bus_emit_properties_changed_strv(m->bus, p, VM_INTERFACE, (char **) names);
-                if (q < 0)
-                        log_warning_errno(q, "Cannot emit PropertiesChanged for %s: %m", vm->name);
-        }
+        Sent *s = g_hash_table_lookup(m->vms_sent, vm);
+        if (!s)
+                return;
+        s->dirty = true;
+        (void) sd_event_source_set_enabled(m->vms_flush, SD_EVENT_ONESHOT);
 }
 
-static void on_vm_updated(Reconciler *r, Vm *vm, const char *old_hash, const char *new_hash, const char *id,
+static void on_vm_updated(Vm *vm, const char *old_hash, const char *new_hash, const char *id,
                           void *userdata) {
         Manager *m = userdata;
+        bus_vm_flush(m);
         _cleanup_free_ char *p = vm_path(vm);
         if (p)
                 (void) sd_bus_emit_signal(m->bus, p, VM_INTERFACE, "VmUpdated", "sss", old_hash, new_hash, id);
-        bus_history_vm_updated(m->history, vm, old_hash, new_hash);
 }
 
-static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const char *reason, void *userdata) {
+static void on_update_failed(Vm *vm, const char *target, const char *reason, void *userdata) {
         Manager *m = userdata;
+        bus_vm_flush(m);
         _cleanup_free_ char *p = vm_path(vm);
         if (p)
                 (void) sd_bus_emit_signal(m->bus, p, VM_INTERFACE, "UpdateFailed", "ss", target, reason);
-        bus_history_update_failed(m->history, vm, target, reason);
 }
 
-static void on_required_env_changed(Reconciler *r, char **required, void *userdata) {
-        manager_set_required_env(userdata, required);
+static void on_required_env_changed(void *userdata) {
+        Manager *m = userdata;
+        if (!m->reconciler)
+                return; /* reconciler_start() tells again */
+        g_auto(GStrv) required = reconciler_required_env(m->reconciler);
+        manager_set_required_env(m, required);
+}
+
+static void on_host_changed(void *userdata) {
+        bus_host_changed(userdata);
 }
 
 const ReconcilerEvents bus_vm_events = {
@@ -505,11 +495,22 @@ const ReconcilerEvents bus_vm_events = {
         .vm_updated = on_vm_updated,
         .update_failed = on_update_failed,
         .required_env_changed = on_required_env_changed,
+        .host_changed = on_host_changed,
 };
 
 int bus_vm_register(Manager *m) {
-        int q = sd_bus_add_fallback_vtable(m->bus, NULL, VM_PREFIX, VM_INTERFACE, vm_vtable, vm_object_find, m);
+        m->vms_sent = g_hash_table_new_full(g_direct_hash, g_direct_equal, NULL, (GDestroyNotify) sent_free);
+        int q = sd_event_add_defer(m->event, &m->vms_flush, on_flush, m);
+        if (q >= 0)
+                q = sd_event_source_set_enabled(m->vms_flush, SD_EVENT_OFF);
+        if (q >= 0)
+                q = sd_bus_add_fallback_vtable(m->bus, NULL, VM_PREFIX, VM_INTERFACE, vm_vtable, vm_object_find, m);
         if (q >= 0)
                 q = sd_bus_add_node_enumerator(m->bus, NULL, VM_PREFIX, vm_node_enumerator, m);
         return q;
+}
+
+void bus_vm_free(Manager *m) {
+        m->vms_flush = sd_event_source_disable_unref(m->vms_flush);
+        g_clear_pointer(&m->vms_sent, g_hash_table_unref);
 }

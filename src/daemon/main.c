@@ -196,12 +196,16 @@ static int manager_connect_bus(Manager *m) {
         ev.userdata = m;
         r = metrics_new(m->event, m->settings, &ev, &m->metrics);
         if (r >= 0)
-                r = reconciler_new(m->event, m->settings, m->state_dir, metrics_events(m->metrics), &m->reconciler);
+                r = reconciler_new(m->event, m->settings, m->state_dir, bus_history_get(m->history),
+                                   metrics_events(m->metrics), &m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the VM reconciler: %m");
         r = metrics_start(m->metrics, m->reconciler);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the metrics timer: %m");
+        r = bus_host_register(m);
+        if (r < 0)
+                return log_error_errno(r, "Cannot register the Host object: %m");
 
         UpdaterEvents uev = bus_updater_events;
         uev.userdata = m;
@@ -232,6 +236,8 @@ static void manager_free(Manager *m) {
         updater_free(m->updater);
         bus_vm_shutdown(m);
         reconciler_free(m->reconciler);
+        bus_vm_free(m);
+        bus_host_free(m);
         bus_history_free(m->history);
         metrics_free(m->metrics);
         polkit_registry_free(m->polkit);

@@ -15,6 +15,7 @@
 #define LAUNCHER_OBJECT_PATH "/org/platform/Launcher1"
 #define LAUNCHER_CONFIG_INTERFACE "org.platform.Launcher1.Config"
 #define LAUNCHER_UPDATER_INTERFACE "org.platform.Launcher1.Updater"
+#define LAUNCHER_HOST_INTERFACE "org.platform.Launcher1.Host"
 
 /* The daemon's one context, passed down to every handler. */
 typedef struct Manager {
@@ -28,7 +29,9 @@ typedef struct Manager {
         char **required_env;  /* keys the Platform API says the VM needs; empty until a spec is known */
         Reconciler *reconciler;
         Updater *updater;
-        GHashTable *pending_ops;  /* bus-vm.c: calls waiting for an operation, answered at shutdown */
+        GHashTable *vms_sent;     /* bus-vm.c: Vm * → its properties as last sent */
+        sd_event_source *vms_flush;  /* bus-vm.c: sends what changed, once per loop iteration */
+        struct BusSent *host_sent;   /* bus-host.c: the Host's properties as last sent */
         BusHistory *history;  /* bus-history.c */
         Metrics *metrics;     /* between the reconciler and the bus layer */
         struct LogStreams *log_streams; /* bus-logs.c: Vm.FollowLogs streams */
@@ -41,6 +44,8 @@ void bus_config_emit_changes(Manager *m, const LauncherConfig *old, bool error_c
 /* Re-reads the config file (SIGHUP and Reload); < 0 when the file is bad. */
 int manager_reload_config(Manager *m, char **ret_error);
 
+/* The managed VMs changed (one came or went): Config.Vms follows. */
+void bus_config_vms_changed(Manager *m);
 /* Settings or env changed: the core re-evaluates the VM. */
 void manager_config_changed(Manager *m);
 /* The API's required_env changed: RequiredEnv and MissingEnv follow. */
@@ -49,8 +54,17 @@ void manager_set_required_env(Manager *m, char **required);
 /* bus-vm.c */
 extern const ReconcilerEvents bus_vm_events;
 int bus_vm_register(Manager *m);
-/* Answers every call still waiting for an operation ("stopping") and frees it. */
+void bus_vm_free(Manager *m);
+/* Answers every call still waiting for an operation ("stopping"). */
 void bus_vm_shutdown(Manager *m);
+/* Sends the VMs' property changes not sent yet: before any signal or reply
+ * that follows from them. */
+void bus_vm_flush(Manager *m);
+
+/* bus-host.c: org.platform.Launcher1.Host (after the reconciler exists) */
+int bus_host_register(Manager *m);
+void bus_host_changed(Manager *m);
+void bus_host_free(Manager *m);
 
 /* bus-logs.c */
 typedef struct LogStreams LogStreams;

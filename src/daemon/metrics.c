@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,7 @@ struct Metrics {
         char *last_path;          /* the file last written, removed when the path changes */
         char *last_text;          /* what it holds */
         char *last_error;         /* the path that last failed, logged once */
+        GHashTable *vm_errors;    /* VM name → its LastError as last seen, to count each new one */
         uint64_t deploys, deploy_failures;
         uint64_t errors[_METRICS_ERROR_MAX];
         metrics_section_fn updater_section;
@@ -129,7 +131,7 @@ static void render_vm_metric(GString *s, VmMetric k, Vm *const *vms, uint64_t no
                 const Vm *vm = *p;
                 switch (k) {
                 case VM_METRIC_STATE:
-                        for (VmState st = 0; st < _VM_STATE_MAX; st++)
+                        for (VmState st = VM_STATE_FIRST; st < _VM_STATE_MAX; st++)
                                 vm_sample(s, vm_metrics[k].name, vm, "state", vm_state_to_string(st),
                                           st == vm->state ? "1" : "0");
                         break;
@@ -176,6 +178,101 @@ static void render_vm_metric(GString *s, VmMetric k, Vm *const *vms, uint64_t no
                 default:
                         break;
                 }
+        }
+}
+
+/* ---- resources: one gauge per figure, from the Vm's and the HostView's fields ---- */
+
+typedef enum FigureKind { FIG_U32, FIG_U64, FIG_USEC, FIG_LOAD1, FIG_LOAD5, FIG_LOAD15 } FigureKind;
+
+typedef struct Figure {
+        const char *name, *help;
+        size_t offset;
+        FigureKind kind;
+        uint64_t scale;         /* to base units: MiB, GiB to bytes */
+        bool guest;             /* only while the guest agent answers (ResourcesTimestamp) */
+} Figure;
+
+#define VM_FIG(n, h, f, k, sc, g) { n, h, offsetof(Vm, f), k, sc, g }
+static const Figure vm_figures[] = {
+        VM_FIG("platform_launcher_vm_vcpu", "vCPUs the VM is configured with.", vcpu, FIG_U32, 1, false),
+        VM_FIG("platform_launcher_vm_memory_bytes", "Memory the VM is configured with.", memory_mib, FIG_U32,
+               1024 * 1024, false),
+        VM_FIG("platform_launcher_vm_disk_bytes", "Disk the VM is configured with.", disk_gib, FIG_U32,
+               1024 * 1024 * 1024, false),
+        VM_FIG("platform_launcher_vm_guest_memory_total_bytes", "The guest's memory (its agent's SysInfo).",
+               guest_memory_total_bytes, FIG_U64, 1, true),
+        VM_FIG("platform_launcher_vm_guest_memory_available_bytes", "The guest's available memory.",
+               guest_memory_available_bytes, FIG_U64, 1, true),
+        VM_FIG("platform_launcher_vm_guest_disk_total_bytes", "The guest's data disks.", guest_disk_total_bytes,
+               FIG_U64, 1, true),
+        VM_FIG("platform_launcher_vm_guest_disk_free_bytes", "Free space on the guest's data disks.",
+               guest_disk_free_bytes, FIG_U64, 1, true),
+        VM_FIG("platform_launcher_vm_guest_uptime_seconds", "The guest's uptime.", guest_uptime_usec, FIG_USEC, 1,
+               true),
+        VM_FIG("platform_launcher_vm_guest_load1", "The guest's load average over 1 minute.", guest_load_average,
+               FIG_LOAD1, 1, true),
+        VM_FIG("platform_launcher_vm_guest_load5", "The guest's load average over 5 minutes.", guest_load_average,
+               FIG_LOAD5, 1, true),
+        VM_FIG("platform_launcher_vm_guest_load15", "The guest's load average over 15 minutes.", guest_load_average,
+               FIG_LOAD15, 1, true),
+};
+
+#define HOST_FIG(n, h, f, k, sc) { n, h, offsetof(HostView, f), k, sc, false }
+static const Figure host_figures[] = {
+        HOST_FIG("platform_launcher_host_capacity_vcpu", "vCPUs the VMs may take (CapacityVcpu, or the online CPUs).",
+                 capacity_vcpu, FIG_U32, 1),
+        HOST_FIG("platform_launcher_host_allocated_vcpu", "vCPUs of the VMs the VMM lists as started.", allocated_vcpu,
+                 FIG_U32, 1),
+        HOST_FIG("platform_launcher_host_capacity_memory_bytes", "Memory the VMs may take.", capacity_memory_mib,
+                 FIG_U64, 1024 * 1024),
+        HOST_FIG("platform_launcher_host_allocated_memory_bytes", "Memory of the started VMs.", allocated_memory_mib,
+                 FIG_U64, 1024 * 1024),
+        HOST_FIG("platform_launcher_host_capacity_disk_bytes", "Disk the VMs may take (0: not checked).",
+                 capacity_disk_gib, FIG_U64, 1024 * 1024 * 1024),
+        HOST_FIG("platform_launcher_host_allocated_disk_bytes", "Disk of the started VMs.", allocated_disk_gib,
+                 FIG_U64, 1024 * 1024 * 1024),
+        HOST_FIG("platform_launcher_host_started_vms", "VMs the VMM lists as started, managed or not.", started_vms,
+                 FIG_U32, 1),
+        HOST_FIG("platform_launcher_host_managed_vms", "VMs the launcher manages.", managed_vms, FIG_U32, 1),
+        HOST_FIG("platform_launcher_host_max_vms", "The VMM's CID pool (GetMeta max_cvm_number; 0 = unknown).",
+                 max_vms, FIG_U32, 1),
+        HOST_FIG("platform_launcher_host_memory_available_bytes", "The host's available memory (MemAvailable).",
+                 memory_available_mib, FIG_U64, 1024 * 1024),
+        HOST_FIG("platform_launcher_host_load1", "The host's load average over 1 minute.", load_average, FIG_LOAD1, 1),
+};
+
+static char *figure_value(const Figure *f, const void *object) {
+        const uint8_t *p = (const uint8_t *) object + f->offset;
+        switch (f->kind) {
+        case FIG_U32:
+                return g_strdup_printf("%" PRIu64, (uint64_t) *(const uint32_t *) p * f->scale);
+        case FIG_U64:
+                return g_strdup_printf("%" PRIu64, *(const uint64_t *) p * f->scale);
+        case FIG_USEC:
+                return g_strdup_printf("%" PRIu64 ".%06" PRIu64, (uint64_t) (*(const uint64_t *) p / USEC_PER_SEC),
+                                       (uint64_t) (*(const uint64_t *) p % USEC_PER_SEC));
+        default:
+                return g_strdup_printf("%.2f", ((const double *) p)[f->kind - FIG_LOAD1]);
+        }
+}
+
+static void render_figures(GString *s, Vm *const *vms, const HostView *host) {
+        for (size_t i = 0; i < ELEMENTSOF(vm_figures); i++) {
+                const Figure *f = &vm_figures[i];
+                header(s, f->name, "gauge", f->help);
+                for (Vm *const *p = vms; p && *p; p++) {
+                        if (f->guest && !(*p)->resources_timestamp)
+                                continue;
+                        g_autofree char *v = figure_value(f, *p);
+                        vm_sample(s, f->name, *p, NULL, NULL, v);
+                }
+        }
+        for (size_t i = 0; host && i < ELEMENTSOF(host_figures); i++) {
+                const Figure *f = &host_figures[i];
+                g_autofree char *v = figure_value(f, host);
+                header(s, f->name, "gauge", f->help);
+                g_string_append_printf(s, "%s %s\n", f->name, v);
         }
 }
 
@@ -232,6 +329,7 @@ char *metrics_render(Metrics *mt, uint64_t now) {
         Vm *const *vms = mt->reconciler ? reconciler_vms(mt->reconciler) : NULL;
         for (VmMetric k = 0; k < _VM_METRIC_MAX; k++)
                 render_vm_metric(s, k, vms, now);
+        render_figures(s, vms, mt->reconciler ? reconciler_host_view(mt->reconciler) : NULL);
         counter(s, "platform_launcher_deploys_total", "Successful VM deploys (VmUpdated) since the launcher started.",
                 mt->deploys);
         counter(s, "platform_launcher_deploy_failures_total",
@@ -341,24 +439,26 @@ void metrics_set_updater_section(Metrics *mt, metrics_section_fn fn, void *userd
 
 /* ---- the reconciler's events: counted, then forwarded ---- */
 
-static void on_vm_added(Reconciler *r, Vm *vm, void *userdata) {
+static void on_vm_added(Vm *vm, void *userdata) {
         Metrics *mt = userdata;
         metrics_changed(mt);
         if (mt->inner.vm_added)
-                mt->inner.vm_added(r, vm, mt->inner.userdata);
+                mt->inner.vm_added(vm, mt->inner.userdata);
 }
 
-static void on_vm_removed(Reconciler *r, Vm *vm, void *userdata) {
+static void on_vm_removed(Vm *vm, void *userdata) {
         Metrics *mt = userdata;
         metrics_changed(mt);
         if (mt->inner.vm_removed)
-                mt->inner.vm_removed(r, vm, mt->inner.userdata);
+                mt->inner.vm_removed(vm, mt->inner.userdata);
 }
 
-static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata) {
+static void on_vm_changed(Vm *vm, void *userdata) {
         Metrics *mt = userdata;
-        if (fields & VM_FIELD_LAST_ERROR) {
-                /* The reconciler's own words (reconciler-tick.c): "Platform API unreachable: ...",
+        const char *seen = g_hash_table_lookup(mt->vm_errors, vm->name);
+        if (!streq(strempty(seen), vm->last_error)) {
+                g_hash_table_replace(mt->vm_errors, g_strdup(vm->name), g_strdup(vm->last_error));
+                /* The reconciler's own words (source.c, observe.c): "Platform API unreachable: ...",
                  * "VMM unreachable: ..."; other VMM failures name the VMM call. */
                 if (g_str_has_prefix(vm->last_error, "Platform API"))
                         mt->errors[METRICS_ERROR_API]++;
@@ -367,30 +467,37 @@ static void on_vm_changed(Reconciler *r, Vm *vm, uint32_t fields, void *userdata
         }
         metrics_changed(mt);
         if (mt->inner.vm_changed)
-                mt->inner.vm_changed(r, vm, fields, mt->inner.userdata);
+                mt->inner.vm_changed(vm, mt->inner.userdata);
 }
 
-static void on_vm_updated(Reconciler *r, Vm *vm, const char *old_hash, const char *new_hash, const char *vm_id,
+static void on_vm_updated(Vm *vm, const char *old_hash, const char *new_hash, const char *vm_id,
                           void *userdata) {
         Metrics *mt = userdata;
         mt->deploys++;
         metrics_changed(mt);
         if (mt->inner.vm_updated)
-                mt->inner.vm_updated(r, vm, old_hash, new_hash, vm_id, mt->inner.userdata);
+                mt->inner.vm_updated(vm, old_hash, new_hash, vm_id, mt->inner.userdata);
 }
 
-static void on_update_failed(Reconciler *r, Vm *vm, const char *target, const char *reason, void *userdata) {
+static void on_update_failed(Vm *vm, const char *target, const char *reason, void *userdata) {
         Metrics *mt = userdata;
         mt->deploy_failures++;
         metrics_changed(mt);
         if (mt->inner.update_failed)
-                mt->inner.update_failed(r, vm, target, reason, mt->inner.userdata);
+                mt->inner.update_failed(vm, target, reason, mt->inner.userdata);
 }
 
-static void on_required_env_changed(Reconciler *r, char **required_env, void *userdata) {
+static void on_host_changed(void *userdata) {
+        Metrics *mt = userdata;
+        metrics_changed(mt);
+        if (mt->inner.host_changed)
+                mt->inner.host_changed(mt->inner.userdata);
+}
+
+static void on_required_env_changed(void *userdata) {
         Metrics *mt = userdata;
         if (mt->inner.required_env_changed)
-                mt->inner.required_env_changed(r, required_env, mt->inner.userdata);
+                mt->inner.required_env_changed(mt->inner.userdata);
 }
 
 int metrics_new(sd_event *event, SettingsStore *settings, const ReconcilerEvents *inner, Metrics **ret) {
@@ -398,6 +505,7 @@ int metrics_new(sd_event *event, SettingsStore *settings, const ReconcilerEvents
         mt->event = sd_event_ref(event);
         mt->settings = settings;
         mt->inner = *inner;
+        mt->vm_errors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
         mt->events = (ReconcilerEvents) {
                 .vm_added = on_vm_added,
                 .vm_removed = on_vm_removed,
@@ -405,6 +513,7 @@ int metrics_new(sd_event *event, SettingsStore *settings, const ReconcilerEvents
                 .vm_updated = on_vm_updated,
                 .update_failed = on_update_failed,
                 .required_env_changed = on_required_env_changed,
+                .host_changed = on_host_changed,
                 .userdata = mt,
         };
         *ret = mt;
@@ -429,5 +538,6 @@ void metrics_free(Metrics *mt) {
         g_free(mt->last_path);
         g_free(mt->last_text);
         g_free(mt->last_error);
+        g_hash_table_unref(mt->vm_errors);
         g_free(mt);
 }

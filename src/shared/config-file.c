@@ -9,11 +9,17 @@
 #include "shared/kms-signature.h"
 #include "shared/macro.h"
 #include "shared/validate.h"
+#include "shared/vm-decl.h"
 
 #define SEC 1000000ULL
 
 static const char *check_url(const char *v) {
         return url_is_valid(v) ? NULL : "must be an http://, https:// or unix:/ URL without credentials";
+}
+
+/* "" stops managing the API's VM (dbus-api.md "Several managed VMs"). */
+static const char *check_url_or_empty(const char *v) {
+        return isempty(v) ? NULL : check_url(v);
 }
 
 static const char *check_http_url(const char *v) {
@@ -143,6 +149,9 @@ static const char *check_metrics_path(const char *v) {
         { .property = prop, .file_key = key, .type = SETTING_USEC,                           \
           .offset = offsetof(LauncherConfig, field), .default_usec = def, .min_usec = min, .max_usec = max }
 
+#define U32(prop, key, field, def, min, max)                                                 \
+        { .property = prop, .file_key = key, .type = SETTING_U32,                            \
+          .offset = offsetof(LauncherConfig, field), .default_usec = def, .min_usec = min, .max_usec = max }
 #define BOOL(prop, key, field, def)                                                          \
         { .property = prop, .file_key = key, .type = SETTING_BOOL,                           \
           .offset = offsetof(LauncherConfig, field), .default_bool = def }
@@ -154,7 +163,8 @@ static const char *check_metrics_path(const char *v) {
           .offset = offsetof(LauncherConfig, field) }
 
 static const SettingInfo settings[] = {
-        STR("ApiUrl", "api_url", api_url, "https://api.platform.network/config/compose/validator_vm", check_url),
+        STR("ApiUrl", "api_url", api_url, "https://api.platform.network/config/compose/validator_vm",
+            check_url_or_empty),
         STR("VmmUrl", "vmm_url", vmm_url, "http://localhost:10300", check_url),
         STR("GuestVmmUrl", "dstack_vmm_url", guest_vmm_url, "http://10.0.2.2:10300/", check_http_url),
         USEC("PollIntervalUSec", "poll_interval_usec", poll_interval_usec, 5 * SEC, 1 * SEC, 24 * 3600 * SEC),
@@ -189,6 +199,12 @@ static const SettingInfo settings[] = {
         STRV("TrustedKmsSigners", "trusted_kms_signers", trusted_kms_signers, check_kms_signers),
         USEC("KmsSignatureMaxAgeUSec", "kms_signature_max_age_usec", kms_signature_max_age_usec, 0, 0,
              30 * 24 * 3600 * SEC),
+        U32("CapacityVcpu", "capacity_vcpu", capacity_vcpu, 0, 0, UINT32_MAX),
+        U32("CapacityMemoryMiB", "capacity_memory_mib", capacity_memory_mib, 0, 0, UINT32_MAX),
+        U32("CapacityDiskGiB", "capacity_disk_gib", capacity_disk_gib, 0, 0, UINT32_MAX),
+        U32("ReservedMemoryMiB", "reserved_memory_mib", reserved_memory_mib, 2048, 0, UINT32_MAX),
+        USEC("ResourceIntervalUSec", "resource_interval_usec", resource_interval_usec, 30 * SEC, 1 * SEC,
+             24 * 3600 * SEC),
 };
 
 const SettingInfo *setting_info_all(size_t *ret_n) {
@@ -262,6 +278,8 @@ const char *setting_signature(const SettingInfo *info) {
         switch (info->type) {
         case SETTING_USEC:
                 return "t";
+        case SETTING_U32:
+                return "u";
         case SETTING_BOOL:
                 return "b";
         case SETTING_STRV:
@@ -300,6 +318,7 @@ static void setting_set_default(LauncherConfig *c, const SettingInfo *info) {
                 *setting_string_ptr(c, info) = g_strdup(info->default_string);
                 break;
         case SETTING_USEC:
+        case SETTING_U32:
                 *setting_usec_ptr(c, info) = info->default_usec;
                 break;
         case SETTING_BOOL:
@@ -321,6 +340,7 @@ static void setting_copy(LauncherConfig *dst, const LauncherConfig *src_c, const
                 *setting_string_ptr(dst, info) = g_strdup(*setting_string_ptr(src, info));
                 break;
         case SETTING_USEC:
+        case SETTING_U32:
                 *setting_usec_ptr(dst, info) = *setting_usec_ptr(src, info);
                 break;
         case SETTING_BOOL:
@@ -362,6 +382,7 @@ bool setting_equal(const LauncherConfig *a_c, const LauncherConfig *b_c, const S
         case SETTING_STRING:
                 return streq(*setting_string_ptr(a, info), *setting_string_ptr(b, info));
         case SETTING_USEC:
+        case SETTING_U32:
                 return *setting_usec_ptr(a, info) == *setting_usec_ptr(b, info);
         case SETTING_BOOL:
                 return *setting_bool_ptr(a, info) == *setting_bool_ptr(b, info);
@@ -482,6 +503,7 @@ LauncherConfig *launcher_config_new_default(void) {
                 setting_set_default(c, &settings[i]);
         c->env = env_tree_new();
         c->file = json_object_new();
+        c->vms = g_ptr_array_new_with_free_func((GDestroyNotify) vm_decl_free);
         return c;
 }
 
@@ -497,6 +519,9 @@ LauncherConfig *launcher_config_copy(const LauncherConfig *src) {
         c->env = env_tree_new();
         g_tree_foreach(src->env, copy_env, c->env);
         c->file = json_object_ref(src->file);
+        c->vms = g_ptr_array_new_with_free_func((GDestroyNotify) vm_decl_free);
+        for (guint i = 0; i < src->vms->len; i++)
+                g_ptr_array_add(c->vms, vm_decl_copy(g_ptr_array_index(src->vms, i)));
         return c;
 }
 
@@ -509,6 +534,8 @@ void launcher_config_free(LauncherConfig *c) {
                 g_tree_destroy(c->env);
         if (c->file)
                 json_object_unref(c->file);
+        if (c->vms)
+                g_ptr_array_unref(c->vms);
         g_free(c);
 }
 
@@ -543,7 +570,8 @@ static int parse_setting(LauncherConfig *c, const SettingInfo *info, JsonNode *n
 
         if (!JSON_NODE_HOLDS_VALUE(node) || json_node_get_value_type(node) != G_TYPE_INT64 ||
             json_node_get_int(node) < 0)
-                return fail(ret_error, "%s: must be a non-negative integer (microseconds)", info->file_key);
+                return fail(ret_error, "%s: must be a non-negative integer%s", info->file_key,
+                            info->type == SETTING_USEC ? " (microseconds)" : "");
         uint64_t v = (uint64_t) json_node_get_int(node);
         const char *why = setting_check_usec(info, v);
         if (why)
@@ -616,6 +644,14 @@ int launcher_config_parse(const char *data, size_t len, LauncherConfig **ret, ch
         JsonNode *env = json_object_get_member(obj, "env");
         if (env && parse_env(c, env, ret_error) < 0)
                 return -EINVAL;
+        JsonNode *vms = json_object_get_member(obj, "vms");
+        if (vms) {
+                GPtrArray *decls = NULL;
+                if (vm_decls_from_json(vms, &decls, ret_error) < 0)
+                        return -EINVAL;
+                g_ptr_array_unref(c->vms);
+                c->vms = decls;
+        }
 
         json_object_unref(c->file);
         c->file = json_object_ref(obj);
@@ -785,7 +821,7 @@ static bool number_has_dot_zero_after_exponent(const char *text, const char *p) 
 
 char *launcher_config_serialize(const LauncherConfig *c) {
         g_autoptr(JsonObject) out = json_object_new();
-        bool have_env = false;
+        bool have_env = false, have_vms = false;
 
         /* The original file's members first, in their order. */
         g_autoptr(GList) members = json_object_get_members(c->file);
@@ -797,6 +833,9 @@ char *launcher_config_serialize(const LauncherConfig *c) {
                 else if (streq(key, "env")) {
                         json_object_set_member(out, key, env_to_node(c));
                         have_env = true;
+                } else if (streq(key, "vms")) {
+                        json_object_set_member(out, key, vm_decls_to_json(c->vms));
+                        have_vms = true;
                 } else
                         json_object_set_member(out, key, json_node_copy(json_object_get_member(c->file, key)));
         }
@@ -806,6 +845,8 @@ char *launcher_config_serialize(const LauncherConfig *c) {
                         json_object_set_member(out, settings[i].file_key, setting_to_node(c, &settings[i]));
         if (!have_env)
                 json_object_set_member(out, "env", env_to_node(c));
+        if (!have_vms && c->vms->len > 0)
+                json_object_set_member(out, "vms", vm_decls_to_json(c->vms));
 
         g_autoptr(JsonNode) root = json_node_init_object(json_node_alloc(), out);
         g_autoptr(JsonGenerator) gen = json_generator_new();

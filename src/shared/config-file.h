@@ -49,6 +49,12 @@ typedef struct LauncherConfig {
         char *metrics_path;  /* Prometheus textfile, "" = none */
         char **trusted_kms_signers;         /* compressed secp256k1 keys (hex); empty = pin on first use */
         uint64_t kms_signature_max_age_usec;  /* of a signature_v1 timestamp; 0 = not checked */
+        uint64_t capacity_vcpu;        /* 0 = the online CPUs */
+        uint64_t capacity_memory_mib;  /* 0 = MemTotal - reserved_memory_mib */
+        uint64_t capacity_disk_gib;    /* 0 = not checked */
+        uint64_t reserved_memory_mib;
+        uint64_t resource_interval_usec;  /* guest figures of running VMs, this often */
+        GPtrArray *vms;      /* VmDecl *: the VMs declared beside the API's (key "vms"), never NULL */
 
         GTree *env;         /* key → value, both owned; byte-wise sorted */
         JsonObject *file;   /* the root object as read, for the keys we do not know */
@@ -60,6 +66,7 @@ typedef enum SettingType {
         SETTING_BOOL,       /* b */
         SETTING_STRV,       /* as: never NULL, maybe empty */
         SETTING_ARGVV,      /* aas: a list of argv lists; never NULL, maybe empty */
+        SETTING_U32,        /* u: a count, kept as a uint64_t (as SETTING_USEC) within min..max */
 } SettingType;
 
 /* Limits of the list settings (argv lists are also refused empty). */

@@ -30,6 +30,12 @@ bool strv_contains(char *const *l, const char *s) {
         return false;
 }
 
+void strv_drop(char **l, size_t i) {
+        size_t n = strv_length(l);
+        free(l[i]);
+        memmove(&l[i], &l[i + 1], (n - i) * sizeof(char *));
+}
+
 int strv_extend(char ***l, const char *s) {
         size_t n = strv_length(*l);
         _cleanup_free_ char *copy = strdup(s);

@@ -17,6 +17,8 @@ bool strv_contains(char *const *l, const char *s);
 
 /* Appends a copy of s; *l may be NULL. Returns 0 or -ENOMEM. */
 int strv_extend(char ***l, const char *s);
+/* Frees l[i] and moves the rest down; i < strv_length(l). */
+void strv_drop(char **l, size_t i);
 
 /* Sorts byte-wise and drops duplicates, in place. */
 void strv_sort_uniq(char **l);

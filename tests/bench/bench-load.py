@@ -239,7 +239,8 @@ def bench_load(args):
         api.patch_doc(required_env=['HOTKEY_PASSPHRASE'], compose_content=compose_text(0))
         cfg = {'api_url': api.url + API_PATH, 'vmm_url': vmm.url, 'poll_interval_usec': 3600 * USEC,
                'stop_timeout_usec': int((args.shutdown_seconds + 60) * USEC),
-               'env': {'HOTKEY_PASSPHRASE': SECRET_VALUE}}
+               'env': {'HOTKEY_PASSPHRASE': SECRET_VALUE},
+               'capacity_vcpu': 100000, 'capacity_memory_mib': 1 << 30}
         vmm.config(shutdown_seconds=0.2)    # the first deployment has nothing to stop anyway
         d = h.daemon(config=cfg, binary=args.daemon)
         pid = d.proc.pid

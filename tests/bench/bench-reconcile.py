@@ -88,7 +88,8 @@ class World:
             cfg = {'api_url': api_base + API_PATH, 'vmm_url': self.vmm.url,
                    'poll_interval_usec': 3600 * USEC,      # polls are driven by Vm.Update
                    'stop_timeout_usec': 60 * USEC,
-                   'env': {'HOTKEY_PASSPHRASE': 'bench-passphrase'}}
+                   'env': {'HOTKEY_PASSPHRASE': 'bench-passphrase'},
+                   'capacity_vcpu': 100000, 'capacity_memory_mib': 1 << 30}
             cfg.update(config or {})
             self.daemon = self.h.daemon(config=cfg, binary=args.daemon)
             self.pid = self.daemon.proc.pid

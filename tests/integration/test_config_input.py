@@ -79,7 +79,7 @@ BAD_SETTINGS = [
     ('credentials-in-url', {'VmmUrl': ['s', 'http://u:p@host/']}, "'VmmUrl'"),
     ('relative-unix', {'VmmUrl': ['s', 'unix:vmm.sock']}, "'VmmUrl'"),
     ('unix-guest-url', {'GuestVmmUrl': ['s', 'unix:/x']}, "'GuestVmmUrl'"),
-    ('empty-url', {'ApiUrl': ['s', '']}, "'ApiUrl'"),
+    ('empty-url', {'VmmUrl': ['s', '']}, "'VmmUrl'"),  # ApiUrl "" stops managing the API's VM (test_vm_many)
     ('interval-too-small', {'PollIntervalUSec': ['t', 999]}, "'PollIntervalUSec' is out of range"),
     ('timeout-too-large', {'StopTimeoutUSec': ['t', 3600 * 1000000 + 1]}, "'StopTimeoutUSec' is out of range"),
     ('strategy', {'UpdateStrategy': ['s', 'yolo']}, "'UpdateStrategy'"),

@@ -12,6 +12,7 @@ CASES = [
     ('org.freedesktop.LogControl1', '/org/freedesktop/LogControl1'),
     ('org.platform.Launcher1.Vm', H.DAEMON_PATH + '/vm/validator_5fvm'),
     ('org.platform.Launcher1.Updater', H.DAEMON_PATH),
+    ('org.platform.Launcher1.Host', H.DAEMON_PATH),
 ]
 
 

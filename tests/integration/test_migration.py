@@ -25,16 +25,19 @@ def rust_config_text(env, extra=''):
     """/etc/platform-validator/config.json as the Rust launcher writes it
     (serde_json pretty: "dstack_vmm_url" and "env" only), with the two URL
     keys a test needs to point the daemon at the simulators (on a host the
-    defaults are right), and the poll interval."""
+    defaults are right), the poll interval, and room for the simulated VMs."""
     local = ',\n'.join('    %s: %s' % (json.dumps(k), json.dumps(v)) for k, v in env.local_env.items())
     return ('{\n'
             '  "dstack_vmm_url": %s,\n'
             '  "env": {\n%s\n  },\n'
             '  "api_url": %s,\n'
             '  "vmm_url": %s,\n'
-            '  "poll_interval_usec": %d%s\n'
+            '  "poll_interval_usec": %d,\n'
+            '  "capacity_vcpu": %d,\n'
+            '  "capacity_memory_mib": %d%s\n'
             '}\n') % (json.dumps(env.guest_vmm_url), local, json.dumps(env.config()['api_url']),
-                      json.dumps(env.vmm.url), env.poll_usec, extra)
+                      json.dumps(env.vmm.url), env.poll_usec, env.config()['capacity_vcpu'],
+                      env.config()['capacity_memory_mib'], extra)
 
 
 def rust_vm(env, compose=None, status='running'):

@@ -60,6 +60,7 @@ def launcher(bus, polkit, harness, daemon_binary, vmm, api):
         'vmm_url': vmm.url,
         'poll_interval_usec': 24 * 3600 * 1000000,
         'stop_timeout_usec': 5 * 1000000,
+        'capacity_vcpu': 100000, 'capacity_memory_mib': 1 << 30,  # the simulated VMs outgrow this machine
     }
     d = harness.daemon(config=config)
     wait_vm(bus, lambda v: v['Name'] == 'validator_vm', 'the Vm object')

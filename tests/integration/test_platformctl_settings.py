@@ -33,7 +33,7 @@ def settings_table():
         text = f.read()
     table = text[text.index('static const SettingInfo settings[] = {'):]
     table = table[:table.index('};')]
-    return re.findall(r'\b(STR|USEC|BOOL|STRV|ARGVV)\("(\w+)"', table)
+    return re.findall(r'\b(STR|USEC|U32|BOOL|STRV|ARGVV)\("(\w+)"', table)
 
 
 def updater_prop(daemon, name):

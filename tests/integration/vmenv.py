@@ -65,6 +65,8 @@ WRITES = ('CreateVm', 'StartVm', 'ShutdownVm', 'StopVm', 'RemoveVm', 'UpdateVm',
 SECRET = 'S3CRET-'
 DEFAULT_LOCAL_ENV = {'HOTKEY_PASSPHRASE': SECRET + 'hotkey words', 'VALIDATOR_BASE_URL': 'https://validator.example'}
 
+HOST_CAPACITY = {'capacity_vcpu': 100000, 'capacity_memory_mib': 1 << 30}
+
 OP_TIMEOUT = 15      # one Vm operation (a recreate takes ~1 s against the simulator)
 WAIT = 20            # waiting for a state the daemon reaches on its own
 
@@ -259,6 +261,9 @@ class VmEnv:
         c = {'api_url': self.api.url + DOC_PATH, 'vmm_url': self.vmm.url, 'dstack_vmm_url': self.guest_vmm_url,
              'poll_interval_usec': self.poll_usec, 'stop_timeout_usec': self.stop_timeout_usec,
              'update_strategy': self.strategy, 'env': dict(self.local_env)}
+        # The simulated VMs (16 vCPU, 16 GiB each) would not fit this machine's
+        # own capacity; tests of the capacity check set their own figures.
+        c.update(HOST_CAPACITY)
         c.update(self.extra_config)
         return c
 

@@ -392,6 +392,8 @@ class VM:
         self.events = []
         self.created_wall = time.time()
         self.log_extra = {"serial": [], "stdout": [], "stderr": []}  # /_sim/vm-log
+        self.guest_sysinfo = None     # /_sim/guest-sysinfo: the figures (None: from cfg)
+        self.guest_agent = True       # False: an older guest without the agent API
 
 
 class VmmSim:
@@ -1039,6 +1041,8 @@ class VmmSim:
                 r = json_reply({"error": "no such control endpoint: %s" % path}, 404)
             return simcore.send_reply(h, r)
 
+        if path.startswith("/guest/"):
+            return self.serve_guest_api(h, path, raw)
         if path.startswith("/prpc/"):
             key = path[len("/prpc/"):]
             # main.rs: prpc_routes!(App, RpcHandler, trim: "Teepod.")
@@ -1249,6 +1253,8 @@ class VmmSim:
         if r is not None:
             return r
         body = body or {}
+        if path == "/_sim/guest-sysinfo" and h.command == "POST":
+            return self.control_guest_sysinfo(body)
         with self.lock:
             self.tick()
             if path == "/_sim/vms" and h.command == "GET":
@@ -1382,6 +1388,61 @@ class VmmSim:
             self.guest_notify = bool(body["guest_shutdown_notify"])
         if "app_stop_seconds" in body:
             self.app_stop_seconds = float(body["app_stop_seconds"])
+
+    # ---- the guest API through the VMM -------------------------------------
+    # HEAD vmm/src/main.rs mounts prpc_routes!(App, GuestApiHandler) at
+    # /guest; vmm/src/guest_api_service.rs forwards each call to the guest
+    # agent at vsock://<cid>:8000/api (app.rs guest_agent_client: "vm not
+    # found" for an unknown id); the agent's sys_info is
+    # guest-agent/src/guest_api_service.rs (sysinfo crate: bytes, uptime in
+    # seconds, load average x100, the data disks only). A guest that is down, or
+    # an older one without the agent API, cannot answer.
+    def guest_sysinfo(self, vm):
+        if vm.guest_sysinfo is not None:
+            return dict(vm.guest_sysinfo)
+        up = max(0, int(time.time() - (vm.proc_started_wall or time.time())))
+        total = int(vm.cfg["memory"]) * 1024 * 1024
+        disk = int(vm.cfg["disk_size"]) * 1024 ** 3
+        return {"os_name": "DStack", "os_version": "0.5.2", "kernel_version": "6.9.0", "cpu_model": "sim @0 MHz",
+                "num_cpus": int(vm.cfg["vcpu"]), "total_memory": total, "available_memory": total * 3 // 4,
+                "used_memory": total // 4, "free_memory": total // 2, "total_swap": 0, "used_swap": 0,
+                "free_swap": 0, "uptime": up, "loadavg_one": 25, "loadavg_five": 20, "loadavg_fifteen": 10,
+                "disks": [{"name": "/dev/mapper/dstack_data_disk", "mount_point": "/dstack/persistent",
+                           "total_size": disk, "free_size": disk * 9 // 10}]}
+
+    def serve_guest_api(self, h, path, raw):
+        method = path[len("/guest/"):]
+        rec, fault = self.core.record_call("guest." + method, h, None, len(raw))
+
+        def answer():
+            if method != "SysInfo":
+                return json_reply({"error": "Service not found: %s" % method}, 400, pretty=True)
+            try:
+                req = json.loads(raw) if raw.strip() else {}
+            except ValueError as e:
+                return json_reply({"error": str(e)}, 400, pretty=True)
+            with self.lock:
+                self.tick()
+                vm = self.vms.get(req.get("id", "") if isinstance(req, dict) else "")
+                if vm is None:
+                    return json_reply({"error": "vm not found"}, 400, pretty=True)
+                if self.status(vm) != "running" or vm.guest_agent is False:
+                    return json_reply({"error": "Failed to connect to the guest agent: Connection refused"}, 400,
+                                      pretty=True)
+                return json_reply(self.guest_sysinfo(vm))
+        simcore.serve_with_fault(self.core, h, rec, fault, answer)
+
+    def control_guest_sysinfo(self, body):
+        """POST /_sim/guest-sysinfo {"id", "sysinfo": {...} | null (computed), "agent": bool}."""
+        with self.lock:
+            vm = self.vms.get(body.get("id", ""))
+            if vm is None:
+                return json_reply({"error": "VM not found"}, 404)
+            if "sysinfo" in body:
+                vm.guest_sysinfo = body["sysinfo"]
+            if "agent" in body:
+                vm.guest_agent = bool(body["agent"])
+            return json_reply({})
 
     def sim_config(self):
         return {"version": self.version, "rev": self.rev,

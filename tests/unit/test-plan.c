@@ -33,7 +33,7 @@ static DesiredVm *desired(const char *required, const char *image, const char *h
         if (hotkey)
                 launcher_config_env_set(c, "HOTKEY_PASSPHRASE", hotkey);
         DesiredVm *d = NULL;
-        assert_se(desired_vm_build(spec, c, key, &d, &err) == 0);
+        assert_se(desired_vm_build(spec, c, key, NULL, &d, &err) == 0);
         platform_vm_spec_free(spec);
         return d;
 }
