@@ -87,6 +87,10 @@ def test_set_settings_refuses_root_and_unknown_users(harness, world):
     assert not r.ok and r.error_name == INVALID_ARGS and 'no-such-user' in r.error_message, r
     r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', '-x']}])
     assert not r.ok and r.error_name == INVALID_ARGS, r
+    # another ordinary user: git would refuse the repository at every update
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'nobody']}])
+    assert not r.ok and r.error_name == INVALID_ARGS, r
+    assert "UpdaterUser 'nobody' does not own %s (owned by daemon (uid 1))" % world.work in r.error_message, r
     assert 'updater_user' not in d.read_config()
     # the owner itself, by name
     r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'daemon']}])
