@@ -220,10 +220,12 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata) {
         p->si = *si;
         p->exited = true;
         p->timer = sd_event_source_disable_unref(p->timer);
-        /* After a timeout or a cancel nothing of the group survives; the
-         * leader is a zombie until this returns, so its group id is ours. */
-        if (p->timed_out || p->killed)
-                (void) kill(-p->pid, SIGKILL);
+        /* Nothing of the step outlives it, as with a transient unit's
+         * KillMode=control-group: what it left in its session (a background
+         * job, a forgotten daemon) goes with it. The leader is a zombie until
+         * this returns, so its group id is ours. (A grandchild that made a
+         * session of its own escapes here; a unit's cgroup holds it.) */
+        (void) kill(-p->pid, SIGKILL);
         /* A grandchild may keep the pipes open: take what is there and stop. */
         step_output_finish(p->out);
         finish(p);

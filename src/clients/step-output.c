@@ -9,6 +9,7 @@
 #include "clients/step-output.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/text.h"
 
 #define FINISH_SLICES 4u        /* the last read after the step ended: at most this many slices */
 #define READ_WINDOW_USEC (100 * USEC_PER_MSEC)
@@ -44,33 +45,7 @@ struct StepOutput {
 };
 
 char *step_text_sanitize(const char *s, size_t len, size_t max) {
-        /* NUL would end the text early: it becomes '?' like the other controls. */
-        g_autofree char *copy = g_malloc(len + 1);
-        for (size_t i = 0; i < len; i++)
-                copy[i] = s[i] ? s[i] : '?';
-        copy[len] = 0;
-        g_autofree char *valid = g_utf8_make_valid(copy, (gssize) len);
-        /* C0, DEL and C1 (U+0080..U+009F, "\xc2\x80".."\xc2\x9f": U+009B is
-         * CSI to a terminal that honours 8-bit controls) become '?'. */
-        char *w = valid;
-        for (const char *p = valid; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-                if (c == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f) {
-                        *w++ = '?';
-                        p++;
-                } else
-                        *w++ = (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f ? '?' : (char) c;
-        }
-        *w = 0;
-        size_t n = strlen(valid);
-        if (n <= max)
-                return TAKE_PTR(valid);
-        /* cut at a character boundary, leaving room for "…" (3 bytes) */
-        size_t keep = max > 3 ? max - 3 : 0;
-        while (keep > 0 && ((unsigned char) valid[keep] & 0xc0) == 0x80)
-                keep--;
-        valid[keep] = 0;
-        return g_strconcat(valid, max >= 3 ? "…" : "", NULL);
+        return text_sanitize(s, len, max, 0);
 }
 
 static bool line_allowed(StepOutput *o) {

@@ -10,6 +10,7 @@
 #include "shared/hex.h"
 #include "shared/kms-signature.h"
 #include "shared/macro.h"
+#include "shared/text.h"
 
 /* Far deeper than any VMM reply; keeps json-glib's recursive parser away
  * from the stack limit on hostile input. */
@@ -592,27 +593,8 @@ int vmm_parse_info_reply(const char *data, size_t len, VmmInfoReply *ret, char *
  * some terminals) '?', a line break a space; at most ERROR_TEXT_MAX bytes,
  * cut at a character. */
 static char *error_text(const char *s, size_t len) {
-        g_autofree char *valid = g_utf8_make_valid(s, (gssize) strnlen(s, MIN(len, 4 * ERROR_TEXT_MAX)));
-        char *w = valid;
-        for (const char *p = valid; *p; p++) {
-                unsigned char c = (unsigned char) *p;
-                if (c == 0xc2 && (unsigned char) p[1] >= 0x80 && (unsigned char) p[1] <= 0x9f) {
-                        *w++ = '?';
-                        p++;
-                } else if (c == '\n' || c == '\r' || c == '\t')
-                        *w++ = ' ';
-                else
-                        *w++ = c < 0x20 || c == 0x7f ? '?' : (char) c;
-        }
-        *w = 0;
-        size_t n = strlen(valid);
-        if (n > ERROR_TEXT_MAX) {
-                n = ERROR_TEXT_MAX;
-                while (n > 0 && ((unsigned char) valid[n] & 0xc0) == 0x80)
-                        n--;
-                valid[n] = 0;
-        }
-        return g_strdup(g_strstrip(valid));
+        return text_sanitize(s, strnlen(s, MIN(len, 4 * ERROR_TEXT_MAX)), ERROR_TEXT_MAX,
+                             TEXT_ONE_LINE | TEXT_NO_ELLIPSIS | TEXT_STRIP);
 }
 
 int vmm_parse_error_reply(const char *data, size_t len, char **ret_message) {

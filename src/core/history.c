@@ -12,6 +12,7 @@
 #include "shared/json-load.h"
 #include "shared/log.h"
 #include "shared/macro.h"
+#include "shared/text.h"
 
 #define HISTORY_FILE_MAX (4u * 1024u * 1024u)
 
@@ -55,23 +56,7 @@ static void entry_free(void *p) {
 /* Valid UTF-8 without control characters (C0, DEL, C1), at most max bytes,
  * cut at a character boundary. */
 static char *bounded(const char *s, size_t max) {
-        g_autofree char *valid = g_utf8_make_valid(strempty(s), -1);
-        char *w = valid;
-        for (const char *c = valid; *c; c++) {
-                unsigned char b = (unsigned char) *c;
-                if (b == 0xc2 && (unsigned char) c[1] >= 0x80 && (unsigned char) c[1] <= 0x9f) {
-                        *w++ = ' '; /* U+0080..U+009F: U+009B is CSI to some terminals */
-                        c++;
-                } else
-                        *w++ = b < 0x20 || b == 0x7f ? ' ' : (char) b;
-        }
-        *w = 0;
-        if (strlen(valid) <= max)
-                return TAKE_PTR(valid);
-        const char *end = valid + max;
-        while (end > valid && ((unsigned char) *end & 0xc0) == 0x80)
-                end--;
-        return g_strndup(valid, end - valid);
+        return text_sanitize(strempty(s), strlen(strempty(s)), max, TEXT_ONE_LINE | TEXT_SPACES | TEXT_NO_ELLIPSIS);
 }
 
 static HistoryEntry *entry_copy(const HistoryEntry *e) {

@@ -25,7 +25,7 @@ static char *judge(const char *path, const struct stat *st, bool on_the_way) {
 
 /* Walks dir from "/" as the kernel would, checking every directory it
  * enters. Returns an O_PATH fd of dir, or < 0 with *ret_why. */
-static int walk(const char *dir, char **ret_why) {
+static int walk(const char *dir, bool file_last, char **ret_why) {
         if (isempty(dir) || dir[0] != '/') {
                 *ret_why = g_strdup_printf("%s is not an absolute path", strempty(dir));
                 return -EINVAL;
@@ -103,6 +103,11 @@ static int walk(const char *dir, char **ret_why) {
                 }
                 close(fd);
                 fd = nfd;
+                if (file_last && last && S_ISREG(st.st_mode)) {
+                        if ((*ret_why = judge(path->str, &st, false)))
+                                r = -EPERM;
+                        break;
+                }
                 if (!S_ISDIR(st.st_mode)) {
                         *ret_why = g_strdup_printf("%s is not a directory", path->str);
                         r = -ENOTDIR;
@@ -125,7 +130,15 @@ static int walk(const char *dir, char **ret_why) {
 
 char *root_path_check_dir(const char *dir) {
         char *why = NULL;
-        int fd = walk(dir, &why);
+        int fd = walk(dir, false, &why);
+        if (fd >= 0)
+                close(fd);
+        return why;
+}
+
+char *root_path_check_file(const char *path) {
+        char *why = NULL;
+        int fd = walk(path, true, &why);
         if (fd >= 0)
                 close(fd);
         return why;
@@ -133,7 +146,7 @@ char *root_path_check_dir(const char *dir) {
 
 char *root_path_check_repository(const char *dir) {
         char *why = NULL;
-        _cleanup_close_ int fd = walk(dir, &why);
+        _cleanup_close_ int fd = walk(dir, false, &why);
         if (fd < 0)
                 return why;
         g_autofree char *git = g_build_filename(dir, ".git", NULL);

@@ -18,6 +18,11 @@
  * (malloc'd), naming the directory. */
 char *root_path_check_dir(const char *dir);
 
+/* For a program root runs: a regular file owned by root and not writable by
+ * group or others, reached through directories that pass as above. NULL when
+ * fine, else why (malloc'd). */
+char *root_path_check_file(const char *path);
+
 /* For a git working tree run as root: dir as above, its .git a real
  * directory that passes too, and .git/config and .git/config.worktree (when
  * present) regular files owned by root and not writable by group or others:

@@ -94,6 +94,7 @@ struct Updater {
         uint64_t unit_started;
         uint64_t health_deadline;      /* CLOCK_MONOTONIC */
         char *health_last_why;         /* the last failed attempt's reason, logged once per change */
+        char *spawn_why;               /* why updater_spawn_command refused, for the failure message */
         uint64_t process_usec;   /* time spent in child processes and unit jobs during the transaction */
 };
 

@@ -7,6 +7,7 @@
 #include <glib.h>
 
 #include "core/gates.h"
+#include "core/root-path.h"
 #include "core/unit-guard.h"
 #include "core/updater-internal.h"
 #include "shared/log.h"
@@ -49,6 +50,14 @@ int updater_spawn_git(Updater *u, const char *name, char *const *args, proc_next
 }
 
 int updater_spawn_command(Updater *u, const char *name, char *const *argv, uint64_t timeout, proc_next_fn next) {
+        g_clear_pointer(&u->spawn_why, g_free);
+        if (u->tx.user && u->tx.user->uid == 0) {
+                /* Root runs it: nobody else may be able to change the program
+                 * (a script in a directory the deploy user owns, say). */
+                g_autofree char *path = step_find_executable(argv[0], repo(u), NULL);
+                if (path && (u->spawn_why = root_path_check_file(path)))
+                        return -EPERM;
+        }
         StepOptions o = {
                 .name = name,
                 .argv = argv,
@@ -85,7 +94,9 @@ void updater_fail_proc(Updater *u, const char *what, const StepResult *res) {
 
 void updater_fail_spawn(Updater *u, const char *what, int r) {
         /* ENOENT: the program, or the repository as its working directory. */
-        g_autofree char *msg = g_strdup_printf("cannot run %s in %s: %s", what, repo(u), g_strerror(-r));
+        g_autofree char *msg = g_strdup_printf("cannot run %s in %s: %s%s", what, repo(u),
+                                               u->spawn_why ? "it would run as root, but " : "",
+                                               u->spawn_why ? u->spawn_why : g_strerror(-r));
         step_driver_fail(u->driver, r, msg);
 }
 

@@ -114,6 +114,18 @@ int updater_user_decide(const char *repo, const char *setting, const RepoOwner *
                         user->name, repo, owner->top != 0 ? "" : "/.git", who);
                 return -EPERM;
         }
+        if (user->uid != 0 && owner->known && (owner->top != user->uid || owner->git != user->uid)) {
+                /* git refuses a repository its user does not own ("dubious
+                 * ownership"), and no safe.directory is read (no global
+                 * config): every update would fail. Said now instead. */
+                uid_t other = owner->top != user->uid ? owner->top : owner->git;
+                g_autofree char *who = uid_name(other);
+                *ret_error = g_strdup_printf("UpdaterUser '%s' does not own %s%s (owned by %s): git refuses a "
+                                             "repository its user does not own; set UpdaterUser to the owner (or "
+                                             "\"\" for the owner)", user->name, repo,
+                                             owner->top != user->uid ? "" : "/.git", who);
+                return -EPERM;
+        }
         if (user->uid == 0) {
                 /* Root's repository, but can someone else write what git reads
                  * first (.git/config of a "git init --shared=group" repository),

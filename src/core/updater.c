@@ -753,6 +753,7 @@ void updater_free(Updater *u) {
         tx_reset(u);
         gates_free(u->gates);
         g_free(u->health_last_why);
+        g_free(u->spawn_why);
         systemd_client_free(u->systemd);
         step_runner_free(u->runner);
         if (u->http)

@@ -5,6 +5,7 @@
 #include <glib.h>
 
 #include "core/vm.h"
+#include "shared/text.h"
 #include "shared/macro.h"
 
 static const char *const state_names[_VM_STATE_MAX] = {
@@ -17,17 +18,10 @@ const char *vm_state_to_string(VmState s) {
         return s >= VM_STATE_FIRST && s < _VM_STATE_MAX ? state_names[s] : NULL;
 }
 
-/* Texts from outside (issue 9 #13). */
+/* Texts from outside (issue 9 #13): valid, bounded, no control character
+ * (a VMM or API text reaches StateReason and an operator's terminal). */
 char *text_bound(const char *s) {
-        g_autofree char *valid = g_utf8_make_valid(strempty(s), -1);
-        size_t len = strlen(valid);
-        if (len <= TEXT_BOUND)
-                return g_steal_pointer(&valid);
-        static const char ellipsis[] = "…";
-        size_t cut = TEXT_BOUND - (sizeof ellipsis - 1);
-        while (cut > 0 && ((unsigned char) valid[cut] & 0xC0) == 0x80)
-                cut--; /* never inside a character */
-        return g_strdup_printf("%.*s%s", (int) cut, valid, ellipsis);
+        return text_sanitize(strempty(s), strlen(strempty(s)), TEXT_BOUND, 0);
 }
 
 void vm_set_str(Vm *vm, char **field, const char *value) {

@@ -61,8 +61,11 @@ def test_demo_builds_in_its_own_directory(tmp_path):
     assert p.returncode == 0, p
     meson = [args for tool, args in calls if tool == 'meson']
     demo_dir = os.path.join(H.SOURCE_DIR, 'build-demo')
-    assert meson[0] == 'setup %s %s' % (demo_dir, H.SOURCE_DIR), meson
-    assert meson[1] == 'compile -C %s platform-launcherd platformctl' % demo_dir, meson
+    # An earlier demo run leaves its directory configured: then only compile.
+    configured = os.path.exists(os.path.join(demo_dir, 'build.ninja'))
+    if not configured:
+        assert meson[0] == 'setup %s %s' % (demo_dir, H.SOURCE_DIR), meson
+    assert meson[-1] == 'compile -C %s platform-launcherd platformctl' % demo_dir, meson
     assert not any(tool == 'apt-get' for tool, _ in calls)
     # -C chooses another one.
     (tmp_path / 'again').mkdir()

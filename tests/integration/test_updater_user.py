@@ -87,6 +87,10 @@ def test_set_settings_refuses_root_and_unknown_users(harness, world):
     assert not r.ok and r.error_name == INVALID_ARGS and 'no-such-user' in r.error_message, r
     r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', '-x']}])
     assert not r.ok and r.error_name == INVALID_ARGS, r
+    # another ordinary user: git would refuse the repository at every update
+    r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'nobody']}])
+    assert not r.ok and r.error_name == INVALID_ARGS, r
+    assert "UpdaterUser 'nobody' does not own %s (owned by daemon (uid 1))" % world.work in r.error_message, r
     assert 'updater_user' not in d.read_config()
     # the owner itself, by name
     r = d.call('SetSettings', 'a{sv}', [{'UpdaterUser': ['s', 'daemon']}])
@@ -326,3 +330,31 @@ def test_root_runs_nothing_in_a_repository_whose_directory_someone_else_can_repl
     assert d.get('ConfigError') == ''
     assert updater(d, 'Check').ok
     assert prop(d, 'CurrentCommit') == world.first
+
+
+def test_root_runs_no_program_someone_else_can_change(harness, bus, polkit, daemon_binary):
+    """Root's repository, but a build command that is a script in a directory
+    another user owns: they could change it between the check and the run.
+    Root does not run it; the failure names the directory."""
+    world = World(harness)                        # root's
+    os.chmod(harness.workdir, 0o755)
+    theirs = os.path.join(harness.workdir, 'theirs')
+    os.mkdir(theirs)
+    script = os.path.join(theirs, 'build.sh')
+    with open(script, 'w') as f:
+        f.write('#!/bin/sh\nid -u >> %s/uid-theirs\n' % world.dir)
+    os.chmod(script, 0o755)
+    pw = pwd.getpwnam('daemon')
+    os.chown(theirs, pw.pw_uid, pw.pw_gid)
+    world.release('2')
+    d = harness.daemon(config=world.config(updater_build_commands=[[script]]))
+    wait_prop(d, 'CurrentCommit', lambda v: v == world.first)
+    r = updater(d, 'Apply', 'a{sv}', [{}])
+    assert not r.ok and r.error_name == FAILED, r
+    assert 'it would run as root, but %s is owned by uid %d' % (theirs, pw.pw_uid) in r.error_message, r
+    assert uids(world, 'theirs') == []
+    # root's own program in root's own directory runs (as root)
+    os.chown(theirs, 0, 0)
+    wait_prop(d, 'State', lambda v: v in ('idle', 'failed'))
+    r = updater(d, 'Apply', 'a{sv}', [{'force': ['b', True]}])
+    assert r.ok and uids(world, 'theirs') and set(uids(world, 'theirs')) == {0}, (r, uids(world, 'theirs'))

@@ -133,3 +133,19 @@ def test_slow_shutdown_stopped_at_the_deadline(vm_env, op):
         assert env.the_vm()['status'] == 'stopped'
     else:
         env.assert_converged()
+
+
+@pytest.mark.parametrize('kind', ['error', 'http500'])
+def test_vmm_error_text_reaches_the_bus_without_control_characters(vm_env, kind):
+    """A VMM's error text goes to LastError, UpdateFailed and the operator's
+    terminal: an escape sequence in it (ESC, or U+009B CSI) arrives as '?'."""
+    env = vm_env()
+    env.vmm.fault('GetComposeHash', kind, times=0, message='boom \x1b[2J\x1b]0;owned\x07 \u009b2J end')
+    env.api.patch_doc(compose_content=NEW_COMPOSE)
+    mark = env.w.mark()
+    r = env.update()
+    assert not r.ok, r
+    _, reason = env.w.wait_signal('UpdateFailed', since=mark)
+    for text in (reason, env.get('LastError'), r.error_message):
+        assert 'boom' in text and 'end' in text, text
+        assert not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in text), repr(text)

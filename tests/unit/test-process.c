@@ -338,6 +338,26 @@ static void test_drop_to_user(sd_event *e) {
         rmdir(dir);
 }
 
+/* A step that ends leaves nothing behind in its group, as a unit's cgroup
+ * does not (KillMode=control-group). */
+static void test_leftovers_killed(sd_event *e) {
+        g_autofree char *dir = g_dir_make_tmp("test-process-XXXXXX", NULL);
+        g_autofree char *pidfile = g_build_filename(dir, "pid", NULL);
+        g_autofree char *script = g_strdup_printf("sleep 60 >/dev/null 2>&1 & echo $! > %s", pidfile);
+        R r = run(e, 0, 0, SH(script));
+        assert_se(step_result_ok(&r.res));
+        g_autofree char *text = NULL;
+        assert_se(g_file_get_contents(pidfile, &text, NULL, NULL));
+        pid_t left = (pid_t) atoi(text);
+        assert_se(left > 0);
+        for (int i = 0; i < 200 && !pid_gone(left); i++)
+                g_usleep(10000);
+        assert_se(pid_gone(left));
+        unlink(pidfile);
+        rmdir(dir);
+        r_clear(&r);
+}
+
 int main(void) {
         sd_event *e = NULL;
         log_set_max_level(getenv("TEST_DEBUG") ? LOG_DEBUG : LOG_WARNING);
@@ -352,6 +372,7 @@ int main(void) {
         test_flood_bounded(e);
         test_signal(e);
         test_timeout_kills_group(e);
+        test_leftovers_killed(e);
         test_stdin_null(e);
         test_clean_env(e);
         test_no_fd_leak(e);

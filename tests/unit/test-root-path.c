@@ -128,6 +128,26 @@ int main(void) {
         g_autofree char *gitfile = at("wt/.git");
         assert_se(g_file_set_contents(gitfile, "gitdir: /somewhere\n", -1, NULL));
         expect("wt", "wt/.git is not a directory");
+        /* a program root runs */
+        g_autofree char *sh = root_path_check_file("/bin/sh");
+        assert_se(!sh);
+        write_file("prog", 0755);
+        g_autofree char *prog = at("prog");
+        g_autofree char *ok = root_path_check_file(prog);
+        assert_se(!ok);
+        assert_se(chmod(prog, 0775) == 0);
+        g_autofree char *groupw = root_path_check_file(prog);
+        assert_se(groupw && strstr(groupw, "prog is writable by group or others"));
+        assert_se(chmod(prog, 0755) == 0 && chown(prog, 1, 1) == 0);
+        g_autofree char *owned = root_path_check_file(prog);
+        assert_se(owned && strstr(owned, "prog is owned by uid 1"));
+        mkdir_mode("other", 0755);
+        g_autofree char *dir = at("other");
+        write_file("other/prog", 0755);
+        g_autofree char *inside = at("other/prog");
+        assert_se(chown(dir, 1, 1) == 0);
+        g_autofree char *in_other = root_path_check_file(inside);
+        assert_se(in_other && strstr(in_other, "other is owned by uid 1"));
         g_autofree char *rel = root_path_check_dir("relative/path");
         assert_se(rel && strstr(rel, "not an absolute path"));
 
