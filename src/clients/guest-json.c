@@ -42,7 +42,9 @@ static int get_u64(JsonObject *o, const char *path, const char *name, uint64_t m
         if (t == G_TYPE_DOUBLE) {
                 /* json-glib reads an integer above INT64_MAX as a double. */
                 double d = json_node_get_double(n);
-                if (!isfinite(d) || d < 0 || d != floor(d) || d >= 18446744073709551616.0 || (uint64_t) d > max)
+                /* in range first, then whole: (uint64_t) d is defined only for 0 <= d < 2^64 */
+                if (!isfinite(d) || d < 0 || d >= 18446744073709551616.0 || (double) (uint64_t) d != d ||
+                    (uint64_t) d > max)
                         return fail(err, "%s.%s: out of range", path, name);
                 *ret = (uint64_t) d;
                 return 0;
