@@ -99,6 +99,7 @@ static void on_done(StepDriver *d, int code, const char *message, void *ud) {
         T *t = ud;
         t->finished = true;
         t->code = code;
+        g_free(t->message); /* a driver run again reports again */
         t->message = g_strdup(message);
         if (t->free_in_done) {
                 step_driver_free(d);
