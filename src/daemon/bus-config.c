@@ -454,8 +454,8 @@ static int method_set_settings(sd_bus_message *msg, void *userdata, sd_bus_error
         if (r <= 0)
                 return r < 0 ? r : 1;
 
-        /* Checks that look at the file system (the user, the commands, the
-         * VMM's unit, MetricsPath's directory) only once authorized: their
+        /* Checks that look at the file system: the user, the commands, the
+         * VMM's unit, MetricsPath's directory; only once authorized: their
          * answers would tell any caller which paths and users exist. */
         g_autofree char *why = updater_settings_check(m->settings->config, c,
                                                    m->settings->vmm_url_override ?: c->vmm_url);
