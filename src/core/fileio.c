@@ -84,7 +84,7 @@ static int fsync_directory_of(const char *path) {
         return fsync(dfd) < 0 ? -errno : 0;
 }
 
-static int write_all(int fd, const void *data, size_t len) {
+int write_all(int fd, const void *data, size_t len) {
         const char *p = data;
         while (len > 0) {
                 ssize_t k = write(fd, p, len);

@@ -14,5 +14,8 @@ int read_fd_limited(int fd, size_t max, char **ret, size_t *ret_len);
  * created (0755) if missing. On failure path is untouched. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/* write() until all of data is written (EINTR retried); -errno. */
+int write_all(int fd, const void *data, size_t len);
+
 /* mkdir -p with mode for every created component. */
 int mkdir_p(const char *path, mode_t mode);

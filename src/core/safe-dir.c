@@ -8,6 +8,7 @@
 
 #include <glib.h>
 
+#include "core/fileio.h"
 #include "core/safe-dir.h"
 #include "shared/macro.h"
 
@@ -111,20 +112,6 @@ char *safe_dir_check(const char *dir) {
         else if (!why && fd != -ENOENT)
                 why = g_strdup_printf("%s cannot be checked: %s", dir, g_strerror(-fd));
         return why;
-}
-
-static int write_all(int fd, const char *p, size_t len) {
-        while (len > 0) {
-                ssize_t k = write(fd, p, len);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += k;
-                len -= (size_t) k;
-        }
-        return 0;
 }
 
 int safe_write_at(int dirfd, const char *name, const void *data, size_t len, mode_t mode) {

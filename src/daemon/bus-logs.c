@@ -247,6 +247,18 @@ static int log_streams_get(Manager *m, LogStreams **ret) {
         return 0;
 }
 
+/* LimitsExceeded when all callers together, or this caller's uid, hold as
+ * many as allowed: "Too many log streams open for this user (at most 4)." */
+static int check_limits(unsigned n, unsigned max, unsigned mine, unsigned max_uid, const char *what,
+                        sd_bus_error *error) {
+        if (n >= max)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Too many %s (at most %u).", what, max);
+        if (mine >= max_uid)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED, "Too many %s for this user (at most %u).",
+                                         what, max_uid);
+        return 0;
+}
+
 int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, unsigned lines, int *ret_fd,
                     sd_bus_error *error) {
         LogStreams *ls;
@@ -260,13 +272,9 @@ int bus_logs_follow(Manager *m, const Vm *vm, uid_t uid, const char *channel, un
         unsigned mine = 0;
         for (LogStream *s = ls->streams; s; s = s->next)
                 mine += s->uid == uid;
-        if (ls->n >= LOG_STREAMS_MAX)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                         "Too many log streams open (at most %u).", LOG_STREAMS_MAX);
-        if (mine >= LOG_STREAMS_PER_UID_MAX)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                         "Too many log streams open for this user (at most %u).",
-                                         LOG_STREAMS_PER_UID_MAX);
+        q = check_limits(ls->n, LOG_STREAMS_MAX, mine, LOG_STREAMS_PER_UID_MAX, "log streams open", error);
+        if (q < 0)
+                return q;
 
         /* Only our end is non-blocking (the flag belongs to each end's open
          * file description): the reader gets an ordinary blocking fd. */
@@ -379,13 +387,10 @@ int bus_logs_get(Manager *m, const Vm *vm, sd_bus_message *msg, uid_t uid, const
         unsigned mine = 0;
         for (LogRequest *r = ls->requests; r; r = r->next)
                 mine += r->uid == uid;
-        if (ls->n_requests >= LOG_REQUESTS_MAX)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                         "Too many GetLogs calls in flight (at most %u).", LOG_REQUESTS_MAX);
-        if (mine >= LOG_REQUESTS_PER_UID_MAX)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                         "Too many GetLogs calls in flight for this user (at most %u).",
-                                         LOG_REQUESTS_PER_UID_MAX);
+        q = check_limits(ls->n_requests, LOG_REQUESTS_MAX, mine, LOG_REQUESTS_PER_UID_MAX, "GetLogs calls in flight",
+                         error);
+        if (q < 0)
+                return q;
 
         LogRequest *r = calloc(1, sizeof *r);
         if (!r)
