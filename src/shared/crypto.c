@@ -30,6 +30,20 @@ static inline void evp_mac_freep(EVP_MAC **p) {
 static inline void evp_mac_ctx_freep(EVP_MAC_CTX **p) {
         EVP_MAC_CTX_free(*p);
 }
+static inline void evp_cipher_freep(EVP_CIPHER **p) {
+        EVP_CIPHER_free(*p);
+}
+static inline void lib_ctx_freep(OSSL_LIB_CTX **p) {
+        OSSL_LIB_CTX_free(*p);
+}
+
+/* Each call below runs in a library context of its own, freed when it
+ * returns: the env is encrypted only when a VM is (re)created and
+ * fingerprinted only when its inputs change, and OpenSSL's default context
+ * would otherwise keep the provider's algorithm tables, method caches and
+ * a seeded DRBG (~150 KiB) for the daemon's whole life. A new context loads
+ * the default provider on its first fetch and reads no openssl.cnf. */
+#define _cleanup_lib_ctx_ _cleanup_(lib_ctx_freep)
 
 int env_plaintext_build(const EnvList *env, char *const *allowed,
                         char **ret, size_t *ret_len, char ***ret_dropped) {
@@ -67,18 +81,19 @@ int env_plaintext_build(const EnvList *env, char *const *allowed,
         return 0;
 }
 
-static int x25519_shared(const uint8_t sk[ENV_X25519_KEY_LEN], const uint8_t pk[ENV_X25519_KEY_LEN],
+static int x25519_shared(OSSL_LIB_CTX *lib, const uint8_t sk[ENV_X25519_KEY_LEN],
+                         const uint8_t pk[ENV_X25519_KEY_LEN],
                          uint8_t ret_eph_pk[ENV_X25519_KEY_LEN], uint8_t ret_shared[ENV_X25519_KEY_LEN]) {
         _cleanup_(evp_pkey_freep) EVP_PKEY *eph =
-                EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, ENV_X25519_KEY_LEN);
+                EVP_PKEY_new_raw_private_key_ex(lib, "X25519", NULL, sk, ENV_X25519_KEY_LEN);
         _cleanup_(evp_pkey_freep) EVP_PKEY *peer =
-                EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, pk, ENV_X25519_KEY_LEN);
+                EVP_PKEY_new_raw_public_key_ex(lib, "X25519", NULL, pk, ENV_X25519_KEY_LEN);
         if (!eph || !peer)
                 return -EIO;
         size_t n = ENV_X25519_KEY_LEN;
         if (EVP_PKEY_get_raw_public_key(eph, ret_eph_pk, &n) != 1 || n != ENV_X25519_KEY_LEN)
                 return -EIO;
-        _cleanup_(evp_pkey_ctx_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(eph, NULL);
+        _cleanup_(evp_pkey_ctx_freep) EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(lib, eph, NULL);
         if (!ctx || EVP_PKEY_derive_init(ctx) != 1 || EVP_PKEY_derive_set_peer(ctx, peer) != 1)
                 return -EIO;
         n = ENV_X25519_KEY_LEN;
@@ -88,14 +103,15 @@ static int x25519_shared(const uint8_t sk[ENV_X25519_KEY_LEN], const uint8_t pk[
         return 0;
 }
 
-static int aes_gcm_seal(const uint8_t key[32], const uint8_t iv[ENV_GCM_IV_LEN],
+static int aes_gcm_seal(OSSL_LIB_CTX *lib, const uint8_t key[32], const uint8_t iv[ENV_GCM_IV_LEN],
                         const uint8_t *pt, size_t n, uint8_t *ret_ct, uint8_t ret_tag[ENV_GCM_TAG_LEN]) {
+        _cleanup_(evp_cipher_freep) EVP_CIPHER *cipher = EVP_CIPHER_fetch(lib, "AES-256-GCM", NULL);
         _cleanup_(evp_cipher_ctx_freep) EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
         int len = 0, fin = 0;
         if (n > INT32_MAX / 2)
                 return -EINVAL;
-        if (!ctx ||
-            EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        if (!cipher || !ctx ||
+            EVP_EncryptInit_ex(ctx, cipher, NULL, NULL, NULL) != 1 ||
             EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, ENV_GCM_IV_LEN, NULL) != 1 ||
             EVP_EncryptInit_ex(ctx, NULL, NULL, key, iv) != 1 ||
             EVP_EncryptUpdate(ctx, ret_ct, &len, pt, (int) n) != 1 ||
@@ -107,14 +123,14 @@ static int aes_gcm_seal(const uint8_t key[32], const uint8_t iv[ENV_GCM_IV_LEN],
 }
 
 /* out must hold ENV_ENCRYPT_OVERHEAD + n bytes. */
-static int seal(const uint8_t *pt, size_t n, const uint8_t pk[ENV_X25519_KEY_LEN],
+static int seal(OSSL_LIB_CTX *lib, const uint8_t *pt, size_t n, const uint8_t pk[ENV_X25519_KEY_LEN],
                 const uint8_t sk[ENV_X25519_KEY_LEN], const uint8_t iv[ENV_GCM_IV_LEN], uint8_t *out) {
         uint8_t shared[ENV_X25519_KEY_LEN];
-        int r = x25519_shared(sk, pk, out, shared);
+        int r = x25519_shared(lib, sk, pk, out, shared);
         if (r >= 0) {
                 memcpy(out + ENV_X25519_KEY_LEN, iv, ENV_GCM_IV_LEN);
                 uint8_t *ct = out + ENV_X25519_KEY_LEN + ENV_GCM_IV_LEN;
-                r = aes_gcm_seal(shared, iv, pt, n, ct, ct + n);
+                r = aes_gcm_seal(lib, shared, iv, pt, n, ct, ct + n);
         }
         OPENSSL_cleanse(shared, sizeof shared);
         return r;
@@ -130,18 +146,21 @@ static int set_error(char **ret_error, const char *msg) {
 static int encrypt_plaintext(const char *pt, size_t n, const uint8_t pk[ENV_X25519_KEY_LEN],
                              const uint8_t *fixed_sk, const uint8_t *fixed_iv,
                              char **ret_hex, char **ret_error) {
+        _cleanup_lib_ctx_ OSSL_LIB_CTX *lib = OSSL_LIB_CTX_new();
         uint8_t sk[ENV_X25519_KEY_LEN], iv[ENV_GCM_IV_LEN];
         int r;
 
+        if (!lib)
+                return -ENOMEM;
         if (fixed_sk) {
                 memcpy(sk, fixed_sk, sizeof sk);
                 memcpy(iv, fixed_iv, sizeof iv);
-        } else if (RAND_priv_bytes(sk, sizeof sk) != 1 || RAND_bytes(iv, sizeof iv) != 1) {
+        } else if (RAND_priv_bytes_ex(lib, sk, sizeof sk, 0) != 1 || RAND_bytes_ex(lib, iv, sizeof iv, 0) != 1) {
                 OPENSSL_cleanse(sk, sizeof sk);
                 return -EIO;
         }
         _cleanup_free_ uint8_t *out = malloc(ENV_ENCRYPT_OVERHEAD + n);
-        r = out ? seal((const uint8_t *) pt, n, pk, sk, iv, out) : -ENOMEM;
+        r = out ? seal(lib, (const uint8_t *) pt, n, pk, sk, iv, out) : -ENOMEM;
         OPENSSL_cleanse(sk, sizeof sk);
         if (r == -EINVAL)
                 return set_error(ret_error, "KMS public key: not usable for X25519 (low-order point)");
@@ -230,7 +249,8 @@ int env_fingerprint(const EnvList *env, const uint8_t *key, size_t key_len,
 
         if (!key || key_len < ENV_FINGERPRINT_KEY_MIN)
                 return -EINVAL;
-        _cleanup_(evp_mac_freep) EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        _cleanup_lib_ctx_ OSSL_LIB_CTX *lib = OSSL_LIB_CTX_new();
+        _cleanup_(evp_mac_freep) EVP_MAC *mac = lib ? EVP_MAC_fetch(lib, "HMAC", NULL) : NULL;
         _cleanup_(evp_mac_ctx_freep) EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
         if (!ctx || EVP_MAC_init(ctx, key, key_len, params) != 1)
                 return -EIO;
