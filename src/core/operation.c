@@ -6,6 +6,7 @@
  * starts what comes next. Operations on different VMs run side by side. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <string.h>
 
 #include <glib.h>
@@ -287,7 +288,13 @@ static void finish(Operation *op, ReconcilerError error, const char *message_in)
                 record_history(op, error, message);
 
         g_autoptr(GArray) waiters = g_array_ref(op->waiters);
+        bool deployed = op->deploy.done || op->deploy.failed;
         operation_free(op);
+        /* A deployment is rare and leaves the heap with holes (the spec, the
+         * plan, the encryption's own tables): give their pages back to the
+         * system rather than keep them dirty until the next one. */
+        if (deployed)
+                (void) malloc_trim(0);
         for (guint i = 0; i < waiters->len; i++) {
                 Waiter *w = &g_array_index(waiters, Waiter, i);
                 w->done(error, message, w->userdata);
@@ -410,7 +417,13 @@ char *operation_describe_pending(ManagedVm *mv) {
 
 void operation_end_unrun(Operation *op, ReconcilerError error, const char *message) {
         g_autoptr(GArray) waiters = g_array_ref(op->waiters);
+        bool deployed = op->deploy.done || op->deploy.failed;
         operation_free(op);
+        /* A deployment is rare and leaves the heap with holes (the spec, the
+         * plan, the encryption's own tables): give their pages back to the
+         * system rather than keep them dirty until the next one. */
+        if (deployed)
+                (void) malloc_trim(0);
         for (guint i = 0; i < waiters->len; i++) {
                 Waiter *w = &g_array_index(waiters, Waiter, i);
                 w->done(error, message, w->userdata);
