@@ -71,6 +71,17 @@ def load_bench_reconcile():
     return m
 
 
+def unit_environment(name):
+    """The value the shipped unit gives the environment variable name, or None."""
+    path = os.path.join(SOURCE_DIR, 'data', 'platform-launcher.service.in')
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith('Environment=' + name + '='):
+                return line[len('Environment=' + name + '='):]
+    return None
+
+
 def private_dirty_kib(pid):
     with open('/proc/%d/smaps_rollup' % pid) as f:
         for line in f:
@@ -417,6 +428,8 @@ def main():
     ap.add_argument('--cg-polls', type=int, default=50, help='Vm.Update polls under callgrind (default 50)')
     ap.add_argument('--cg-seconds', type=float, default=10.0, help='timer polls under callgrind (default 10 s)')
     ap.add_argument('--no-updater', action='store_true', help='skip the Updater signal count')
+    ap.add_argument('--no-unit-environment', action='store_true',
+                    help="do not give the daemon the unit's GLIBC_TUNABLES")
     ap.add_argument('--json', action='store_true')
     args = ap.parse_args()
 
@@ -428,6 +441,11 @@ def main():
     args.daemon = H.daemon_binary()
     if not H.is_root():
         sys.exit('bench-scale: run as root (the harness, /proc of the daemon)')
+    # The daemon runs as its unit runs it: the unit's GLIBC_TUNABLES (malloc's
+    # per-thread cache off) reach the daemon and bench-floor alike.
+    tunables = unit_environment('GLIBC_TUNABLES')
+    if tunables is not None and not args.no_unit_environment:
+        os.environ['GLIBC_TUNABLES'] = tunables
     # A binary just linked is dirty in the page cache until written back, and
     # smaps counts its mapped pages as private dirty: write it back first.
     os.sync()
