@@ -47,6 +47,7 @@ struct HttpContext {
         sd_event *event;
         CURLM *multi;
         sd_event_source *timer;
+        sd_event_source *now;   /* libcurl's "time out now": a defer source, no timerfd */
         HttpCall *calls;
         size_t n_calls;
         SockWatch *watches;
@@ -115,6 +116,7 @@ static void context_destroy(HttpContext *ctx) {
         while (ctx->watches)
                 watch_free(ctx->watches);
         sd_event_source_disable_unref(ctx->timer);
+        sd_event_source_disable_unref(ctx->now);
         sd_event_unref(ctx->event);
         free(ctx);
         curl_global_cleanup();
@@ -255,6 +257,11 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static int on_now(sd_event_source *s, void *userdata) {
+        context_process(userdata, CURL_SOCKET_TIMEOUT, 0);
+        return 0;
+}
+
 static uint32_t poll_to_epoll(int what) {
         switch (what) {
         case CURL_POLL_IN:
@@ -303,13 +310,17 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         return sd_event_source_set_enabled(w->source, SD_EVENT_ON) < 0 ? -1 : 0;
 }
 
-/* CURLMOPT_TIMERFUNCTION: one monotonic timer, re-armed on request. libcurl
- * forbids calling back into it from here, so even "now" goes via the loop. */
+/* CURLMOPT_TIMERFUNCTION: one timeout, replaced on each call. libcurl forbids
+ * calling back into it from here, so even "now" goes via the loop: as a
+ * defer source, which the next iteration runs without re-arming the
+ * kernel's timer (libcurl asks for "now" several times per request). */
 static int on_timer_change(CURLM *multi, long timeout_ms, void *userp) {
         HttpContext *ctx = userp;
         uint64_t now;
 
-        if (timeout_ms < 0)
+        if (sd_event_source_set_enabled(ctx->now, timeout_ms == 0 ? SD_EVENT_ONESHOT : SD_EVENT_OFF) < 0)
+                return -1;
+        if (timeout_ms <= 0)
                 return sd_event_source_set_enabled(ctx->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
         if (sd_event_now(ctx->event, CLOCK_MONOTONIC, &now) < 0)
                 return -1;
@@ -341,6 +352,12 @@ int http_context_new(sd_event *event, HttpContext **ret) {
                 return r;
         }
         sd_event_source_set_enabled(ctx->timer, SD_EVENT_OFF);
+        r = sd_event_add_defer(event, &ctx->now, on_now, ctx);
+        if (r < 0) {
+                context_destroy(ctx);
+                return r;
+        }
+        sd_event_source_set_enabled(ctx->now, SD_EVENT_OFF);
         curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
         curl_multi_setopt(ctx->multi, CURLMOPT_SOCKETDATA, ctx);
         curl_multi_setopt(ctx->multi, CURLMOPT_TIMERFUNCTION, on_timer_change);
