@@ -775,15 +775,16 @@ int vmm_parse_images_reply(const char *data, size_t len, VmmImagesReply *ret, ch
         return 0;
 }
 
-/* At a[i] begins "uptime":" or "exited_at":" (serde's compact output): the
- * offset just past the opening quote of the value, else 0. */
+/* At a[i] (a quote) begins "uptime":" or "exited_at":" (serde's compact
+ * output): the offset just past the opening quote of the value, else 0. */
 static size_t clock_member_value(const char *a, size_t n, size_t i) {
-        static const char *const names[] = { "\"uptime\":\"", "\"exited_at\":\"" };
-        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
-                size_t l = strlen(names[k]);
-                if (n - i >= l && memcmp(a + i, names[k], l) == 0)
-                        return i + l;
-        }
+        static const char uptime[] = "\"uptime\":\"", exited_at[] = "\"exited_at\":\"";
+        if (n - i > 1 && a[i + 1] == 'u' && n - i >= sizeof uptime - 1 &&
+            memcmp(a + i, uptime, sizeof uptime - 1) == 0)
+                return i + sizeof uptime - 1;
+        if (n - i > 1 && a[i + 1] == 'e' && n - i >= sizeof exited_at - 1 &&
+            memcmp(a + i, exited_at, sizeof exited_at - 1) == 0)
+                return i + sizeof exited_at - 1;
         return 0;
 }
 
@@ -801,16 +802,25 @@ static size_t string_end(const char *a, size_t n, size_t i) {
 bool vmm_status_bodies_same(const char *a, size_t na, const char *b, size_t nb) {
         size_t i = 0, j = 0;
         while (i < na && j < nb) {
-                if (a[i] != b[j])
+                /* The bytes up to the next quote are compared whole (a poll's
+                 * Status is mostly the same text), then what the quote begins. */
+                const char *q = memchr(a + i, '"', na - i);
+                size_t run = (q ? (size_t) (q - a) : na) - i;
+                if (nb - j < run || memcmp(a + i, b + j, run) != 0)
                         return false;
-                size_t vi = a[i] == '"' ? clock_member_value(a, na, i) : 0;
+                i += run, j += run;
+                if (i == na || j == nb)
+                        break;
+                if (b[j] != '"')
+                        return false;
+                size_t vi = clock_member_value(a, na, i);
                 size_t vj = vi ? clock_member_value(b, nb, j) : 0;
                 if (vi && vj && vi - i == vj - j) {
                         i = string_end(a, na, vi);
                         j = string_end(b, nb, vj);
                         continue; /* both at their closing quote, compared next */
                 }
-                i++, j++;
+                i++, j++; /* past the quote */
         }
         return i == na && j == nb;
 }

@@ -317,6 +317,81 @@ static void test_status_bodies_same(void) {
         assert_se(same("", ""));
 }
 
+/* The plain byte-by-byte walk the function must agree with. */
+static size_t ref_member_value(const char *a, size_t n, size_t i) {
+        static const char *const names[] = { "\"uptime\":\"", "\"exited_at\":\"" };
+        for (size_t k = 0; k < ELEMENTSOF(names); k++) {
+                size_t l = strlen(names[k]);
+                if (n - i >= l && memcmp(a + i, names[k], l) == 0)
+                        return i + l;
+        }
+        return 0;
+}
+
+static size_t ref_string_end(const char *a, size_t n, size_t i) {
+        for (; i < n; i++) {
+                if (a[i] == '\\')
+                        i++;
+                else if (a[i] == '"')
+                        return i;
+        }
+        return n;
+}
+
+static bool ref_same(const char *a, size_t na, const char *b, size_t nb) {
+        size_t i = 0, j = 0;
+        while (i < na && j < nb) {
+                if (a[i] != b[j])
+                        return false;
+                size_t vi = a[i] == '"' ? ref_member_value(a, na, i) : 0;
+                size_t vj = vi ? ref_member_value(b, nb, j) : 0;
+                if (vi && vj && vi - i == vj - j) {
+                        i = ref_string_end(a, na, vi);
+                        j = ref_string_end(b, nb, vj);
+                        continue;
+                }
+                i++, j++;
+        }
+        return i == na && j == nb;
+}
+
+static size_t random_body(char *buf, size_t size, unsigned *seed) {
+        static const char *const tokens[] = { "\"uptime\":\"", "\"exited_at\":\"", "\"", "\\", "a", "1s",
+                                              ",", "{", "}", ":", "\"u", "\"e", "uptime" };
+        size_t n = 0, k = (size_t) rand_r(seed) % 12;
+        buf[0] = 0;
+        for (size_t t = 0; t < k; t++) {
+                const char *tok = tokens[(size_t) rand_r(seed) % ELEMENTSOF(tokens)];
+                size_t l = strlen(tok);
+                if (n + l + 1 > size)
+                        break;
+                memcpy(buf + n, tok, l + 1);
+                n += l;
+        }
+        return n;
+}
+
+/* Random bodies built from the tokens that matter: the same verdict as the
+ * plain walk, and equal bodies are always the same. */
+static void test_status_bodies_same_random(void) {
+        unsigned seed = 17;
+        char a[128], b[128];
+        for (unsigned t = 0; t < 200000; t++) {
+                size_t na = random_body(a, sizeof a, &seed), nb;
+                if (t % 3 == 0) {
+                        memcpy(b, a, na + 1);
+                        nb = na;
+                } else
+                        nb = random_body(b, sizeof b, &seed);
+                bool got = vmm_status_bodies_same(a, na, b, nb), want = ref_same(a, na, b, nb);
+                if (got != want)
+                        fprintf(stderr, "bodies \"%s\" and \"%s\": %d, the plain walk %d\n", a, b, got, want);
+                assert_se(got == want);
+                assert_se(vmm_status_bodies_same(a, na, a, na));
+        }
+        printf("status bodies, random: ok\n");
+}
+
 int main(void) {
         test_status();
         test_info();
@@ -324,6 +399,7 @@ int main(void) {
         test_versions();
         test_requests();
         test_status_bodies_same();
+        test_status_bodies_same_random();
         printf("test-vmm-json: ok\n");
         return 0;
 }
