@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -13,13 +14,20 @@
 
 #define LINKS_MAX 40
 
-/* NULL when only root can change what is in st (a directory or a file). */
+/* NULL when only root can change what is in st (a directory or a file).
+ * A POSIX ACL needs no reading of its own: with one, the mode's group bits
+ * are its mask, the most any named user or group may do (acl(5)), so an
+ * entry that lets someone write shows as group write here. The ACL is only
+ * looked up to say so. */
 static char *judge(const char *path, const struct stat *st, bool on_the_way) {
         if (st->st_uid != 0)
                 return g_strdup_printf("%s is owned by uid %u, not by root", path, (unsigned) st->st_uid);
-        if ((st->st_mode & 0022) && !(on_the_way && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX)))
-                return g_strdup_printf("%s is writable by group or others (mode %04o)", path,
+        if ((st->st_mode & 0022) && !(on_the_way && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX))) {
+                bool acl = lgetxattr(path, "system.posix_acl_access", NULL, 0) > 0;
+                return g_strdup_printf("%s is writable by group or others%s (mode %04o)", path,
+                                       acl ? ", or by a user or group its ACL names" : "",
                                        (unsigned) (st->st_mode & 07777));
+        }
         return NULL;
 }
 

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -32,6 +34,27 @@ static void write_file(const char *rel, mode_t mode) {
         g_autofree char *p = at(rel);
         assert_se(g_file_set_contents(p, "[core]\n", -1, NULL));
         assert_se(chmod(p, mode) == 0);
+}
+
+/* A POSIX access ACL in the kernel's xattr form (linux/posix_acl_xattr.h):
+ * the owner, group and others as the mode says, uid 65534 rwx, and mask. */
+static int set_acl(const char *rel, unsigned mask) {
+        struct {
+                uint16_t tag, perm;
+                uint32_t id;
+        } e[] = {
+                { 0x01, 7, UINT32_MAX }, /* ACL_USER_OBJ */
+                { 0x02, 7, 65534 },      /* ACL_USER nobody: rwx */
+                { 0x04, 5, UINT32_MAX }, /* ACL_GROUP_OBJ */
+                { 0x10, (uint16_t) mask, UINT32_MAX }, /* ACL_MASK */
+                { 0x20, 5, UINT32_MAX }, /* ACL_OTHER */
+        };
+        uint8_t buf[4 + sizeof e];
+        uint32_t version = 2;
+        memcpy(buf, &version, 4);
+        memcpy(buf + 4, e, sizeof e);
+        g_autofree char *p = at(rel);
+        return setxattr(p, "system.posix_acl_access", buf, sizeof buf, 0) < 0 ? -errno : 0;
 }
 
 static void expect(const char *rel, const char *fragment) {
@@ -84,6 +107,22 @@ int main(void) {
         expect("repo", "repo/.git/config is not a regular file");
         assert_se(unlink(config) == 0 && rename(wt, config) == 0);
         expect("repo", NULL);
+
+        /* an ACL that lets uid 65534 write .git shows in the mode as its mask */
+        int q = set_acl("repo/.git", 7);
+        if (q == -EOPNOTSUPP)
+                printf("ACLs: not supported on %s, skipped\n", base);
+        else {
+                assert_se(q == 0);
+                expect("repo", "repo/.git is writable by group or others, or by a user or group its ACL names "
+                               "(mode 0775)");
+                /* the same entry under a mask without write: nobody may write */
+                assert_se(set_acl("repo/.git", 5) == 0);
+                expect("repo", NULL);
+                assert_se(removexattr(git, "system.posix_acl_access") == 0);
+                assert_se(chmod(git, 0755) == 0);
+                expect("repo", NULL);
+        }
 
         /* the top: sticky is no excuse for the repository itself */
         g_autofree char *top = at("repo");
