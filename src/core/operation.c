@@ -268,6 +268,22 @@ static void record_history(Operation *op, ReconcilerError error, const char *mes
 
 static void run(Operation *op);
 
+/* The operation goes, then whoever waited for it hears how it ended. */
+static void free_and_answer(Operation *op, ReconcilerError error, const char *message) {
+        g_autoptr(GArray) waiters = g_array_ref(op->waiters);
+        bool deployed = op->deploy.done || op->deploy.failed;
+        operation_free(op);
+        /* A deployment is rare and leaves the heap with holes (the spec, the
+         * plan, the encryption's own tables): give their pages back to the
+         * system rather than keep them dirty until the next one. */
+        if (deployed)
+                (void) malloc_trim(0);
+        for (guint i = 0; i < waiters->len; i++) {
+                Waiter *w = &g_array_index(waiters, Waiter, i);
+                w->done(error, message, w->userdata);
+        }
+}
+
 static void finish(Operation *op, ReconcilerError error, const char *message_in) {
         ManagedVm *mv = op->mv;
         Host *h = mv->host;
@@ -287,18 +303,7 @@ static void finish(Operation *op, ReconcilerError error, const char *message_in)
         if (!op->gave_way)
                 record_history(op, error, message);
 
-        g_autoptr(GArray) waiters = g_array_ref(op->waiters);
-        bool deployed = op->deploy.done || op->deploy.failed;
-        operation_free(op);
-        /* A deployment is rare and leaves the heap with holes (the spec, the
-         * plan, the encryption's own tables): give their pages back to the
-         * system rather than keep them dirty until the next one. */
-        if (deployed)
-                (void) malloc_trim(0);
-        for (guint i = 0; i < waiters->len; i++) {
-                Waiter *w = &g_array_index(waiters, Waiter, i);
-                w->done(error, message, w->userdata);
-        }
+        free_and_answer(op, error, message);
 
         if (h->shutting_down || mv->gone)
                 return;
@@ -416,18 +421,7 @@ char *operation_describe_pending(ManagedVm *mv) {
 }
 
 void operation_end_unrun(Operation *op, ReconcilerError error, const char *message) {
-        g_autoptr(GArray) waiters = g_array_ref(op->waiters);
-        bool deployed = op->deploy.done || op->deploy.failed;
-        operation_free(op);
-        /* A deployment is rare and leaves the heap with holes (the spec, the
-         * plan, the encryption's own tables): give their pages back to the
-         * system rather than keep them dirty until the next one. */
-        if (deployed)
-                (void) malloc_trim(0);
-        for (guint i = 0; i < waiters->len; i++) {
-                Waiter *w = &g_array_index(waiters, Waiter, i);
-                w->done(error, message, w->userdata);
-        }
+        free_and_answer(op, error, message);
 }
 
 void operation_cancel_all(ManagedVm *mv, ReconcilerError error, const char *message) {
