@@ -7,6 +7,7 @@
 #include <secp256k1.h>
 #include <secp256k1_recovery.h>
 
+#include "shared/hex.h"
 #include "shared/keccak.h"
 #include "shared/kms-signature.h"
 #include "shared/macro.h"
@@ -27,29 +28,6 @@ void kms_pubkey_digest(const uint8_t app_id[KMS_APP_ID_LEN], const uint8_t publi
         keccak256(m, n, ret);
 }
 
-static int hexval(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
-/* Exactly n bytes of hex, optional "0x": 0, or -EINVAL. */
-static int unhex(const char *s, uint8_t *out, size_t n) {
-        if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-                s += 2;
-        for (size_t i = 0; i < n; i++) {
-                int hi = hexval(s[2 * i]), lo = hi < 0 ? -1 : hexval(s[2 * i + 1]);
-                if (hi < 0 || lo < 0)
-                        return -EINVAL;
-                out[i] = (uint8_t) (hi << 4 | lo);
-        }
-        return s[2 * n] == '\0' ? 0 : -EINVAL;
-}
-
 static int fail(char **ret_error, const char *fmt, ...) G_GNUC_PRINTF(2, 3);
 static int fail(char **ret_error, const char *fmt, ...) {
         if (ret_error) {
@@ -65,7 +43,7 @@ int kms_signature_parse(const char *hex, uint8_t ret[KMS_SIGNATURE_LEN], char **
         enum { SHOWN_MAX = 4096 };
         if (isempty(hex))
                 return -ENODATA;
-        if (unhex(hex, ret, KMS_SIGNATURE_LEN) < 0) {
+        if (hex_decode_exact(hex, ret, KMS_SIGNATURE_LEN) < 0) {
                 size_t len = strnlen(hex, SHOWN_MAX + 1);
                 return fail(ret_error, "not %d bytes of hex (%s%zu characters)", KMS_SIGNATURE_LEN,
                             len > SHOWN_MAX ? "more than " : "", MIN(len, (size_t) SHOWN_MAX));
@@ -95,7 +73,7 @@ int kms_signer_recover(const uint8_t digest[32], const uint8_t sig[KMS_SIGNATURE
 int kms_signer_parse(const char *hex, uint8_t ret[KMS_SIGNER_LEN]) {
         uint8_t k[KMS_SIGNER_LEN];
         secp256k1_pubkey pk;
-        if (!hex || unhex(hex, k, sizeof k) < 0 || (k[0] != 0x02 && k[0] != 0x03) ||
+        if (!hex || hex_decode_exact(hex, k, sizeof k) < 0 || (k[0] != 0x02 && k[0] != 0x03) ||
             !secp256k1_ec_pubkey_parse(secp256k1_context_static, &pk, k, sizeof k))
                 return -EINVAL;
         if (ret)
